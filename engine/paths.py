@@ -1,0 +1,48 @@
+"""Where state lives: the home folder (database, JSONL files, logs) and the models folder.
+
+``--home DIR`` or ``CCR_HOME`` points everything at one folder (``DIR/ccr.db``, ``DIR/models``);
+without either, the checkout's ``data/`` and ``models/`` are used, as the README describes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+
+@dataclass(frozen=True)
+class Home:
+    data: Path
+    models: Path
+
+    @property
+    def db(self) -> Path:
+        return self.data / "ccr.db"
+
+    @property
+    def logs(self) -> Path:
+        return self.data / "logs"
+
+    @property
+    def cache(self) -> Path:
+        return self.data / "cache"
+
+    def ensure(self) -> "Home":
+        for path in (self.data, self.models, self.logs):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def resolve_home(home: str | os.PathLike | Home | None = None) -> Home:
+    """The state folders for ``--home``/``CCR_HOME``, or the checkout's ``data/`` and ``models/``."""
+    if isinstance(home, Home):
+        return home
+    home = home or os.environ.get("CCR_HOME")
+    if home:
+        root = Path(home).expanduser().resolve()
+        return Home(data=root, models=root / "models")
+    return Home(data=REPO / "data", models=REPO / "models")

@@ -1,0 +1,517 @@
+"""The one SQLite database, and the only module that writes to it.
+
+Why these choices:
+- WAL mode lets the UI read while a job writes; a busy timeout makes concurrent writers wait
+  instead of failing.
+- The connection is in autocommit mode and every multi-row write is an explicit transaction,
+  so a kill between two statements never leaves half a unit of work behind.
+- A connection is never shared across threads: ``connect()`` is cheap, call it per thread.
+- Rows that a resumed job may write again are keyed by UNIQUE constraints, and writes use
+  upserts on those keys, so a resume can neither lose nor duplicate them.
+- Schema changes are ``sqlite_utils`` migrations, applied under a file lock so two processes
+  starting together do not race; re-running them is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from engine.paths import Home, resolve_home
+
+BUSY_TIMEOUT_S = 30
+ACTIVE_JOB_STATES = ("queued", "running", "pausing")
+FINAL_JOB_STATES = ("succeeded", "failed", "cancelled", "paused", "interrupted")
+
+migrations = Migrations("ccr")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.execute(
+        """CREATE TABLE datasets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,            -- synth | import
+            source TEXT,                   -- folder or file it came from
+            preset TEXT,
+            seed INTEGER,
+            created_at REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE examples (
+            id INTEGER PRIMARY KEY,
+            dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+            split TEXT NOT NULL,
+            ex_id TEXT NOT NULL,           -- meta.id, unique within a dataset
+            task TEXT,
+            messages TEXT NOT NULL,        -- JSON list, stored verbatim
+            meta TEXT NOT NULL,            -- JSON object (id, task, labels, events, ...)
+            labels TEXT NOT NULL,          -- JSON object
+            transcript TEXT NOT NULL,      -- the call transcript as plain text
+            source_file TEXT,
+            source_line INTEGER,
+            created_at REAL NOT NULL,
+            UNIQUE (dataset_id, ex_id)
+        )"""
+    )
+    db.execute("CREATE INDEX examples_split_task ON examples (dataset_id, split, task)")
+    db.execute(
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,            -- synth | import | generate | train | eval | infer | serve | demo
+            title TEXT,
+            config TEXT NOT NULL,          -- JSON
+            status TEXT NOT NULL,          -- queued | running | pausing | succeeded | failed | cancelled | paused | interrupted
+            progress REAL NOT NULL DEFAULT 0,   -- 0..1
+            stats TEXT NOT NULL DEFAULT '{}',   -- JSON: done, total, rates, eta, ...
+            heartbeat REAL,
+            pid INTEGER,
+            worker TEXT,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            pause_requested INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            log_path TEXT,
+            log_tail TEXT,
+            result TEXT,                   -- JSON
+            dedupe_key TEXT,
+            runs INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL
+        )"""
+    )
+    db.execute("CREATE INDEX jobs_status ON jobs (status, id)")
+    # Two people pressing Start at once make one job: an active job's dedupe key is unique.
+    db.execute(
+        "CREATE UNIQUE INDEX jobs_active_dedupe ON jobs (dedupe_key) "
+        "WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running', 'pausing')"
+    )
+    db.execute(
+        """CREATE TABLE chains (
+            id INTEGER PRIMARY KEY,
+            example_id INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
+            prompt_version TEXT NOT NULL,
+            teacher TEXT NOT NULL,
+            text TEXT NOT NULL,
+            score REAL NOT NULL,
+            criteria TEXT NOT NULL,        -- JSON: per-criterion points and reasons
+            status TEXT NOT NULL,          -- passed | flagged | approved | rejected
+            attempts INTEGER NOT NULL,
+            tokens INTEGER,
+            seconds REAL,
+            job_id INTEGER,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (example_id, prompt_version, teacher)
+        )"""
+    )
+    db.execute("CREATE INDEX chains_status ON chains (status, score)")
+    db.execute(
+        """CREATE TABLE chain_attempts (
+            id INTEGER PRIMARY KEY,
+            example_id INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
+            prompt_version TEXT NOT NULL,
+            teacher TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            score REAL NOT NULL,
+            criteria TEXT NOT NULL,
+            sampling TEXT NOT NULL,        -- JSON: temperature, top_p, seed, mode
+            tokens INTEGER,
+            seconds REAL,
+            job_id INTEGER,
+            created_at REAL NOT NULL,
+            UNIQUE (example_id, prompt_version, teacher, attempt)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            chain_id INTEGER NOT NULL REFERENCES chains(id) ON DELETE CASCADE,
+            decision TEXT NOT NULL,        -- approve | reject | edit
+            edited_text TEXT,
+            score_before REAL,
+            score_after REAL,
+            reviewer TEXT,
+            created_at REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE gate_tests (
+            id INTEGER PRIMARY KEY,
+            example_id INTEGER,
+            teacher TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            config TEXT NOT NULL,
+            text TEXT,
+            score REAL,
+            criteria TEXT,
+            override INTEGER NOT NULL DEFAULT 0,   -- 1: the user launched without a passing test
+            reason TEXT,
+            created_at REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE train_runs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            job_id INTEGER,
+            config TEXT NOT NULL,
+            base_model TEXT NOT NULL,
+            data_path TEXT,
+            data_hash TEXT,
+            status TEXT NOT NULL,
+            dir TEXT NOT NULL,
+            final_metrics TEXT,
+            created_at REAL NOT NULL,
+            finished_at REAL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE train_metrics (
+            id INTEGER PRIMARY KEY,
+            run_name TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            kind TEXT NOT NULL,            -- train | eval
+            epoch REAL,
+            loss REAL,
+            learning_rate REAL,
+            grad_norm REAL,
+            tokens_per_s REAL,
+            memory_mb REAL,
+            extra TEXT,
+            created_at REAL NOT NULL,
+            UNIQUE (run_name, step, kind)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER,
+            model TEXT NOT NULL,
+            data_path TEXT,
+            n INTEGER,
+            status TEXT NOT NULL,
+            metrics TEXT,
+            report_path TEXT,
+            created_at REAL NOT NULL,
+            finished_at REAL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE eval_predictions (
+            id INTEGER PRIMARY KEY,
+            evaluation_id INTEGER NOT NULL REFERENCES evaluations(id) ON DELETE CASCADE,
+            example_key TEXT NOT NULL,
+            task TEXT,
+            output TEXT NOT NULL,
+            parsed TEXT,
+            labels TEXT,
+            score REAL,
+            criteria TEXT,
+            correct INTEGER,
+            created_at REAL NOT NULL,
+            UNIQUE (evaluation_id, example_key)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )"""
+    )
+
+
+_migrated: set[str] = set()
+
+
+def connect(home: str | os.PathLike | Home | None = None) -> Database:
+    """A new connection to the home's database (WAL, busy timeout, migrations applied).
+
+    Call it once per thread; never hand the result to another thread.
+    """
+    home = resolve_home(home).ensure()
+    return open_db(home.db)
+
+
+def open_db(path: str | os.PathLike) -> Database:
+    path = Path(path)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL is durable across application crashes in WAL mode (only an OS crash can lose
+    # the last commits), and much faster than FULL for many small job commits.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    db = Database(conn)
+    key = str(path.resolve())
+    if key not in _migrated:
+        migrate(db, path)
+        _migrated.add(key)
+    return db
+
+
+def migrate(db: Database, path: Path) -> None:
+    """Apply pending migrations; safe to call again and from several processes at once."""
+    lock_path = path.with_name(path.name + ".migrate.lock")
+    with open(lock_path, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            migrations.apply(db)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def immediate(db: Database) -> Iterator[Database]:
+    """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    else:
+        db.execute("COMMIT")
+
+
+def dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def now() -> float:
+    return time.time()
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets and examples
+# ---------------------------------------------------------------------------------------------
+
+
+def create_dataset(db: Database, name: str, kind: str, source: str | None = None,
+                   preset: str | None = None, seed: int | None = None) -> int:
+    """Create (or return the existing) dataset called ``name``."""
+    with immediate(db):
+        row = db.execute("SELECT id FROM datasets WHERE name = ?", [name]).fetchone()
+        if row:
+            return row[0]
+        cur = db.execute(
+            "INSERT INTO datasets (name, kind, source, preset, seed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [name, kind, source, preset, seed, now()],
+        )
+        return cur.lastrowid
+
+
+def delete_dataset(db: Database, dataset_id: int) -> None:
+    with immediate(db):
+        db.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
+
+
+def insert_examples(db: Database, dataset_id: int, rows: Iterable[dict]) -> tuple[int, list[str]]:
+    """Insert examples in one transaction; returns (inserted, ids that already existed).
+
+    Each row: split, ex_id, task, messages (list), meta (dict), labels (dict), transcript,
+    source_file, source_line. An id already in the dataset is not inserted again.
+    """
+    inserted, duplicates = 0, []
+    t = now()
+    with immediate(db):
+        for r in rows:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO examples (dataset_id, split, ex_id, task, messages, meta, labels, "
+                "transcript, source_file, source_line, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [dataset_id, r["split"], r["ex_id"], r.get("task"), json.dumps(r["messages"], ensure_ascii=False),
+                 dumps(r["meta"]), dumps(r.get("labels") or {}), r["transcript"], r.get("source_file"),
+                 r.get("source_line"), t],
+            )
+            if cur.rowcount:
+                inserted += 1
+            else:
+                duplicates.append(r["ex_id"])
+    return inserted, duplicates
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs
+# ---------------------------------------------------------------------------------------------
+
+
+class DuplicateJob(Exception):
+    """An active job with the same dedupe key exists; ``job_id`` names it."""
+
+    def __init__(self, job_id: int):
+        super().__init__(f"job {job_id} is already queued or running")
+        self.job_id = job_id
+
+
+def enqueue_job(db: Database, kind: str, config: dict, title: str | None = None,
+                dedupe_key: str | None = None, status: str = "queued") -> int:
+    """Queue a job; with ``dedupe_key``, a second request while one is active raises DuplicateJob."""
+    try:
+        with immediate(db):
+            cur = db.execute(
+                "INSERT INTO jobs (kind, title, config, status, dedupe_key, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [kind, title or kind, dumps(config), status, dedupe_key, now()],
+            )
+            return cur.lastrowid
+    except sqlite3.IntegrityError:
+        row = db.execute(
+            "SELECT id FROM jobs WHERE dedupe_key = ? AND status IN ('queued', 'running', 'pausing')", [dedupe_key]
+        ).fetchone()
+        raise DuplicateJob(row[0] if row else -1) from None
+
+
+def claim_job(db: Database, worker: str, kinds: Iterable[str] | None = None, job_id: int | None = None) -> dict | None:
+    """Atomically move the oldest queued job (of ``kinds``, or ``job_id``) to running for ``worker``.
+
+    ``BEGIN IMMEDIATE`` serialises claimers, and the ``status = 'queued'`` guard in the UPDATE
+    means two workers can never both get the same job.
+    """
+    where, params = "status = 'queued'", []
+    if job_id is not None:
+        where += " AND id = ?"
+        params.append(job_id)
+    if kinds is not None:
+        kinds = list(kinds)
+        where += f" AND kind IN ({', '.join('?' for _ in kinds)})"
+        params.extend(kinds)
+    with immediate(db):
+        row = db.execute(f"SELECT id FROM jobs WHERE {where} ORDER BY id LIMIT 1", params).fetchone()
+        if not row:
+            return None
+        t = now()
+        cur = db.execute(
+            "UPDATE jobs SET status = 'running', worker = ?, heartbeat = ?, started_at = COALESCE(started_at, ?), "
+            "runs = runs + 1, pause_requested = 0, error = NULL WHERE id = ? AND status = 'queued'",
+            [worker, t, t, row[0]],
+        )
+        if cur.rowcount != 1:
+            return None
+    return get_job(db, row[0])
+
+
+def get_job(db: Database, job_id: int) -> dict | None:
+    row = db.execute("SELECT * FROM jobs WHERE id = ?", [job_id]).fetchone()
+    if row is None:
+        return None
+    cols = [d[0] for d in db.execute("SELECT * FROM jobs LIMIT 0").description]
+    job = dict(zip(cols, row))
+    for key in ("config", "stats", "result"):
+        job[key] = json.loads(job[key]) if job[key] else ({} if key != "result" else None)
+    return job
+
+
+def set_job_pid(db: Database, job_id: int, pid: int | None, log_path: str | None = None) -> None:
+    with immediate(db):
+        db.execute("UPDATE jobs SET pid = ?, log_path = COALESCE(?, log_path), heartbeat = ? WHERE id = ?",
+                   [pid, log_path, now(), job_id])
+
+
+def update_job_progress(db: Database, job_id: int, progress: float | None = None, stats: dict | None = None) -> None:
+    """Record progress (0..1) and stats; also counts as a heartbeat."""
+    with immediate(db):
+        if stats is not None:
+            db.execute("UPDATE jobs SET progress = COALESCE(?, progress), stats = ?, heartbeat = ? WHERE id = ?",
+                       [progress, dumps(stats), now(), job_id])
+        else:
+            db.execute("UPDATE jobs SET progress = COALESCE(?, progress), heartbeat = ? WHERE id = ?",
+                       [progress, now(), job_id])
+
+
+def heartbeat_job(db: Database, job_id: int, log_tail: str | None = None) -> None:
+    with immediate(db):
+        db.execute("UPDATE jobs SET heartbeat = ?, log_tail = COALESCE(?, log_tail) WHERE id = ?",
+                   [now(), log_tail, job_id])
+
+
+def finish_job(db: Database, job_id: int, status: str, error: str | None = None,
+               log_tail: str | None = None, result: dict | None = None) -> None:
+    """Close a job in a final state (succeeded, failed, cancelled, paused, interrupted)."""
+    assert status in FINAL_JOB_STATES, status
+    with immediate(db):
+        db.execute(
+            "UPDATE jobs SET status = ?, error = ?, log_tail = COALESCE(?, log_tail), "
+            "result = COALESCE(?, result), finished_at = ?, pid = NULL, "
+            "progress = CASE WHEN ? = 'succeeded' THEN 1.0 ELSE progress END WHERE id = ?",
+            [status, error, log_tail, dumps(result) if result is not None else None, now(), status, job_id],
+        )
+
+
+def request_cancel(db: Database, job_id: int) -> None:
+    """Ask a job to stop; a queued job is cancelled at once."""
+    with immediate(db):
+        db.execute("UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ? AND status = 'queued'",
+                   [now(), job_id])
+        db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status IN ('running', 'pausing')", [job_id])
+
+
+def request_pause(db: Database, job_id: int) -> None:
+    with immediate(db):
+        db.execute("UPDATE jobs SET pause_requested = 1, status = 'pausing' WHERE id = ? AND status = 'running'",
+                   [job_id])
+
+
+def requeue_job(db: Database, job_id: int) -> bool:
+    """Put a paused, interrupted or failed job back in the queue (it resumes from its saved state)."""
+    with immediate(db):
+        cur = db.execute(
+            "UPDATE jobs SET status = 'queued', cancel_requested = 0, pause_requested = 0, error = NULL, "
+            "finished_at = NULL, pid = NULL WHERE id = ? AND status IN ('paused', 'interrupted', 'failed')",
+            [job_id],
+        )
+        return cur.rowcount == 1
+
+
+def recover_stale_jobs(db: Database, stale_after_s: float, resumable_kinds: Iterable[str]) -> list[int]:
+    """Jobs marked running whose worker stopped beating: requeue resumable ones, fail the rest.
+
+    Called when a worker starts and periodically: a killed app or worker leaves its job in
+    'running' with an old heartbeat.
+    """
+    resumable = set(resumable_kinds)
+    cutoff = now() - stale_after_s
+    touched = []
+    with immediate(db):
+        rows = db.execute(
+            "SELECT id, kind, runs FROM jobs WHERE status IN ('running', 'pausing') AND COALESCE(heartbeat, 0) < ?",
+            [cutoff],
+        ).fetchall()
+        for job_id, kind, runs in rows:
+            if kind in resumable and runs < 5:
+                db.execute("UPDATE jobs SET status = 'queued', pid = NULL, worker = NULL, "
+                           "error = 'worker stopped; resumed' WHERE id = ?", [job_id])
+            else:
+                db.execute("UPDATE jobs SET status = 'failed', pid = NULL, finished_at = ?, "
+                           "error = 'worker stopped while the job was running (see log tail)' WHERE id = ?",
+                           [now(), job_id])
+            touched.append(job_id)
+    return touched
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------------
+
+
+def set_setting(db: Database, key: str, value) -> None:
+    with immediate(db):
+        db.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) "
+                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                   [key, dumps(value), now()])
+
+
+def get_setting(db: Database, key: str, default=None):
+    row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+    return json.loads(row[0]) if row else default
