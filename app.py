@@ -1,0 +1,61 @@
+"""The control panel: `make run` (or `streamlit run app.py`).
+
+UI only: pages call ``engine.api`` and never import torch or transformers. One engine thread per
+app process (created through ``st.cache_resource``) claims queued jobs and runs each in a
+supervised child process, so a crash in a job never takes the UI down.
+
+Environment: ``CCR_HOME`` (state folder), ``CCR_ENGINE=0`` (no engine thread: another process
+such as ``ccr worker`` runs the jobs), ``CCR_AUTODEMO=0`` (no demo dataset on first start).
+"""
+
+import os
+
+import streamlit as st
+
+import ui
+from engine import api, jobs
+
+st.set_page_config(page_title="Contact-center reasoning", page_icon="📞", layout="wide")
+
+
+@st.cache_resource(show_spinner=False)
+def engine_for(data_dir: str):
+    """One engine thread per app process and home; Streamlit keeps it across reruns and sessions."""
+    if os.environ.get("CCR_ENGINE", "1") == "0":
+        return None
+    return jobs.Worker(api.home()).start_thread()
+
+
+@st.cache_resource(show_spinner=False)
+def first_start(data_dir: str) -> int | None:
+    """On the very first start of a home, queue the demo dataset so the app opens on real data."""
+    if os.environ.get("CCR_AUTODEMO", "1") == "0":
+        return None
+    from engine import store
+
+    db = api.db()
+    if store.get_setting(db, "first_start_done"):
+        return None
+    store.set_setting(db, "first_start_done", True)
+    if api.datasets():
+        return None
+    return api.start_synth("demo", 0)
+
+
+home = api.home()
+worker = engine_for(str(home.data))
+first_start(str(home.data))
+st.session_state["engine"] = worker
+
+pages = {
+    "Pipeline": [
+        st.Page("pages/pipeline.py", title="Pipeline", icon="🧭", default=True),
+        st.Page("pages/data.py", title="Data", icon="🗂️"),
+    ],
+    "Engine": [
+        st.Page("pages/jobs.py", title="Jobs", icon="⚙️"),
+    ],
+}
+nav = st.navigation(pages)
+ui.sidebar(worker)
+nav.run()

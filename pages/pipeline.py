@@ -1,0 +1,41 @@
+"""Pipeline: every phase, its state and counts, and the next step to take."""
+
+import streamlit as st
+
+import ui
+from engine import api
+
+st.title("Pipeline")
+st.caption("From labelled transcripts to a small reasoning model: data → generate → review → train → evaluate → deploy.")
+
+current = api.current_dataset()
+names = [d["name"] for d in api.datasets()]
+if names:
+    choice = st.selectbox("Working dataset", names, index=names.index(current) if current in names else 0,
+                          key="pipeline-dataset")
+    if choice != current:
+        api.set_current_dataset(choice)
+        st.rerun()
+
+
+@st.fragment(run_every=3)
+def phases() -> None:
+    rows = api.pipeline_state()
+    next_row = next((r for r in rows if r["state"] in ("ready", "running")), None)
+    if next_row:
+        st.info(f"Next step ({next_row['phase']}): {next_row['next']}")
+    for row in rows:
+        with st.container(border=True):
+            c1, c2, c3 = st.columns([2, 5, 2])
+            c1.subheader(f"{ui.STATE_ICONS.get(row['state'], '')} {row['phase'].title()}")
+            c1.caption(row["state"])
+            c2.text(row["counts"])
+            c2.caption(row["next"])
+            page = f"pages/{row['page']}.py"
+            try:
+                c3.page_link(page, label=f"Open {row['phase']}", icon="➡️")
+            except Exception:  # the phase's page is not part of this build's navigation
+                c3.caption("")
+
+
+phases()

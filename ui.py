@@ -1,0 +1,102 @@
+"""Small UI helpers shared by the pages (UI only: no torch, no transformers).
+
+Untrusted text (transcripts, model output, file names from uploads) is shown with ``st.text``
+or ``st.code``, or inside dataframes, never as markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import streamlit as st
+
+from engine import api
+
+STATE_ICONS = {"done": "✅", "running": "⏳", "ready": "▶️", "waiting": "⏸️", "queued": "🕒", "succeeded": "✅",
+               "failed": "❌", "cancelled": "🚫", "paused": "⏸️", "pausing": "⏸️", "interrupted": "⚠️"}
+
+
+def fmt_time(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
+
+
+def sidebar(worker) -> None:
+    with st.sidebar:
+        _engine_box(worker)
+
+
+@st.fragment(run_every=2)
+def _engine_box(worker) -> None:
+    status = api.engine_status(worker)
+    if status["alive"]:
+        st.caption(f"Engine: running ({status['name']})")
+    elif worker is None:
+        st.caption("Engine: off in this process (CCR_ENGINE=0); `ccr worker` runs the jobs")
+    else:
+        st.caption("Engine: stopped")
+    if status.get("last_error"):
+        st.caption("Engine error:")
+        st.text(status["last_error"])
+    active = status["active"]
+    if not active:
+        st.caption("No job running.")
+    for job in active[:3]:
+        stats = job["stats"] or {}
+        label = f"#{job['id']} {job['kind']} · {job['status']}"
+        st.progress(min(1.0, job["progress"] or 0.0), text=label)
+        if stats.get("eta_s") is not None:
+            st.caption(f"ETA {fmt_duration(stats['eta_s'])}")
+
+
+def job_panel(job_id: int, key: str, show_log: bool = True) -> dict | None:
+    """Live progress, stats, controls and log of one job (call inside a polling fragment)."""
+    job = api.job(job_id)
+    if not job:
+        st.warning(f"Job {job_id} not found.")
+        return None
+    icon = STATE_ICONS.get(job["status"], "")
+    st.write(f"{icon} Job #{job['id']} · {job['kind']} · **{job['status']}**")
+    st.progress(min(1.0, job["progress"] or 0.0))
+    stats = job["stats"] or {}
+    if stats:
+        cols = st.columns(4)
+        if stats.get("total"):
+            cols[0].metric("Done", f"{stats.get('done', 0)} / {stats['total']}")
+        if stats.get("rate") is not None:
+            cols[1].metric("Rate", f"{stats['rate']:.2f}/s")
+        if stats.get("eta_s") is not None:
+            cols[2].metric("ETA", fmt_duration(stats["eta_s"]))
+        cols[3].metric("Elapsed", fmt_duration(stats.get("elapsed_s")))
+    if job.get("error"):
+        st.error("Error:")
+        st.code(job["error"], language=None)
+    c1, c2, c3 = st.columns(3)
+    if job["status"] in ("queued", "running", "pausing"):
+        if c1.button("Cancel", key=f"{key}-cancel-{job_id}"):
+            api.cancel_job(job_id)
+            st.rerun()
+        if job["status"] == "running" and c2.button("Pause", key=f"{key}-pause-{job_id}"):
+            api.pause_job(job_id)
+            st.rerun()
+    elif job["status"] in ("paused", "interrupted", "failed"):
+        if c1.button("Resume", key=f"{key}-resume-{job_id}"):
+            api.resume_job(job_id)
+            st.rerun()
+    if show_log:
+        with st.expander("Log"):
+            st.code(api.job_log(job_id, 8000) or "(empty)", language=None)
+    return job
+
+
+def show_json(value) -> None:
+    st.code(json.dumps(value, indent=2, ensure_ascii=False), language="json")
