@@ -1,0 +1,51 @@
+"""Shared fixtures. Tests run offline (HF_HUB_OFFLINE=1) against real SQLite files in temp homes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("CCR_AUTODEMO", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh state folder, also exported as CCR_HOME for code (and child processes) that read it."""
+    from engine.paths import resolve_home
+
+    monkeypatch.setenv("CCR_HOME", str(tmp_path / "home"))
+    return resolve_home(tmp_path / "home").ensure()
+
+
+@pytest.fixture
+def demo_home(home):
+    """A home with the demo dataset (seed 0) registered."""
+    from engine import data
+
+    data.synthesize(home, "demo", 0)
+    return home
+
+
+@pytest.fixture(scope="session")
+def embedded_generator():
+    """The embedded SmolLM2-135M loaded once per test session (CPU, fp32)."""
+    from engine.generation import LocalGenerator
+
+    return LocalGenerator()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where tests leave screenshots and reports for people to look at (printed by `make test`)."""
+    path = Path(os.environ.get("CCR_ARTIFACTS", REPO / "test-artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
