@@ -144,11 +144,12 @@ class JobContext:
         store.update_job_progress(self._db, self.job_id, frac, payload)
 
     def stop_requested(self) -> str | None:
-        """'cancel' or 'pause' when someone asked this job to stop, else None (throttled read)."""
+        """'cancel' or 'pause' when someone asked this job to stop, 'local' when this process was
+        told to stop (a signal, or its supervisor went away), else None (throttled read)."""
         if self._stop:
             return self._stop
         if self._stop_local.is_set():
-            self._stop = "pause"
+            self._stop = "local"
             return self._stop
         t = time.time()
         if t - self._last_check < 0.5:
@@ -169,7 +170,7 @@ class JobContext:
             raise JobStopped(how)
 
     def request_local_stop(self) -> None:
-        """Ask the job to stop from inside this process (SIGTERM, Ctrl-C): it ends as paused."""
+        """Ask the job to stop from inside this process (SIGTERM, Ctrl-C): it ends interrupted."""
         self._stop_local.set()
 
 

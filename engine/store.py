@@ -330,8 +330,10 @@ def insert_examples(db: Database, dataset_id: int, rows: Iterable[dict]) -> tupl
     with immediate(db):
         for r in rows:
             cur = db.execute(
-                "INSERT OR IGNORE INTO examples (dataset_id, split, ex_id, task, messages, meta, labels, "
-                "transcript, source_file, source_line, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                # ON CONFLICT on the key only: OR IGNORE would also silently skip NOT NULL violations.
+                "INSERT INTO examples (dataset_id, split, ex_id, task, messages, meta, labels, "
+                "transcript, source_file, source_line, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (dataset_id, ex_id) DO NOTHING",
                 [dataset_id, r["split"], r["ex_id"], r.get("task"), json.dumps(r["messages"], ensure_ascii=False),
                  dumps(r["meta"]), dumps(r.get("labels") or {}), r["transcript"], r.get("source_file"),
                  r.get("source_line"), t],
