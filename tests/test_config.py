@@ -1,0 +1,80 @@
+"""Config dataclasses and the shipped YAML presets."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from engine import config
+from engine.config import ConfigError, load_config
+from engine.paths import CONFIGS
+
+
+def phase_classes():
+    return [obj for obj in vars(config).values()
+            if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == config.__name__]
+
+
+def test_every_field_has_help():
+    missing = [f"{cls.__name__}.{name}" for cls in phase_classes() for name, help_, _ in config.describe(cls)
+               if not help_.strip()]
+    assert missing == []
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_yaml_loads(path):
+    loaded = []
+    for cls in phase_classes():
+        try:
+            loaded.append(load_config(cls, path))
+        except ConfigError:
+            continue
+    assert loaded, f"{path.name} loads into none of the phase configs"
+    header = Path(path).read_text().splitlines()[0]
+    assert header.startswith("#"), f"{path.name} must start with a comment giving its launch command"
+
+
+@dataclasses.dataclass
+class Inner:
+    r: int = config.opt(16, "rank")
+    modules: list[str] = config.opt(["q_proj"], "targets")
+
+
+@dataclasses.dataclass
+class Outer:
+    lr: float = config.opt(1e-4, "learning rate")
+    steps: int = config.opt(-1, "max steps")
+    device: str | None = config.opt(None, "device")
+    fp16: bool = config.opt(False, "half precision")
+    inner: Inner = dataclasses.field(default_factory=Inner, metadata={"help": "nested"})
+
+
+def test_yaml_and_dotted_overrides(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("lr: 2e-5\ninner:\n  r: 8\n")
+    cfg = load_config(Outer, path, ["steps=3", "inner.modules=[q_proj, v_proj]", "fp16=true", "device=mps"])
+    assert cfg.lr == 2e-5 and cfg.steps == 3 and cfg.fp16 is True and cfg.device == "mps"
+    assert cfg.inner == Inner(r=8, modules=["q_proj", "v_proj"])
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    ("lr: 1\nbogus: 2\n", [], "x.yaml: unknown field 'bogus'"),
+    ("inner:\n  rank: 8\n", [], "unknown field 'rank'"),
+    ("", ["steps=many"], "x.yaml.steps: expected an integer, got 'many'"),
+    ("", ["fp16=maybe"], "expected true or false"),
+    ("", ["novalue"], "expected key=value"),
+    ("- a\n- b\n", [], "expected a mapping of fields"),
+    ("lr: [1\n", [], "invalid YAML"),
+])
+def test_bad_config_names_file_and_field(tmp_path, text, overrides, message):
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_config(Outer, path, overrides)
+
+
+def test_yaml_tags_are_not_executed(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("lr: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(Outer, path)
