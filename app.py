@@ -15,7 +15,7 @@ import streamlit as st
 import ui
 from engine import api, jobs
 
-st.set_page_config(page_title="Contact-center reasoning", page_icon="📞", layout="wide")
+st.set_page_config(page_title="Contact-center reasoning", page_icon=":material/support_agent:", layout="wide")
 
 
 @st.cache_resource(show_spinner=False)
@@ -49,11 +49,11 @@ st.session_state["engine"] = worker
 
 pages = {
     "Pipeline": [
-        st.Page("pages/pipeline.py", title="Pipeline", icon="🧭", default=True),
-        st.Page("pages/data.py", title="Data", icon="🗂️"),
+        st.Page("pages/pipeline.py", title="Pipeline", icon=":material/account_tree:", default=True),
+        st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
     ],
     "Engine": [
-        st.Page("pages/jobs.py", title="Jobs", icon="⚙️"),
+        st.Page("pages/jobs.py", title="Jobs", icon=":material/settings:"),
     ],
 }
 nav = st.navigation(pages)

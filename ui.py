@@ -13,8 +13,12 @@ import streamlit as st
 
 from engine import api
 
-STATE_ICONS = {"done": "✅", "running": "⏳", "ready": "▶️", "waiting": "⏸️", "queued": "🕒", "succeeded": "✅",
-               "failed": "❌", "cancelled": "🚫", "paused": "⏸️", "pausing": "⏸️", "interrupted": "⚠️"}
+# Material icons ship with Streamlit's own font, so they render everywhere (emoji need a font).
+STATE_ICONS = {"done": ":material/check_circle:", "running": ":material/progress_activity:",
+               "ready": ":material/play_circle:", "waiting": ":material/pending:", "queued": ":material/schedule:",
+               "succeeded": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/block:",
+               "paused": ":material/pause_circle:", "pausing": ":material/pause_circle:",
+               "interrupted": ":material/warning:"}
 
 
 def fmt_time(ts: float | None) -> str:
@@ -100,3 +104,22 @@ def job_panel(job_id: int, key: str, show_log: bool = True) -> dict | None:
 
 def show_json(value) -> None:
     st.code(json.dumps(value, indent=2, ensure_ascii=False), language="json")
+
+
+def _leave_pages_directory_mode() -> None:
+    """Make the app's own navigation win over Streamlit's legacy ``pages/`` folder mode.
+
+    Streamlit starts each server in the legacy mode when a ``pages/`` folder sits beside the main
+    script, and leaves it only when ``st.navigation`` runs. If the first request of a fresh
+    server is a page URL (``/data``), Streamlit would run that page file alone, without
+    ``app.py``: no engine, no sidebar, a bare page list. Every page imports this module, so the
+    first run in the process switches the mode off and reruns through ``app.py``.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_pages_directory_mode()

@@ -33,7 +33,7 @@ def phases() -> None:
             c2.caption(row["next"])
             page = f"pages/{row['page']}.py"
             try:
-                c3.page_link(page, label=f"Open {row['phase']}", icon="➡️")
+                c3.page_link(page, label=f"Open {row['phase']}", icon=":material/arrow_forward:")
             except Exception:  # the phase's page is not part of this build's navigation
                 c3.caption("")
 

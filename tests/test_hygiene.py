@@ -56,3 +56,9 @@ def test_no_unsafe_loaders_anywhere():
         if re.search(r"\bpickle\.loads?\(", text):
             bad.append(f"{rel}: pickle.load")
     assert bad == []
+
+
+def test_every_page_imports_ui():
+    """ui.py switches Streamlit out of its legacy pages/ mode on the first run of a server."""
+    missing = [p.name for p in sorted((REPO / "pages").glob("*.py")) if not re.search(r"^import ui$", p.read_text(), re.M)]
+    assert missing == []
