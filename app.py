@@ -51,6 +51,13 @@ pages = {
     "Pipeline": [
         st.Page("pages/pipeline.py", title="Pipeline", icon=":material/account_tree:", default=True),
         st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
+        st.Page("pages/generate.py", title="Generate", icon=":material/psychology:"),
+        st.Page("pages/quality.py", title="Quality", icon=":material/insights:"),
+        st.Page("pages/review.py", title="Review", icon=":material/rule:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+        st.Page("pages/deploy.py", title="Deploy", icon=":material/rocket_launch:"),
     ],
     "Engine": [
         st.Page("pages/jobs.py", title="Jobs", icon=":material/settings:"),

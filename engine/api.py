@@ -281,3 +281,543 @@ def engine_status(worker) -> dict:
     status = worker.status() if worker else {"alive": False, "running": [], "last_error": "engine not started"}
     status["active"] = active_jobs()
     return status
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 3: evaluation, comparison, deployment (pages/evaluate.py, pages/compare.py, pages/deploy.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def evaluations(limit: int = 100) -> list[dict]:
+    """Evaluations, newest first, with their headline figures."""
+    from engine import metrics as M
+
+    rows = _rows(db().execute(
+        "SELECT id, job_id, model, data_path, n, status, metrics, report_path, compare_to, created_at, finished_at "
+        "FROM evaluations ORDER BY id DESC LIMIT ?", [limit]))
+    for r in rows:
+        r["metrics"] = json.loads(r["metrics"]) if r["metrics"] else None
+        r["headline"] = M.headline(r["metrics"]) if r["metrics"] else {}
+        r["done"] = _count("SELECT COUNT(*) FROM eval_predictions WHERE evaluation_id = ?", [r["id"]])
+    return rows
+
+
+def evaluation(evaluation_id: int) -> dict | None:
+    from engine import evaluate
+
+    try:
+        return evaluate.evaluation_row(db(), evaluation_id)
+    except ValueError:
+        return None
+
+
+def eval_predictions(evaluation_id: int) -> list[dict]:
+    from engine import evaluate
+
+    return evaluate.predictions(db(), evaluation_id)
+
+
+def eval_disagreements(base_id: int, tuned_id: int, limit: int = 50) -> list[dict]:
+    """Examples where the two evaluations' answers differ in correctness (first) or parsed labels."""
+    from engine import evaluate
+
+    conn = db()
+    return evaluate.disagreements(evaluate.predictions(conn, base_id), evaluate.predictions(conn, tuned_id), limit)
+
+
+def eval_deltas(base_id: int, tuned_id: int) -> dict:
+    from engine import metrics as M
+
+    a, b = evaluation(base_id), evaluation(tuned_id)
+    if not a or not b or not a["metrics"] or not b["metrics"]:
+        return {}
+    return M.deltas(M.headline(a["metrics"]), M.headline(b["metrics"]))
+
+
+def start_eval(model: str, base: str | None = None, data: str | None = None, dataset: str | None = None,
+               split: str = "test", limit: int = 0, max_new_tokens: int = 512, batch_size: int = 8) -> int:
+    """Queue an evaluation (of ``model``, and of ``base`` for a comparison)."""
+    if data:
+        from engine import models as m
+
+        data = str(m.check_path_allowed(data, home(), "evaluation data"))
+    config = {"model": model, "base": base or None, "data": data or None, "dataset": dataset or None, "split": split,
+              "limit": int(limit), "max_new_tokens": int(max_new_tokens), "batch_size": int(batch_size)}
+    title = f"evaluate {model}" + (f" vs {base}" if base else "")
+    key = "eval:" + json.dumps(config, sort_keys=True)
+    return _enqueue("eval", config, title, dedupe_key=key)
+
+
+def read_report(path: str | None) -> bytes | None:
+    """A report file's bytes for a download button (only files inside the home folder)."""
+    if not path:
+        return None
+    p = Path(path).resolve()
+    root = home().data.resolve()
+    if root not in p.parents or not p.is_file():
+        return None
+    return p.read_bytes()
+
+
+def model_names() -> list[str]:
+    """Names a model picker offers: the registry's models available here, then trained runs."""
+    return [r["name"] for r in models() if r["available"]] or ["smollm2-135m-instruct"]
+
+
+# -- serving ------------------------------------------------------------------------------------
+
+
+def new_api_key() -> str:
+    import secrets
+
+    return "ccr-" + secrets.token_urlsafe(24)
+
+
+def start_server(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+                 max_queue: int = 64, max_batch: int = 8, idle_shutdown_s: float = 0.0,
+                 dedupe_key: str | None = None) -> int:
+    """Queue a ``serve`` job (a service: it runs beside batch jobs). Refuses an exposed address
+    without a key, like ``ccr serve``."""
+    from engine import serve
+
+    serve.check_bind(host, api_key)  # ServeError is a ValueError: the page shows it
+    config = {"model": model, "host": host, "port": int(port), "api_key": api_key or None,
+              "max_queue": int(max_queue), "max_batch": int(max_batch), "idle_shutdown_s": float(idle_shutdown_s)}
+    return _enqueue("serve", config, f"serve {model} on {host}:{port}",
+                    dedupe_key=dedupe_key or (f"serve:{host}:{port}" if port else None))
+
+
+def server_info(job_id: int) -> dict | None:
+    """A serve job's state for the pages: status, ready, url (base URL, without /v1), key, model."""
+    job = store.get_job(db(), job_id)
+    if not job or job["kind"] != "serve":
+        return None
+    stats = job["stats"] or {}
+    ready = job["status"] == "running" and stats.get("state") == "ready" and bool(stats.get("url"))
+    return {"job_id": job_id, "status": job["status"], "ready": ready, "url": stats.get("url"),
+            "api_key": job["config"].get("api_key"), "model": job["config"].get("model"),
+            "host": job["config"].get("host"), "port": job["config"].get("port"), "error": job.get("error"),
+            "served": stats.get("served", 0), "rejected": stats.get("rejected", 0), "queue": stats.get("queue", 0)}
+
+
+def servers(include_finished: bool = False) -> list[dict]:
+    """Serve jobs (active ones, or the last 20 of any state)."""
+    where = "" if include_finished else "AND status IN ('queued', 'running', 'pausing')"
+    ids = [r[0] for r in db().execute(f"SELECT id FROM jobs WHERE kind = 'serve' {where} ORDER BY id DESC LIMIT 20")]
+    return [s for s in (server_info(i) for i in ids) if s]
+
+
+def compare_servers(model_names_: list[str], idle_shutdown_s: float = 900.0) -> dict[str, int]:
+    """One short-lived loopback server per model for the Compare page (reused while it runs;
+    it stops itself after ``idle_shutdown_s`` without requests)."""
+    out = {}
+    for name in dict.fromkeys(model_names_):
+        out[name] = start_server(name, "127.0.0.1", 0, new_api_key(), max_queue=8, max_batch=1,
+                                 idle_shutdown_s=idle_shutdown_s, dedupe_key=f"compare-serve:{name}")
+    return out
+
+
+def api_snippets(url: str, api_key: str | None, model: str) -> dict:
+    """Copyable curl and openai-client snippets for a running server."""
+    key = api_key or "none"
+    auth = f" \\\n  -H 'Authorization: Bearer {key}'" if api_key else ""
+    curl = (f"curl {url}/v1/chat/completions \\\n  -H 'Content-Type: application/json'{auth} \\\n"
+            f"  -d '{{\"model\": \"{model}\", \"max_tokens\": 256, \"messages\": "
+            f"[{{\"role\": \"user\", \"content\": \"Call transcript: ... Predict the CSAT.\"}}]}}'")
+    python = (f"from openai import OpenAI\n\nclient = OpenAI(base_url=\"{url}/v1\", api_key=\"{key}\")\n"
+              f"reply = client.chat.completions.create(\n    model=\"{model}\",\n"
+              f"    messages=[{{\"role\": \"user\", \"content\": \"Call transcript: ... Predict the CSAT.\"}}],\n"
+              f"    max_tokens=256,\n)\nprint(reply.choices[0].message.content)\n\n"
+              f"# streamed\nfor chunk in client.chat.completions.create(model=\"{model}\", messages=[...], "
+              f"stream=True):\n    print(chunk.choices[0].delta.content or \"\", end=\"\")")
+    return {"curl": curl, "python": python}
+
+
+def stream_chat(url: str, api_key: str | None, model: str, messages: list[dict], max_tokens: int = 256,
+                temperature: float = 0.0, timeout_s: float = 600.0):
+    """Yield the text pieces of one streamed chat completion from a ``ccr serve`` server."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    body = {"model": model, "messages": messages, "max_tokens": int(max_tokens), "temperature": temperature,
+            "stream": True}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers,
+                      timeout=httpx.Timeout(timeout_s, connect=10.0)) as r:
+        if r.status_code != 200:
+            r.read()
+            try:
+                message = r.json()["error"]["message"]
+            except Exception:
+                message = r.text[:200]
+            raise RuntimeError(f"server answered {r.status_code}: {message}")
+        for line in r.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = line[6:]
+            if data == "[DONE]":
+                break
+            obj = json.loads(data)
+            if "error" in obj:
+                raise RuntimeError(obj["error"].get("message", "server error"))
+            for choice in obj.get("choices", []):
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    yield piece
+
+
+def stream_pair(specs: list[dict]):
+    """Stream several chats at once: yields (index, piece) as pieces arrive, (index, None) when one
+    ends and (index, Exception) when one fails. Each spec holds ``stream_chat``'s arguments."""
+    import queue
+    import threading
+
+    events: queue.Queue = queue.Queue()
+
+    def pump(i: int, spec: dict) -> None:
+        try:
+            for piece in stream_chat(**spec):
+                events.put((i, piece))
+            events.put((i, None))
+        except Exception as exc:  # shown beside that model's answer
+            events.put((i, exc))
+
+    for i, spec in enumerate(specs):
+        threading.Thread(target=pump, args=(i, spec), daemon=True).start()
+    left = len(specs)
+    while left:
+        i, item = events.get()
+        if item is None or isinstance(item, Exception):
+            left -= 1
+        yield i, item
+
+
+def chat_messages(transcript: str, task: str) -> list[dict]:
+    """The standard prompt for a pasted transcript (what the dataset's examples look like)."""
+    from engine import tasks
+
+    return [{"role": "system", "content": tasks.SYSTEM_PROMPT},
+            {"role": "user", "content": tasks.user_content(transcript, task)}]
+
+
+def example_prompt(example_id: int) -> dict | None:
+    """An example's prompt (messages up to the last user turn), task, labels and transcript."""
+    from engine import evaluate
+
+    ex = example(example_id)
+    if not ex:
+        return None
+    return {"messages": evaluate.prompt_messages(ex["messages"]), "task": ex["task"], "labels": ex["labels"],
+            "transcript": ex["transcript"], "ex_id": ex["ex_id"]}
+
+
+def score_answer(text: str, task: str | None, labels: dict | None = None, transcript: str | None = None) -> dict:
+    """Parsed labels, quality score, structure and correctness of one answer."""
+    from engine import evaluate
+
+    s = evaluate.score_answer({"task": task, "labels": labels or {}, "transcript": transcript}, text)
+    s["sections"] = {k: v for k, v in s["structure"].items()}
+    return s
+
+
+# -- batch inference ----------------------------------------------------------------------------
+
+
+def start_infer(model: str, content: bytes | None = None, filename: str | None = None, path: str | None = None,
+                batch_size: int = 8, max_new_tokens: int = 512) -> int:
+    """Queue batch inference over an uploaded file (``content``) or a file under an allowed folder."""
+    if content is not None:
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename or "input.jsonl").name)[:120] or "input.jsonl"
+        source = home().data / "uploads" / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}"
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_bytes(content)
+    elif path:
+        from engine import models as m
+
+        source = m.check_path_allowed(path, home(), "input file")
+        if not source.is_file():
+            raise ValueError(f"{path}: no such file")
+    else:
+        raise ValueError("give a file to upload or a path")
+    out = home().data / "infer" / f"{source.stem}-{re.sub(r'[^A-Za-z0-9._-]+', '_', model)}.out.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config = {"model": model, "input": str(source), "output": str(out), "batch_size": int(batch_size),
+              "max_new_tokens": int(max_new_tokens)}
+    return _enqueue("infer", config, f"batch inference {source.name} with {model}", dedupe_key=f"infer:{out}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1: reasoning-chain generation, quality and review (pages/generate.py, quality.py, review.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def generate_fields() -> list[tuple[str, str, object]]:
+    """(name, help, default) of every generation setting, for the Generate page's form."""
+    from engine.config import GenerateConfig, describe
+
+    return describe(GenerateConfig)
+
+
+def generate_presets() -> dict[str, dict]:
+    """The ``configs/generate_*.yaml`` presets by file name, as dicts (default preset first)."""
+    import yaml
+
+    from engine.paths import CONFIGS
+
+    files = sorted(CONFIGS.glob("generate_*.yaml"), key=lambda p: (p.name != "generate_smollm2_cpu.yaml", p.name))
+    return {p.name: yaml.safe_load(p.read_text(encoding="utf-8")) or {} for p in files}
+
+
+def generate_config(values: dict) -> dict:
+    """Validate a Generate-page configuration; returns the full config dict (raises ConfigError)."""
+    from engine import generate
+    from engine.config import to_dict
+
+    return to_dict(generate.config_from(dict(values)))
+
+
+def generate_gate(values: dict) -> dict:
+    from engine import generate
+
+    return generate.gate_status(home(), generate.config_from(dict(values)))
+
+
+def start_generate_test(values: dict) -> int:
+    """Queue a test generation on one example (the gate)."""
+    config = {**generate_config(values), "test": True}
+    return _enqueue("generate", config, f"test generation ({config['teacher']})", dedupe_key="generate-test")
+
+
+def record_generate_override(values: dict, reason: str) -> int:
+    from engine import generate
+
+    return generate.record_override(home(), generate.config_from(dict(values)), reason)
+
+
+def start_generate(values: dict) -> int:
+    """Queue the full run; refused (ValueError) unless a test passed the gate or an override is recorded."""
+    from engine import generate
+
+    config = {**generate_config(values), "test": False}
+    gate = generate.gate_status(home(), config)
+    if not gate["ok"]:
+        raise ValueError(f"run a test that scores >= {gate['threshold']:g} first, or record an override")
+    limit = f", first {config['limit']}" if config.get("limit") is not None else ""
+    key = f"generate:{config.get('dataset') or current_dataset()}:{config['split']}:{gate['teacher']}:{gate['prompt_version']}"
+    return _enqueue("generate", config, f"generate chains ({config['split']}{limit})", dedupe_key=key)
+
+
+def generate_jobs(limit: int = 20) -> list[dict]:
+    return list_jobs(limit=limit, kind="generate")
+
+
+def chains(dataset: str | None = None, limit: int | None = 100, offset: int = 0, order: str = "score",
+           **filters) -> tuple[list[dict], int]:
+    from engine import generate
+
+    return generate.list_chains(home(), dataset, limit=limit, offset=offset, order=order, **filters)
+
+
+def chain(chain_id: int) -> dict | None:
+    from engine import generate
+
+    return generate.chain_detail(home(), chain_id)
+
+
+def chain_parts(text: str) -> dict:
+    """The chain split into its sections, steps and parts, for a readable layout."""
+    from engine.chain import parse_chain
+
+    return parse_chain(text)
+
+
+def review_chains(chain_ids: list[int], decision: str, reviewer: str | None = None) -> int:
+    from engine import generate
+
+    return generate.review(home(), chain_ids, decision, reviewer)
+
+
+def bulk_review(decision: str, reviewer: str | None = None, **filters) -> int:
+    from engine import generate
+
+    return generate.bulk_review(home(), decision, None, reviewer, **filters)
+
+
+def edit_chain(chain_id: int, text: str, reviewer: str | None = None) -> dict:
+    from engine import generate
+
+    return generate.edit_chain(home(), chain_id, text, reviewer)
+
+
+def quality_report(**filters) -> dict:
+    from engine import generate
+
+    return generate.quality_report(home(), **filters)
+
+
+def export_reasoning(include_flagged: bool = False) -> dict:
+    from engine import generate
+
+    return generate.export_reasoning(home(), None, include_flagged)
+
+
+def chain_tasks() -> list[str]:
+    from engine import tasks
+
+    return list(tasks.TASKS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 2: training (engine/train.py; the dry run runs in a subprocess so the UI never imports torch)
+# ---------------------------------------------------------------------------------------------
+
+_ESTIMATES: dict = {}
+
+
+def train_presets() -> list[dict]:
+    """The training presets in configs/ (YAML files with a ``lora`` section) and their header comments."""
+    import yaml
+
+    from engine.paths import CONFIGS
+
+    out = []
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            continue
+        if not isinstance(data, dict) or "lora" not in data:
+            continue
+        header = []
+        for line in text.splitlines():
+            if not line.startswith("#"):
+                break
+            header.append(line[1:].strip())
+        out.append({"name": path.stem, "path": str(path), "header": "\n".join(header),
+                    "base_model": data.get("base_model"), "device": data.get("device"),
+                    "precision": data.get("precision")})
+    # the product's default first
+    return sorted(out, key=lambda p: (p["name"] != "smollm2_cpu", p["name"]))
+
+
+def train_data_files() -> list[dict]:
+    """ChatML JSONL files in the home to train on: Phase 1's export first, then the others (train files first)."""
+    from engine.train import DEFAULT_TRAIN_FILE
+
+    h = home()
+    seen, rows = set(), []
+    for path in [h.data / DEFAULT_TRAIN_FILE, *sorted(h.data.glob("*.jsonl")), *sorted(h.data.glob("*/*.jsonl"))]:
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        st = path.stat()
+        rows.append({"path": str(path), "name": str(path.relative_to(h.data)), "bytes": st.st_size,
+                     "modified": st.st_mtime, "default": path.name == DEFAULT_TRAIN_FILE})
+    return sorted(rows, key=lambda r: (not r["default"], "train" not in Path(r["name"]).name, r["name"]))
+
+
+def _parse_overrides(text: str | list | None) -> list[str]:
+    if not text:
+        return []
+    if isinstance(text, list):
+        return [t.strip() for t in text if t.strip()]
+    return [line.strip() for line in re.split(r"[\n]+", text) if line.strip() and not line.strip().startswith("#")]
+
+
+def train_estimate(preset: str, data: str | None = None, overrides: str | list | None = None,
+                   timeout: float = 180.0) -> dict:
+    """The dry run's estimate (``python -m engine.dryrun --json``), cached per inputs and data file version."""
+    import subprocess
+    import sys
+
+    over = _parse_overrides(overrides)
+    mtime = Path(data).stat().st_mtime if data and Path(data).exists() else None
+    key = (preset, data, tuple(over), mtime)
+    if key in _ESTIMATES:
+        return _ESTIMATES[key]
+    cmd = [sys.executable, "-m", "engine.dryrun", "--json", "--config", preset, "--home", str(home().data)]
+    if data:
+        cmd += ["--data", data]
+    cmd += over
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                              cwd=str(Path(__file__).resolve().parents[1]))
+    except subprocess.TimeoutExpired:
+        return {"error": f"the dry run took over {timeout:.0f} s"}
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+    result = json.loads(lines[-1]) if lines else {"error": (proc.stderr or "dry run failed").strip()[-2000:]}
+    if "error" not in result:
+        _ESTIMATES[key] = result
+    return result
+
+
+def start_training(preset: str, data: str | None = None, eval_data: str | None = None,
+                   overrides: str | list | None = None, run: str | None = None) -> tuple[int, str]:
+    """Queue a new training run; returns (job id, run name). Raises ValueError with a readable message."""
+    from engine import train
+
+    launch = train.prepare_launch(home(), config_path=preset, overrides=_parse_overrides(overrides),
+                                  data=data or None, eval_data=eval_data or None, run=run or None)
+    job_id = _enqueue("train", launch, f"train {launch['run']}", dedupe_key=f"train:{launch['run']}")
+    return job_id, launch["run"]
+
+
+def resume_training(run: str, overrides: str | list | None = None) -> int:
+    """Continue ``run`` from its last complete checkpoint: requeue its stopped job, or queue a new one."""
+    from engine import train
+
+    conn = db()
+    row = conn.execute("SELECT job_id FROM train_runs WHERE name = ?", [run]).fetchone()
+    over = _parse_overrides(overrides)
+    if row and row[0] and not over and store.requeue_job(conn, row[0]):
+        return row[0]
+    launch = train.prepare_launch(home(), overrides=over, resume=run)
+    return _enqueue("train", launch, f"train {run} (resume)", dedupe_key=f"train:{run}")
+
+
+def train_runs() -> list[dict]:
+    """Every run, newest first, with its job's state (a 'running' run whose job is gone shows 'interrupted')."""
+    rows = _rows(db().execute(
+        "SELECT r.name, r.job_id, r.base_model, r.data_path, r.status, r.dir, r.final_metrics, r.created_at, "
+        "r.finished_at, j.status AS job_status, j.progress, j.stats FROM train_runs r "
+        "LEFT JOIN jobs j ON j.id = r.job_id ORDER BY r.created_at DESC, r.id DESC"))
+    for r in rows:
+        r["final_metrics"] = json.loads(r["final_metrics"]) if r["final_metrics"] else {}
+        r["stats"] = json.loads(r["stats"]) if r["stats"] else {}
+        if r["status"] == "running" and r["job_status"] not in ("queued", "running", "pausing"):
+            r["status"] = "interrupted"
+        if r["job_status"] in ("queued", "pausing"):
+            r["status"] = r["job_status"]
+    return rows
+
+
+def train_run(name: str) -> dict | None:
+    """One run: its row, manifest, checkpoints and job."""
+    from engine import train
+
+    rows = [r for r in train_runs() if r["name"] == name]
+    if not rows:
+        return None
+    r = rows[0]
+    r["manifest"] = train.read_manifest(r["dir"]) or {}
+    r["checkpoints"] = train.list_checkpoints(r["dir"])
+    r["job"] = store.get_job(db(), r["job_id"]) if r["job_id"] else None
+    return r
+
+
+def train_metrics(runs: list[str], kind: str | None = None) -> list[dict]:
+    """Metric rows of ``runs`` (train and eval), ordered by run and step."""
+    if not runs:
+        return []
+    where = f"run_name IN ({', '.join('?' for _ in runs)})"
+    params = list(runs)
+    if kind:
+        where += " AND kind = ?"
+        params.append(kind)
+    rows = _rows(db().execute(
+        f"SELECT run_name, step, kind, epoch, loss, learning_rate, grad_norm, tokens_per_s, memory_mb, extra, "
+        f"created_at FROM train_metrics WHERE {where} ORDER BY run_name, step, kind", params))
+    for r in rows:
+        r["extra"] = json.loads(r["extra"]) if r["extra"] else {}
+    return rows

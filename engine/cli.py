@@ -197,6 +197,373 @@ def cmd_jobs_log(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# Phase 3: eval, infer, serve
+# ---------------------------------------------------------------------------------------------
+
+
+def _model_arg(args) -> str:
+    from engine.models import DEFAULT_MODEL
+
+    return f"run:{args.run}" if getattr(args, "run", None) else (args.model or DEFAULT_MODEL)
+
+
+def _check_model(home, name: str) -> bool:
+    from engine import models
+
+    ok, why = models.availability(name, home)
+    if not ok:
+        print(f"error: model {name}: {why}", file=sys.stderr)
+    return ok
+
+
+def cmd_eval(args) -> int:
+    home = _home(args)
+    model = _model_arg(args)
+    if args.data and not os.path.isfile(args.data):
+        print(f"error: {args.data}: no such file", file=sys.stderr)
+        return 2
+    if not all(_check_model(home, m) for m in [model] + ([args.base] if args.base else [])):
+        return 2
+    config = {"model": model, "base": args.base, "data": os.path.abspath(args.data) if args.data else None,
+              "dataset": args.dataset, "split": args.split, "limit": args.limit,
+              "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
+              "report": os.path.abspath(args.report) if args.report else None, "device": args.device,
+              "dtype": args.dtype}
+    title = f"evaluate {model}" + (f" vs {args.base}" if args.base else "")
+    job = jobs.run_inline(home, "eval", config, title=title)
+    if job["status"] != "succeeded":
+        if job.get("error") and "EvalDataError" in job["error"]:
+            print(f"error: {job['error'].split(': ', 1)[1]}", file=sys.stderr)
+            return 2
+        return _job_exit(job)
+    r = job["result"]
+    names = list(r["headline"])
+    rows = []
+    for key in dict.fromkeys(k for h in r["headline"].values() for k in h):
+        row = {"metric": key, **{n: r["headline"][n].get(key, "") for n in names}}
+        if r.get("comparison"):
+            d = r["comparison"]["deltas"].get(key)
+            row["delta"] = f"{d['delta']:+.4g}" if d else ""
+        rows.append(row)
+    _print_table(rows, ["metric"] + names + (["delta"] if r.get("comparison") else []))
+    print(f"{r['n_examples']} examples; report: {r['report']} and {r['html']}")
+    return 0
+
+
+def cmd_infer(args) -> int:
+    home = _home(args)
+    model = _model_arg(args)
+    if not os.path.isfile(args.input):
+        print(f"error: {args.input}: no such file", file=sys.stderr)
+        return 2
+    if not _check_model(home, model):
+        return 2
+    config = {"model": model, "input": os.path.abspath(args.input), "output": os.path.abspath(args.output),
+              "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
+              "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed, "device": args.device,
+              "dtype": args.dtype, "progress_bar": not args.no_progress}
+    job = jobs.run_inline(home, "infer", config, title=f"batch inference {os.path.basename(args.input)} with {model}",
+                          echo=False)
+    if job["status"] != "succeeded":
+        if job.get("error") and "InferInputError" in job["error"]:
+            print(f"error: {job['error'].split(': ', 1)[1]}", file=sys.stderr)
+            return 2
+        return _job_exit(job)
+    r = job["result"]
+    print(f"{r['generated']} lines generated ({r['skipped_already_done']} already done, {r['errors']} unusable) "
+          f"in {r['seconds']} s -> {r['output']}", file=sys.stderr)
+    return 0 if r["errors"] == 0 else 1
+
+
+def cmd_serve(args) -> int:
+    from engine import serve
+
+    home = _home(args)
+    model = _model_arg(args)
+    try:
+        serve.check_bind(args.host, args.api_key)
+    except serve.ServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not _check_model(home, model):
+        return 2
+    config = {"model": model, "host": args.host, "port": args.port, "api_key": args.api_key,
+              "max_queue": args.max_queue, "max_batch": args.max_batch, "max_body_bytes": args.max_body_bytes,
+              "max_tokens_limit": args.max_tokens_limit, "default_max_tokens": args.default_max_tokens,
+              "allowed_hosts": args.allowed_host or [], "idle_shutdown_s": args.idle_shutdown,
+              "device": args.device, "dtype": args.dtype}
+    job = jobs.run_inline(home, "serve", config, title=f"serve {model} on {args.host}:{args.port}")
+    if job["status"] != "succeeded":
+        if job.get("error") and "ServeError" in job["error"]:
+            print(f"error: {job['error'].split(': ', 1)[1]}", file=sys.stderr)
+            return 2
+        return _job_exit(job)
+    r = job["result"] or {}
+    print(f"server stopped ({r.get('ended')}): {r.get('served', 0)} requests served, {r.get('rejected', 0)} "
+          f"answered 429", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 2: train, export model
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_train(args) -> int:
+    from engine import train
+    from engine.config import ConfigError, TrainConfig, load_config
+    from engine.models import ModelNotAvailable, PathNotAllowed
+
+    home = _home(args)
+    resume, overrides = args.resume, list(args.overrides)
+    if isinstance(resume, str) and "=" in resume:  # `--resume max_steps=9`: an override, not a run name
+        overrides.insert(0, resume)
+        resume = True
+    try:
+        if args.dry_run:
+            from engine import dryrun
+
+            if resume:
+                name = resume if isinstance(resume, str) else (args.run or train.latest_run(home))
+                if not name:
+                    raise train.RunError("no run to resume (none started in this home)")
+                cfg, title = train.load_run_config(home, name, overrides), f"run {name}"
+            else:
+                path = args.config or str(train.DEFAULT_PRESET)
+                cfg, title = load_config(TrainConfig, path, overrides), path
+            data = args.data or cfg.data or str(train.default_data(home))
+            print(dryrun.format_estimate(dryrun.estimate(cfg, home, data), title))
+            return 0
+        launch = train.prepare_launch(home, config_path=args.config, overrides=overrides, data=args.data,
+                                      eval_data=args.eval_data, run=args.run, resume=resume)
+    except (ConfigError, train.DataError, train.RunError, ModelNotAvailable, PathNotAllowed, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    verb = "resuming" if launch["resume"] else "starting"
+    print(f"{verb} run {launch['run']} -> {train.run_folder(home, launch['run'])} (Ctrl-C stops after saving a "
+          f"checkpoint; `ccr train --resume {launch['run']}` continues)", flush=True)
+    job = jobs.run_inline(home, "train", launch, title=f"train {launch['run']}")
+    if job["status"] != "succeeded":
+        if job["status"] in ("paused", "cancelled", "interrupted"):
+            print(f"run {launch['run']} {job['status']}; resume with: ccr train --resume {launch['run']}",
+                  file=sys.stderr)
+        return _job_exit(job)
+    r = job["result"]
+    losses = ", ".join(f"{k} {r[k]:.4f}" for k in ("train_loss", "eval_loss") if r.get(k) is not None)
+    print(f"run {r['run']} finished at step {r['step']}" + (f": {losses}" if losses else "") +
+          f"; adapter in {r['dir']} (use it as --model run:{r['run']})")
+    return 0
+
+
+def cmd_export_model(args) -> int:
+    from engine import train
+    from engine.models import ModelNotAvailable
+
+    try:
+        r = train.export_model(_home(args), args.run, merge=args.merge, out=args.out, dtype=args.dtype)
+    except (train.RunError, ModelNotAvailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    what = "merged model" if r["merged"] else "adapter"
+    print(f"wrote the {what} of run {r['run']} to {r['out']} ({r['bytes'] / 2**20:.1f} MiB: {', '.join(r['files'])})")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1: generate, review, export reasoning, score
+# ---------------------------------------------------------------------------------------------
+
+
+def _print_breakdown(criteria: dict) -> None:
+    rows = [{"criterion": k, "points": f"{c['points']:g}/{c['max']:g}", "reason": c["reason"]}
+            for k, c in criteria.items()]
+    _print_table(rows, ["criterion", "points", "reason"])
+
+
+def _generate_test(home, cfg) -> dict | None:
+    from engine.config import to_dict
+
+    job = jobs.run_inline(home, "generate", {**to_dict(cfg), "test": True}, title=f"test generation ({cfg.teacher})",
+                          echo=False)
+    if job["status"] != "succeeded":
+        _job_exit(job)
+        return None
+    r = job["result"]
+    print(f"--- chain for {r['ex_id']} ({r['task']}) ---")
+    print(r["text"])
+    print("---")
+    _print_breakdown(r["criteria"])
+    print(f"test score {r['score']:.1f} (gate {r['gate_threshold']:g}): "
+          + ("passed" if r["passed"] else "below the gate" + ("" if r["sections_ok"] else "; sections incomplete")))
+    return r
+
+
+def cmd_generate(args) -> int:
+    from engine import generate
+    from engine.config import ConfigError, to_dict
+    from engine.paths import CONFIGS
+
+    home = _home(args)
+    overrides = list(args.overrides)
+    if args.limit is not None:
+        overrides.append(f"limit={args.limit}")
+    if args.split:
+        overrides.append(f"split={args.split}")
+    path = args.config or (CONFIGS / "generate_smollm2_cpu.yaml")
+    try:
+        cfg = generate.config_from(None, overrides, path)
+        generate.resolve_dataset(store.connect(home), cfg.dataset)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if cfg.backend == "local" and not _check_model(home, cfg.teacher):
+        return 2
+    if args.test or cfg.test:
+        r = _generate_test(home, cfg)
+        return 0 if r and r["passed"] else 1
+    gate = generate.gate_status(home, cfg)
+    if not gate["ok"]:
+        if args.override:
+            generate.record_override(home, cfg, args.reason or "ccr generate --override")
+            print(f"gate overridden for {gate['teacher']} / prompt {gate['prompt_version']} (recorded)")
+        else:
+            print(f"no test for {gate['teacher']} / prompt {gate['prompt_version']} has scored >= "
+                  f"{cfg.gate_threshold:g} yet: testing on one example first")
+            r = _generate_test(home, cfg)
+            if r is None:
+                return 1
+            if not r["passed"]:
+                print(f"error: the test scored {r['score']:.1f} < {cfg.gate_threshold:g}; change the configuration, "
+                      "or run again with --override (recorded) to generate anyway", file=sys.stderr)
+                return 1
+    title = f"generate chains ({cfg.split}" + (f", first {cfg.limit}" if cfg.limit is not None else "") + ")"
+    job = jobs.run_inline(home, "generate", to_dict(cfg), title=title)
+    if job["status"] != "succeeded":
+        return _job_exit(job)
+    print(job["result"]["summary"])
+    return 0
+
+
+def _review_filters(args) -> dict:
+    return {"status": args.status or None, "task": args.task, "min_score": args.min_score,
+            "max_score": args.max_score, "search": args.search}
+
+
+def cmd_review_list(args) -> int:
+    from engine import generate
+
+    rows, total = generate.list_chains(_home(args), args.dataset, limit=args.limit, **_review_filters(args))
+    for r in rows:
+        r["score"] = f"{r['score']:.1f}"
+        r["updated"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["updated_at"]))
+    _print_table(rows, ["id", "ex_id", "split", "task", "status", "score", "attempts", "teacher", "updated"])
+    print(f"{len(rows)} of {total} chains")
+    return 0
+
+
+def cmd_review_show(args) -> int:
+    from engine import generate
+
+    c = generate.chain_detail(_home(args), args.id)
+    if not c:
+        print(f"error: no chain {args.id}", file=sys.stderr)
+        return 2
+    ex = c["example"] or {}
+    print(f"chain {c['id']}: {ex.get('ex_id')} ({ex.get('task')}), {c['status']}, score {c['score']:.1f}, "
+          f"{c['attempts']} attempt(s), teacher {c['teacher']}, prompt {c['prompt_version']}")
+    print("--- transcript ---")
+    print(ex.get("transcript", ""))
+    print("--- chain ---")
+    print(c["text"])
+    print("---")
+    _print_breakdown(c["criteria"])
+    for rv in c["reviews"]:
+        print(f"review: {rv['decision']} by {rv['reviewer'] or '-'} at "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rv['created_at']))}")
+    return 0
+
+
+def _cmd_review_decide(args, decision: str) -> int:
+    from engine import generate
+
+    home = _home(args)
+    if args.ids:
+        n = generate.review(home, args.ids, decision, args.reviewer)
+    elif args.all:
+        n = generate.bulk_review(home, decision, args.dataset, args.reviewer, **_review_filters(args))
+    else:
+        print("error: give chain ids, or --all to decide every chain matching the filters "
+              "(--status, --task, --min-score, --max-score, --search)", file=sys.stderr)
+        return 2
+    print(f"{decision}d {n} chain(s)" if decision == "approve" else f"rejected {n} chain(s)")
+    return 0
+
+
+def cmd_review_approve(args) -> int:
+    return _cmd_review_decide(args, "approve")
+
+
+def cmd_review_reject(args) -> int:
+    return _cmd_review_decide(args, "reject")
+
+
+def cmd_review_edit(args) -> int:
+    from engine import generate
+
+    try:
+        text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
+    except OSError as exc:
+        print(f"error: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        r = generate.edit_chain(_home(args), args.id, text, args.reviewer)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_breakdown(r["criteria"])
+    print(f"chain {args.id}: score {r['score_before']:.1f} -> {r['score']:.1f}, now {r['status']}")
+    return 0
+
+
+def cmd_export_reasoning(args) -> int:
+    from engine import generate
+
+    try:
+        r = generate.export_reasoning(_home(args), args.out, args.include_flagged, args.dataset)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for split in ("train", "validation"):
+        s = r[split]
+        print(f"wrote {s['lines']} {split} lines to {s['path']} ("
+              + ", ".join(f"{k} {v}" for k, v in s["by_status"].items()) + ")")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from engine import quality
+
+    if not os.path.isfile(args.file):
+        print(f"error: {args.file}: no such file", file=sys.stderr)
+        return 2
+    results = []
+    for r in quality.score_file(args.file):
+        if "error" in r:
+            print(f"{args.file}:{r['line']}: {r['error']}", file=sys.stderr)
+        elif args.json:
+            print(json.dumps({"line": r["line"], "score": r["score"], "criteria": r["criteria"]}, ensure_ascii=False))
+        results.append(r)
+    s = quality.summarize(results)
+    if not args.json:
+        print(f"scored {s['count']} chains ({s['errors']} unreadable lines): average {s['average']:.1f}, "
+              f"{100 * s['share_ge_70']:.1f}% >= {quality.THRESHOLD}, "
+              f"{100 * s['share_all_sections']:.1f}% with all sections")
+        _print_table([{"criterion": k, "average points": f"{v:g}/{quality.WEIGHTS.get(k, 0):g}"}
+                      for k, v in s["criteria"].items()], ["criterion", "average points"])
+    return 0 if s["errors"] == 0 else 1
+
+
+# ---------------------------------------------------------------------------------------------
 # The parser
 # ---------------------------------------------------------------------------------------------
 
@@ -261,6 +628,147 @@ def build_parser() -> argparse.ArgumentParser:
         p = jsub.add_parser(name, help=text, parents=[home_parent])
         p.add_argument("id", type=int)
         p.set_defaults(func=func)
+
+    # Phase 3: eval, infer, serve
+    def model_args(p, what: str) -> None:
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--model", help=f"model to {what}: registry name, HF id or local folder "
+                           "(default smollm2-135m-instruct)")
+        group.add_argument("--run", help="a trained run's adapter (same as --model run:RUN)")
+        p.add_argument("--device", help="cuda, mps or cpu (default: the best present)")
+        p.add_argument("--dtype", help="bf16, fp16 or fp32 (default: the best for the device)")
+
+    p = sub.add_parser("eval", help="evaluate a model (and its base) on a test set: structure, quality score, "
+                       "task accuracy; writes a JSON and an HTML report", parents=[home_parent])
+    model_args(p, "evaluate")
+    p.add_argument("--base", help="also evaluate this model (usually the run's base) and compare the two")
+    p.add_argument("--data", help="ChatML JSONL or CSV file (default: the working dataset's test split)")
+    p.add_argument("--dataset", help="dataset to take the split from (default: the working dataset)")
+    p.add_argument("--split", default="test", help="split of the dataset (default test)")
+    p.add_argument("--limit", type=int, default=0, help="at most N examples, covering every task (0: all)")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="longest answer per example (default 512)")
+    p.add_argument("--batch-size", type=int, default=8, help="examples generated together (default 8)")
+    p.add_argument("--report", help="JSON report path; the HTML goes beside it (default HOME/reports/eval-JOB.json)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("infer", help="batch inference over a JSONL file (resumable: rerun to continue)",
+                       parents=[home_parent])
+    model_args(p, "run")
+    p.add_argument("--input", required=True, help="JSONL: ChatML lines, {\"prompt\": ...} or "
+                   "{\"transcript\": ..., \"task\": ...}")
+    p.add_argument("--output", required=True, help="JSONL output, one line per input line")
+    p.add_argument("--batch-size", type=int, default=8, help="lines generated together (default 8)")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("serve", help="serve a model over an OpenAI-compatible chat API (foreground; Ctrl-C stops)",
+                       parents=[home_parent])
+    model_args(p, "serve")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --api-key)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--api-key", default=os.environ.get("CCR_API_KEY") or None,
+                   help="require 'Authorization: Bearer KEY' (default $CCR_API_KEY)")
+    p.add_argument("--max-queue", type=int, default=64, help="waiting requests at most; more get 429 (default 64)")
+    p.add_argument("--max-batch", type=int, default=8, help="requests generated together (default 8)")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (default 1 MiB)")
+    p.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted (default 4096)")
+    p.add_argument("--default-max-tokens", type=int, default=512, help="max_tokens when a request gives none")
+    p.add_argument("--allowed-host", action="append", help="another Host header value to accept (repeatable)")
+    p.add_argument("--idle-shutdown", type=float, default=0.0, help="stop after N idle seconds (0: never)")
+    p.set_defaults(func=cmd_serve)
+
+    # Phase 2: train, export model
+    p = sub.add_parser("train", help="LoRA fine-tuning from a preset (configs/*.yaml) with checkpoints, live "
+                       "metrics and resume; --dry-run estimates parameters, memory, disk and steps",
+                       parents=[home_parent])
+    p.add_argument("--config", help="preset YAML (default configs/smollm2_cpu.yaml)")
+    p.add_argument("--data", help="training ChatML JSONL (default HOME/train_reasoning.jsonl, Phase 1's export)")
+    p.add_argument("--eval-data", help="validation ChatML JSONL (default the data file's validation_* sibling)")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
+                   help="continue RUN (default the latest run) from its last complete checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="build the model on the meta device and print "
+                   "parameters, trainable share, memory and disk estimates, tokens and steps per epoch")
+    p.add_argument("--run", help="run name (default PRESET-DATE-TIME); the run folder is HOME/models/RUN")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, dotted for nested fields: max_steps=3 lora.r=8")
+    p.set_defaults(func=cmd_train)
+
+    export_p = sub.add_parser("export", help="export artifacts (a trained model)", parents=[home_parent])
+    esub = export_p.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+    p = esub.add_parser("model", help="write a run's adapter, or with --merge the base model with the adapter "
+                        "merged in (safetensors; transformers and vLLM load it)", parents=[home_parent])
+    p.add_argument("--run", required=True, help="the trained run")
+    p.add_argument("--merge", action="store_true", help="merge the adapter into the base model's weights")
+    p.add_argument("--out", help="output folder (default HOME/models/exports/RUN-adapter or RUN-merged); "
+                   "written to a temp folder and renamed")
+    p.add_argument("--dtype", help="precision of the merged weights: fp32, bf16 or fp16 (default fp32 on CPU)")
+    p.set_defaults(func=cmd_export_model)
+
+    # Phase 1: generate, review, export reasoning, score
+    p = sub.add_parser("generate", help="generate reasoning chains (test gate, auto-retry, resumable; rerun to "
+                       "continue)", parents=[home_parent])
+    p.add_argument("--config", help="YAML preset (default configs/generate_smollm2_cpu.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override config fields (see the preset)")
+    p.add_argument("--limit", type=int, help="only the first N examples of the split")
+    p.add_argument("--split", help="train, validation or test (default from the config: train)")
+    p.add_argument("--test", action="store_true", help="generate one example, show it and its score, record the gate")
+    p.add_argument("--override", action="store_true", help="launch without a passing test (recorded)")
+    p.add_argument("--reason", help="why the gate is overridden (stored with the override)")
+    p.set_defaults(func=cmd_generate)
+
+    review_p = sub.add_parser("review", help="list, show, approve, reject and edit reasoning chains",
+                              parents=[home_parent])
+    rsub = review_p.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+
+    def review_filters(p, default_status=None) -> None:
+        p.add_argument("--dataset", help="dataset (default: the working dataset)")
+        p.add_argument("--status", default=default_status, choices=["passed", "flagged", "approved", "rejected"],
+                       help=f"chain status (default {default_status or 'any'})")
+        p.add_argument("--task", help="task, e.g. csat")
+        p.add_argument("--min-score", type=float)
+        p.add_argument("--max-score", type=float)
+        p.add_argument("--search", help="text in the example id or the chain")
+
+    p = rsub.add_parser("list", help="chains matching the filters, lowest score first", parents=[home_parent])
+    review_filters(p, "flagged")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_review_list)
+    p = rsub.add_parser("show", help="a chain beside its transcript, with each criterion's reason",
+                        parents=[home_parent])
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_review_show)
+    for name, func in (("approve", cmd_review_approve), ("reject", cmd_review_reject)):
+        p = rsub.add_parser(name, help=f"{name} chains by id, or every chain matching the filters with --all",
+                            parents=[home_parent])
+        p.add_argument("ids", nargs="*", type=int)
+        p.add_argument("--all", action="store_true", help="every chain matching the filters")
+        p.add_argument("--reviewer", default=os.environ.get("USER"), help="stored with the decision")
+        review_filters(p, "flagged")
+        p.set_defaults(func=func)
+    p = rsub.add_parser("edit", help="replace a chain's text from a file (- for stdin) and re-score it",
+                        parents=[home_parent])
+    p.add_argument("id", type=int)
+    p.add_argument("--file", required=True)
+    p.add_argument("--reviewer", default=os.environ.get("USER"))
+    p.set_defaults(func=cmd_review_edit)
+
+    # `ccr export` is created above (Phase 2's `export model`); Phase 1 adds `export reasoning`
+    p = esub.add_parser("reasoning", help="write train_reasoning.jsonl and validation_reasoning.jsonl (passed and "
+                        "approved chains)", parents=[home_parent])
+    p.add_argument("--out", help="train file (default HOME/train_reasoning.jsonl; validation goes beside it)")
+    p.add_argument("--include-flagged", action="store_true", help="also chains still flagged for review")
+    p.add_argument("--dataset", help="dataset (default: the working dataset)")
+    p.set_defaults(func=cmd_export_reasoning)
+
+    p = sub.add_parser("score", help="score the assistant turn of every line of a ChatML JSONL file",
+                       parents=[home_parent])
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="one JSON object per line: line, score, criteria")
+    p.set_defaults(func=cmd_score)
     return parser
 
 

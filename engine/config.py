@@ -221,3 +221,167 @@ class ImportConfig:
     path: str = opt("", "ChatML JSONL (.jsonl) or CSV (.csv) file to import.")
     dataset: str | None = opt(None, "Dataset to add the examples to; default derived from the file name.")
     split: str | None = opt(None, "Split for every line (train/validation/test); default from meta or the file name.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 2: LoRA fine-tuning (engine/train.py, engine/dryrun.py, configs/*_mac.yaml / *_cuda.yaml / *_cpu.yaml)
+# ---------------------------------------------------------------------------------------------
+
+LORA_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoraSettings:
+    r: int = opt(16, "LoRA rank (the plan: 16).")
+    alpha: int = opt(32, "LoRA alpha; the update is scaled by alpha / r.")
+    dropout: float = opt(0.05, "Dropout on the LoRA input during training (0 disables it).")
+    target_modules: list[str] = opt(LORA_ALL_LINEAR, "Linear layers that get adapters; the default is every "
+                                    "projection of a Llama/Mistral/Qwen block (the plan's 0.58% on Mistral-7B); "
+                                    "[all-linear] lets peft pick every linear layer but the output head.")
+
+
+@dataclass
+class TrainConfig:
+    base_model: str = opt("smollm2-135m-instruct", "Model to adapt: a registry name (ccr models list), an HF id "
+                          "or a local folder.")
+    data: str | None = opt(None, "Training ChatML JSONL; default <home>/train_reasoning.jsonl (Phase 1's export).")
+    eval_data: str | None = opt(None, "Validation ChatML JSONL; default the training file's validation_* "
+                                "sibling (e.g. validation_reasoning.jsonl) when it exists, else no evaluation.")
+    device: typing.Literal["auto", "cpu", "cuda", "mps"] = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps.")
+    precision: typing.Literal["auto", "fp32", "bf16", "fp16"] = opt("auto", "Weights' precision: auto (bf16 on CUDA, fp16 on MPS, fp32 on CPU), fp32, bf16 "
+                         "or fp16. LoRA weights and optimizer states stay in fp32.")
+    batch_size: int = opt(2, "Examples per device per forward pass.")
+    gradient_accumulation_steps: int = opt(8, "Forward passes per optimizer step (effective batch = "
+                                           "batch_size x this x GPUs).")
+    learning_rate: float = opt(2e-5, "Peak learning rate.")
+    epochs: float = opt(3.0, "Passes over the training data (ignored when max_steps > 0).")
+    max_steps: int = opt(-1, "Stop after this many optimizer steps (-1: run the epochs).")
+    max_length: int = opt(2048, "Longest example in tokens; longer ones are cut from the end (and dropped if "
+                          "no assistant token is left).")
+    lr_scheduler: str = opt("cosine", "Learning-rate schedule (HF names: cosine, linear, constant_with_warmup...).")
+    warmup_ratio: float = opt(0.03, "Share of the steps spent warming the learning rate up (a value >= 1 is a "
+                               "number of steps).")
+    weight_decay: float = opt(0.0, "AdamW weight decay.")
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm.")
+    gradient_checkpointing: bool = opt(False, "Recompute activations in the backward pass: much less memory "
+                                       "for long sequences, about 30% slower.")
+    padding: typing.Literal["dynamic", "max_length"] = opt("dynamic", "dynamic: pad each batch to its longest example; max_length: pad every row "
+                       "to max_length (only for comparisons, see bench/training.py).")
+    group_by_length: bool = opt(True, "Batch examples of similar length together (less padding).")
+    loss_logits_only: bool = opt(True, "Compute the output layer (vocabulary logits) only where the loss needs "
+                                 "it, at the assistant tokens: the same loss with less compute and memory.")
+    logging_steps: int = opt(10, "Write train loss, learning rate, throughput and memory every N steps.")
+    eval_steps: int = opt(100, "Evaluate on the validation data every N steps (0: only at the end).")
+    eval_max_examples: int = opt(0, "Evaluate on at most this many validation examples (0: all).")
+    save_steps: int = opt(200, "Write a checkpoint every N steps (a stop always writes one).")
+    save_total_limit: int = opt(3, "Complete checkpoints to keep (older ones are deleted; at least 1).")
+    seed: int = opt(42, "Seed for LoRA initialisation, data order and dropout.")
+    num_threads: int = opt(0, "CPU threads for torch (0: torch's default).")
+    multi_gpu: typing.Literal["auto", "off"] = opt("auto", "auto: with more than one CUDA GPU, run under `accelerate launch` (DDP) on all "
+                         "of them; off: use one device.")
+    accelerate_config: str | None = opt(None, "accelerate config file for multi-GPU runs (e.g. FSDP); default "
+                                        "plain DDP on every visible GPU.")
+    lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapter settings."})
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 3: evaluation, batch inference, the API server
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalConfig:
+    model: str = opt("smollm2-135m-instruct", "Model to evaluate: registry name, HF id, local folder or run:<name>.")
+    base: str | None = opt(None, "A second model (usually the tuned model's base) evaluated on the same examples "
+                           "and compared against `model`.")
+    data: str | None = opt(None, "ChatML JSONL or CSV file to evaluate on; default the working dataset's split.")
+    dataset: str | None = opt(None, "Dataset to take the split from when no file is given; default the working one.")
+    split: str = opt("test", "Split of the dataset to evaluate on.")
+    limit: int = opt(0, "Evaluate on at most this many examples (0: all), interleaving tasks so a small limit "
+                     "still covers each task.")
+    max_new_tokens: int = opt(512, "Longest answer generated per example, in tokens.")
+    batch_size: int = opt(8, "Examples generated together in one batch.")
+    max_prompt_tokens: int = opt(0, "Cut prompts longer than this from the start (0: no limit).")
+    device: str | None = opt(None, "cuda, mps or cpu; default the best one present.")
+    dtype: str | None = opt(None, "bf16, fp16 or fp32; default the best for the device.")
+    report: str | None = opt(None, "Write the report as JSON to this file and as HTML beside it (same name, .html); "
+                             "default <home>/reports/eval-<job>.json.")
+    examples_in_report: int = opt(20, "How many examples where the models disagree the HTML report shows.")
+
+
+@dataclass
+class InferConfig:
+    model: str = opt("smollm2-135m-instruct", "Model to run: registry name, HF id, local folder or run:<name>.")
+    input: str = opt("", "JSONL input: a ChatML line ({\"messages\": [...]}), {\"prompt\": text} or "
+                     "{\"transcript\": text, \"task\": csat|quality|...} per line.")
+    output: str = opt("", "JSONL output, one line per input line (resumed: lines already there are skipped).")
+    batch_size: int = opt(8, "Lines generated together in one batch.")
+    max_new_tokens: int = opt(512, "Longest answer per line, in tokens.")
+    temperature: float = opt(0.0, "Sampling temperature (0: greedy, reproducible).")
+    top_p: float = opt(1.0, "Nucleus sampling mass (with temperature > 0).")
+    seed: int = opt(0, "Sampling seed (with temperature > 0).")
+    device: str | None = opt(None, "cuda, mps or cpu; default the best one present.")
+    dtype: str | None = opt(None, "bf16, fp16 or fp32; default the best for the device.")
+    progress_bar: bool = opt(False, "Draw a progress bar on stderr (the command line turns it on).")
+
+
+@dataclass
+class ServeConfig:
+    model: str = opt("smollm2-135m-instruct", "Model to serve: registry name, HF id, local folder or run:<name>.")
+    host: str = opt("127.0.0.1", "Address to bind; anything but loopback needs an API key.")
+    port: int = opt(8000, "Port to bind (0: pick a free one; the job's stats show the URL).")
+    api_key: str | None = opt(None, "Require `Authorization: Bearer <key>` on every route but /health.")
+    max_queue: int = opt(64, "Requests waiting for generation at most; more are answered 429 at once.")
+    max_batch: int = opt(8, "Compatible queued requests generated together in one batch.")
+    batch_wait_ms: int = opt(10, "How long the batcher waits for more requests to join a batch.")
+    max_body_bytes: int = opt(1 << 20, "Largest request body; larger ones get 413.")
+    max_tokens_limit: int = opt(4096, "Largest max_tokens a request may ask for; more gets 400.")
+    default_max_tokens: int = opt(512, "max_tokens when a request gives none.")
+    allowed_hosts: list[str] = opt([], "Host header values accepted besides the bound address and localhost "
+                                   "(DNS-rebinding guard); ['*'] accepts any.")
+    idle_shutdown_s: float = opt(0.0, "Stop after this many seconds without a request (0: never); the Compare "
+                                 "page's servers use it so they do not outlive the demo.")
+    device: str | None = opt(None, "cuda, mps or cpu; default the best one present.")
+    dtype: str | None = opt(None, "bf16, fp16 or fp32; default the best for the device.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1: reasoning-chain generation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GenerateConfig:
+    dataset: str | None = opt(None, "Dataset to generate chains for; default the working dataset.")
+    split: typing.Literal["train", "validation", "test"] = opt("train", "Split to generate for (train, validation or test).")
+    limit: int | None = opt(None, "Only the first N examples of the split (in id order); default all.")
+    teacher: str = opt("smollm2-135m-instruct", "Teacher model: a registry name, HF id or local folder for the "
+                       "local backend; the model name the server knows for the openai backend.")
+    backend: typing.Literal["local", "openai"] = opt("local", "local (transformers in the job's process) or openai (an OpenAI-compatible "
+                       "HTTP endpoint: vLLM, SGLang, TGI, Ollama, llama.cpp).")
+    guided: bool = opt(True, "Structure-guided mode: we write the tags and headers, the model fills each of the "
+                       "13 parts (best for small teachers). false: the model writes the whole chain.")
+    device: typing.Literal["auto", "cpu", "cuda", "mps"] = opt("auto", "Local backend: cuda, mps, cpu or auto (the best one present).")
+    dtype: typing.Literal["auto", "fp32", "bf16", "fp16"] = opt("auto", "Local backend: bf16, fp16, fp32 or auto (bf16/fp16 on GPUs, fp32 on CPU).")
+    batch_size: int = opt(8, "Examples generated together (guided mode decodes batch_size x 13 parts at once; "
+                          "the openai backend sends this many examples' requests per round).")
+    max_new_tokens: int = opt(900, "Free mode: token budget of a whole chain.")
+    part_tokens: int = opt(48, "Guided mode: token budget of one part (a part ends at its first line break).")
+    temperatures: list[float] = opt([0.0, 0.7, 0.9], "Sampling temperature of attempt 1, 2, 3...; 0 is greedy. "
+                                    "A retry also changes the seed.")
+    top_p: float = opt(0.95, "Nucleus sampling for attempts with temperature > 0.")
+    repetition_penalty: float = opt(1.15, "Guided local decoding: penalty on tokens a part already used "
+                                    "(1.0: none); small teachers loop without it.")
+    seed: int = opt(0, "Base seed; attempt k uses seed + 1000 * k.")
+    threshold: float = opt(70.0, "A chain scoring below this (or missing a section) is retried, then flagged.")
+    attempts: int = opt(3, "Attempts per example before a chain is flagged for review (best attempt kept).")
+    gate_threshold: float = opt(75.0, "The test on one example must score at least this before a full run "
+                                "(or the run is launched with a recorded override).")
+    base_url: str = opt("http://127.0.0.1:8000/v1", "openai backend: the server's base URL (usually ending in /v1).")
+    api_key_env: str = opt("OPENAI_API_KEY", "openai backend: name of the environment variable holding the API key "
+                           "(the key itself is never stored in the job's config).")
+    concurrency: int = opt(8, "openai backend: requests in flight at once.")
+    timeout_s: float = opt(120.0, "openai backend: seconds to wait for one response.")
+    http_retries: int = opt(5, "openai backend: retries (exponential backoff) on 429, 5xx and connection errors.")
+    test: bool = opt(False, "Generate for one example only and record the result as the gate test.")
+    test_example: int | None = opt(None, "Gate test: the example's row id; default the first of the split.")

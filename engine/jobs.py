@@ -40,6 +40,11 @@ from engine.paths import Home, resolve_home
 JOB_KINDS = {
     "synth": "engine.data:run_synth_job",
     "import": "engine.data:run_import_job",
+    "generate": "engine.generate:run_generate_job",
+    "eval": "engine.evaluate:run_eval_job",
+    "infer": "engine.infer:run_infer_job",
+    "serve": "engine.serve:run_serve_job",
+    "train": "engine.train:run_train_job",
 }
 # Kinds whose work is keyed in the database, so re-running them after a stop continues
 # where they were instead of starting over.

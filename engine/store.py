@@ -517,3 +517,216 @@ def set_setting(db: Database, key: str, value) -> None:
 def get_setting(db: Database, key: str, default=None):
     row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
     return json.loads(row[0]) if row else default
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 2: training runs and their metrics (engine/train.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def upsert_train_run(db: Database, name: str, *, job_id: int | None, config: dict, base_model: str,
+                     data_path: str | None, data_hash: str | None, status: str, dir: str) -> None:
+    """Create a run's row, or (on resume) point it at the new job and mark it running again."""
+    with immediate(db):
+        db.execute(
+            "INSERT INTO train_runs (name, job_id, config, base_model, data_path, data_hash, status, dir, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET job_id = excluded.job_id, "
+            "config = excluded.config, status = excluded.status, finished_at = NULL",
+            [name, job_id, dumps(config), base_model, data_path, data_hash, status, dir, now()],
+        )
+
+
+def finish_train_run(db: Database, name: str, status: str, final_metrics: dict | None = None) -> None:
+    with immediate(db):
+        db.execute("UPDATE train_runs SET status = ?, final_metrics = COALESCE(?, final_metrics), finished_at = ? "
+                   "WHERE name = ?", [status, dumps(final_metrics) if final_metrics is not None else None, now(), name])
+
+
+def write_train_metrics(db: Database, run_name: str, rows: Iterable[dict]) -> None:
+    """Upsert metric rows keyed (run, step, kind): a resumed run rewrites its steps, never duplicates them."""
+    t = now()
+    with immediate(db):
+        for r in rows:
+            db.execute(
+                "INSERT INTO train_metrics (run_name, step, kind, epoch, loss, learning_rate, grad_norm, tokens_per_s, "
+                "memory_mb, extra, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(run_name, step, kind) DO UPDATE SET epoch = excluded.epoch, loss = excluded.loss, "
+                "learning_rate = excluded.learning_rate, grad_norm = excluded.grad_norm, "
+                "tokens_per_s = excluded.tokens_per_s, memory_mb = excluded.memory_mb, extra = excluded.extra, "
+                "created_at = excluded.created_at",
+                [run_name, int(r["step"]), r["kind"], r.get("epoch"), r.get("loss"), r.get("learning_rate"),
+                 r.get("grad_norm"), r.get("tokens_per_s"), r.get("memory_mb"),
+                 dumps(r["extra"]) if r.get("extra") is not None else None, t],
+            )
+
+
+def delete_train_metrics_after(db: Database, run_name: str, step: int) -> int:
+    """Drop a run's metrics past ``step`` (a resume from an earlier checkpoint recomputes them)."""
+    with immediate(db):
+        return db.execute("DELETE FROM train_metrics WHERE run_name = ? AND step > ?", [run_name, step]).rowcount
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 3: evaluations and their predictions (engine/evaluate.py)
+# ---------------------------------------------------------------------------------------------
+
+
+@migrations()
+def m_eval_001_evaluation_keys(db: Database) -> None:
+    """What a resumed evaluation needs: its settings and a key to find it again (run_key), the
+    evaluation it is compared with, and per prediction the prompt, structure and token count."""
+    db.execute("ALTER TABLE evaluations ADD COLUMN config TEXT")
+    db.execute("ALTER TABLE evaluations ADD COLUMN run_key TEXT")
+    db.execute("ALTER TABLE evaluations ADD COLUMN compare_to INTEGER")
+    db.execute("CREATE INDEX evaluations_run_key ON evaluations (run_key, status)")
+    db.execute("ALTER TABLE eval_predictions ADD COLUMN position INTEGER")
+    db.execute("ALTER TABLE eval_predictions ADD COLUMN prompt TEXT")
+    db.execute("ALTER TABLE eval_predictions ADD COLUMN reference TEXT")
+    db.execute("ALTER TABLE eval_predictions ADD COLUMN structure TEXT")
+    db.execute("ALTER TABLE eval_predictions ADD COLUMN completion_tokens INTEGER")
+    db.execute("ALTER TABLE eval_predictions ADD COLUMN finish_reason TEXT")
+    db.execute("ALTER TABLE eval_predictions ADD COLUMN seconds REAL")
+
+
+def start_evaluation(db: Database, run_key: str, *, job_id: int | None, model: str, data_path: str, n: int,
+                     config: dict) -> tuple[int, bool]:
+    """(evaluation id, resumed): an evaluation with the same run key is continued (a finished one
+    is reused as it is), otherwise a new one is created. The run key names the model and its
+    weights' fingerprint, the examples and the generation settings, so a resume never mixes
+    predictions made under other settings."""
+    with immediate(db):
+        row = db.execute("SELECT id FROM evaluations WHERE run_key = ? ORDER BY id DESC LIMIT 1",
+                         [run_key]).fetchone()
+        if row:
+            db.execute("UPDATE evaluations SET status = 'running', job_id = ?, n = ?, finished_at = NULL "
+                       "WHERE id = ?", [job_id, n, row[0]])
+            return row[0], True
+        cur = db.execute(
+            "INSERT INTO evaluations (job_id, model, data_path, n, status, config, run_key, created_at) "
+            "VALUES (?, ?, ?, ?, 'running', ?, ?, ?)", [job_id, model, data_path, n, dumps(config), run_key, now()])
+        return cur.lastrowid, False
+
+
+def eval_done_keys(db: Database, evaluation_id: int) -> set[str]:
+    return {r[0] for r in db.execute("SELECT example_key FROM eval_predictions WHERE evaluation_id = ?",
+                                     [evaluation_id])}
+
+
+def write_eval_predictions(db: Database, evaluation_id: int, rows: Iterable[dict]) -> None:
+    """Upsert one batch of predictions in one transaction, keyed (evaluation, example)."""
+    t = now()
+    with immediate(db):
+        for r in rows:
+            db.execute(
+                "INSERT INTO eval_predictions (evaluation_id, example_key, task, output, parsed, labels, score, "
+                "criteria, correct, position, prompt, reference, structure, completion_tokens, finish_reason, "
+                "seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(evaluation_id, example_key) DO UPDATE SET task = excluded.task, output = excluded.output, "
+                "parsed = excluded.parsed, labels = excluded.labels, score = excluded.score, "
+                "criteria = excluded.criteria, correct = excluded.correct, position = excluded.position, "
+                "prompt = excluded.prompt, reference = excluded.reference, structure = excluded.structure, "
+                "completion_tokens = excluded.completion_tokens, finish_reason = excluded.finish_reason, "
+                "seconds = excluded.seconds",
+                [evaluation_id, r["key"], r.get("task"), r["output"],
+                 dumps(r["parsed"]) if r.get("parsed") is not None else None, dumps(r.get("labels") or {}),
+                 r.get("score"), dumps(r.get("criteria") or {}),
+                 None if r.get("correct") is None else int(bool(r["correct"])), r.get("position"), r.get("prompt"),
+                 r.get("reference"), dumps(r.get("structure") or {}), r.get("completion_tokens"),
+                 r.get("finish_reason"), r.get("seconds"), t],
+            )
+
+
+def finish_evaluation(db: Database, evaluation_id: int, status: str, metrics: dict | None = None,
+                      report_path: str | None = None, compare_to: int | None = None) -> None:
+    with immediate(db):
+        db.execute("UPDATE evaluations SET status = ?, metrics = COALESCE(?, metrics), "
+                   "report_path = COALESCE(?, report_path), compare_to = COALESCE(?, compare_to), finished_at = ? "
+                   "WHERE id = ?", [status, dumps(metrics) if metrics is not None else None, report_path,
+                                    compare_to, now(), evaluation_id])
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1: reasoning chains, their attempts, reviews and gate tests (engine/generate.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def save_generation_step(db: Database, attempts: list[dict], chains: list[dict]) -> int:
+    """Record a batch's attempts and the chains it finished, in one transaction.
+
+    Attempts are keyed (example, prompt version, teacher, attempt) and upserted, so a batch redone
+    after a kill overwrites its own rows. A chain is keyed (example, prompt version, teacher) and
+    inserted only if absent: a chain, once written (and perhaps reviewed), is never replaced by
+    a later run. Returns how many chains were new.
+    """
+    t = now()
+    new = 0
+    with immediate(db):
+        for a in attempts:
+            db.execute(
+                "INSERT INTO chain_attempts (example_id, prompt_version, teacher, attempt, text, score, criteria, "
+                "sampling, tokens, seconds, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(example_id, prompt_version, teacher, attempt) DO UPDATE SET text = excluded.text, "
+                "score = excluded.score, criteria = excluded.criteria, sampling = excluded.sampling, "
+                "tokens = excluded.tokens, seconds = excluded.seconds, job_id = excluded.job_id, "
+                "created_at = excluded.created_at",
+                [a["example_id"], a["prompt_version"], a["teacher"], a["attempt"], a["text"], a["score"],
+                 dumps(a["criteria"]), dumps(a.get("sampling") or {}), a.get("tokens"), a.get("seconds"),
+                 a.get("job_id"), t],
+            )
+        for c in chains:
+            cur = db.execute(
+                "INSERT INTO chains (example_id, prompt_version, teacher, text, score, criteria, status, attempts, "
+                "tokens, seconds, job_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(example_id, prompt_version, teacher) DO NOTHING",
+                [c["example_id"], c["prompt_version"], c["teacher"], c["text"], c["score"], dumps(c["criteria"]),
+                 c["status"], c["attempts"], c.get("tokens"), c.get("seconds"), c.get("job_id"), t, t],
+            )
+            new += cur.rowcount
+    return new
+
+
+def review_chains(db: Database, chain_ids: Iterable[int], decision: str, reviewer: str | None = None,
+                  edited_text: str | None = None, new_score: float | None = None, new_criteria: dict | None = None,
+                  new_status: str | None = None) -> int:
+    """Store reviewers' decisions and apply them to the chains, in one transaction.
+
+    approve -> status approved, reject -> rejected, edit -> the chain's text, score and criteria
+    replaced (status ``new_status``). Each decision is a ``reviews`` row with its time and the
+    score before and after. Returns the number of chains changed.
+    """
+    assert decision in ("approve", "reject", "edit"), decision
+    status = {"approve": "approved", "reject": "rejected"}.get(decision, new_status)
+    t = now()
+    changed = 0
+    with immediate(db):
+        for cid in chain_ids:
+            row = db.execute("SELECT score FROM chains WHERE id = ?", [cid]).fetchone()
+            if row is None:
+                continue
+            before = row[0]
+            if decision == "edit":
+                db.execute("UPDATE chains SET text = ?, score = ?, criteria = ?, status = ?, updated_at = ? "
+                           "WHERE id = ?", [edited_text, new_score, dumps(new_criteria or {}), status, t, cid])
+                after = new_score
+            else:
+                db.execute("UPDATE chains SET status = ?, updated_at = ? WHERE id = ?", [status, t, cid])
+                after = before
+            db.execute("INSERT INTO reviews (chain_id, decision, edited_text, score_before, score_after, reviewer, "
+                       "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [cid, decision, edited_text if decision == "edit" else None, before, after, reviewer, t])
+            changed += 1
+    return changed
+
+
+def add_gate_test(db: Database, example_id: int | None, teacher: str, prompt_version: str, config: dict,
+                  text: str | None, score: float | None, criteria: dict | None, override: bool = False,
+                  reason: str | None = None) -> int:
+    """Record a test generation (or an override of the gate, with its reason)."""
+    with immediate(db):
+        cur = db.execute(
+            "INSERT INTO gate_tests (example_id, teacher, prompt_version, config, text, score, criteria, override, "
+            "reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [example_id, teacher, prompt_version, dumps(config), text, score,
+             dumps(criteria) if criteria is not None else None, int(bool(override)), reason, now()],
+        )
+        return cur.lastrowid

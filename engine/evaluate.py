@@ -1,0 +1,563 @@
+"""Phase 3 evaluation: generate on a test set, parse and score every answer, report the metrics.
+
+``ccr eval`` and the Evaluate page run ``run_eval_job`` (job kind ``eval``). For each model
+(the base first when ``base`` is given, then ``model``):
+
+1. the examples come from a ChatML/CSV file or the working dataset's test split; the prompt is
+   the example's messages up to its last user turn, exactly what training saw;
+2. answers are generated greedily in batches with ``LocalGenerator`` (greedy: a rerun gives the
+   same answers, so a resumed evaluation is consistent with its first half);
+3. each answer is parsed (``metrics.parse_prediction``), scored by Phase 1's quality scorer and
+   checked for the reasoning structure, and the batch is written to ``eval_predictions`` in one
+   transaction keyed (evaluation, example): a stopped evaluation resumes where it was, with
+   nothing generated twice and nothing lost;
+4. the metrics are computed from the stored rows (``metrics.evaluate_predictions``), and the
+   report is written atomically as JSON and as one self-contained HTML file.
+
+Why the HTML report has no plotly: an inlined plotly.js is 3-4 MB per report. Tables with
+shaded cells and small inline SVG histograms carry the same information, open anywhere, and
+every piece of model text in them goes through ``html.escape``.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import html
+import json
+import time
+from pathlib import Path
+
+from engine import metrics as M
+from engine import store, tasks
+from engine.fileio import atomic_write
+from engine.paths import Home, resolve_home
+
+
+class EvalDataError(ValueError):
+    """No usable examples: the message names the file or dataset."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Examples
+# ---------------------------------------------------------------------------------------------
+
+
+def prompt_messages(messages: list[dict]) -> list[dict]:
+    """The messages up to and including the last user turn (the reference answer is dropped).
+
+    >>> prompt_messages([{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+    ...                  {"role": "assistant", "content": "a"}])
+    [{'role': 'system', 'content': 's'}, {'role': 'user', 'content': 'u'}]
+    """
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    return [{"role": m["role"], "content": m["content"]} for m in messages[:last_user + 1]]
+
+
+def _reference(messages: list[dict]) -> str | None:
+    answers = [m["content"] for m in messages if m.get("role") == "assistant"]
+    return answers[-1] if answers else None
+
+
+def _example(key: str, task, messages: list[dict], labels: dict, transcript: str) -> dict:
+    prompt = prompt_messages(messages)
+    return {"key": key, "task": task if task in tasks.TASKS else None, "messages": prompt,
+            "labels": labels or {}, "transcript": transcript, "reference": _reference(messages),
+            "prompt": prompt[-1]["content"] if prompt else ""}
+
+
+def interleave(examples: list[dict], limit: int = 0) -> list[dict]:
+    """Round-robin over tasks in their order of appearance, so that a small ``limit`` still
+    covers every task; without a limit the order is simply the input order.
+
+    >>> [e["key"] for e in interleave([{"key": k, "task": t} for k, t in
+    ...  [("a", "csat"), ("b", "csat"), ("c", "churn"), ("d", "churn")]], 3)]
+    ['a', 'c', 'b']
+    """
+    if not limit or limit >= len(examples):
+        return list(examples)
+    groups: dict = {}
+    for e in examples:
+        groups.setdefault(e.get("task"), []).append(e)
+    out: list[dict] = []
+    queues = [list(g) for g in groups.values()]
+    while len(out) < limit and any(queues):
+        for q in queues:
+            if q and len(out) < limit:
+                out.append(q.pop(0))
+    return out
+
+
+def load_examples(home: Home | str | None, data: str | None = None, dataset: str | None = None,
+                  split: str = "test", limit: int = 0) -> tuple[list[dict], str, list[str]]:
+    """(examples, a description of where they came from, problems with skipped lines)."""
+    from engine import importer
+
+    problems: list[str] = []
+    examples: list[dict] = []
+    if data:
+        try:
+            records = importer.read_records(data, default_split=split)
+        except importer.ImportFileError as exc:
+            raise EvalDataError(str(exc)) from None
+        seen: set[str] = set()
+        for line, ex, reason in records:
+            if reason:
+                problems.append(f"{data}:{line}: {reason}")
+                continue
+            key = ex["ex_id"] if ex["ex_id"] not in seen else f"{ex['ex_id']}#line{line}"
+            seen.add(key)
+            examples.append(_example(key, ex.get("task"), ex["messages"], ex.get("labels") or {}, ex["transcript"]))
+        source = str(Path(data).resolve())
+        if not examples:
+            raise EvalDataError(f"{data}: no usable examples" + (f" ({problems[0]})" if problems else ""))
+    else:
+        db = store.connect(home)
+        if not dataset:
+            dataset = store.get_setting(db, "current_dataset")
+            if not dataset or not db.execute("SELECT 1 FROM datasets WHERE name = ?", [dataset]).fetchone():
+                row = db.execute("SELECT name FROM datasets ORDER BY id DESC LIMIT 1").fetchone()
+                dataset = row[0] if row else None
+        if not dataset:
+            raise EvalDataError("no dataset yet: create one (ccr data synth) or pass --data FILE")
+        row = db.execute("SELECT id FROM datasets WHERE name = ?", [dataset]).fetchone()
+        if not row:
+            raise EvalDataError(f"no dataset named {dataset!r}")
+        for ex_id, task, messages, labels, transcript in db.execute(
+                "SELECT ex_id, task, messages, labels, transcript FROM examples WHERE dataset_id = ? AND split = ? "
+                "ORDER BY id", [row[0], split]):
+            examples.append(_example(ex_id, task, json.loads(messages), json.loads(labels), transcript))
+        source = f"dataset:{dataset}/{split}"
+        if not examples:
+            raise EvalDataError(f"dataset {dataset!r} has no {split} examples")
+    for i, e in enumerate(examples):
+        e["position"] = i
+    return interleave(examples, limit), source, problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring one answer
+# ---------------------------------------------------------------------------------------------
+
+
+def score_answer(example: dict, text: str) -> dict:
+    """Parsed labels, quality score, structure and correctness of one answer (no model needed)."""
+    from engine.quality import score_chain
+
+    task, labels = example.get("task"), example.get("labels") or {}
+    parsed = M.parse_prediction(task, text) if task else None
+    q = score_chain(text, task, labels or None, example.get("transcript"))
+    return {"parsed": parsed, "score": q["score"], "criteria": q["criteria"], "structure": M.structure_of(text),
+            "correct": tasks.agrees(task, parsed, labels) if task else None}
+
+
+def model_fingerprint(model: str, home: Home) -> str:
+    """Size and modification time of the model's weight files, so a run retrained under the same
+    name gets a new run key instead of resuming the old weights' predictions."""
+    import os
+
+    from engine import models
+
+    try:
+        spec = models.resolve_model(model, home)
+    except Exception as exc:  # the load itself will report it properly
+        return f"unresolved:{exc}"
+    folder = spec.adapter or spec.source
+    if not folder or not os.path.exists(folder):
+        return spec.name
+    p = Path(folder)
+    files = [p] if p.is_file() else sorted(f for f in p.iterdir() if f.suffix in (".safetensors", ".bin", ".gguf", ".json"))
+    return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+
+
+def run_key(model: str, source: str, keys: list[str], cfg, fingerprint: str = "") -> str:
+    """Identifies one evaluation's work: the same key means stored predictions are reused."""
+    blob = json.dumps({"model": model, "source": source, "keys": keys, "max_new_tokens": cfg.max_new_tokens,
+                       "max_prompt_tokens": cfg.max_prompt_tokens, "weights": fingerprint}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def evaluate_model(home: Home, model: str, examples: list[dict], source: str, cfg, ctx=None, generator=None,
+                   progress=None) -> int:
+    """Generate, score and store predictions for ``examples``; returns the evaluation id.
+
+    ``generator``: an already loaded ``LocalGenerator`` (tests, the demo); otherwise the model
+    is loaded here, and only when some example still lacks a prediction.
+    """
+    db = store.connect(home)
+    keys = [e["key"] for e in examples]
+    key = run_key(model, source, keys, cfg, model_fingerprint(model, home))
+    from engine.config import to_dict
+
+    eval_id, resumed = store.start_evaluation(db, key, job_id=getattr(ctx, "job_id", None), model=model,
+                                              data_path=source, n=len(examples), config=to_dict(cfg))
+    done = store.eval_done_keys(db, eval_id)
+    todo = [e for e in examples if e["key"] not in done]
+    log = ctx.log if ctx else (lambda msg: None)
+    log(f"evaluation {eval_id} of {model} on {source}: {len(examples)} examples"
+        + (f", {len(examples) - len(todo)} already stored (resumed)" if resumed else ""))
+    if progress:
+        progress(len(examples) - len(todo))
+    try:
+        if todo and generator is None:
+            from engine.generation import LocalGenerator
+
+            generator = LocalGenerator(model, home, device=cfg.device, dtype=cfg.dtype)
+            log(f"loaded {model} on {generator.device}")
+        bs = max(1, cfg.batch_size)
+        # Sorting by prompt length makes each batch pad little; the rows are keyed, so order is free.
+        todo.sort(key=lambda e: len(e["prompt"]))
+        for start in range(0, len(todo), bs):
+            if ctx:
+                ctx.check()
+            chunk = todo[start:start + bs]
+            completions = generator.generate([e["messages"] for e in chunk], max_new_tokens=cfg.max_new_tokens,
+                                             temperature=0.0, batch_size=bs,
+                                             max_prompt_tokens=cfg.max_prompt_tokens or None)
+            rows = []
+            for e, c in zip(chunk, completions):
+                s = score_answer(e, c.text)
+                rows.append({**s, "key": e["key"], "task": e["task"], "labels": e["labels"], "output": c.text,
+                             "position": e["position"], "prompt": e["prompt"], "reference": e["reference"],
+                             "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
+                             "seconds": c.seconds})
+            store.write_eval_predictions(db, eval_id, rows)
+            if progress:
+                progress(len(examples) - len(todo) + start + len(chunk))
+    except BaseException:
+        store.finish_evaluation(db, eval_id, "stopped")
+        raise
+    result = compute_metrics(db, eval_id, keys)
+    store.finish_evaluation(db, eval_id, "succeeded", result)
+    return eval_id
+
+
+def predictions(db, evaluation_id: int, keys: list[str] | None = None) -> list[dict]:
+    """An evaluation's stored predictions (decoded), in the evaluation's example order."""
+    cur = db.execute("SELECT * FROM eval_predictions WHERE evaluation_id = ? ORDER BY position, id", [evaluation_id])
+    cols = [d[0] for d in cur.description]
+    out = []
+    wanted = set(keys) if keys is not None else None
+    for row in cur.fetchall():
+        r = dict(zip(cols, row))
+        if wanted is not None and r["example_key"] not in wanted:
+            continue
+        for k in ("parsed", "labels", "criteria", "structure"):
+            r[k] = json.loads(r[k]) if r.get(k) else None
+        r["correct"] = None if r["correct"] is None else bool(r["correct"])
+        out.append(r)
+    return out
+
+
+def compute_metrics(db, evaluation_id: int, keys: list[str] | None = None) -> dict:
+    rows = predictions(db, evaluation_id, keys)
+    m = M.evaluate_predictions([{"task": r["task"], "labels": r["labels"], "parsed": r["parsed"],
+                                 "score": r["score"], "structure": r["structure"]} for r in rows])
+    tokens = [r["completion_tokens"] for r in rows if r.get("completion_tokens") is not None]
+    m["generation"] = {
+        "mean_completion_tokens": round(sum(tokens) / len(tokens), 1) if tokens else None,
+        "truncated_rate": round(sum(1 for r in rows if r.get("finish_reason") == "length") / len(rows), 4)
+        if rows else 0.0,
+    }
+    return m
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------
+
+
+def evaluation_row(db, evaluation_id: int) -> dict:
+    cur = db.execute("SELECT * FROM evaluations WHERE id = ?", [evaluation_id])
+    cols = [d[0] for d in cur.description]
+    row = cur.fetchone()
+    if row is None:
+        raise ValueError(f"no evaluation {evaluation_id}")
+    r = dict(zip(cols, row))
+    r["metrics"] = json.loads(r["metrics"]) if r["metrics"] else None
+    r["config"] = json.loads(r["config"]) if r.get("config") else {}
+    return r
+
+
+def disagreements(a: list[dict], b: list[dict], limit: int = 20) -> list[dict]:
+    """Examples where two models' answers differ in correctness (first) or in parsed labels.
+
+    ``a`` and ``b`` are ``predictions()`` of the base and the tuned model.
+    """
+    by_key = {r["example_key"]: r for r in a}
+    flips, others = [], []
+    for rb in b:
+        ra = by_key.get(rb["example_key"])
+        if ra is None:
+            continue
+        item = {"key": rb["example_key"], "task": rb["task"], "labels": rb["labels"], "prompt": rb.get("prompt"),
+                "base": _side(ra), "tuned": _side(rb)}
+        if bool(ra["correct"]) != bool(rb["correct"]):
+            flips.append(item)
+        elif ra["parsed"] != rb["parsed"]:
+            others.append(item)
+    return (flips + others)[:limit]
+
+
+def _side(r: dict) -> dict:
+    return {"output": r["output"], "parsed": r["parsed"], "correct": r["correct"], "score": r["score"]}
+
+
+def build_report(db, evaluation_ids: list[int], roles: list[str], source: str, n_examples: int,
+                 examples_in_report: int = 20) -> dict:
+    """The report as a dict; with two evaluations the first is the base and the second the tuned."""
+    models = []
+    for eid, role in zip(evaluation_ids, roles):
+        ev = evaluation_row(db, eid)
+        models.append({"evaluation_id": eid, "model": ev["model"], "role": role, "metrics": ev["metrics"],
+                       "headline": M.headline(ev["metrics"]) if ev["metrics"] else {}})
+    report = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "data": source, "n_examples": n_examples,
+              "models": models, "headline": {m["model"]: m["headline"] for m in models}, "comparison": None,
+              "examples": []}
+    if len(models) == 2:
+        base, tuned = models
+        report["comparison"] = {"base": base["model"], "tuned": tuned["model"],
+                                "deltas": M.deltas(base["headline"], tuned["headline"])}
+        report["examples"] = disagreements(predictions(db, base["evaluation_id"]),
+                                           predictions(db, tuned["evaluation_id"]), examples_in_report)
+    elif models:
+        wrong = [r for r in predictions(db, models[0]["evaluation_id"]) if r["correct"] is False]
+        report["examples"] = [{"key": r["example_key"], "task": r["task"], "labels": r["labels"],
+                               "prompt": r.get("prompt"), "model": _side(r)} for r in wrong[:examples_in_report]]
+    return report
+
+
+def write_report(report: dict, path: str | Path) -> tuple[str, str]:
+    """Write ``path`` (JSON) and the HTML beside it, each atomically; returns both paths."""
+    path = Path(path)
+    html_path = path.with_suffix(".html")
+    with atomic_write(path) as fh:
+        json.dump(report, fh, indent=2, ensure_ascii=False)
+        fh.write("\n")
+    with atomic_write(html_path) as fh:
+        fh.write(render_html(report))
+    return str(path), str(html_path)
+
+
+# -- HTML -----------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#1f2937;
+padding:0 1rem}h1{font-size:1.6rem}h2{margin-top:2rem;border-bottom:1px solid #e5e7eb;padding-bottom:.3rem}
+table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}th,td{border:1px solid #e5e7eb;padding:.3rem .6rem;
+text-align:right}th{background:#f3f4f6}td.l,th.l{text-align:left}.better{color:#047857;font-weight:600}
+.worse{color:#b91c1c;font-weight:600}.muted{color:#6b7280}pre{white-space:pre-wrap;background:#f9fafb;border:1px solid
+#e5e7eb;padding:.6rem;font-size:.8rem;max-height:24rem;overflow:auto}.pair{display:grid;grid-template-columns:1fr 1fr;
+gap:1rem}.card{border:1px solid #e5e7eb;border-radius:6px;padding:.8rem;margin-bottom:1rem}.grid{display:flex;
+flex-wrap:wrap;gap:1.5rem}.ok{color:#047857}.bad{color:#b91c1c}
+"""
+_COLORS = ("#6b7280", "#2563eb", "#059669", "#d97706")
+
+
+def _e(value) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def _headline_table(report: dict) -> str:
+    models = report["models"]
+    keys = list(dict.fromkeys(k for m in models for k in m["headline"]))
+    deltas = (report.get("comparison") or {}).get("deltas", {})
+    head = "".join(f"<th>{_e(m['model'])}<br><span class=muted>{_e(m['role'])}</span></th>" for m in models)
+    rows = []
+    for k in keys:
+        cells = "".join(f"<td>{_e(_fmt(m['headline'].get(k)))}</td>" for m in models)
+        if deltas:
+            d = deltas.get(k)
+            cells += (f"<td class={'better' if d['better'] else ('worse' if d['delta'] else '')}>"
+                      f"{d['delta']:+.4g}</td>") if d else "<td class=muted>n/a</td>"
+        rows.append(f"<tr><td class=l>{_e(k)}</td>{cells}</tr>")
+    dhead = "<th>delta (tuned - base)</th>" if deltas else ""
+    return f"<table><tr><th class=l>metric</th>{head}{dhead}</tr>{''.join(rows)}</table>"
+
+
+def _confusion_table(title: str, conf: dict) -> str:
+    peak = max([max(r) for r in conf["matrix"]] + [1])
+    head = "".join(f"<th>{_e(c)}</th>" for c in conf["columns"])
+    rows = []
+    for name, row in zip(conf["rows"], conf["matrix"]):
+        cells = "".join(
+            f"<td style='background:rgba(37,99,235,{0.08 + 0.6 * v / peak if v else 0:.2f})'>{v}</td>" for v in row)
+        rows.append(f"<tr><th class=l>{_e(name)}</th>{cells}</tr>")
+    return (f"<div><b>{_e(title)}</b> <span class=muted>(rows: reference, columns: predicted)</span>"
+            f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table></div>")
+
+
+def _histogram_svg(models: list[dict]) -> str:
+    width, height, pad = 560, 200, 30
+    series = [(m["model"], (m["metrics"] or {}).get("quality_score", {}).get("histogram")) for m in models]
+    series = [(name, h) for name, h in series if h]
+    if not series:
+        return "<p class=muted>no scores</p>"
+    bins = len(series[0][1]["counts"])
+    peak = max(max(h["counts"]) for _, h in series) or 1
+    slot = (width - 2 * pad) / bins
+    bar = slot / (len(series) + 1)
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + 40}' role='img'>"]
+    for i, (name, h) in enumerate(series):
+        color = _COLORS[i % len(_COLORS)]
+        for b, count in enumerate(h["counts"]):
+            bh = (height - pad) * count / peak
+            x = pad + b * slot + i * bar
+            parts.append(f"<rect x='{x:.1f}' y='{height - bh:.1f}' width='{bar:.1f}' height='{bh:.1f}' "
+                         f"fill='{color}' opacity='0.8'><title>{_e(name)}: {count}</title></rect>")
+        parts.append(f"<rect x='{pad + i * 170}' y='{height + 22}' width='10' height='10' fill='{color}'/>"
+                     f"<text x='{pad + i * 170 + 14}' y='{height + 31}' font-size='11'>{_e(name)[:24]}</text>")
+    edges = series[0][1]["edges"]
+    for b in range(bins + 1):
+        parts.append(f"<text x='{pad + b * slot:.1f}' y='{height + 14}' font-size='10' text-anchor='middle'>"
+                     f"{edges[b]}</text>")
+    parts.append(f"<line x1='{pad}' y1='{height}' x2='{width - pad}' y2='{height}' stroke='#9ca3af'/></svg>")
+    return "".join(parts)
+
+
+def _task_section(models: list[dict]) -> str:
+    out = []
+    for task in tasks.TASKS:
+        present = [(m, (m["metrics"] or {}).get("tasks", {}).get(task)) for m in models]
+        present = [(m, t) for m, t in present if t]
+        if not present:
+            continue
+        out.append(f"<h3>{_e(tasks.TASK_TITLES[task])}</h3>")
+        scalar_keys = [k for k, v in present[0][1].items() if not isinstance(v, dict)]
+        head = "".join(f"<th>{_e(m['model'])}</th>" for m, _ in present)
+        rows = "".join(f"<tr><td class=l>{_e(k)}</td>" + "".join(f"<td>{_e(_fmt(t.get(k)))}</td>" for _, t in present)
+                       + "</tr>" for k in scalar_keys)
+        out.append(f"<table><tr><th class=l>metric</th>{head}</tr>{rows}</table>")
+        confs = [(m, t.get("confusion")) for m, t in present if t.get("confusion")]
+        if confs:
+            out.append("<div class=grid>" + "".join(_confusion_table(f"{m['model']}: {task}", c) for m, c in confs)
+                       + "</div>")
+    return "".join(out)
+
+
+def _answer_card(title: str, side: dict) -> str:
+    mark = "<span class=ok>right</span>" if side.get("correct") else (
+        "<span class=bad>wrong</span>" if side.get("correct") is False else "<span class=muted>no label</span>")
+    return (f"<div class=card><b>{_e(title)}</b> · {mark} · score {_e(_fmt(side.get('score')))}<br>"
+            f"parsed: <code>{_e(json.dumps(side.get('parsed'), ensure_ascii=False))}</code>"
+            f"<pre>{_e(side.get('output'))}</pre></div>")
+
+
+def _examples_section(report: dict) -> str:
+    items = report.get("examples") or []
+    if not items:
+        return "<p class=muted>none</p>"
+    comp = report.get("comparison")
+    out = []
+    for it in items:
+        head = (f"<p><b>{_e(it['key'])}</b> · {_e(it['task'])} · reference "
+                f"<code>{_e(json.dumps(it.get('labels'), ensure_ascii=False))}</code></p>")
+        prompt = f"<details><summary>prompt</summary><pre>{_e(it.get('prompt'))}</pre></details>"
+        if comp:
+            body = ("<div class=pair>" + _answer_card(f"base: {comp['base']}", it["base"])
+                    + _answer_card(f"tuned: {comp['tuned']}", it["tuned"]) + "</div>")
+        else:
+            body = _answer_card(report["models"][0]["model"], it["model"])
+        out.append(f"<div class=card>{head}{prompt}{body}</div>")
+    return "".join(out)
+
+
+def render_html(report: dict) -> str:
+    """One self-contained HTML page (inline CSS and SVG, no scripts); all text is escaped."""
+    models = report["models"]
+    comp = report.get("comparison")
+    title = (f"Evaluation: {comp['tuned']} vs {comp['base']}" if comp
+             else f"Evaluation: {models[0]['model']}" if models else "Evaluation")
+    struct_keys = ("all_sections_rate", "all_steps_rate", "compliance_rate")
+    qs_keys = ("mean", "median", "p25", "p75", "min", "max", "share_ge_70")
+    head = "".join(f"<th>{_e(m['model'])}</th>" for m in models)
+
+    def rows(section: str, keys) -> str:
+        return "".join(f"<tr><td class=l>{_e(section)}.{_e(k)}</td>"
+                       + "".join(f"<td>{_e(_fmt(((m['metrics'] or {}).get(section) or {}).get(k)))}</td>"
+                                 for m in models) + "</tr>" for k in keys)
+
+    examples_title = ("Examples where the models disagree" if comp else "Examples the model got wrong")
+    return (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; "
+        "img-src data:\">"
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{_e(title)}</h1><p class=muted>{_e(report['n_examples'])} examples from {_e(report['data'])} · "
+        f"{_e(report['created_at'])}</p>"
+        f"<h2>Models by metric</h2>{_headline_table(report)}"
+        f"<h2>Reasoning structure and quality score</h2><table><tr><th class=l>metric</th>{head}</tr>"
+        f"{rows('structure', struct_keys)}{rows('quality_score', qs_keys)}</table>"
+        f"<h3>Quality-score distribution</h3>{_histogram_svg(models)}"
+        f"<h2>Task accuracy</h2><p class=muted>Unparseable answers count as wrong; MAE is over parsed answers "
+        f"(mae_n).</p>{_task_section(models)}"
+        f"<h2>{_e(examples_title)}</h2>{_examples_section(report)}"
+        "</body></html>\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The job
+# ---------------------------------------------------------------------------------------------
+
+
+def default_report_path(home: Home, job_id: int | None) -> Path:
+    return resolve_home(home).data / "reports" / f"eval-{job_id or int(time.time())}.json"
+
+
+def run_evaluation(home: Home | str | None, cfg, ctx=None, generators: dict | None = None) -> dict:
+    """Evaluate ``cfg.model`` (and ``cfg.base``) and write the report; returns the job result.
+
+    ``generators``: model name -> loaded ``LocalGenerator`` to reuse (tests, the demo).
+    """
+    home = resolve_home(home).ensure()
+    examples, source, problems = load_examples(home, cfg.data, cfg.dataset, cfg.split, cfg.limit)
+    log = ctx.log if ctx else (lambda msg: None)
+    for p in problems[:20]:
+        log(f"skipped {p}")
+    runs = [(cfg.base, "base"), (cfg.model, "tuned")] if cfg.base else [(cfg.model, "model")]
+    total = len(examples) * len(runs)
+    ids = []
+    t0 = time.time()
+    for i, (model, role) in enumerate(runs):
+        offset = i * len(examples)
+
+        def progress(done: int, offset=offset, model=model) -> None:
+            if ctx:
+                elapsed = time.time() - t0
+                finished = offset + done
+                ctx.progress(finished, total, model=model, stage=f"evaluating {model}",
+                             eta_s=round(elapsed / finished * (total - finished), 1) if finished else None)
+
+        gen = (generators or {}).get(model)
+        ids.append(evaluate_model(home, model, examples, source, cfg, ctx=ctx, generator=gen, progress=progress))
+        gc.collect()  # the model loaded for this run is no longer referenced: free it before the next
+    db = store.connect(home)
+    if len(ids) == 2:
+        store.finish_evaluation(db, ids[1], "succeeded", compare_to=ids[0])
+    report = build_report(db, ids, [r for _, r in runs], source, len(examples), cfg.examples_in_report)
+    report["skipped_lines"] = problems
+    path = Path(cfg.report) if cfg.report else default_report_path(home, getattr(ctx, "job_id", None))
+    json_path, html_path = write_report(report, path)
+    for eid in ids:
+        store.finish_evaluation(db, eid, "succeeded", report_path=json_path)
+    log(f"report: {json_path} and {html_path}")
+    return {"evaluations": ids, "report": json_path, "html": html_path, "n_examples": len(examples),
+            "headline": report["headline"], "skipped": len(problems),
+            "comparison": report["comparison"]}
+
+
+def run_eval_job(ctx, config: dict) -> dict:
+    from engine.config import EvalConfig, load_config
+
+    cfg = load_config(EvalConfig, data=config)
+    return run_evaluation(ctx.home, cfg, ctx=ctx)

@@ -1,0 +1,570 @@
+"""Phase 1: the reasoning-chain job, its test gate, the export and the human review.
+
+The full run (``run_generate_job``, job kind ``generate``):
+
+- The selection is the first ``limit`` examples of a split (id order); done examples are those
+  with a chain keyed (example, prompt version, teacher). A restarted run loads the selection,
+  skips what is done, and continues: nothing is lost or generated twice.
+- Pending examples are sorted by transcript length and taken ``batch_size`` at a time (similar
+  lengths batch with little padding). Each round generates one attempt for every unsettled
+  example of the batch; every attempt is recorded. An example whose best attempt passes
+  (score >= threshold and all sections) is settled as ``passed``; one that used all attempts is
+  settled with its best attempt as ``flagged`` for review. A round's attempts and the chains it
+  settled are committed in ONE transaction, so a kill at any point leaves either the whole round
+  or none of it; a resumed run also reuses recorded attempts of unsettled examples, so at most
+  the one round in flight is redone.
+- Attempt k samples with ``temperatures[k-1]`` and seed ``seed + 1000 k``: attempt 1 is greedy
+  (reproducible), retries explore.
+- ``ctx.check()`` runs between rounds: pause, cancel and resume cost at most one round.
+
+The gate: ``run_test`` generates one example, scores it and records it in ``gate_tests``; a full
+run starts only when a test for the same teacher and prompt version reached ``gate_threshold``
+or an override (with its reason) was recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from engine import quality, store
+from engine.config import GenerateConfig, load_config, to_dict
+from engine.fileio import atomic_write
+from engine.paths import Home, resolve_home
+
+STATUSES = ("passed", "flagged", "approved", "rejected")
+BUCKETS = [f"{b}-{b + 9}" for b in range(0, 90, 10)] + ["90-100"]
+
+
+def _keys(cfg) -> tuple[str, str]:
+    from engine.teacher import prompt_key, teacher_id
+
+    return teacher_id(cfg), prompt_key(cfg)
+
+
+def config_from(config: dict | GenerateConfig | None = None, overrides: list[str] | tuple = (),
+                path: str | None = None) -> GenerateConfig:
+    if isinstance(config, GenerateConfig):
+        return config
+    return load_config(GenerateConfig, path, overrides, data=config or None)
+
+
+def resolve_dataset(db, name: str | None) -> tuple[int, str]:
+    """(id, name) of ``name`` or the working dataset; ValueError when there is none."""
+    if not name:
+        name = store.get_setting(db, "current_dataset")
+        if not name or not db.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
+            row = db.execute("SELECT name FROM datasets ORDER BY id DESC LIMIT 1").fetchone()
+            name = row[0] if row else None
+    if not name:
+        raise ValueError("no dataset yet: create one (`ccr data synth`) or import one (`ccr data import FILE`)")
+    row = db.execute("SELECT id FROM datasets WHERE name = ?", [name]).fetchone()
+    if not row:
+        raise ValueError(f"no dataset named {name!r}")
+    return row[0], name
+
+
+_EX_COLS = "id, ex_id, split, task, messages, meta, labels, transcript"
+
+
+def _example(row) -> dict:
+    ex = dict(zip(["id", "ex_id", "split", "task", "messages", "meta", "labels", "transcript"], row))
+    for key in ("messages", "meta", "labels"):
+        ex[key] = json.loads(ex[key])
+    return ex
+
+
+def selection_ids(db, dataset_id: int, split: str, limit: int | None) -> list[int]:
+    sql = "SELECT id FROM examples WHERE dataset_id = ? AND split = ? ORDER BY id"
+    params: list = [dataset_id, split]
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    return [r[0] for r in db.execute(sql, params)]
+
+
+def load_examples(db, ids: list[int]) -> list[dict]:
+    out = []
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        q = ", ".join("?" for _ in part)
+        out.extend(_example(r) for r in db.execute(f"SELECT {_EX_COLS} FROM examples WHERE id IN ({q})", part))
+    by_id = {e["id"]: e for e in out}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def score_for(example: dict, text: str) -> dict:
+    return quality.score_chain(text, example.get("task"), example.get("labels"), example.get("transcript"))
+
+
+def distribution(scores) -> dict[str, int]:
+    """Counts of scores in ten buckets (0-9 ... 90-100).
+
+    >>> distribution([5, 72.5, 79.9, 100])["70-79"]
+    2
+    """
+    out = {b: 0 for b in BUCKETS}
+    for s in scores:
+        out[BUCKETS[min(9, max(0, int(float(s) // 10)))]] += 1
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The gate
+# ---------------------------------------------------------------------------------------------
+
+
+def gate_status(home: Home | str | None, cfg) -> dict:
+    """Whether a full run may start: a recorded test >= gate threshold, or an override."""
+    cfg = config_from(cfg)
+    tid, pk = _keys(cfg)
+    db = store.connect(home)
+    rows = [dict(zip(["id", "example_id", "score", "override", "reason", "created_at"], r)) for r in db.execute(
+        "SELECT id, example_id, score, override, reason, created_at FROM gate_tests WHERE teacher = ? AND "
+        "prompt_version = ? ORDER BY id DESC", [tid, pk])]
+    tests = [r for r in rows if not r["override"]]
+    passing = [r for r in tests if r["score"] is not None and r["score"] >= cfg.gate_threshold]
+    overrides = [r for r in rows if r["override"]]
+    return {"ok": bool(passing or overrides), "teacher": tid, "prompt_version": pk,
+            "threshold": cfg.gate_threshold, "latest_test": tests[0] if tests else None,
+            "passing_test": passing[0] if passing else None, "override": overrides[0] if overrides else None}
+
+
+def record_override(home: Home | str | None, cfg, reason: str | None = None) -> int:
+    """Record that a person launched the full run without a passing test."""
+    cfg = config_from(cfg)
+    tid, pk = _keys(cfg)
+    return store.add_gate_test(store.connect(home), None, tid, pk, to_dict(cfg), None, None, None, override=True,
+                               reason=reason or "override without a passing test")
+
+
+def run_test(home: Home | str | None, cfg, log=print) -> dict:
+    """Generate and score one example (attempt-1 sampling) and record it as a gate test."""
+    from engine import teacher
+
+    cfg = config_from(cfg)
+    home = resolve_home(home)
+    db = store.connect(home)
+    ds_id, ds_name = resolve_dataset(db, cfg.dataset)
+    if cfg.test_example is not None:
+        rows = load_examples(db, [int(cfg.test_example)])
+        if not rows:
+            raise ValueError(f"test_example: no example with row id {cfg.test_example}")
+    else:
+        first = selection_ids(db, ds_id, cfg.split, 1)
+        if not first:
+            raise ValueError(f"dataset {ds_name} has no {cfg.split} examples")
+        rows = load_examples(db, first)
+    ex = rows[0]
+    tid, pk = _keys(cfg)
+    log(f"test generation: example {ex['ex_id']} ({ex['task']}) with {tid}, prompt {pk}")
+    t0 = time.time()
+    out = teacher.teach([ex], cfg, temperature=cfg.temperatures[0], seed=cfg.seed + 1000, home=home)[0]
+    seconds = time.time() - t0
+    r = score_for(ex, out.text)
+    gate_id = store.add_gate_test(db, ex["id"], tid, pk, to_dict(cfg), out.text, r["score"], r["criteria"])
+    passed = r["score"] >= cfg.gate_threshold and r["sections_ok"]
+    log(f"test score {r['score']:.1f} (gate {cfg.gate_threshold:g}): {'passed' if passed else 'below the gate'}")
+    return {"test": True, "gate_id": gate_id, "example_id": ex["id"], "ex_id": ex["ex_id"], "task": ex["task"],
+            "text": out.text, "score": r["score"], "criteria": r["criteria"], "sections_ok": r["sections_ok"],
+            "passed": passed, "gate_threshold": cfg.gate_threshold, "teacher": tid, "prompt_version": pk,
+            "seconds": round(seconds, 2), "completion_tokens": out.completion_tokens}
+
+
+# ---------------------------------------------------------------------------------------------
+# The full run
+# ---------------------------------------------------------------------------------------------
+
+
+def selection_summary(db, ids: list[int], tid: str, pk: str) -> dict:
+    """Counts and average over the chains of a selection (what the summary line reports)."""
+    n = passed = flagged = 0
+    total = 0.0
+    scores = []
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        q = ", ".join("?" for _ in part)
+        for status, score in db.execute(
+                f"SELECT status, score FROM chains WHERE prompt_version = ? AND teacher = ? AND example_id IN ({q})",
+                [pk, tid, *part]):
+            n += 1
+            total += score
+            scores.append(score)
+            passed += status in ("passed", "approved")
+            flagged += status == "flagged"
+    return {"generated": n, "passed": passed, "flagged": flagged,
+            "average": round(total / n, 2) if n else 0.0, "scores": scores}
+
+
+def summary_line(result: dict) -> str:
+    return (f"generated {result['generated']}, passed {result['passed']}, flagged {result['flagged']}, "
+            f"average score {result['average']:.1f}")
+
+
+def _settle(attempts: list[dict], cfg) -> tuple[str | None, dict | None]:
+    """('passed' | 'flagged' | None, best attempt) for an example's attempts so far."""
+    if not attempts:
+        return None, None
+    best = max(attempts, key=lambda a: (quality.passes(a, cfg.threshold), a["score"], -a["attempt"]))
+    if quality.passes(best, cfg.threshold):
+        return "passed", best
+    if len(attempts) >= cfg.attempts:
+        return "flagged", best
+    return None, best
+
+
+def run_generate_job(ctx, config: dict) -> dict:
+    """Job kind ``generate``: the gate test (``test: true``) or the full, resumable run."""
+    from engine import teacher
+
+    cfg = config_from(config)
+    if cfg.test:
+        return run_test(ctx.home, cfg, log=ctx.log)
+    db = ctx.db
+    tid, pk = _keys(cfg)
+    gate = gate_status(ctx.home, cfg)
+    if not gate["ok"]:
+        raise RuntimeError(f"no test for teacher {tid} and prompt {pk} scored >= {cfg.gate_threshold:g}: run a test "
+                           "first (Generate page, or `ccr generate --test`) or launch with an override")
+    ds_id, ds_name = resolve_dataset(db, cfg.dataset)
+    ids = selection_ids(db, ds_id, cfg.split, cfg.limit)
+    total = len(ids)
+    done_ids = set()
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        q = ", ".join("?" for _ in part)
+        done_ids.update(r[0] for r in db.execute(
+            f"SELECT example_id FROM chains WHERE prompt_version = ? AND teacher = ? AND example_id IN ({q})",
+            [pk, tid, *part]))
+    pending = load_examples(db, [i for i in ids if i not in done_ids])
+    pending.sort(key=lambda e: (len(e["transcript"]), e["id"]))  # similar lengths batch together
+    # Attempts recorded by a run that stopped before settling these examples: reuse them.
+    prior: dict[int, list[dict]] = {}
+    for start in range(0, len(pending), 500):
+        part = [e["id"] for e in pending[start:start + 500]]
+        q = ", ".join("?" for _ in part)
+        for ex_id, attempt, text, tokens, seconds in db.execute(
+                f"SELECT example_id, attempt, text, tokens, seconds FROM chain_attempts WHERE prompt_version = ? "
+                f"AND teacher = ? AND example_id IN ({q}) ORDER BY attempt", [pk, tid, *part]):
+            prior.setdefault(ex_id, []).append({"attempt": attempt, "text": text, "tokens": tokens, "seconds": seconds})
+    by_id = {e["id"]: e for e in pending}
+    for ex_id, rows in prior.items():  # re-score (cheap) to get sections_ok and current criteria
+        for a in rows:
+            r = score_for(by_id[ex_id], a["text"])
+            a.update(score=r["score"], criteria=r["criteria"], sections_ok=r["sections_ok"])
+    summary0 = selection_summary(db, ids, tid, pk)
+    scores = list(summary0["scores"])
+    counts = {"passed": summary0["passed"], "flagged": summary0["flagged"]}
+    ctx.log(f"generate: {ds_name}/{cfg.split}, {total} examples selected, {len(done_ids)} already done, "
+            f"{len(pending)} to go; teacher {tid}, prompt {pk}, batch {cfg.batch_size}, "
+            f"{'guided' if cfg.guided else 'free'} mode")
+    t_start = time.time()
+    new_chains = gen_tokens = n_attempts = retries = 0
+    gen_seconds = 0.0
+    done = len(done_ids)
+
+    def report(force: bool = False):
+        elapsed = max(1e-6, time.time() - t_start)
+        rate = new_chains / elapsed if new_chains else None
+        ctx.progress(done, total, force=force, rate=rate, examples_per_s=rate,
+                     tokens_per_s=round(gen_tokens / elapsed, 2) if gen_tokens else None,
+                     eta_s=round((total - done) / rate, 1) if rate else None,
+                     passed=counts["passed"], flagged=counts["flagged"], attempts=n_attempts, retries=retries,
+                     average=round(sum(scores) / len(scores), 2) if scores else None,
+                     distribution=distribution(scores), threshold=cfg.threshold, teacher=tid, prompt_version=pk)
+
+    report(force=True)
+    step = max(1, int(cfg.batch_size))
+    for start in range(0, len(pending), step):
+        batch = pending[start:start + step]
+        attempts = {e["id"]: list(prior.get(e["id"], [])) for e in batch}
+        settled_ids: set[int] = set()
+        new_attempts: list[dict] = []
+        while True:
+            # settle what the attempts so far decide; commit this round's attempts with those chains
+            finished = []
+            todo = []
+            for ex in batch:
+                if ex["id"] in settled_ids:
+                    continue
+                status, best = _settle(attempts[ex["id"]], cfg)
+                if status:
+                    settled_ids.add(ex["id"])
+                    finished.append({"example_id": ex["id"], "prompt_version": pk, "teacher": tid,
+                                     "text": best["text"], "score": best["score"], "criteria": best["criteria"],
+                                     "status": status, "attempts": len(attempts[ex["id"]]),
+                                     "tokens": sum(a.get("tokens") or 0 for a in attempts[ex["id"]]),
+                                     "seconds": sum(a.get("seconds") or 0 for a in attempts[ex["id"]]),
+                                     "job_id": ctx.job_id})
+                else:
+                    todo.append(ex)
+            if new_attempts or finished:
+                created = store.save_generation_step(db, new_attempts, finished)
+                new_chains += created
+                done += len(finished)
+                for c in finished:
+                    scores.append(c["score"])
+                    counts["passed" if c["status"] == "passed" else "flagged"] += 1
+                new_attempts = []
+                report()
+            if not todo:
+                break
+            ctx.check()  # between rounds: everything so far is committed
+            by_k: dict[int, list[dict]] = {}
+            for ex in todo:
+                by_k.setdefault(len(attempts[ex["id"]]) + 1, []).append(ex)
+            for k, group in sorted(by_k.items()):
+                temperature = cfg.temperatures[min(k, len(cfg.temperatures)) - 1] if cfg.temperatures else 0.0
+                seed = cfg.seed + 1000 * k
+                t0 = time.time()
+                outs = teacher.teach(group, cfg, temperature=temperature, seed=seed, home=ctx.home)
+                gen_seconds += time.time() - t0
+                for ex, out in zip(group, outs):
+                    r = score_for(ex, out.text)
+                    a = {"example_id": ex["id"], "prompt_version": pk, "teacher": tid, "attempt": k, "text": out.text,
+                         "score": r["score"], "criteria": r["criteria"], "sections_ok": r["sections_ok"],
+                         "sampling": {"temperature": temperature, "top_p": cfg.top_p, "seed": seed,
+                                      "mode": "guided" if cfg.guided else "free", "backend": cfg.backend},
+                         "tokens": out.completion_tokens, "seconds": round(out.seconds, 3), "job_id": ctx.job_id}
+                    attempts[ex["id"]].append(a)
+                    new_attempts.append(a)
+                    gen_tokens += out.completion_tokens
+                    n_attempts += 1
+                    retries += k > 1
+    report(force=True)
+    summary = selection_summary(db, ids, tid, pk)
+    elapsed = time.time() - t_start
+    result = {k: v for k, v in summary.items() if k != "scores"}
+    result.update({"dataset": ds_name, "split": cfg.split, "selected": total, "already_done": len(done_ids),
+                   "new_chains": new_chains, "attempts": n_attempts, "retries": retries,
+                   "seconds": round(elapsed, 2), "generation_seconds": round(gen_seconds, 2),
+                   "examples_per_s": round(new_chains / elapsed, 4) if new_chains and elapsed else None,
+                   "tokens_per_s": round(gen_tokens / elapsed, 2) if gen_tokens and elapsed else None,
+                   "distribution": distribution(summary["scores"]), "teacher": tid, "prompt_version": pk})
+    result["summary"] = summary_line(result)
+    ctx.log(result["summary"])
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------
+
+_STATUS_RANK = {"approved": 3, "passed": 2, "flagged": 1}
+
+
+def export_reasoning(home: Home | str | None = None, out: str | Path | None = None, include_flagged: bool = False,
+                     dataset: str | None = None) -> dict:
+    """Write the train and validation chains as ChatML JSONL (temp file + rename).
+
+    One line per example that has a usable chain: approved or passed (flagged too with
+    ``include_flagged``; rejected never). The last assistant turn is replaced by the chain; the
+    example's meta is kept and gains ``chain_score``, ``chain_status``, ``teacher`` and
+    ``prompt_version``. When an example has chains from several teachers or prompt versions,
+    the best status wins, then the newest. ``out`` names the train file (default
+    ``<home>/train_reasoning.jsonl``); the validation file goes beside it.
+    """
+    home = resolve_home(home).ensure()
+    db = store.connect(home)
+    ds_id, ds_name = resolve_dataset(db, dataset)
+    train_path = Path(out) if out else home.data / "train_reasoning.jsonl"
+    name = train_path.name
+    val_name = name.replace("train", "validation") if "train" in name else f"{train_path.stem}.validation{train_path.suffix or '.jsonl'}"
+    paths = {"train": train_path, "validation": train_path.with_name(val_name)}
+    allowed = ["approved", "passed"] + (["flagged"] if include_flagged else [])
+    report = {"dataset": ds_name, "include_flagged": include_flagged}
+    for split, path in paths.items():
+        best: dict[int, tuple] = {}
+        for row in db.execute(
+                f"SELECT c.example_id, c.text, c.score, c.status, c.teacher, c.prompt_version, c.updated_at "
+                f"FROM chains c JOIN examples e ON e.id = c.example_id WHERE e.dataset_id = ? AND e.split = ? "
+                f"AND c.status IN ({', '.join('?' for _ in allowed)})", [ds_id, split, *allowed]):
+            rank = (_STATUS_RANK[row[3]], row[6])
+            if row[0] not in best or rank > best[row[0]][0]:
+                best[row[0]] = (rank, row)
+        lines = 0
+        by_status = {s: 0 for s in allowed}
+        with atomic_write(path) as fh:
+            for ex in load_examples(db, sorted(best)):
+                _, (_, text, score, status, tid, pk, _) = best[ex["id"]]
+                messages = [dict(m) for m in ex["messages"]]
+                idx = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
+                if idx is None:
+                    messages.append({"role": "assistant", "content": text})
+                else:
+                    messages[idx]["content"] = text
+                meta = dict(ex["meta"])
+                meta.setdefault("id", ex["ex_id"])
+                meta.setdefault("task", ex["task"])
+                meta.setdefault("labels", ex["labels"])
+                meta.update({"chain_score": score, "chain_status": status, "teacher": tid, "prompt_version": pk})
+                fh.write(json.dumps({"messages": messages, "meta": meta}, ensure_ascii=False) + "\n")
+                lines += 1
+                by_status[status] += 1
+        report[split] = {"path": str(path), "lines": lines, "by_status": by_status}
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Review
+# ---------------------------------------------------------------------------------------------
+
+_LIST_COLS = ("c.id, c.example_id, e.ex_id, e.split, e.task, c.status, c.score, c.attempts, c.teacher, "
+              "c.prompt_version, c.updated_at")
+
+
+def _filter(dataset_id: int | None, status=None, task=None, min_score=None, max_score=None, search=None,
+            teacher=None, prompt_version=None, split=None, ids=None) -> tuple[str, list]:
+    where, params = [], []
+    if dataset_id is not None:
+        where.append("e.dataset_id = ?")
+        params.append(dataset_id)
+    if status:
+        statuses = [status] if isinstance(status, str) else list(status)
+        where.append(f"c.status IN ({', '.join('?' for _ in statuses)})")
+        params.extend(statuses)
+    for col, value in (("e.task", task), ("c.teacher", teacher), ("c.prompt_version", prompt_version),
+                       ("e.split", split)):
+        if value:
+            where.append(f"{col} = ?")
+            params.append(value)
+    if min_score is not None:
+        where.append("c.score >= ?")
+        params.append(float(min_score))
+    if max_score is not None:
+        where.append("c.score <= ?")
+        params.append(float(max_score))
+    if search:
+        where.append("(e.ex_id LIKE ? OR c.text LIKE ?)")
+        params.extend([f"%{search}%", f"%{search}%"])
+    if ids:
+        where.append(f"c.id IN ({', '.join('?' for _ in ids)})")
+        params.extend(int(i) for i in ids)
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
+def list_chains(home: Home | str | None = None, dataset: str | None = None, limit: int | None = 100,
+                offset: int = 0, order: str = "score", **filters) -> tuple[list[dict], int]:
+    """A page of chains matching the filters (status, task, min_score, max_score, search,
+    teacher, prompt_version, split) and the total count. ``order``: score (lowest first) or recent."""
+    db = store.connect(home)
+    try:
+        ds_id = resolve_dataset(db, dataset)[0]
+    except ValueError:
+        return [], 0
+    where, params = _filter(ds_id, **filters)
+    base = f"FROM chains c JOIN examples e ON e.id = c.example_id{where}"
+    total = db.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0]
+    sort = "c.updated_at DESC, c.id DESC" if order == "recent" else "c.score ASC, c.id ASC"
+    sql = f"SELECT {_LIST_COLS} {base} ORDER BY {sort}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+    cols = ["id", "example_id", "ex_id", "split", "task", "status", "score", "attempts", "teacher",
+            "prompt_version", "updated_at"]
+    return [dict(zip(cols, r)) for r in db.execute(sql, params)], total
+
+
+def chain_detail(home: Home | str | None, chain_id: int) -> dict | None:
+    """A chain with its example (transcript, labels, reference), criteria, attempts and reviews."""
+    db = store.connect(home)
+    row = db.execute("SELECT id, example_id, prompt_version, teacher, text, score, criteria, status, attempts, "
+                     "tokens, seconds, job_id, created_at, updated_at FROM chains WHERE id = ?", [chain_id]).fetchone()
+    if not row:
+        return None
+    c = dict(zip(["id", "example_id", "prompt_version", "teacher", "text", "score", "criteria", "status", "attempts",
+                  "tokens", "seconds", "job_id", "created_at", "updated_at"], row))
+    c["criteria"] = json.loads(c["criteria"])
+    ex = load_examples(db, [c["example_id"]])
+    c["example"] = ex[0] if ex else None
+    if ex:
+        answers = [m["content"] for m in ex[0]["messages"] if m.get("role") == "assistant"]
+        c["reference"] = answers[-1] if answers else ""
+    c["attempt_rows"] = [dict(zip(["attempt", "score", "sampling", "tokens", "seconds", "created_at"], r)) for r in
+                         db.execute("SELECT attempt, score, sampling, tokens, seconds, created_at FROM chain_attempts "
+                                    "WHERE example_id = ? AND prompt_version = ? AND teacher = ? ORDER BY attempt",
+                                    [c["example_id"], c["prompt_version"], c["teacher"]])]
+    for a in c["attempt_rows"]:
+        a["sampling"] = json.loads(a["sampling"])
+    c["reviews"] = [dict(zip(["decision", "score_before", "score_after", "reviewer", "created_at"], r)) for r in
+                    db.execute("SELECT decision, score_before, score_after, reviewer, created_at FROM reviews "
+                               "WHERE chain_id = ? ORDER BY id", [chain_id])]
+    return c
+
+
+def review(home: Home | str | None, chain_ids, decision: str, reviewer: str | None = None) -> int:
+    """Approve or reject chains (stored with the time and reviewer); returns how many changed."""
+    if decision not in ("approve", "reject"):
+        raise ValueError(f"decision must be approve or reject, got {decision!r}")
+    return store.review_chains(store.connect(home), [int(i) for i in chain_ids], decision, reviewer)
+
+
+def edit_chain(home: Home | str | None, chain_id: int, text: str, reviewer: str | None = None,
+               threshold: float = quality.THRESHOLD) -> dict:
+    """Replace a chain's text, re-score it against its example, and store the decision.
+
+    The chain becomes ``approved`` when the edited text passes (score >= threshold and all
+    sections), else it stays ``flagged`` with its new score and reasons."""
+    db = store.connect(home)
+    c = chain_detail(home, chain_id)
+    if c is None:
+        raise ValueError(f"no chain {chain_id}")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("the edited chain is empty")
+    r = score_for(c["example"] or {}, text)
+    status = "approved" if quality.passes(r, threshold) else "flagged"
+    store.review_chains(db, [chain_id], "edit", reviewer, edited_text=text, new_score=r["score"],
+                        new_criteria=r["criteria"], new_status=status)
+    return {"id": chain_id, "score_before": c["score"], "score": r["score"], "criteria": r["criteria"],
+            "sections_ok": r["sections_ok"], "status": status}
+
+
+def bulk_review(home: Home | str | None, decision: str, dataset: str | None = None, reviewer: str | None = None,
+                **filters) -> int:
+    """Approve or reject every chain matching the filters (e.g. status=flagged, min_score=60)."""
+    rows, _ = list_chains(home, dataset, limit=None, **filters)
+    return review(home, [r["id"] for r in rows], decision, reviewer) if rows else 0
+
+
+def quality_report(home: Home | str | None = None, dataset: str | None = None, threshold: float = quality.THRESHOLD,
+                   **filters) -> dict:
+    """What the Quality page shows: scores, pass rate per criterion and per task, the plan's targets."""
+    db = store.connect(home)
+    try:
+        ds_id, ds_name = resolve_dataset(db, dataset)
+    except ValueError:
+        return {"count": 0}
+    where, params = _filter(ds_id, **filters)
+    rows = db.execute(f"SELECT c.score, c.criteria, c.status, e.task FROM chains c JOIN examples e "
+                      f"ON e.id = c.example_id{where}", params).fetchall()
+    n = len(rows)
+    if not n:
+        return {"count": 0, "dataset": ds_name}
+    scores = [r[0] for r in rows]
+    crit_ok: dict[str, int] = {}
+    sections_all = 0
+    per_task: dict[str, list] = {}
+    for score, criteria, status, task in rows:
+        crit = json.loads(criteria)
+        for name, c in crit.items():
+            crit_ok[name] = crit_ok.get(name, 0) + (c.get("max") and c["points"] >= 0.7 * c["max"])
+        sec = crit.get("sections")
+        sections_all += bool(sec and sec["points"] >= sec["max"] - 1e-6)
+        per_task.setdefault(task or "(none)", []).append(score)
+    avg = sum(scores) / n
+    share = sum(s >= threshold for s in scores) / n
+    share_sections = sections_all / n
+    return {
+        "count": n, "dataset": ds_name, "scores": scores, "average": round(avg, 2),
+        "share_ge_threshold": round(share, 4), "share_all_sections": round(share_sections, 4),
+        "threshold": threshold,
+        "criteria_pass": {k: round(v / n, 4) for k, v in crit_ok.items()},
+        "per_task": {t: {"count": len(s), "average": round(sum(s) / len(s), 2),
+                         "pass_rate": round(sum(x >= threshold for x in s) / len(s), 4)} for t, s in sorted(per_task.items())},
+        "status": {s: sum(1 for r in rows if r[2] == s) for s in STATUSES},
+        "targets": [
+            {"target": "average score >= 75", "value": round(avg, 2), "met": avg >= 75},
+            {"target": f"more than 80% of chains >= {threshold:g}", "value": f"{100 * share:.1f}%", "met": share > 0.8},
+            {"target": "all sections present", "value": f"{100 * share_sections:.1f}%", "met": sections_all == n},
+        ],
+    }

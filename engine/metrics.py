@@ -1,0 +1,514 @@
+"""Evaluation metrics: pure functions over (reference labels, parsed prediction) pairs.
+
+Conventions, in one place:
+
+- A prediction that cannot be parsed is ``None``. It is never dropped: it counts as wrong in
+  every accuracy, as a miss (false negative) for its reference class, and it appears in the
+  confusion matrices as the column ``"unparsed"``. Every task reports its ``parse_rate``.
+- Mean absolute errors (CSAT, QA score) can only be taken over parsed answers; they are
+  reported with ``mae_n`` (how many answers they cover) beside the parse rate, so a model that
+  answers rarely but well cannot hide behind a small MAE.
+- Precision, recall and F1 divide by zero as 0.0 (scikit-learn's ``zero_division=0``). Macro-F1
+  averages over the classes that occur in the references or the predictions, so a class that
+  neither side uses does not drag it down.
+- Coaching is a set task: precision/recall/F1 are micro-averaged over behaviours (true
+  positives are behaviours in both sets), and ``exact_set_accuracy`` asks for the whole set.
+- Structure compliance reads the text with ``engine.chain.parse_chain``: all three sections
+  present and closed, all five steps with their titles, sections in order.
+
+``parse_prediction`` runs ``engine.tasks.parse_answer`` on the answer after a normalisation pass
+for the messy answers small models write: markdown bold around the key, a bulleted coaching
+list, a ``(1-5)`` scale note, and the instruction's placeholders echoed back (``CSAT: 1-5``,
+``Churn risk: low|medium|high``), which must not count as answers.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+
+from engine import tasks
+
+UNPARSED = "unparsed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing model answers
+# ---------------------------------------------------------------------------------------------
+
+_EMPHASIS = re.compile(r"\*\*|__|`")
+_SCALE_NOTE = re.compile(r"[ \t]*\(\s*(?:\d+\s*[-\u2013/]\s*\d+|low\s*/\s*medium\s*/\s*high)\s*\)[ \t]*(?=[:=])", re.I)
+_COACH_BULLETS = re.compile(
+    r"(coaching(?:[ \t]+focus)?[ \t]*[:=\-][ \t]*)\n((?:[ \t]*(?:[-*\u2022]|\d+[.)])[ \t]*[^\n]+(?:\n|$))+)", re.I)
+_COACH_NONE = re.compile(r"(coaching(?:[ \t]+focus)?[ \t]*[:=\-][ \t]*)(?:none|no[ \t]+coaching)\b[^\n]*", re.I)
+# The instruction's own placeholders echoed back: "CSAT: 1-5", "QA score: <0-100>/100",
+# "Churn risk: low|medium|high". They are not answers, so they must not parse as 1, 0 or low.
+_RANGE_ECHO = re.compile(
+    r"\b((?:CSAT|QA|quality)(?:[ \t]+score)?[ \t]*[:=\-][ \t]*)<?[ \t]*(?:1[ \t]*[-\u2013][ \t]*5|0[ \t]*[-\u2013][ \t]*100)"
+    r"[ \t]*>?", re.I)
+_CHOICE_ECHO = re.compile(r"([:=][ \t]*)<?[A-Za-z_]+(?:[ \t]*\|[ \t]*[A-Za-z_, ]+)+>?")
+
+
+def normalise_answer(text: str) -> str:
+    """The text with the markup small models add around answer lines taken out.
+
+    >>> normalise_answer("**Churn risk**: high")
+    'Churn risk: high'
+    >>> normalise_answer("CSAT (1-5): 2")
+    'CSAT: 2'
+    >>> normalise_answer("Coaching focus:\\n- empathy\\n- hold etiquette\\n")
+    'Coaching focus: empathy, hold etiquette\\n'
+    >>> normalise_answer("Coaching focus: none needed.")
+    'Coaching focus: none'
+    >>> normalise_answer("CSAT: 1-5"), normalise_answer("Churn risk: low|medium|high")
+    ('CSAT: ?', 'Churn risk: ?')
+    """
+    text = _EMPHASIS.sub("", text)
+    text = _SCALE_NOTE.sub("", text)
+    text = _RANGE_ECHO.sub(lambda m: m.group(1) + "?", text)
+    text = _CHOICE_ECHO.sub(lambda m: m.group(1) + "?", text)
+
+    def bullets(m: re.Match) -> str:
+        items = [re.sub(r"^[ \t]*(?:[-*\u2022]|\d+[.)])[ \t]*", "", line).strip()
+                 for line in m.group(2).splitlines() if line.strip()]
+        return m.group(1).rstrip() + " " + ", ".join(items) + "\n"
+
+    text = _COACH_BULLETS.sub(bullets, text)
+    return _COACH_NONE.sub(lambda m: m.group(1) + "none", text)
+
+
+def parse_prediction(task: str, text: str | None) -> dict | None:
+    """The task's labels parsed from a model's answer, or ``None`` when there is no answer.
+
+    >>> parse_prediction("churn", "**Churn risk**: high")
+    {'churn': 'high'}
+    >>> parse_prediction("coaching", "Coaching focus:\\n- empathy\\n- ownership")
+    {'coaching': ['empathy', 'ownership']}
+    >>> parse_prediction("csat", "The customer seemed fine.") is None
+    True
+    >>> parse_prediction("csat", "CSAT: 1-5\\nCustomer satisfaction: 5") is None  # the scale echoed back
+    True
+    """
+    if not isinstance(text, str):
+        return None
+    return tasks.parse_answer(task, normalise_answer(text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+def accuracy(golds: Sequence, preds: Sequence) -> float:
+    """Share of predictions equal to the reference; ``None`` predictions are wrong.
+
+    >>> accuracy(["low", "high", "low"], ["low", None, "high"])
+    0.3333
+    >>> accuracy([], [])
+    0.0
+    """
+    return _r(_div(sum(1 for g, p in zip(golds, preds) if p is not None and g == p), len(golds)))
+
+
+def confusion(golds: Sequence, preds: Sequence, classes: Sequence[str]) -> dict:
+    """Confusion matrix: rows are reference classes, columns the predicted classes plus ``unparsed``.
+
+    A reference or prediction outside ``classes`` gets its own row or column (after the known
+    ones), so nothing is lost.
+
+    >>> confusion(["low", "high"], ["low", None], ["low", "high"])
+    {'rows': ['low', 'high'], 'columns': ['low', 'high', 'unparsed'], 'matrix': [[1, 0, 0], [0, 0, 1]]}
+    """
+    rows = list(classes) + sorted({str(g) for g in golds} - set(classes))
+    cols = list(classes) + sorted({str(p) for p in preds if p is not None} - set(classes)) + [UNPARSED]
+    matrix = [[0] * len(cols) for _ in rows]
+    for g, p in zip(golds, preds):
+        matrix[rows.index(str(g))][cols.index(UNPARSED if p is None else str(p))] += 1
+    return {"rows": rows, "columns": cols, "matrix": matrix}
+
+
+def classification(golds: Sequence, preds: Sequence, classes: Sequence[str]) -> dict:
+    """Accuracy, per-class precision/recall/F1, macro-F1 and the confusion matrix.
+
+    >>> m = classification(["low", "low", "high", "medium"], ["low", "high", "high", None],
+    ...                    ["low", "medium", "high"])
+    >>> m["accuracy"], m["parse_rate"], m["macro_f1"]
+    (0.5, 0.75, 0.4444)
+    >>> m["per_class"]["high"]
+    {'precision': 0.5, 'recall': 1.0, 'f1': 0.6667, 'support': 1}
+    """
+    n = len(golds)
+    golds = [str(g) for g in golds]
+    preds = [None if p is None else str(p) for p in preds]
+    per_class = {}
+    used = [c for c in dict.fromkeys(list(classes) + golds + [p for p in preds if p is not None])]
+    f1s = []
+    for c in used:
+        tp = sum(1 for g, p in zip(golds, preds) if g == c and p == c)
+        fp = sum(1 for g, p in zip(golds, preds) if g != c and p == c)
+        fn = sum(1 for g, p in zip(golds, preds) if g == c and p != c)
+        precision, recall = _div(tp, tp + fp), _div(tp, tp + fn)
+        f1 = _div(2 * precision * recall, precision + recall)
+        support = tp + fn
+        if support or tp + fp:
+            f1s.append(f1)
+        if c in classes or support or tp + fp:
+            per_class[c] = {"precision": _r(precision), "recall": _r(recall), "f1": _r(f1), "support": support}
+    parsed = sum(1 for p in preds if p is not None)
+    return {
+        "n": n,
+        "parsed": parsed,
+        "parse_rate": _r(_div(parsed, n)),
+        "accuracy": accuracy(golds, preds),
+        "macro_f1": _r(_div(sum(f1s), len(f1s))),
+        "per_class": per_class,
+        "confusion": confusion(golds, preds, classes),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-task metrics. Each takes a list of (reference labels, parsed prediction or None).
+# ---------------------------------------------------------------------------------------------
+
+Pairs = Sequence[tuple[dict, dict | None]]
+
+
+def _value(pred: dict | None, key: str):
+    return None if not pred or key not in pred else pred[key]
+
+
+def csat_metrics(pairs: Pairs) -> dict:
+    """CSAT (1-5): exact and within-one accuracy (unparsed = wrong), MAE over parsed answers.
+
+    >>> m = csat_metrics([({"csat": 4}, {"csat": 4}), ({"csat": 2}, {"csat": 3}),
+    ...                   ({"csat": 5}, {"csat": 1}), ({"csat": 1}, None)])
+    >>> m["exact_accuracy"], m["within_one_accuracy"], m["mae"], m["mae_n"], m["parse_rate"]
+    (0.25, 0.5, 1.6667, 3, 0.75)
+    """
+    golds = [int(g["csat"]) for g, _ in pairs]
+    preds = [_value(p, "csat") for _, p in pairs]
+    preds = [None if v is None else int(v) for v in preds]
+    n = len(golds)
+    errors = [abs(g - p) for g, p in zip(golds, preds) if p is not None]
+    cls = classification([str(g) for g in golds], [None if p is None else str(p) for p in preds],
+                         ["1", "2", "3", "4", "5"])
+    return {
+        "n": n,
+        "parsed": len(errors),
+        "parse_rate": _r(_div(len(errors), n)),
+        "exact_accuracy": _r(_div(sum(1 for e in errors if e == 0), n)),
+        "within_one_accuracy": _r(_div(sum(1 for e in errors if e <= 1), n)),
+        "mae": _r(statistics.fmean(errors)) if errors else None,
+        "mae_n": len(errors),
+        "macro_f1": cls["macro_f1"],
+        "confusion": cls["confusion"],
+    }
+
+
+def quality_metrics(pairs: Pairs) -> dict:
+    """QA score (0-100): MAE over parsed answers, share within 10 points (unparsed = wrong).
+
+    >>> m = quality_metrics([({"quality": 80}, {"quality": 75}), ({"quality": 60}, {"quality": 90}),
+    ...                      ({"quality": 70}, None)])
+    >>> m["mae"], m["within_10_accuracy"], m["parse_rate"]
+    (17.5, 0.3333, 0.6667)
+    """
+    golds = [float(g["quality"]) for g, _ in pairs]
+    preds = [_value(p, "quality") for _, p in pairs]
+    n = len(golds)
+    errors = [abs(g - float(p)) for g, p in zip(golds, preds) if p is not None]
+    return {
+        "n": n,
+        "parsed": len(errors),
+        "parse_rate": _r(_div(len(errors), n)),
+        "mae": _r(statistics.fmean(errors)) if errors else None,
+        "mae_n": len(errors),
+        "within_10_accuracy": _r(_div(sum(1 for e in errors if e <= 10), n)),
+    }
+
+
+def churn_metrics(pairs: Pairs) -> dict:
+    """Churn risk (low/medium/high): accuracy, per-class precision/recall/F1, macro-F1, confusion.
+
+    >>> m = churn_metrics([({"churn": "low"}, {"churn": "low"}), ({"churn": "high"}, {"churn": "medium"}),
+    ...                    ({"churn": "high"}, None)])
+    >>> m["accuracy"], m["per_class"]["high"]["recall"], m["parse_rate"]
+    (0.3333, 0.0, 0.6667)
+    """
+    return classification([g["churn"] for g, _ in pairs], [_value(p, "churn") for _, p in pairs],
+                          list(tasks.CHURN_LEVELS))
+
+
+def sentiment_metrics(pairs: Pairs) -> dict:
+    """Sentiment and its trajectory: accuracy and macro-F1 of each, and both right together.
+
+    A prediction without a trajectory counts as an unparsed trajectory.
+
+    >>> m = sentiment_metrics([
+    ...     ({"sentiment": "negative", "sentiment_trajectory": "improving"},
+    ...      {"sentiment": "negative", "sentiment_trajectory": "improving"}),
+    ...     ({"sentiment": "positive", "sentiment_trajectory": "stable"}, {"sentiment": "positive"}),
+    ...     ({"sentiment": "neutral", "sentiment_trajectory": "worsening"}, None)])
+    >>> m["accuracy"], m["trajectory"]["accuracy"], m["both_accuracy"], m["parse_rate"]
+    (0.6667, 0.3333, 0.3333, 0.6667)
+    """
+    sentiment = classification([g["sentiment"] for g, _ in pairs], [_value(p, "sentiment") for _, p in pairs],
+                               list(tasks.SENTIMENTS))
+    with_traj = [(g, p) for g, p in pairs if "sentiment_trajectory" in g]
+    trajectory = classification([g["sentiment_trajectory"] for g, _ in with_traj],
+                                [_value(p, "sentiment_trajectory") for _, p in with_traj], list(tasks.TRAJECTORIES))
+    both = sum(1 for g, p in with_traj if p and p.get("sentiment") == g["sentiment"]
+               and p.get("sentiment_trajectory") == g["sentiment_trajectory"])
+    return {**sentiment, "trajectory": trajectory, "both_accuracy": _r(_div(both, len(with_traj)))}
+
+
+def root_cause_metrics(pairs: Pairs) -> dict:
+    """Root cause (ten reasons): accuracy, macro-F1, per-class figures, confusion.
+
+    >>> m = root_cause_metrics([({"root_cause": "billing_dispute"}, {"root_cause": "billing_dispute"}),
+    ...                         ({"root_cause": "plan_change"}, {"root_cause": "billing_dispute"})])
+    >>> m["accuracy"], m["macro_f1"]
+    (0.5, 0.3333)
+    """
+    return classification([g["root_cause"] for g, _ in pairs], [_value(p, "root_cause") for _, p in pairs],
+                          list(tasks.ROOT_CAUSES))
+
+
+def coaching_metrics(pairs: Pairs) -> dict:
+    """Coaching behaviours as sets: micro precision/recall/F1 and exact-set accuracy.
+
+    An unparsed answer is an empty prediction for precision/recall and wrong for exact-set.
+
+    >>> m = coaching_metrics([({"coaching": ["empathy", "ownership"]}, {"coaching": ["empathy"]}),
+    ...                       ({"coaching": []}, {"coaching": []}),
+    ...                       ({"coaching": ["call_closing"]}, None)])
+    >>> m["precision"], m["recall"], m["f1"], m["exact_set_accuracy"], m["parse_rate"]
+    (1.0, 0.3333, 0.5, 0.3333, 0.6667)
+    """
+    tp = fp = fn = exact = parsed = 0
+    per: dict[str, list[int]] = {}
+    for g, p in pairs:
+        gold = set(g["coaching"])
+        pred = set(_value(p, "coaching") or [])
+        if p is not None and "coaching" in p:
+            parsed += 1
+            exact += gold == pred
+        tp += len(gold & pred)
+        fp += len(pred - gold)
+        fn += len(gold - pred)
+        for b in gold | pred:
+            counts = per.setdefault(b, [0, 0, 0])
+            counts[0] += b in gold and b in pred
+            counts[1] += b in pred and b not in gold
+            counts[2] += b in gold and b not in pred
+    precision, recall = _div(tp, tp + fp), _div(tp, tp + fn)
+    n = len(pairs)
+    per_behaviour = {}
+    for b in sorted(per):
+        t, f_p, f_n = per[b]
+        pr, rc = _div(t, t + f_p), _div(t, t + f_n)
+        per_behaviour[b] = {"precision": _r(pr), "recall": _r(rc), "f1": _r(_div(2 * pr * rc, pr + rc)),
+                            "support": t + f_n}
+    return {
+        "n": n,
+        "parsed": parsed,
+        "parse_rate": _r(_div(parsed, n)),
+        "precision": _r(precision),
+        "recall": _r(recall),
+        "f1": _r(_div(2 * precision * recall, precision + recall)),
+        "exact_set_accuracy": _r(_div(exact, n)),
+        "per_behaviour": per_behaviour,
+    }
+
+
+TASK_METRICS = {
+    "csat": csat_metrics,
+    "quality": quality_metrics,
+    "churn": churn_metrics,
+    "sentiment": sentiment_metrics,
+    "root_cause": root_cause_metrics,
+    "coaching": coaching_metrics,
+}
+
+# The one figure per task that the tables lead with (the "accuracy" of the task).
+HEADLINE = {
+    "csat": "within_one_accuracy",
+    "quality": "within_10_accuracy",
+    "churn": "accuracy",
+    "sentiment": "accuracy",
+    "root_cause": "accuracy",
+    "coaching": "f1",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Structure and quality score
+# ---------------------------------------------------------------------------------------------
+
+
+def structure_of(text: str) -> dict:
+    """Which parts of the reasoning structure a text has.
+
+    >>> from engine.chain import render_chain
+    >>> full = render_chain({n: "x" for n in range(1, 6)}, {}, {}, "CSAT: 4/5")
+    >>> structure_of(full)
+    {'all_sections': True, 'all_steps': True, 'in_order': True, 'compliant': True}
+    >>> structure_of("CSAT: 4/5")["compliant"]
+    False
+    """
+    from engine.chain import SECTIONS, STEPS, parse_chain
+
+    p = parse_chain(text or "")
+    sections = all(p["present"][s] and p["closed"][s] for s in SECTIONS)
+    found = {s["n"] for s in p["steps"] if s["title_ok"]}
+    steps = all(n in found for n in range(1, len(STEPS) + 1))
+    return {"all_sections": sections, "all_steps": steps, "in_order": bool(p["in_order"]),
+            "compliant": sections and steps and bool(p["in_order"])}
+
+
+def structure_metrics(structures: Sequence[dict]) -> dict:
+    """Rates of all sections, all five steps, and full compliance over ``structure_of`` results.
+
+    >>> structure_metrics([{"all_sections": True, "all_steps": False, "in_order": True, "compliant": False},
+    ...                    {"all_sections": True, "all_steps": True, "in_order": True, "compliant": True}])
+    {'n': 2, 'all_sections_rate': 1.0, 'all_steps_rate': 0.5, 'compliance_rate': 0.5}
+    """
+    n = len(structures)
+    return {
+        "n": n,
+        "all_sections_rate": _r(_div(sum(1 for s in structures if s["all_sections"]), n)),
+        "all_steps_rate": _r(_div(sum(1 for s in structures if s["all_steps"]), n)),
+        "compliance_rate": _r(_div(sum(1 for s in structures if s["compliant"]), n)),
+    }
+
+
+HISTOGRAM_EDGES = tuple(range(0, 101, 10))
+
+
+def score_distribution(scores: Iterable[float], threshold: float = 70.0) -> dict:
+    """Mean, median, quartiles, share at or above ``threshold`` and a 10-point histogram.
+
+    >>> d = score_distribution([20, 75, 80, 95])
+    >>> d["mean"], d["median"], d["share_ge_70"], d["histogram"]["counts"]
+    (67.5, 77.5, 0.75, [0, 0, 1, 0, 0, 0, 0, 1, 1, 1])
+    """
+    scores = sorted(float(s) for s in scores)
+    counts = [0] * (len(HISTOGRAM_EDGES) - 1)
+    for s in scores:
+        counts[min(len(counts) - 1, max(0, int(s // 10)))] += 1
+    quart = statistics.quantiles(scores, n=4, method="inclusive") if len(scores) >= 2 else (scores * 3 or [None] * 3)
+    return {
+        "n": len(scores),
+        "mean": _r(statistics.fmean(scores), 2) if scores else None,
+        "median": _r(statistics.median(scores), 2) if scores else None,
+        "p25": _r(quart[0], 2) if scores else None,
+        "p75": _r(quart[2], 2) if scores else None,
+        "min": scores[0] if scores else None,
+        "max": scores[-1] if scores else None,
+        "share_ge_70": _r(_div(sum(1 for s in scores if s >= threshold), len(scores))),
+        "histogram": {"edges": list(HISTOGRAM_EDGES), "counts": counts},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything at once
+# ---------------------------------------------------------------------------------------------
+
+
+def evaluate_predictions(rows: Sequence[dict]) -> dict:
+    """All metrics for one model's predictions.
+
+    Each row: ``task``, ``labels`` (reference), ``parsed`` (or None), ``score`` (quality score),
+    ``structure`` (``structure_of``). Rows of unknown tasks or without reference labels count in
+    structure and quality but not in task accuracy.
+
+    >>> rows = [{"task": "csat", "labels": {"csat": 4}, "parsed": {"csat": 4}, "score": 80,
+    ...          "structure": structure_of("CSAT: 4/5")},
+    ...         {"task": "churn", "labels": {"churn": "low"}, "parsed": None, "score": 10,
+    ...          "structure": structure_of("no idea")}]
+    >>> m = evaluate_predictions(rows)
+    >>> m["overall"], sorted(m["tasks"]), m["tasks"]["csat"]["exact_accuracy"]
+    ({'n': 2, 'scored': 2, 'parsed': 1, 'parse_rate': 0.5, 'accuracy': 0.5}, ['churn', 'csat'], 1.0)
+    """
+    by_task: dict[str, list[tuple[dict, dict | None]]] = {}
+    agree = scored = parsed = 0
+    for r in rows:
+        task, labels = r.get("task"), r.get("labels") or {}
+        keys = tasks.TASK_KEYS.get(task)
+        if not keys or any(k not in labels for k in keys):
+            continue
+        by_task.setdefault(task, []).append((labels, r.get("parsed")))
+        scored += 1
+        parsed += r.get("parsed") is not None
+        agree += bool(tasks.agrees(task, r.get("parsed"), labels))
+    return {
+        "n": len(rows),
+        "overall": {"n": len(rows), "scored": scored, "parsed": parsed, "parse_rate": _r(_div(parsed, scored)),
+                    "accuracy": _r(_div(agree, scored))},
+        "structure": structure_metrics([r["structure"] for r in rows if r.get("structure")]),
+        "quality_score": score_distribution([r["score"] for r in rows if r.get("score") is not None]),
+        "tasks": {t: TASK_METRICS[t](pairs) for t, pairs in sorted(by_task.items())},
+    }
+
+
+def headline(metrics: dict) -> dict:
+    """The flat figures a models-by-metrics table shows: ``{"structure.compliance_rate": 0.9, ...}``.
+
+    >>> headline({"overall": {"accuracy": 0.5, "parse_rate": 1.0}, "structure": {"compliance_rate": 0.2,
+    ...           "all_sections_rate": 0.3, "all_steps_rate": 0.2}, "quality_score": {"mean": 50.0,
+    ...           "share_ge_70": 0.1}, "tasks": {"csat": {"exact_accuracy": 0.5, "within_one_accuracy": 1.0,
+    ...           "mae": 0.5, "parse_rate": 1.0}}})["csat.within_one_accuracy"]
+    1.0
+    """
+    out = {
+        "overall.accuracy": metrics["overall"]["accuracy"],
+        "overall.parse_rate": metrics["overall"]["parse_rate"],
+        "structure.compliance_rate": metrics["structure"]["compliance_rate"],
+        "structure.all_sections_rate": metrics["structure"]["all_sections_rate"],
+        "structure.all_steps_rate": metrics["structure"]["all_steps_rate"],
+        "quality_score.mean": metrics["quality_score"]["mean"],
+        "quality_score.share_ge_70": metrics["quality_score"]["share_ge_70"],
+    }
+    wanted = {
+        "csat": ("exact_accuracy", "within_one_accuracy", "mae", "parse_rate"),
+        "quality": ("mae", "within_10_accuracy", "parse_rate"),
+        "churn": ("accuracy", "macro_f1", "parse_rate"),
+        "sentiment": ("accuracy", "macro_f1", "both_accuracy", "parse_rate"),
+        "root_cause": ("accuracy", "macro_f1", "parse_rate"),
+        "coaching": ("precision", "recall", "f1", "exact_set_accuracy", "parse_rate"),
+    }
+    for task, keys in wanted.items():
+        m = metrics.get("tasks", {}).get(task)
+        if m:
+            for k in keys:
+                if k in m:
+                    out[f"{task}.{k}"] = m[k]
+    return out
+
+
+# Metrics where lower is better (deltas are read the other way round).
+LOWER_IS_BETTER = {"csat.mae", "quality.mae"}
+
+
+def deltas(base: dict, tuned: dict) -> dict:
+    """``tuned - base`` for every headline figure both have, with whether it is an improvement.
+
+    >>> deltas({"csat.mae": 1.0, "overall.accuracy": 0.2}, {"csat.mae": 0.5, "overall.accuracy": 0.5})
+    {'csat.mae': {'base': 1.0, 'tuned': 0.5, 'delta': -0.5, 'better': True}, 'overall.accuracy': {'base': 0.2, 'tuned': 0.5, 'delta': 0.3, 'better': True}}
+    """
+    out = {}
+    for key in base:
+        if key in tuned and base[key] is not None and tuned[key] is not None:
+            d = round(float(tuned[key]) - float(base[key]), 4)
+            better = d < 0 if key in LOWER_IS_BETTER else d > 0
+            out[key] = {"base": base[key], "tuned": tuned[key], "delta": d, "better": better}
+    return out

@@ -1,0 +1,356 @@
+"""The teacher: one function, ``teach()``, turns examples into reasoning chains on any backend.
+
+Backends (``cfg.backend``):
+
+- ``local``: HF transformers in this process through ``engine.generation.LocalGenerator``
+  (the embedded SmolLM2-135M by default, any HF id or folder on CUDA/MPS/CPU).
+- ``openai``: any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, SGLang, TGI, Ollama,
+  llama.cpp server) with ``cfg.concurrency`` requests in flight, retries with exponential
+  backoff on 429/5xx/connection errors, and errors that say what to fix (key, URL, model).
+
+Modes (``cfg.guided``):
+
+- guided (default): the chain's tags and headers are ours; the model writes each of the 13
+  parts from a short prompt with a lead-in (see ``engine.prompt``). Locally, every part of every
+  example in a batch is decoded together by ``_guided_local``: the shared context (transcript
+  and reference) of each example is prefilled once, its KV cache repeated for the 13 parts, and
+  a plain decode loop drops finished rows as it goes. That is the throughput trick on CPU:
+  decoding one token for 50 rows costs about what it costs for 2, and the expensive prefill of
+  the ~450-token context happens once per example instead of once per part.
+- free: one prompt, the model writes the whole chain; its final answer becomes the reference.
+
+Why a hand-written decode loop instead of ``model.generate``: generate cannot start from a
+cache shared by several rows, stops all rows at one rule, and costs several ms of Python per
+step for logits processors we don't need; here a step is one forward and a few tensor ops.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+from engine import prompt as P
+
+# One loaded local model per process (a job loads it once and reuses it for every batch).
+_LOCAL: dict[tuple, object] = {}
+_LOCAL_LOCK = threading.Lock()
+_NEWLINE_IDS: dict[int, list[int]] = {}
+
+
+class TeacherError(RuntimeError):
+    """The teacher cannot be used as configured; the message says what to change."""
+
+
+@dataclass
+class TeacherOutput:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    calls: int = 1
+
+
+def teacher_id(cfg) -> str:
+    """The teacher part of a chain's key: the model, and for HTTP the backend too."""
+    return cfg.teacher if cfg.backend == "local" else f"{cfg.backend}:{cfg.teacher}"
+
+
+def prompt_key(cfg) -> str:
+    """The prompt-version part of a chain's key: the template version and the mode."""
+    return f"{P.PROMPT_VERSION}-{'guided' if cfg.guided else 'free'}"
+
+
+def teach(examples: list[dict], cfg, temperature: float = 0.0, seed: int = 0, home=None) -> list[TeacherOutput]:
+    """Chains for ``examples`` (dicts with transcript, messages, task, labels) in input order.
+
+    The one entry point for every backend and mode; ``temperature``/``seed`` are the attempt's
+    sampling (a retry passes other values).
+    """
+    if not examples:
+        return []
+    if cfg.backend == "local":
+        gen = local_generator(cfg, home)
+        if cfg.guided:
+            return _guided_local(gen, examples, cfg, temperature, seed)
+        return _free_local(gen, examples, cfg, temperature, seed)
+    if cfg.backend == "openai":
+        return _http(examples, cfg, temperature, seed)
+    raise TeacherError(f"unknown backend {cfg.backend!r} (expected local or openai)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Local transformers
+# ---------------------------------------------------------------------------------------------
+
+
+def local_generator(cfg, home=None):
+    """The process's LocalGenerator for (teacher, device, dtype), loaded on first use."""
+    from engine.generation import LocalGenerator
+
+    key = (cfg.teacher, cfg.device, cfg.dtype, str(home))
+    with _LOCAL_LOCK:
+        if key not in _LOCAL:
+            _LOCAL.clear()  # one model at a time: free the previous one's memory
+            _LOCAL[key] = LocalGenerator(cfg.teacher, home=home, device=None if cfg.device == "auto" else cfg.device,
+                                         dtype=None if cfg.dtype == "auto" else cfg.dtype)
+        return _LOCAL[key]
+
+
+def _newline_ids(tokenizer) -> list[int]:
+    """Token ids whose text contains a line break (a guided part is one paragraph)."""
+    key = id(tokenizer)
+    if key not in _NEWLINE_IDS:
+        vocab = tokenizer.get_vocab()
+        # byte-level BPE writes "\n" as "Ċ"; sentencepiece vocabularies hold "<0x0A>" or "\n"
+        _NEWLINE_IDS[key] = sorted(i for t, i in vocab.items() if "Ċ" in t or "\n" in t or t == "<0x0A>")
+    return _NEWLINE_IDS[key]
+
+
+def _free_local(gen, examples, cfg, temperature, seed) -> list[TeacherOutput]:
+    prompts = [P.free_messages(ex) for ex in examples]
+    outs = gen.generate(prompts, max_new_tokens=cfg.max_new_tokens, temperature=temperature, top_p=cfg.top_p,
+                        seed=seed, batch_size=cfg.batch_size, continuations=[P.FREE_LEAD] * len(prompts))
+    return [TeacherOutput(P.finish_free(ex, P.FREE_LEAD + o.text), o.prompt_tokens, o.completion_tokens, o.seconds)
+            for ex, o in zip(examples, outs)]
+
+
+def _part_ids(gen, example: dict) -> tuple[list[int], list[list[int]], list[dict]]:
+    """(shared prefix ids, per-part suffix ids, part specs) for one example.
+
+    The prompts differ only after the shared context, so the text is split there and the two
+    halves tokenized apart: the prefix ids are then identical for every part by construction.
+    """
+    tok = gen.tokenizer
+    specs = P.guided_prompts(example)
+    texts = [tok.apply_chat_template(s["messages"], tokenize=False, add_generation_prompt=True) + s["lead"]
+             for s in specs]
+    shared = P.shared_prefix(example)
+    cut = texts[0].index(shared) + len(shared)
+    prefix = texts[0][:cut]
+    prefix_ids = tok(prefix, add_special_tokens=False)["input_ids"]
+    suffixes = [tok(t[cut:], add_special_tokens=False)["input_ids"] for t in texts]
+    return prefix_ids, suffixes, specs
+
+
+def _guided_local(gen, examples, cfg, temperature, seed) -> list[TeacherOutput]:
+    """All parts of ``cfg.batch_size`` examples at a time, one shared-prefix cache per example."""
+    prepared = [_part_ids(gen, ex) for ex in examples]
+    order = sorted(range(len(examples)), key=lambda i: len(prepared[i][0]))  # group similar lengths
+    results: list[TeacherOutput | None] = [None] * len(examples)
+    step = max(1, int(cfg.batch_size))
+    with gen.lock:
+        for start in range(0, len(order), step):
+            chunk = order[start:start + step]
+            t0 = time.time()
+            texts, n_prompt, n_new = _decode_parts(gen, [prepared[i] for i in chunk], cfg, temperature,
+                                                   seed + start)
+            seconds = (time.time() - t0) / len(chunk)
+            for j, i in enumerate(chunk):
+                specs = prepared[i][2]
+                bodies = {s["part"]: P.part_body(s["lead"], texts[j][k]) for k, s in enumerate(specs)}
+                results[i] = TeacherOutput(P.assemble_guided(examples[i], bodies), n_prompt[j], n_new[j], seconds,
+                                           calls=len(specs))
+    return results  # type: ignore[return-value]
+
+
+def _decode_parts(gen, prepared, cfg, temperature: float, seed: int):
+    """Decode every part of a few examples together; returns (texts per example per part,
+    prompt tokens per example, new tokens per example)."""
+    import torch
+    from transformers import DynamicCache
+
+    model, tok = gen.model, gen.tokenizer
+    device = gen.device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    n_parts = len(prepared[0][1])
+    n_ex = len(prepared)
+
+    # 1. prefill each example's shared prefix once (left padded), keep only the last logits
+    lp = max(len(p[0]) for p in prepared)
+    ids = torch.full((n_ex, lp), pad, dtype=torch.long)
+    mask = torch.zeros((n_ex, lp), dtype=torch.long)
+    for r, (prefix, _, _) in enumerate(prepared):
+        ids[r, lp - len(prefix):] = torch.tensor(prefix)
+        mask[r, lp - len(prefix):] = 1
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device), cache=cache,
+              use_cache=True, logits_to_keep=1)
+        # 2. one copy of the cache per part (rows: ex0 part0..n, ex1 part0..n, ...)
+        cache.batch_repeat_interleave(n_parts)
+        mask = mask.repeat_interleave(n_parts, dim=0)
+        # 3. the part suffixes, left padded inside their own block (padding masked out)
+        suffixes = [s for p in prepared for s in p[1]]
+        ls = max(len(s) for s in suffixes)
+        rows = len(suffixes)
+        sids = torch.full((rows, ls), pad, dtype=torch.long)
+        smask = torch.zeros((rows, ls), dtype=torch.long)
+        for r, s in enumerate(suffixes):
+            sids[r, ls - len(s):] = torch.tensor(s)
+            smask[r, ls - len(s):] = 1
+        mask = torch.cat([mask, smask], dim=1)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ls:]
+        out = model(input_ids=sids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+                    cache=cache, use_cache=True, logits_to_keep=1)
+        logits = out.logits[:, -1, :].float()
+        next_pos = pos[:, -1] + 1
+
+        # 4. decode: stop a row at a line break, an end token or its budget; drop stopped rows
+        budget = int(cfg.part_tokens)
+        min_tokens = min(6, budget)
+        stop_ids = torch.tensor(sorted(set(_newline_ids(tok)) | set(gen.end_ids)), dtype=torch.long)
+        vocab = logits.shape[-1]
+        stop_ids = stop_ids[stop_ids < vocab]
+        stop_set = frozenset(stop_ids.tolist())
+        generated: list[list[int]] = [[] for _ in range(rows)]
+        alive = torch.arange(rows)
+        seen = torch.zeros((rows, vocab), dtype=torch.bool)
+        penalty = float(cfg.repetition_penalty)
+        rng = torch.Generator().manual_seed(int(seed))
+        for t in range(budget):
+            if penalty != 1.0:
+                sl = seen[alive]
+                logits = torch.where(sl, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+            if t < min_tokens:
+                logits[:, stop_ids] = float("-inf")  # a part is at least a few words
+            if temperature and temperature > 0:
+                probs = torch.softmax(logits / float(temperature), dim=-1)
+                if cfg.top_p < 1.0:
+                    sp, si = torch.sort(probs, dim=-1, descending=True)
+                    drop = sp.cumsum(-1) - sp > float(cfg.top_p)
+                    sp[drop] = 0.0
+                    probs = torch.zeros_like(probs).scatter(-1, si, sp)
+                nxt = torch.multinomial(probs, 1, generator=rng).squeeze(-1)
+            else:
+                nxt = logits.argmax(-1)
+            nxt_list = nxt.tolist()
+            keep = []
+            for j, (row, token) in enumerate(zip(alive.tolist(), nxt_list)):
+                if token in gen.end_ids or (t >= min_tokens and token in stop_set):
+                    continue
+                generated[row].append(token)
+                seen[row, token] = True
+                if len(generated[row]) < budget:
+                    keep.append(j)
+            if not keep:
+                break
+            if len(keep) < len(nxt_list):
+                k = torch.tensor(keep, dtype=torch.long)
+                cache.batch_select_indices(k.to(device))
+                mask, next_pos, nxt, alive = mask[k], next_pos[k], nxt[k], alive[k]
+            mask = torch.cat([mask, torch.ones((mask.shape[0], 1), dtype=torch.long)], dim=1)
+            out = model(input_ids=nxt.view(-1, 1).to(device), attention_mask=mask.to(device),
+                        position_ids=next_pos.view(-1, 1).to(device), cache=cache, use_cache=True)
+            logits = out.logits[:, -1, :].float()
+            next_pos = next_pos + 1
+    texts, n_prompt, n_new = [], [], []
+    for e, (prefix, sfx, _) in enumerate(prepared):
+        rows_e = generated[e * n_parts:(e + 1) * n_parts]
+        texts.append([tok.decode(r, skip_special_tokens=True) for r in rows_e])
+        n_prompt.append(len(prefix) + sum(len(s) for s in sfx))
+        n_new.append(sum(len(r) for r in rows_e))
+    return texts, n_prompt, n_new
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAI-compatible HTTP endpoint
+# ---------------------------------------------------------------------------------------------
+
+
+def _api_key(cfg) -> str | None:
+    return os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+
+
+def chat_completion(client, cfg, messages: list[dict], temperature: float, seed: int, max_tokens: int) -> dict:
+    """One ``/chat/completions`` call with retries; returns {text, prompt_tokens, completion_tokens}."""
+    import httpx
+
+    url = cfg.base_url.rstrip("/") + "/chat/completions"
+    body = {"model": cfg.teacher, "messages": messages, "temperature": float(temperature), "top_p": float(cfg.top_p),
+            "max_tokens": int(max_tokens), "seed": int(seed)}
+    headers = {"Content-Type": "application/json"}
+    key = _api_key(cfg)
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    delay = 0.5
+    last = ""
+    for attempt in range(int(cfg.http_retries) + 1):
+        try:
+            resp = client.post(url, json=body, headers=headers, timeout=cfg.timeout_s)
+        except httpx.HTTPError as exc:  # connection refused, timeout, reset: worth retrying
+            last = f"{type(exc).__name__}: {exc}"
+        else:
+            if resp.status_code == 200:
+                try:
+                    data = resp.json()
+                    text = data["choices"][0]["message"]["content"] or ""
+                except (ValueError, KeyError, IndexError, TypeError):
+                    raise TeacherError(f"{url} answered 200 but not with an OpenAI chat completion: "
+                                       f"{resp.text[:200]!r}") from None
+                usage = data.get("usage") or {}
+                return {"text": text, "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+                        "completion_tokens": int(usage.get("completion_tokens") or 0)}
+            if resp.status_code in (401, 403):
+                raise TeacherError(f"{url} refused the request ({resp.status_code}): check the API key in the "
+                                   f"environment variable {cfg.api_key_env or '(api_key_env is empty)'}")
+            if resp.status_code == 404:
+                raise TeacherError(f"{url} answered 404: check base_url (it usually ends in /v1) and that the "
+                                   f"server serves the model {cfg.teacher!r}: {resp.text[:200]}")
+            if resp.status_code != 429 and resp.status_code < 500:
+                raise TeacherError(f"{url} rejected the request ({resp.status_code}): {resp.text[:300]}")
+            last = f"HTTP {resp.status_code}: {resp.text[:200]}"
+            retry_after = resp.headers.get("retry-after")
+            if retry_after:
+                try:
+                    delay = max(delay, min(60.0, float(retry_after)))
+                except ValueError:
+                    pass
+        if attempt < int(cfg.http_retries):
+            time.sleep(delay * (1 + 0.25 * random.random()))
+            delay = min(30.0, delay * 2)
+    raise TeacherError(f"{url} failed after {int(cfg.http_retries) + 1} tries; last error: {last}")
+
+
+def _http(examples, cfg, temperature, seed) -> list[TeacherOutput]:
+    import httpx
+
+    jobs = []  # (example index, part spec or None, messages, max tokens)
+    for i, ex in enumerate(examples):
+        if cfg.guided:
+            for s in P.guided_prompts(ex):
+                msgs = [s["messages"][0], {"role": "user", "content": s["messages"][1]["content"]
+                                           + f" Write only this part's text, starting with: {s['lead']}"}]
+                jobs.append((i, s, msgs, cfg.part_tokens))
+        else:
+            jobs.append((i, None, P.free_messages(ex), cfg.max_new_tokens))
+    t0 = time.time()
+    limits = httpx.Limits(max_connections=max(1, cfg.concurrency), max_keepalive_connections=max(1, cfg.concurrency))
+    with httpx.Client(limits=limits) as client, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=max(1, cfg.concurrency)) as pool:
+        futures = [pool.submit(chat_completion, client, cfg, msgs, temperature, seed + n, max_tokens)
+                   for n, (_, _, msgs, max_tokens) in enumerate(jobs)]
+        answers = [f.result() for f in futures]
+    seconds = (time.time() - t0) / len(examples)
+    outs = []
+    for i, ex in enumerate(examples):
+        mine = [(spec, a) for (j, spec, _, _), a in zip(jobs, answers) if j == i]
+        ptok = sum(a["prompt_tokens"] for _, a in mine)
+        ctok = sum(a["completion_tokens"] for _, a in mine)
+        if cfg.guided:
+            bodies = {}
+            for spec, a in mine:
+                text = a["text"].strip()
+                lead = spec["lead"]
+                # the model was asked to start with the lead-in; don't write it twice
+                body = P.clean_part(text) if text.lower().startswith(lead.lower()[:20]) else P.part_body(lead, text)
+                bodies[spec["part"]] = body
+            chain = P.assemble_guided(ex, bodies)
+        else:
+            chain = P.finish_free(ex, mine[0][1]["text"])
+        outs.append(TeacherOutput(chain, ptok, ctok, seconds, calls=len(mine)))
+    return outs

@@ -1,0 +1,186 @@
+"""Compare: two models answer the same call side by side, streamed, with scores and parsed labels.
+
+How generation runs (and why): each model is served by a short-lived ``serve`` job — the same
+OpenAI-compatible server as ``ccr serve``, bound to 127.0.0.1 on a free port with its own random
+key, stopping itself after 15 idle minutes. The page streams both answers from the two servers
+with httpx (``api.stream_pair``). So the page never imports torch, the two models load once and
+stay warm across examples, both answers really stream token by token (and in parallel, each in
+its own process), and a crash in a model cannot take the UI down. The alternative, a compare
+job writing partial text to the database for a polling fragment, would reload both models per
+comparison and show the text in 1-2 s jumps.
+
+Model text is shown with st.text only, never as markdown.
+"""
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+import ui
+from engine import api
+
+TASKS = ["csat", "quality", "churn", "sentiment", "root_cause", "coaching"]
+
+present = st.toggle("Presentation view", key="cmp-present", help="Hide the settings for a clean stakeholder view.")
+names = api.model_names()
+runs = [n for n in names if n.startswith("run:")]
+defaults = {"cmp-a": names[0] if names else "smollm2-135m-instruct", "cmp-b": runs[-1] if runs else names[-1],
+            "cmp-max-tokens": 384, "cmp-source": "Example from the dataset", "cmp-task": "csat"}
+for key, value in defaults.items():
+    st.session_state.setdefault(key, value)
+
+if not present:
+    st.title("Compare")
+    st.caption("Pick two models (usually the base and a trained run), pick an example or paste a transcript, "
+               "and both answers stream side by side.")
+    c1, c2, c3 = st.columns([2, 2, 1])
+    c1.selectbox("Model A (left)", names, key="cmp-a")
+    c2.selectbox("Model B (right)", names, key="cmp-b")
+    c3.number_input("Max tokens", min_value=16, max_value=2048, step=32, key="cmp-max-tokens")
+model_a, model_b = st.session_state["cmp-a"], st.session_state["cmp-b"]
+pair = [model_a, model_b]
+
+# -- the two servers ----------------------------------------------------------------------------
+server_ids = st.session_state.get("cmp-servers") or {}
+if not present:
+    if st.button("Start the models", key="cmp-start", help="Starts one local server per model (they stop by "
+                 "themselves after 15 idle minutes)."):
+        try:
+            server_ids = api.compare_servers(pair)
+            st.session_state["cmp-servers"] = server_ids
+            st.session_state["cmp-was-ready"] = False
+        except ValueError as exc:
+            st.error(str(exc))
+
+
+def server_states() -> dict:
+    ids = st.session_state.get("cmp-servers") or {}
+    return {m: api.server_info(ids[m]) if m in ids else None for m in pair}
+
+
+@st.fragment(run_every=2)
+def readiness() -> None:
+    states = server_states()
+    cols = st.columns(2)
+    for col, m in zip(cols, pair):
+        s = states[m]
+        if s is None:
+            col.caption(f"{m}: not started")
+        elif s["ready"]:
+            col.caption(f"{m}: ready")
+        elif s["status"] in ("failed", "cancelled", "succeeded"):
+            col.caption(f"{m}: server {s['status']}")
+            if s.get("error"):
+                col.text(s["error"])
+        else:
+            col.caption(f"{m}: starting ({s['status']})…")
+    if all(s and s["ready"] for s in states.values()) and not st.session_state.get("cmp-was-ready"):
+        st.session_state["cmp-was-ready"] = True
+        st.rerun()  # enable the Run button
+
+
+if not present:
+    readiness()
+
+# -- the call -----------------------------------------------------------------------------------
+source = st.session_state["cmp-source"]
+if not present:
+    source = st.radio("Call", ["Example from the dataset", "Paste a transcript"], horizontal=True, key="cmp-source")
+prompt = None
+if source == "Example from the dataset":
+    dataset = api.current_dataset()
+    rows, _ = api.examples(dataset, split="test", limit=200) if dataset else ([], 0)
+    if not rows and dataset:
+        rows, _ = api.examples(dataset, limit=200)
+    if not rows:
+        st.info("No examples yet: create a dataset on the Data page, or paste a transcript.")
+    else:
+        ids = [r["id"] for r in rows]
+        st.session_state.setdefault("cmp-example", ids[0])
+        if st.session_state["cmp-example"] not in ids:
+            st.session_state["cmp-example"] = ids[0]
+        if not present:
+            st.selectbox("Example (test split)", ids, key="cmp-example",
+                         format_func=lambda i: next(f"{r['ex_id']} · {r['task']}" for r in rows if r["id"] == i))
+        prompt = api.example_prompt(st.session_state["cmp-example"])
+else:
+    if not present:
+        st.text_area("Transcript", height=200, key="cmp-transcript",
+                     placeholder="Agent: Thank you for calling...\nCustomer: ...")
+        st.selectbox("Task", TASKS, key="cmp-task")
+    transcript = st.session_state.get("cmp-transcript", "")
+    if transcript.strip():
+        task = st.session_state["cmp-task"]
+        prompt = {"messages": api.chat_messages(transcript, task), "task": task, "labels": {},
+                  "transcript": transcript, "ex_id": "pasted"}
+
+if prompt:
+    title = f"{prompt['ex_id']} · {prompt['task'] or 'no task'}"
+    if present:
+        st.header(f"Base vs tuned: {prompt['task'] or 'call'}")
+    with st.expander(f"Call transcript ({title})", expanded=not present):
+        st.text(prompt["transcript"])
+
+states = server_states()
+ready = bool(prompt) and all(s and s["ready"] for s in states.values())
+if present and not ready:
+    st.caption("Models not ready: leave the presentation view to start them.")
+run = st.button("Run both", type="primary", disabled=not ready, key="cmp-run")
+
+left, right = st.columns(2)
+slots = []
+for col, m in zip((left, right), pair):
+    col.subheader(m)
+    slots.append(col.empty())
+
+if run and ready:
+    texts = ["", ""]
+    errors: list = [None, None]
+    specs = [{"url": states[m]["url"], "api_key": states[m]["api_key"], "model": m, "messages": prompt["messages"],
+              "max_tokens": int(st.session_state["cmp-max-tokens"])} for m in pair]
+    for i, piece in api.stream_pair(specs):
+        if isinstance(piece, Exception):
+            errors[i] = str(piece)
+        elif piece:
+            texts[i] += piece
+            slots[i].text(texts[i])
+    st.session_state["cmp-result"] = {
+        "key": (tuple(pair), prompt["ex_id"], prompt["task"], json.dumps(prompt["messages"])),
+        "texts": texts, "errors": errors,
+        "scores": [api.score_answer(t, prompt["task"], prompt["labels"], prompt["transcript"]) for t in texts],
+    }
+
+result = st.session_state.get("cmp-result")
+if result and prompt and result["key"] == (tuple(pair), prompt["ex_id"], prompt["task"], json.dumps(prompt["messages"])):
+    for i, col in enumerate((left, right)):
+        slots[i].text(result["texts"][i] or "(empty answer)")
+        if result["errors"][i]:
+            col.error("The server failed:")
+            col.text(result["errors"][i])
+        s = result["scores"][i]
+        c1, c2, c3 = col.columns(3)
+        c1.metric("Quality score", f"{s['score']:.0f}")
+        c2.metric("Structure", "complete" if s["structure"]["compliant"] else "incomplete")
+        c3.metric("Answer", "right" if s["correct"] else ("wrong" if s["correct"] is False else "n/a"))
+        col.caption("Parsed labels")
+        col.code(json.dumps(s["parsed"], ensure_ascii=False) if s["parsed"] else "(no answer line found)",
+                 language=None)
+        if not present:
+            col.dataframe(pd.DataFrame([{"criterion": k, "points": v.get("points"), "max": v.get("max")}
+                                        for k, v in s["criteria"].items()]), hide_index=True, width="stretch")
+    if prompt["labels"]:
+        st.caption("Reference labels")
+        st.code(json.dumps(prompt["labels"], ensure_ascii=False), language=None)
+
+if not present and server_ids:
+    with st.expander("Servers"):
+        for m, s in server_states().items():
+            if s:
+                st.text(f"{m}: job #{s['job_id']} {s['status']} {s['url'] or ''} served {s['served']}")
+        if st.button("Stop both servers", key="cmp-stop"):
+            for job_id in (st.session_state.get("cmp-servers") or {}).values():
+                api.cancel_job(job_id)
+            st.session_state["cmp-servers"] = {}
+            st.session_state["cmp-was-ready"] = False
+            st.rerun()

@@ -1,0 +1,193 @@
+"""Evaluate: run evaluations, compare base against tuned, read where they disagree.
+
+Model text is shown with st.text / st.code or inside dataframes only, never as markdown."""
+
+import json
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from engine import api
+
+st.title("Evaluate")
+st.caption("Structure compliance, quality-score distribution and task accuracy on the test split; "
+           "unparseable answers count as wrong. Same engine as `ccr eval`.")
+
+run_tab, results_tab = st.tabs(["Run an evaluation", "Results"])
+
+with run_tab:
+    names = api.model_names()
+    runs = [n for n in names if n.startswith("run:")]
+    c1, c2 = st.columns(2)
+    model = c1.selectbox("Model", names, index=names.index(runs[-1]) if runs else 0, key="eval-model",
+                         help="A registry model or a trained run's adapter.")
+    compare = c2.checkbox("Compare with a base model", value=bool(runs), key="eval-compare")
+    base = c2.selectbox("Base model", [n for n in names if not n.startswith("run:")] or names, key="eval-base",
+                        disabled=not compare)
+    source = st.radio("Data", ["Working dataset", "A ChatML/CSV file"], horizontal=True, key="eval-source")
+    data_path = dataset = None
+    if source == "A ChatML/CSV file":
+        data_path = st.text_input("File path (under the home folder or the checkout)", key="eval-path")
+    else:
+        sets = [d["name"] for d in api.datasets()]
+        current = api.current_dataset()
+        dataset = st.selectbox("Dataset", sets, index=sets.index(current) if current in sets else 0,
+                               key="eval-dataset") if sets else None
+        if not sets:
+            st.info("No dataset yet: create one on the Data page.")
+    c1, c2, c3, c4 = st.columns(4)
+    split = c1.selectbox("Split", ["test", "validation", "train"], key="eval-split",
+                         disabled=source != "Working dataset")
+    limit = c2.number_input("Limit (0: all)", min_value=0, value=12, step=6, key="eval-limit",
+                            help="A limit still covers every task (examples are interleaved by task).")
+    max_new = c3.number_input("Max new tokens", min_value=8, max_value=4096, value=384, step=32, key="eval-max-new")
+    batch = c4.number_input("Batch size", min_value=1, max_value=64, value=8, key="eval-batch")
+    can_start = bool(data_path) if source == "A ChatML/CSV file" else bool(dataset)
+    if st.button("Start evaluation", type="primary", disabled=not can_start, key="eval-start"):
+        try:
+            st.session_state["eval-job"] = api.start_eval(model, base if compare else None, data_path, dataset,
+                                                          split, int(limit), int(max_new), int(batch))
+        except ValueError as exc:
+            st.error(str(exc))
+    if st.session_state.get("eval-job"):
+        @st.fragment(run_every=2)
+        def eval_job() -> None:
+            job = ui.job_panel(st.session_state["eval-job"], key="eval")
+            if job and job["status"] == "succeeded" and job.get("result"):
+                st.success(f"Report written: {job['result']['report']}")
+
+        eval_job()
+
+with results_tab:
+    evals = api.evaluations()
+    if not evals:
+        st.info("No evaluations yet. Start one in the first tab, or run `ccr eval`.")
+        st.stop()
+    table = pd.DataFrame([{
+        "id": e["id"], "model": e["model"], "data": e["data_path"], "examples": e["n"], "done": e["done"],
+        "status": e["status"], "compared with": e["compare_to"],
+        "compliance": e["headline"].get("structure.compliance_rate"),
+        "quality mean": e["headline"].get("quality_score.mean"),
+        "CSAT within 1": e["headline"].get("csat.within_one_accuracy"),
+        "churn acc.": e["headline"].get("churn.accuracy"),
+        "overall acc.": e["headline"].get("overall.accuracy"),
+        "finished": ui.fmt_time(e["finished_at"]),
+    } for e in evals])
+    st.dataframe(table, hide_index=True, width="stretch")
+
+    finished = [e for e in evals if e["metrics"]]
+    if not finished:
+        st.info("No finished evaluation yet.")
+        st.stop()
+    by_id = {e["id"]: e for e in finished}
+    paired = next((e for e in finished if e["compare_to"] in by_id), None)
+    ids = list(by_id)
+
+    def label(i: int) -> str:
+        return f"#{i} {by_id[i]['model']} ({by_id[i]['n']} ex.)"
+
+    c1, c2 = st.columns(2)
+    tuned_id = c1.selectbox("Tuned (or only) evaluation", ids, format_func=label, key="res-tuned",
+                            index=ids.index(paired["id"]) if paired else 0)
+    base_options = [None] + [i for i in ids if i != tuned_id]
+    default_base = by_id[tuned_id]["compare_to"] if by_id[tuned_id]["compare_to"] in base_options else None
+    base_id = c2.selectbox("Base evaluation to compare with", base_options, key="res-base",
+                           index=base_options.index(default_base),
+                           format_func=lambda i: "(none)" if i is None else label(i))
+    shown = ([base_id] if base_id else []) + [tuned_id]
+    shown_evals = [by_id[i] for i in shown]
+    if base_id and by_id[base_id]["data_path"] != by_id[tuned_id]["data_path"]:
+        st.warning("These two evaluations ran on different data; the comparison is not like for like.")
+
+    st.subheader("Models by metric")
+    keys = list(dict.fromkeys(k for e in shown_evals for k in e["headline"]))
+    rows = []
+    deltas = api.eval_deltas(base_id, tuned_id) if base_id else {}
+    for k in keys:
+        row = {"metric": k}
+        for e in shown_evals:
+            row[label(e["id"])] = e["headline"].get(k)
+        if deltas:
+            d = deltas.get(k)
+            row["delta (tuned - base)"] = d["delta"] if d else None
+            row["better"] = ("yes" if d["better"] else ("same" if d["delta"] == 0 else "no")) if d else ""
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    for e in shown_evals:
+        if e.get("report_path"):
+            c1, c2 = st.columns(2)
+            data = api.read_report(e["report_path"])
+            html_data = api.read_report(str(e["report_path"])[:-5] + ".html") if e["report_path"].endswith(
+                ".json") else None
+            if data:
+                c1.download_button(f"Report JSON (#{e['id']})", data, file_name=f"eval-{e['id']}.json",
+                                   mime="application/json", key=f"dl-json-{e['id']}")
+            if html_data:
+                c2.download_button(f"Report HTML (#{e['id']})", html_data, file_name=f"eval-{e['id']}.html",
+                                   mime="text/html", key=f"dl-html-{e['id']}")
+
+    st.subheader("Quality-score distribution")
+    fig = go.Figure()
+    for e in shown_evals:
+        scores = [p["score"] for p in api.eval_predictions(e["id"]) if p["score"] is not None]
+        fig.add_trace(go.Histogram(x=scores, name=label(e["id"]), opacity=0.6, xbins=dict(start=0, end=100, size=5)))
+    fig.update_layout(barmode="overlay", height=320, margin=dict(l=10, r=10, t=10, b=10),
+                      xaxis_title="quality score (0-100)", yaxis_title="answers")
+    fig.add_vline(x=70, line_dash="dash", line_color="gray")
+    st.plotly_chart(fig, width="stretch", key="score-hist")
+
+    st.subheader("Confusion matrices")
+    conf_tasks = [t for t in ("csat", "churn", "sentiment", "root_cause")
+                  if any(t in (e["metrics"].get("tasks") or {}) for e in shown_evals)]
+    if not conf_tasks:
+        st.caption("No classification task in these evaluations.")
+    else:
+        task = st.selectbox("Task", conf_tasks, key="conf-task")
+        cols = st.columns(len(shown_evals))
+        for col, e in zip(cols, shown_evals):
+            conf = (e["metrics"]["tasks"].get(task) or {}).get("confusion")
+            if not conf:
+                col.caption(f"{label(e['id'])}: no {task} examples")
+                continue
+            heat = px.imshow(conf["matrix"], x=conf["columns"], y=conf["rows"], text_auto=True,
+                             color_continuous_scale="Blues", labels=dict(x="predicted", y="reference", color="n"),
+                             title=label(e["id"]), aspect="auto")
+            heat.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10), coloraxis_showscale=False)
+            col.plotly_chart(heat, width="stretch", key=f"conf-{task}-{e['id']}")
+
+    st.subheader("Per-task figures")
+    task_rows = []
+    for e in shown_evals:
+        for t, m in (e["metrics"].get("tasks") or {}).items():
+            task_rows.append({"evaluation": label(e["id"]), "task": t,
+                              **{k: v for k, v in m.items() if not isinstance(v, (dict, list))}})
+    if task_rows:
+        st.dataframe(pd.DataFrame(task_rows), hide_index=True, width="stretch")
+
+    if base_id:
+        st.subheader("Where the two models disagree")
+        items = api.eval_disagreements(base_id, tuned_id)
+        st.caption(f"{len(items)} examples (answers right for one model and wrong for the other first).")
+        for it in items[:30]:
+            b, t = it["base"], it["tuned"]
+            mark = lambda s: "right" if s["correct"] else ("wrong" if s["correct"] is False else "no label")  # noqa: E731
+            with st.expander(f"{it['key']} · {it['task']} · base {mark(b)}, tuned {mark(t)}"):
+                st.caption("Reference labels")
+                st.code(json.dumps(it["labels"], ensure_ascii=False), language=None)
+                c1, c2 = st.columns(2)
+                for col, side, name in ((c1, b, "Base"), (c2, t, "Tuned")):
+                    col.caption(f"{name} · {mark(side)} · score {side['score']}")
+                    col.code(json.dumps(side["parsed"], ensure_ascii=False), language=None)
+                    col.text(side["output"])
+                st.caption("Prompt")
+                st.text(it.get("prompt") or "")
+    else:
+        st.subheader("Answers")
+        preds = api.eval_predictions(tuned_id)
+        st.dataframe(pd.DataFrame([{"example": p["example_key"], "task": p["task"], "correct": p["correct"],
+                                    "score": p["score"], "parsed": json.dumps(p["parsed"]),
+                                    "answer": (p["output"] or "")[:300]} for p in preds]),
+                     hide_index=True, width="stretch")

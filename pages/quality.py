@@ -1,0 +1,69 @@
+"""Quality: the score distribution with the threshold, pass rates per criterion and per task, the
+plan's three targets (met or not, with the figure), and the chains of any score range. UI only."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+import ui
+import ui_chain
+from engine import api
+
+st.title("Chain quality")
+
+c1, c2 = st.columns(2)
+statuses = c1.multiselect("Status", ["passed", "flagged", "approved", "rejected"],
+                          default=["passed", "flagged", "approved"], key="q-status")
+task = c2.selectbox("Task", ["(all)"] + api.chain_tasks(), key="q-task")
+filters = {"status": statuses or None, "task": None if task == "(all)" else task}
+report = api.quality_report(**filters)
+if not report.get("count"):
+    st.info("No chains yet: generate some on the Generate page (or `ccr generate --limit 2`).")
+    st.stop()
+
+st.subheader("The plan's targets")
+cols = st.columns(3)
+for col, t in zip(cols, report["targets"]):
+    col.metric(t["target"], t["value"], "met" if t["met"] else "not met",
+               delta_color="normal" if t["met"] else "inverse")
+st.caption(f"{report['count']} chains in {report['dataset']}; status counts: "
+           + ", ".join(f"{k} {v}" for k, v in report["status"].items()))
+
+threshold = report["threshold"]
+fig = px.histogram(x=report["scores"], nbins=20, range_x=[0, 100], labels={"x": "score", "count": "chains"},
+                   title="Score distribution")
+fig.add_vline(x=threshold, line_dash="dash", line_color="red", annotation_text=f"threshold {threshold:g}")
+fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="chains")
+st.plotly_chart(fig, width="stretch", key="q-hist")
+
+left, right = st.columns(2)
+with left:
+    st.caption("Pass rate per criterion (share of chains with at least 70% of the criterion's points)")
+    crit = pd.DataFrame([{"criterion": k, "pass rate": v} for k, v in report["criteria_pass"].items()])
+    fig = px.bar(crit, x="criterion", y="pass rate", range_y=[0, 1])
+    fig.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(fig, width="stretch", key="q-crit")
+with right:
+    st.caption(f"Per task (pass rate: score >= {threshold:g})")
+    st.dataframe(pd.DataFrame([{"task": t, **v} for t, v in report["per_task"].items()]), hide_index=True,
+                 width="stretch")
+
+st.subheader("Chains in a score range")
+lo, hi = st.slider("Score range", 0.0, 100.0, (0.0, float(threshold)), step=1.0, key="q-range")
+rows, total = api.chains(limit=200, min_score=lo, max_score=hi, **filters)
+st.caption(f"{total} chains scored {lo:g}-{hi:g}" + (" (first 200 shown)" if total > 200 else ""))
+if rows:
+    st.dataframe(pd.DataFrame([{"chain": r["id"], "example": r["ex_id"], "task": r["task"], "status": r["status"],
+                                "score": r["score"], "attempts": r["attempts"],
+                                "updated": ui.fmt_time(r["updated_at"])} for r in rows]),
+                 hide_index=True, width="stretch")
+    pick = st.selectbox("Read a chain", [r["id"] for r in rows], key="q-pick",
+                        format_func=lambda i: next(f"#{r['id']} {r['ex_id']} ({r['task']}) {r['score']:.1f}"
+                                                   for r in rows if r["id"] == i))
+    detail = api.chain(pick)
+    if detail:
+        a, b = st.columns([3, 2])
+        with a:
+            ui_chain.show_chain(detail["text"])
+        with b:
+            ui_chain.show_criteria(detail["criteria"])

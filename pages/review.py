@@ -1,0 +1,115 @@
+"""Review: the flagged queue, one chain at a time beside its transcript with every criterion's
+reason; approve, reject, or edit and re-score; bulk decisions over a filter. Keyboard: A approve,
+X reject, J next, K previous (Ctrl+Enter saves an edit). Decisions are stored with their time
+and the export follows them. UI only."""
+
+import pandas as pd
+import streamlit as st
+
+import ui
+import ui_chain
+from engine import api
+
+st.title("Review chains")
+
+c1, c2, c3, c4 = st.columns(4)
+status = c1.selectbox("Status", ["flagged", "passed", "approved", "rejected", "(any)"], key="rv-status")
+task = c2.selectbox("Task", ["(all)"] + api.chain_tasks(), key="rv-task")
+lo, hi = c3.slider("Score", 0.0, 100.0, (0.0, 100.0), step=1.0, key="rv-range")
+search = c4.text_input("Search (example id or chain text)", key="rv-search")
+reviewer = st.sidebar.text_input("Reviewer name", key="rv-reviewer") or None
+filters = {"status": None if status == "(any)" else status, "task": None if task == "(all)" else task,
+           "min_score": lo if lo > 0 else None, "max_score": hi if hi < 100 else None, "search": search or None}
+rows, total = api.chains(limit=500, **filters)
+st.caption(f"{total} chains match" + (" (first 500 in the queue)" if total > 500 else "") + ", lowest score first.")
+
+with st.expander(f"Bulk decision over all {total} matching chains"):
+    with st.form("rv-bulk"):
+        decision = st.radio("Decision", ["approve", "reject"], horizontal=True)
+        sure = st.checkbox(f"Yes, apply it to all {total} chains matching the filters above")
+        if st.form_submit_button("Apply to all matching", disabled=total == 0):
+            if sure:
+                n = api.bulk_review(decision, reviewer, **filters)
+                st.session_state["rv-flash"] = f"{decision}d {n} chains" if decision == "approve" else f"rejected {n} chains"
+                st.rerun()
+            else:
+                st.warning("Tick the confirmation first.")
+
+if st.session_state.get("rv-flash"):
+    st.success(st.session_state.pop("rv-flash"))
+
+if not rows:
+    st.info("Nothing in this queue." if status == "flagged" else "No chains match.")
+    st.stop()
+
+st.dataframe(pd.DataFrame([{"chain": r["id"], "example": r["ex_id"], "task": r["task"], "status": r["status"],
+                            "score": r["score"], "attempts": r["attempts"]} for r in rows]),
+             hide_index=True, width="stretch", height=180)
+
+idx = min(st.session_state.get("rv-idx", 0), len(rows) - 1)
+nav = st.columns([1, 1, 4])
+if nav[0].button("Previous", key="rv-prev", shortcut="k", disabled=idx == 0):
+    st.session_state["rv-idx"] = max(0, idx - 1)
+    st.rerun()
+if nav[1].button("Next", key="rv-next", shortcut="j", disabled=idx >= len(rows) - 1):
+    st.session_state["rv-idx"] = idx + 1
+    st.rerun()
+nav[2].caption(f"Chain {idx + 1} of {len(rows)} in the queue")
+
+current = rows[idx]
+detail = api.chain(current["id"])
+if not detail:
+    st.warning("This chain no longer exists.")
+    st.stop()
+ex = detail.get("example") or {}
+st.subheader(f"#{detail['id']} · {ex.get('ex_id')} · {ex.get('task')} · {detail['status']} · "
+             f"score {detail['score']:.1f}")
+
+act = st.columns([1, 1, 4])
+if act[0].button("Approve", type="primary", key="rv-approve", shortcut="a"):
+    api.review_chains([detail["id"]], "approve", reviewer)
+    st.session_state["rv-flash"] = f"approved chain {detail['id']}"
+    st.rerun()
+if act[1].button("Reject", key="rv-reject", shortcut="x"):
+    api.review_chains([detail["id"]], "reject", reviewer)
+    st.session_state["rv-flash"] = f"rejected chain {detail['id']}"
+    st.rerun()
+act[2].caption("Keys: A approve · X reject · J next · K previous")
+
+left, right = st.columns(2)
+with left:
+    st.markdown("**Transcript**")
+    st.text(ex.get("transcript", ""))
+    st.markdown("**Reference answer**")
+    st.text(detail.get("reference", ""))
+    st.markdown("**Labels**")
+    ui.show_json(ex.get("labels", {}))
+with right:
+    st.markdown("**Why it scored this way**")
+    ui_chain.show_criteria(detail["criteria"])
+    ui_chain.show_chain(detail["text"])
+
+st.markdown("**Edit and re-score**")
+with st.form(f"rv-edit-{detail['id']}"):
+    edited = st.text_area("Chain text", detail["text"], height=400)
+    if st.form_submit_button("Save edit and re-score", shortcut="ctrl+enter"):
+        try:
+            r = api.edit_chain(detail["id"], edited, reviewer)
+            st.session_state["rv-flash"] = (f"chain {detail['id']}: score {r['score_before']:.1f} -> "
+                                            f"{r['score']:.1f}, now {r['status']}")
+            st.rerun()
+        except ValueError as exc:
+            st.error(str(exc))
+
+if detail["attempt_rows"] or detail["reviews"]:
+    with st.expander("Attempts and review history"):
+        if detail["attempt_rows"]:
+            st.dataframe(pd.DataFrame([{"attempt": a["attempt"], "score": a["score"],
+                                        "temperature": a["sampling"].get("temperature"),
+                                        "seed": a["sampling"].get("seed"), "tokens": a["tokens"]}
+                                       for a in detail["attempt_rows"]]), hide_index=True)
+        if detail["reviews"]:
+            st.dataframe(pd.DataFrame([{"decision": r["decision"], "reviewer": r["reviewer"],
+                                        "score before": r["score_before"], "score after": r["score_after"],
+                                        "at": ui.fmt_time(r["created_at"])} for r in detail["reviews"]]),
+                         hide_index=True)

@@ -1,0 +1,221 @@
+"""Train: pick a preset and data, see the dry-run estimate, launch, and watch the run live
+(train and eval loss, learning rate, throughput, ETA, checkpoints); stop, resume, compare runs."""
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from engine import api
+
+st.title("Train")
+st.caption("LoRA fine-tuning. Every run writes checkpoints it can resume from after any stop; "
+           "the same runs start headless with `ccr train` (see the preset's launch command).")
+
+ACTIVE = ("queued", "running", "pausing")
+
+
+def _gib(n) -> str:
+    return f"{n / 2**30:.1f} GiB" if n is not None else ""
+
+
+def show_estimate(est: dict) -> None:
+    if est.get("error"):
+        st.error("Dry run failed:")
+        st.code(est["error"], language=None)
+        return
+    p, m, d, data = est["params"], est["memory"], est["disk"], est.get("data")
+    c = st.columns(4)
+    c[0].metric("Parameters", f"{p['total'] / 1e6:,.1f} M")
+    c[1].metric("Trainable (LoRA)", f"{p['trainable'] / 1e6:,.2f} M", f"{p['percent']:.2f}%", delta_color="off")
+    c[2].metric("Peak memory (est.)", _gib(m["peak"]),
+                "with gradient checkpointing" if m["gradient_checkpointing"] else "no gradient checkpointing",
+                delta_color="off")
+    c[3].metric("Disk (est.)", _gib(d["total"]))
+    rows = [
+        {"item": f"weights ({est['precision']})", "estimate": _gib(m["weights"])},
+        {"item": "LoRA weights + gradients + Adam (fp32)", "estimate": _gib(m["lora_states"])},
+        {"item": f"activations, batch {m['batch']} x {m['length']}", "estimate": _gib(m["activations"])},
+        {"item": "activations with gradient checkpointing", "estimate": _gib(m["activations_checkpointed"])},
+        {"item": "logits and loss", "estimate": _gib(m["logits"])},
+        {"item": "total without / with gradient checkpointing",
+         "estimate": f"{_gib(m['total'])} / {_gib(m['total_checkpointed'])}"},
+    ]
+    if m.get("typical_total"):
+        rows.append({"item": f"typical batch ({m['typical_length']} tokens, dynamic padding)",
+                     "estimate": _gib(m["typical_total"])})
+    rows += [
+        {"item": "disk: base model (16-bit)", "estimate": _gib(d["base_model"])},
+        {"item": "disk: adapter", "estimate": _gib(d["adapter"])},
+        {"item": f"disk: checkpoints ({d['checkpoints_kept']} kept + 1)", "estimate": _gib(d["checkpoints"])},
+        {"item": "disk: merged export", "estimate": _gib(d["merged_export"])},
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption(f"{est['base_model']} on {est['device']}, built on the meta device from {est['arch_source']}; "
+               f"LoRA r={est['lora']['r']} on {', '.join(p['lora_modules'])}.")
+    if data:
+        st.caption(f"Data: {data['examples']:,} examples, {data['tokens']:,} tokens per epoch ({data['how']}), "
+                   f"{data['steps_per_epoch']:,} steps per epoch, {data['total_steps']:,} steps in all.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Launch
+# ---------------------------------------------------------------------------------------------
+
+with st.expander("New run", expanded=not api.train_runs()):
+    presets = api.train_presets()
+    if not presets:
+        st.error("No training presets found in configs/.")
+    else:
+        names = [p["name"] for p in presets]
+        preset_name = st.selectbox("Preset", names, key="train-preset",
+                                   format_func=lambda n: f"{n} ({next(p for p in presets if p['name'] == n)['base_model']})")
+        preset = next(p for p in presets if p["name"] == preset_name)
+        st.code(preset["header"], language=None)
+        files = api.train_data_files()
+        options = [f["path"] for f in files]
+        labels = {f["path"]: f["name"] + (" (Phase 1 export)" if f["default"] else "") for f in files}
+        if not options:
+            st.info("No ChatML JSONL file in the home yet: export the reasoning chains (Generate page) or "
+                    "create a dataset on the Data page.")
+        data = st.selectbox("Training data", options, key="train-data", format_func=lambda p: labels.get(p, p))
+        eval_options = ["(automatic: the validation_* file beside it)", *options]
+        eval_pick = st.selectbox("Validation data", eval_options, key="train-eval")
+        eval_data = None if eval_pick == eval_options[0] else eval_pick
+        c1, c2 = st.columns(2)
+        overrides = c1.text_area("Overrides (key=value, one a line)", key="train-overrides",
+                                 placeholder="max_steps=20\nlora.r=8", height=100)
+        run_name = c2.text_input("Run name (optional)", key="train-run-name")
+        if data:
+            with st.spinner("Dry run: building the model on the meta device..."):
+                estimate = api.train_estimate(preset["path"], data, overrides)
+            st.subheader("Estimate")
+            show_estimate(estimate)
+            if st.button("Launch training", type="primary", key="train-launch"):
+                try:
+                    job_id, run = api.start_training(preset["path"], data, eval_data, overrides, run_name or None)
+                except ValueError as exc:
+                    st.error(str(exc))
+                else:
+                    st.session_state["train-run"] = run
+                    st.success(f"Queued run {run} (job {job_id}).")
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------------
+
+runs = api.train_runs()
+if not runs:
+    st.info("No training run yet.")
+    st.stop()
+
+run_names = [r["name"] for r in runs]
+default = st.session_state.get("train-run")
+if default not in run_names:
+    active = [r["name"] for r in runs if r["status"] in ACTIVE]
+    default = active[0] if active else run_names[0]
+picked = st.selectbox("Run", run_names, index=run_names.index(default), key="train-pick",
+                      format_func=lambda n: f"{n} ({next(r for r in runs if r['name'] == n)['status']})")
+others = st.multiselect("Overlay past runs", [n for n in run_names if n != picked], key="train-overlay")
+
+
+def loss_figure(rows: list[dict], main: str) -> go.Figure:
+    fig = go.Figure()
+    for name in dict.fromkeys(r["run_name"] for r in rows):
+        width = 3 if name == main else 1.5
+        train = [r for r in rows if r["run_name"] == name and r["kind"] == "train"]
+        evals = [r for r in rows if r["run_name"] == name and r["kind"] == "eval"]
+        if train:
+            fig.add_trace(go.Scatter(x=[r["step"] for r in train], y=[r["loss"] for r in train], mode="lines",
+                                     name=f"{name} train", line=dict(width=width)))
+        if evals:
+            fig.add_trace(go.Scatter(x=[r["step"] for r in evals], y=[r["loss"] for r in evals],
+                                     mode="lines+markers", name=f"{name} eval", line=dict(width=width, dash="dash")))
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step", yaxis_title="loss",
+                      title="Loss", legend=dict(orientation="h"))
+    return fig
+
+
+def small_figure(rows: list[dict], field: str, title: str) -> go.Figure:
+    fig = go.Figure()
+    for name in dict.fromkeys(r["run_name"] for r in rows):
+        pts = [r for r in rows if r["run_name"] == name and r["kind"] == "train" and r[field] is not None]
+        if pts:
+            fig.add_trace(go.Scatter(x=[r["step"] for r in pts], y=[r[field] for r in pts], mode="lines", name=name))
+    fig.update_layout(height=220, margin=dict(l=10, r=10, t=30, b=10), title=title, showlegend=False)
+    return fig
+
+
+@st.fragment(run_every=3)
+def live(run_name: str, overlay: list[str]) -> None:
+    run = api.train_run(run_name)
+    if not run:
+        st.warning(f"Run {run_name} not found.")
+        return
+    job = run.get("job") or {}
+    stats = job.get("stats") or {}
+    rows = api.train_metrics([run_name, *overlay])
+    mine = [r for r in rows if r["run_name"] == run_name]
+    train_rows = [r for r in mine if r["kind"] == "train"]
+    eval_rows = [r for r in mine if r["kind"] == "eval"]
+    last = train_rows[-1] if train_rows else {}
+    st.write(f"{ui.STATE_ICONS.get(run['status'], '')} **{run['status']}** · base {run['base_model']} · "
+             f"job #{run['job_id']}")
+    if stats.get("total"):
+        st.progress(min(1.0, (stats.get("done") or 0) / stats["total"]),
+                    text=f"step {stats.get('done', 0)} of {stats['total']}")
+    c = st.columns(6)
+    c[0].metric("Step", f"{last.get('step', 0)}" + (f" / {stats['total']}" if stats.get("total") else ""))
+    c[1].metric("Train loss", f"{last['loss']:.4f}" if last.get("loss") is not None else "-")
+    c[2].metric("Eval loss", f"{eval_rows[-1]['loss']:.4f}" if eval_rows else "-")
+    c[3].metric("Learning rate", f"{last['learning_rate']:.2e}" if last.get("learning_rate") is not None else "-")
+    c[4].metric("Tokens/s", f"{last['tokens_per_s']:.0f}" if last.get("tokens_per_s") else "-")
+    eta = stats.get("eta_s") if run["status"] in ACTIVE else None
+    c[5].metric("ETA", ui.fmt_duration(eta) if eta is not None else "-")
+    if last.get("memory_mb"):
+        st.caption(f"memory {last['memory_mb'] / 1024:.2f} GiB · epoch {last.get('epoch') or 0:.2f} · grad norm "
+                   f"{last.get('grad_norm') or 0:.3f}")
+    if rows:
+        st.plotly_chart(loss_figure(rows, run_name), width="stretch", key="train-loss-chart")
+        l1, l2 = st.columns(2)
+        l1.plotly_chart(small_figure(rows, "learning_rate", "Learning rate"), width="stretch", key="train-lr-chart")
+        l2.plotly_chart(small_figure(rows, "tokens_per_s", "Throughput (tokens/s)"), width="stretch",
+                        key="train-tps-chart")
+    else:
+        st.info("No metrics yet: the first ones appear after the first logged step.")
+
+    b = st.columns(3)
+    if run["status"] in ("running",) and run["job_id"]:
+        if b[0].button("Stop (saves a checkpoint)", key="train-stop"):
+            api.pause_job(run["job_id"])
+            st.rerun()
+        if b[1].button("Cancel", key="train-cancel"):
+            api.cancel_job(run["job_id"])
+            st.rerun()
+    complete = [ck for ck in run["checkpoints"] if ck["complete"]]
+    if run["status"] in ("paused", "interrupted", "failed", "cancelled") and complete:
+        if b[0].button(f"Resume from checkpoint-{complete[-1]['step']}", type="primary", key="train-resume"):
+            api.resume_training(run_name)
+            st.rerun()
+    if run["checkpoints"]:
+        st.caption("Checkpoints (a checkpoint without its completion marker was cut short and is skipped on resume)")
+        st.dataframe(pd.DataFrame([{"step": ck["step"], "complete": ck["complete"], "epoch": ck.get("epoch"),
+                                    "loss": ck.get("loss"), "size MiB": round(ck["bytes"] / 2**20, 1),
+                                    "written": ui.fmt_time(ck["time"])} for ck in run["checkpoints"]]),
+                     hide_index=True, width="stretch")
+    if job.get("error"):
+        st.error("Error:")
+        st.code(job["error"], language=None)
+
+
+live(picked, others)
+
+with st.expander("Run details: manifest and log"):
+    detail = api.train_run(picked)
+    if detail:
+        if detail["status"] == "succeeded":
+            st.caption(f"Adapter in {detail['dir']}: evaluate or serve it as `run:{picked}`; export it with "
+                       f"`ccr export model --run {picked} [--merge]`.")
+        ui.show_json(detail["manifest"])
+        if detail["job_id"]:
+            st.code(api.job_log(detail["job_id"], 8000) or "(empty)", language=None)

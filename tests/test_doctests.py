@@ -1,0 +1,30 @@
+"""Run the doctests of the engine modules; add a module to MODULES to cover it."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MODULES = [
+    "engine.tasks",
+    "engine.chain",
+    "engine.quality",
+    "engine.metrics",
+    "engine.evaluate",
+    "engine.infer",
+    "engine.serve",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} doctests failed in {name}"
+    assert result.attempted > 0, f"no doctests in {name}"

@@ -1,0 +1,174 @@
+"""The evaluation job: examples, resume, storage, the JSON and HTML reports, `ccr eval`."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+
+import pytest
+from phase3_fakes import FakeGenerator
+
+from engine import evaluate, store, tasks
+from engine.chain import render_chain
+from engine.config import EvalConfig
+from engine.jobs import JobStopped
+
+
+def _chain_answer(messages) -> str:
+    """A well-structured chain ending with the right-looking answer line for the prompt's task."""
+    user = messages[-1]["content"]
+    task = next(t for t in tasks.TASKS if tasks.INSTRUCTIONS[t] in user)
+    line = tasks.answer_line(task, {"csat": 4, "quality": 80, "churn": "low", "sentiment": "positive",
+                                    "sentiment_trajectory": "stable", "root_cause": "billing_dispute",
+                                    "coaching": ["empathy"]})
+    return render_chain({n: "The customer waited because the agent put them on hold twice." for n in range(1, 6)},
+                        {"Quality Metrics": "Hold time was long."}, {"Immediate Coaching": "Coach hold etiquette."},
+                        line)
+
+
+class StopAfter:
+    """A JobContext stand-in that asks the job to stop after ``n`` checks."""
+
+    def __init__(self, home, n: int):
+        self.home, self.n, self.job_id, self.lines = home, n, None, []
+
+    def check(self):
+        self.n -= 1
+        if self.n < 0:
+            raise JobStopped("pause")
+
+    def log(self, msg):
+        self.lines.append(msg)
+
+    def progress(self, *a, **k):
+        pass
+
+
+def test_examples_interleave_tasks_and_keep_prompts_without_the_answer(demo_home):
+    examples, source, problems = evaluate.load_examples(demo_home, limit=6)
+    assert source == "dataset:demo-seed0/test" and not problems
+    assert sorted(e["task"] for e in examples) == sorted(tasks.TASKS)
+    for e in examples:
+        assert e["messages"][-1]["role"] == "user"
+        assert all(m["role"] != "assistant" for m in e["messages"])
+        assert e["reference"] and e["labels"]
+
+
+def test_file_with_bad_lines_is_used_and_the_bad_lines_reported(tmp_path, home):
+    good = {"messages": [{"role": "user", "content": "Customer: my bill is wrong"},
+                         {"role": "assistant", "content": "CSAT: 2/5"}], "meta": {"id": "a", "task": "csat"}}
+    path = tmp_path / "test.jsonl"
+    path.write_text(json.dumps(good) + "\n{not json\n" + json.dumps({**good, "meta": {"id": "b", "task": "csat"}}) + "\n")
+    examples, _, problems = evaluate.load_examples(home, str(path))
+    assert [e["key"] for e in examples] == ["a", "b"]
+    assert examples[0]["labels"] == {"csat": 2}  # labels parsed from the reference answer
+    assert len(problems) == 1 and problems[0].startswith(f"{path}:2: invalid JSON")
+    with pytest.raises(evaluate.EvalDataError, match="no such file"):
+        evaluate.load_examples(home, str(tmp_path / "missing.jsonl"))
+
+
+def test_resumed_evaluation_neither_repeats_nor_loses_predictions(demo_home):
+    cfg = EvalConfig(model="fake-model", limit=10, batch_size=3, max_new_tokens=400)
+    examples, source, _ = evaluate.load_examples(demo_home, limit=10)
+    gen = FakeGenerator(_chain_answer)
+    with pytest.raises(JobStopped):
+        evaluate.evaluate_model(demo_home, "fake-model", examples, source, cfg, ctx=StopAfter(demo_home, 2),
+                                generator=gen)
+    assert len(gen.prompts) == 6  # two batches of three were written before the stop
+    db = store.connect(demo_home)
+    assert db.execute("SELECT COUNT(*), status FROM evaluations").fetchone() == (1, "stopped")
+    gen2 = FakeGenerator(_chain_answer)
+    eval_id = evaluate.evaluate_model(demo_home, "fake-model", examples, source, cfg, generator=gen2)
+    assert len(gen2.prompts) == 4  # only the rest
+    keys = [r[0] for r in db.execute("SELECT example_key FROM eval_predictions WHERE evaluation_id = ?", [eval_id])]
+    assert sorted(keys) == sorted(e["key"] for e in examples)
+    row = evaluate.evaluation_row(db, eval_id)
+    assert row["status"] == "succeeded" and row["metrics"]["overall"]["n"] == 10
+    assert row["metrics"]["structure"]["compliance_rate"] == 1.0
+    # The key makes a duplicate impossible even for a buggy caller.
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("INSERT INTO eval_predictions (evaluation_id, example_key, output, created_at) VALUES (?, ?, 'x', 0)",
+                   [eval_id, keys[0]])
+
+
+def test_changed_settings_make_a_new_evaluation(demo_home):
+    examples, source, _ = evaluate.load_examples(demo_home, limit=2)
+    a = evaluate.evaluate_model(demo_home, "fake-model", examples, source, EvalConfig(max_new_tokens=50),
+                                generator=FakeGenerator())
+    b = evaluate.evaluate_model(demo_home, "fake-model", examples, source, EvalConfig(max_new_tokens=60),
+                                generator=FakeGenerator())
+    again = evaluate.evaluate_model(demo_home, "fake-model", examples, source, EvalConfig(max_new_tokens=50),
+                                    generator=FakeGenerator())
+    assert a != b and again == a
+
+
+def test_base_vs_tuned_report_json_and_escaped_html(demo_home, tmp_path):
+    hostile = "<script>alert('x')</script> CSAT: 1/5 <img src=x onerror=alert(1)>"
+    gens = {"base-m": FakeGenerator(lambda m: hostile), "tuned-m": FakeGenerator(_chain_answer)}
+    report_path = tmp_path / "out" / "R.json"
+    cfg = EvalConfig(model="tuned-m", base="base-m", limit=6, report=str(report_path))
+    result = evaluate.run_evaluation(demo_home, cfg, generators=gens)
+    report = json.loads(report_path.read_text())
+    assert [m["role"] for m in report["models"]] == ["base", "tuned"]
+    tuned = report["models"][1]["metrics"]
+    for key in ("structure", "quality_score", "tasks", "overall"):
+        assert key in tuned
+    assert set(tuned["tasks"]) == set(tasks.TASKS)
+    assert {"exact_accuracy", "within_one_accuracy", "mae", "parse_rate"} <= set(tuned["tasks"]["csat"])
+    assert {"accuracy", "per_class", "macro_f1", "confusion"} <= set(tuned["tasks"]["churn"])
+    deltas = report["comparison"]["deltas"]
+    assert deltas["structure.compliance_rate"] == {"base": 0.0, "tuned": 1.0, "delta": 1.0, "better": True}
+    assert report["examples"], "the answers differ, so there are disagreements to show"
+    html = (tmp_path / "out" / "R.html").read_text()
+    assert result["html"] == str(tmp_path / "out" / "R.html")
+    # Self-contained and inert: no script, image, frame or stylesheet tags; the model text is escaped.
+    assert not re.search(r"<\s*(script|img|iframe|link|object)\b", html, re.I)
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    db = store.connect(demo_home)
+    rows = db.execute("SELECT id, model, compare_to, report_path FROM evaluations ORDER BY id").fetchall()
+    assert [(r[1], r[2]) for r in rows] == [("base-m", None), ("tuned-m", rows[0][0])]
+    assert all(r[3] == str(report_path) for r in rows)
+
+
+def test_unparseable_answers_are_counted_not_dropped(demo_home):
+    cfg = EvalConfig(model="mute", limit=6)
+    result = evaluate.run_evaluation(demo_home, cfg, generators={"mute": FakeGenerator(lambda m: "I am not sure.")})
+    m = json.loads(open(result["report"]).read())["models"][0]["metrics"]
+    assert m["overall"]["scored"] == 6 and m["overall"]["parse_rate"] == 0.0 and m["overall"]["accuracy"] == 0.0
+    assert m["tasks"]["csat"]["n"] == 1 and m["tasks"]["csat"]["exact_accuracy"] == 0.0
+    assert m["tasks"]["churn"]["confusion"]["matrix"][0][-1] + sum(r[-1] for r in m["tasks"]["churn"]["confusion"]
+                                                                   ["matrix"][1:]) == 1
+
+
+def test_ccr_eval_refuses_a_missing_file(home, capsys):
+    from engine import cli
+
+    assert cli.main(["eval", "--data", "/nonexistent/test.jsonl"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ccr_eval_with_the_embedded_model(demo_home, tmp_path, embedded_generator, monkeypatch, capsys):
+    """The done-when command on the real model: structure, CSAT, churn and quality metrics in R.json."""
+    from engine import cli, data, generation
+
+    monkeypatch.setattr(generation, "LocalGenerator", lambda *a, **k: embedded_generator)  # loaded once per session
+    test_file = tmp_path / "test.jsonl"
+    data.export_dataset(demo_home, "demo-seed0", test_file, split="test")
+    report = tmp_path / "R.json"
+    rc = cli.main(["eval", "--data", str(test_file), "--limit", "3", "--max-new-tokens", "12", "--batch-size", "3",
+                   "--report", str(report)])
+    assert rc == 0, capsys.readouterr()
+    r = json.loads(report.read_text())
+    m = r["models"][0]["metrics"]
+    assert r["n_examples"] == 3 and m["overall"]["n"] == 3
+    assert set(m["tasks"]) == {"csat", "quality", "churn"}
+    assert 0.0 <= m["tasks"]["csat"]["within_one_accuracy"] <= 1.0
+    assert "compliance_rate" in m["structure"] and m["quality_score"]["n"] == 3
+    db = store.connect(demo_home)
+    outputs = [r[0] for r in db.execute("SELECT output FROM eval_predictions")]
+    assert len(outputs) == 3 and all(isinstance(o, str) for o in outputs)
+    job = db.execute("SELECT kind, status FROM jobs").fetchall()
+    assert job == [("eval", "succeeded")]
+    assert (tmp_path / "R.html").exists()

@@ -1,0 +1,144 @@
+"""AppTest of the Evaluate, Compare and Deploy pages (engine off: jobs are queued, not run)."""
+
+from __future__ import annotations
+
+import pytest
+from phase3_fakes import FakeGenerator
+from streamlit.testing.v1 import AppTest
+
+from engine import api, evaluate, serve, store
+from engine.chain import render_chain
+from engine.config import EvalConfig, ServeConfig
+from engine.paths import REPO
+
+APP = str(REPO / "app.py")
+HOSTILE = "<script>alert('x')</script> **bold** CSAT: 1/5"
+
+
+@pytest.fixture
+def app_env(demo_home, monkeypatch):
+    monkeypatch.setenv("CCR_ENGINE", "0")
+    monkeypatch.setenv("CCR_AUTODEMO", "0")
+    return demo_home
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _good(messages) -> str:
+    return render_chain({n: "The customer waited because of two holds." for n in range(1, 6)}, {}, {}, "CSAT: 4/5")
+
+
+def _texts(at) -> list[str]:
+    return [t.value for t in at.text]
+
+
+def test_evaluate_page_compares_base_and_tuned(app_env):
+    gens = {"base-m": FakeGenerator(lambda m: HOSTILE), "tuned-m": FakeGenerator(_good)}
+    evaluate.run_evaluation(app_env, EvalConfig(model="tuned-m", base="base-m", limit=6), generators=gens)
+    at = open_page("pages/evaluate.py")
+    frames = [df.value for df in at.dataframe]
+    table = next(f for f in frames if "metric" in f.columns)
+    assert "delta (tuned - base)" in table.columns
+    row = table[table["metric"] == "structure.compliance_rate"].iloc[0]
+    assert row["delta (tuned - base)"] == 1.0 and row["better"] == "yes"
+    assert len(at.get("plotly_chart")) >= 3  # histogram + two confusion heatmaps
+    # Disagreements: the hostile answer is plain text, never markdown.
+    assert any(HOSTILE in t for t in _texts(at))
+    assert all("<script>" not in m.value for m in at.markdown)
+    assert at.selectbox(key="res-base").value is not None
+
+
+def test_evaluate_page_queues_an_evaluation_once(app_env):
+    at = open_page("pages/evaluate.py")
+    at.number_input(key="eval-limit").set_value(6)
+    at.button(key="eval-start").click().run()
+    at.button(key="eval-start").click().run()
+    assert not at.exception
+    jobs = store.connect(app_env).execute("SELECT kind, config FROM jobs").fetchall()
+    assert len(jobs) == 1 and jobs[0][0] == "eval"
+    assert '"limit": 6' in jobs[0][1] and '"dataset": "demo-seed0"' in jobs[0][1]
+
+
+def test_deploy_page_starts_a_server_job_and_refuses_exposed_without_key(app_env):
+    at = open_page("pages/deploy.py")
+    at.text_input(key="serve-host").set_value("0.0.0.0")
+    at.checkbox(key="serve-use-key").uncheck()
+    at.button[0].click().run()  # the form's submit button
+    assert any("without an API key" in e.value for e in at.error)
+    assert store.connect(app_env).execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+    at.text_input(key="serve-host").set_value("127.0.0.1")
+    at.checkbox(key="serve-use-key").check()
+    at.button[0].click().run()
+    job = store.connect(app_env).execute("SELECT kind, config FROM jobs").fetchall()
+    assert len(job) == 1 and job[0][0] == "serve" and '"api_key": "ccr-' in job[0][1]
+
+
+def test_deploy_page_shows_a_running_server_with_snippets(app_env):
+    job_id = api.start_server("smollm2-135m-instruct", "127.0.0.1", 8123, "ccr-secret-key")
+    db = store.connect(app_env)
+    store.claim_job(db, "test", job_id=job_id)
+    store.update_job_progress(db, job_id, None, {"state": "ready", "url": "http://127.0.0.1:8123", "served": 3})
+    at = open_page("pages/deploy.py")
+    codes = [c.value for c in at.code]
+    assert "http://127.0.0.1:8123/v1" in codes
+    assert any("curl http://127.0.0.1:8123/v1/chat/completions" in c for c in codes)
+    assert any("OpenAI(base_url=\"http://127.0.0.1:8123/v1\"" in c for c in codes)
+    assert "ccr-secret-key" not in " ".join(codes[:2])  # the key is masked until asked for
+    at.toggle(key=f"show-key-{job_id}").set_value(True).run()
+    assert "ccr-secret-key" in [c.value for c in at.code]
+    at.button(key=f"stop-serve-{job_id}").click().run()
+    assert store.get_job(db, job_id)["cancel_requested"] == 1
+
+
+def test_deploy_page_queues_batch_inference_from_a_path(app_env):
+    src = app_env.data / "calls.jsonl"
+    src.write_text('{"prompt": "hello"}\n')
+    at = open_page("pages/deploy.py")
+    at.radio(key="infer-source").set_value("A file on the server").run()
+    at.text_input(key="infer-path").set_value(str(src)).run()
+    at.button(key="infer-start").click().run()
+    assert not at.exception
+    row = store.connect(app_env).execute("SELECT kind, config FROM jobs").fetchone()
+    assert row[0] == "infer" and str(src) in row[1]
+    at.text_input(key="infer-path").set_value("/etc/passwd").run()
+    at.button(key="infer-start").click().run()
+    assert any("outside the allowed folders" in e.value for e in at.error)
+
+
+@pytest.fixture
+def answer_server():
+    server = serve.Server(ServeConfig(model="smollm2-135m-instruct", port=0),
+                          generator=FakeGenerator(lambda m: HOSTILE, name="smollm2-135m-instruct")).start()
+    yield server
+    server.stop()
+
+
+def test_compare_page_streams_both_answers_with_scores(app_env, answer_server):
+    at = open_page("pages/compare.py")
+    at.button(key="cmp-start").click().run()
+    db = store.connect(app_env)
+    jobs = db.execute("SELECT id, config FROM jobs WHERE kind = 'serve'").fetchall()
+    assert len(jobs) == 1 and '"port": 0' in jobs[0][1]  # one server for the one model in both slots
+    # Stand in for the engine: mark the queued server job running at our test server's address.
+    store.claim_job(db, "test", job_id=jobs[0][0])
+    store.update_job_progress(db, jobs[0][0], None, {"state": "ready", "url": answer_server.url})
+    at.run()
+    assert not at.button(key="cmp-run").disabled
+    at.button(key="cmp-run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = [t for t in _texts(at) if HOSTILE.strip() in t]
+    assert len(shown) == 2  # both sides, as plain text
+    assert all("<script>" not in m.value for m in at.markdown)
+    assert [m.label for m in at.metric][:3] == ["Quality score", "Structure", "Answer"]
+    # Presentation view: the settings go away, the answers stay.
+    at.toggle(key="cmp-present").set_value(True).run()
+    assert not at.exception
+    assert all(s.key != "cmp-a" for s in at.selectbox)
+    assert len([t for t in _texts(at) if HOSTILE.strip() in t]) == 2

@@ -1,0 +1,220 @@
+"""Phase 1 review, export, `ccr score` and the Generate / Quality / Review pages (with chains present)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine import cli, generate, prompt, quality, store
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_teacher_server import BAD_CHAIN, good_chain  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TID, PK = "smollm2-135m-instruct", "2-guided"
+
+
+def make_chains(home, n_train: int = 4, n_val: int = 2) -> dict[str, list[int]]:
+    """Chains for the first train and validation examples: even ones good (passed), odd ones bad
+    (flagged). Returns chain ids by status."""
+    db = store.connect(home)
+    ds_id, _ = generate.resolve_dataset(db, None)
+    exs = (generate.load_examples(db, generate.selection_ids(db, ds_id, "train", n_train))
+           + generate.load_examples(db, generate.selection_ids(db, ds_id, "validation", n_val)))
+    chains = []
+    for i, ex in enumerate(exs):
+        raw = good_chain(prompt.free_messages(ex)[-1]["content"]) if i % 2 == 0 else BAD_CHAIN
+        text = prompt.finish_free(ex, raw)
+        r = generate.score_for(ex, text)
+        chains.append({"example_id": ex["id"], "prompt_version": PK, "teacher": TID, "text": text, "score": r["score"],
+                       "criteria": r["criteria"], "status": "passed" if quality.passes(r) else "flagged",
+                       "attempts": 1 if i % 2 == 0 else 3})
+    assert store.save_generation_step(db, [], chains) == len(chains)
+    out: dict[str, list[int]] = {}
+    for cid, status in db.execute("SELECT id, status FROM chains ORDER BY id"):
+        out.setdefault(status, []).append(cid)
+    return out
+
+
+def test_review_decisions_are_stored_and_edit_rescores(demo_home):
+    ids = make_chains(demo_home)
+    assert len(ids["passed"]) == 3 and len(ids["flagged"]) == 3
+    f1, f2, f3 = ids["flagged"]
+    assert generate.review(demo_home, [f1], "approve", "ana") == 1
+    assert generate.review(demo_home, [f2], "reject", "ben") == 1
+    # edit: the bad chain replaced by a good one is re-scored and approved
+    c = generate.chain_detail(demo_home, f3)
+    better = prompt.finish_free(c["example"], good_chain(prompt.free_messages(c["example"])[-1]["content"]))
+    r = generate.edit_chain(demo_home, f3, better, "cy")
+    assert r["status"] == "approved" and r["score"] > r["score_before"] and r["score"] >= 70
+    # an edit that is still bad stays flagged with its new score
+    r2 = generate.edit_chain(demo_home, f3, "<thinking>too short</thinking>", "cy")
+    assert r2["status"] == "flagged" and r2["score"] < 40
+    with pytest.raises(ValueError):
+        generate.edit_chain(demo_home, f3, "   ")
+    db = store.connect(demo_home)
+    reviews = db.execute("SELECT chain_id, decision, reviewer, score_before, score_after, created_at, edited_text "
+                         "FROM reviews ORDER BY id").fetchall()
+    assert [(r[0], r[1], r[2]) for r in reviews] == [(f1, "approve", "ana"), (f2, "reject", "ben"),
+                                                     (f3, "edit", "cy"), (f3, "edit", "cy")]
+    assert all(r[5] > 0 for r in reviews) and reviews[2][6] == better and reviews[3][3] == reviews[2][4]
+    detail = generate.chain_detail(demo_home, f3)
+    assert detail["text"].startswith("<thinking>too short") and len(detail["reviews"]) == 2
+    # bulk over a filter: reject everything still flagged
+    assert generate.bulk_review(demo_home, "reject", status="flagged") == 1
+    assert generate.list_chains(demo_home, status="flagged")[1] == 0
+    assert generate.list_chains(demo_home, status="rejected")[1] == 2
+
+
+def test_export_follows_status_and_keeps_meta(demo_home):
+    ids = make_chains(demo_home)
+    generate.review(demo_home, [ids["flagged"][0]], "approve")
+    generate.review(demo_home, [ids["passed"][0]], "reject")
+    r = generate.export_reasoning(demo_home)
+    train = demo_home.data / "train_reasoning.jsonl"
+    val = demo_home.data / "validation_reasoning.jsonl"
+    assert r["train"]["path"] == str(train) and r["validation"]["path"] == str(val)
+    db = store.connect(demo_home)
+    expected = {row[0]: row for row in db.execute(
+        "SELECT e.ex_id, c.text, c.score, c.status, e.split FROM chains c JOIN examples e ON e.id = c.example_id "
+        "WHERE c.status IN ('passed', 'approved')")}
+    lines = [json.loads(x) for p in (train, val) for x in p.read_text().splitlines()]
+    assert len(lines) == len(expected) == r["train"]["lines"] + r["validation"]["lines"]
+    for obj in lines:
+        meta = obj["meta"]
+        ex_id, text, score, status, split = expected[meta["id"]]
+        assert obj["messages"][-1] == {"role": "assistant", "content": text}
+        assert obj["messages"][0]["role"] == "system" and obj["messages"][1]["role"] == "user"
+        assert meta["chain_score"] == score and meta["chain_status"] == status and meta["labels"] and meta["task"]
+    # --include-flagged adds the flagged ones; rejected never appear
+    r2 = generate.export_reasoning(demo_home, demo_home.data / "x" / "train_all.jsonl", include_flagged=True)
+    n_flagged = db.execute("SELECT COUNT(*) FROM chains WHERE status = 'flagged'").fetchone()[0]
+    assert r2["train"]["lines"] + r2["validation"]["lines"] == len(expected) + n_flagged
+    assert Path(r2["validation"]["path"]).name == "validation_all.jsonl"
+    assert not [p for p in (demo_home.data / "x").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_cli_review_export_and_score(demo_home, capsys, tmp_path):
+    ids = make_chains(demo_home)
+    home = ["--home", str(demo_home.data)]
+    assert cli.main(["review", "list", *home]) == 0
+    out = capsys.readouterr().out
+    assert "3 of 3 chains" in out and "flagged" in out
+    assert cli.main(["review", "approve", str(ids["flagged"][0]), *home, "--reviewer", "ann"]) == 0
+    assert "approved 1 chain" in capsys.readouterr().out
+    assert cli.main(["review", "reject", *home]) == 2  # neither ids nor --all: refused
+    capsys.readouterr()
+    assert cli.main(["review", "reject", "--all", "--max-score", "60", *home]) == 0
+    assert "rejected 2 chain" in capsys.readouterr().out
+    assert cli.main(["review", "show", str(ids["passed"][0]), *home]) == 0
+    assert "--- transcript ---" in capsys.readouterr().out
+    edit = tmp_path / "edit.txt"
+    edit.write_text("<thinking>\nStep 1 - Customer Sentiment Analysis\nfine\n</thinking>")
+    assert cli.main(["review", "edit", str(ids["passed"][1]), "--file", str(edit), *home]) == 0
+    assert "now flagged" in capsys.readouterr().out
+    out_file = tmp_path / "train_reasoning.jsonl"
+    assert cli.main(["export", "reasoning", "--out", str(out_file), *home]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 2 train lines" in out and "validation" in out
+    # ccr score over the export: --json has line, score, criteria; the summary has the three shares
+    assert cli.main(["score", str(out_file), "--json"]) == 0
+    objs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [o["line"] for o in objs] == [1, 2] and all(set(o) == {"line", "score", "criteria"} for o in objs)
+    # the file's chains score as they did in the database (one passed, one approved by a person)
+    stored = sorted(r[0] for r in store.connect(demo_home).execute(
+        "SELECT c.score FROM chains c JOIN examples e ON e.id = c.example_id WHERE e.split = 'train' "
+        "AND c.status IN ('passed', 'approved')"))
+    assert sorted(o["score"] for o in objs) == pytest.approx(stored)
+    assert cli.main(["score", str(out_file)]) == 0
+    summary = capsys.readouterr().out.splitlines()[0]
+    assert summary.startswith("scored 2 chains (0 unreadable lines): average ")
+    assert "50.0% >= 70, 100.0% with all sections" in summary
+    assert cli.main(["score", str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_quality_report_targets(demo_home):
+    make_chains(demo_home)
+    r = generate.quality_report(demo_home)
+    assert r["count"] == 6 and len(r["scores"]) == 6
+    avg = sum(r["scores"]) / 6
+    assert r["average"] == round(avg, 2)
+    assert r["share_all_sections"] == 1.0  # the bad chains have every header, just no content
+    assert r["share_ge_threshold"] == 0.5
+    assert [t["met"] for t in r["targets"]] == [avg >= 75, False, True]
+    assert set(r["criteria_pass"]) == set(quality.CRITERIA) and r["per_task"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pages
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app(demo_home, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CCR_ENGINE", "0")
+    make_chains(demo_home)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    at.run()
+    return at
+
+
+def _texts(at) -> str:
+    return "\n".join([t.value for t in at.text] + [m.value for m in at.markdown] + [c.value for c in at.caption]
+                     + [str(x.value) for x in at.success] + [str(x.value) for x in at.info])
+
+
+def test_generate_page(app, demo_home):
+    at = app
+    at.switch_page("pages/generate.py").run()
+    assert not at.exception
+    assert at.button(key="gen-launch").disabled  # no test yet, no override
+    assert len(at.dataframe) >= 1  # latest chains
+    text = _texts(at)
+    assert "Thinking" in text and "Step 1 - Customer Sentiment Analysis" in text and "Final answer" in text
+    # an override opens the launch button, and is recorded
+    at.text_input[-1].input("demo")
+    at.button[[b.label for b in at.button].index("Record override")].click().run()
+    assert not at.exception and not at.button(key="gen-launch").disabled
+    gate = store.connect(demo_home).execute("SELECT override, reason FROM gate_tests").fetchall()
+    assert gate == [(1, "demo")]
+    at.button(key="gen-launch").click().run()
+    assert not at.exception
+    job = store.connect(demo_home).execute("SELECT kind, status, config FROM jobs").fetchone()
+    assert job[0] == "generate" and job[1] == "queued" and json.loads(job[2])["teacher"] == TID
+
+
+def test_quality_page(app):
+    at = app
+    at.switch_page("pages/quality.py").run()
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert "average score >= 75" in labels and "all sections present" in labels
+    assert any(m.delta in ("met", "not met") for m in at.metric)
+    assert len(at.get("plotly_chart")) >= 2
+    assert "chains scored 0-70" in _texts(at)
+
+
+def test_review_page(app, demo_home):
+    at = app
+    at.switch_page("pages/review.py").run()
+    assert not at.exception
+    text = _texts(at)
+    assert "Transcript" in text and "Why it scored this way" in text
+    first = store.connect(demo_home).execute(
+        "SELECT id FROM chains WHERE status = 'flagged' ORDER BY score, id LIMIT 1").fetchone()[0]
+    at.button(key="rv-approve").click().run()
+    assert not at.exception
+    db = store.connect(demo_home)
+    assert db.execute("SELECT status FROM chains WHERE id = ?", [first]).fetchone()[0] == "approved"
+    assert db.execute("SELECT decision FROM reviews WHERE chain_id = ?", [first]).fetchone()[0] == "approve"
+    assert "approved chain" in _texts(at)
+    # edit and re-score through the form
+    at.text_area[0].input("<thinking>\nStep 1 - Customer Sentiment Analysis\nshort\n</thinking>")
+    at.button[[b.label for b in at.button].index("Save edit and re-score")].click().run()
+    assert not at.exception
+    assert db.execute("SELECT COUNT(*) FROM reviews WHERE decision = 'edit'").fetchone()[0] == 1

@@ -1,0 +1,285 @@
+"""The OpenAI-compatible server: the official client (plain and streamed), the guard rails
+(401/403/413/400/404), the bounded queue (429, never a 5xx), batching, and `ccr serve` itself."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import httpx
+import openai
+import pytest
+from phase3_fakes import FakeGenerator
+
+from engine import serve
+from engine.config import ServeConfig
+from engine.paths import REPO
+
+KEY = "test-key-123"
+MODEL = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def real_server(embedded_generator):
+    """The real uvicorn server on a free loopback port, with the embedded model and an API key."""
+    cfg = ServeConfig(model=MODEL, port=0, api_key=KEY, max_queue=16, max_batch=4, default_max_tokens=8,
+                      max_tokens_limit=64, max_body_bytes=64 * 1024)
+    server = serve.Server(cfg, generator=embedded_generator).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_server():
+    """The same server over a fake model: plumbing tests that do not need real text."""
+    cfg = ServeConfig(model="fake-model", port=0, max_queue=64, max_batch=8, batch_wait_ms=20)
+    server = serve.Server(cfg, generator=FakeGenerator(lambda m: "CSAT: 4/5 because it went well",
+                                                       delay=0.02)).start()
+    yield server
+    server.stop()
+
+
+def client(server, key=KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=300)
+
+
+def _post(server, body, key=KEY, **kw):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers.update(kw.pop("headers", {}))
+    return httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=300, **kw)
+
+
+@pytest.mark.slow
+def test_openai_client_plain_and_streamed(real_server, embedded_generator):
+    c = client(real_server)
+    messages = [{"role": "system", "content": "You are brief."}, {"role": "user", "content": "Say hello."}]
+    reply = c.chat.completions.create(model=MODEL, messages=messages, max_tokens=6, temperature=0)
+    text = reply.choices[0].message.content
+    assert text and reply.choices[0].finish_reason in ("stop", "length")
+    assert reply.model == MODEL and reply.object == "chat.completion"
+    assert 0 < reply.usage.completion_tokens <= 6 and reply.usage.prompt_tokens > 5
+    # Greedy through the server is the same text as greedy through the generator directly.
+    assert text == embedded_generator.generate([messages], max_new_tokens=6)[0].text
+
+    chunks = list(c.chat.completions.create(model=MODEL, messages=messages, max_tokens=6, temperature=0,
+                                            stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert streamed == text
+    finishes = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+    assert finishes in (["stop"], ["length"])
+    assert chunks[-1].usage.completion_tokens > 0 and not chunks[-1].choices
+    assert [m.id for m in c.models.list().data] == [MODEL]
+
+
+@pytest.mark.slow
+def test_raw_sse_ends_with_done(real_server):
+    with httpx.stream("POST", f"{real_server.url}/v1/chat/completions", timeout=300,
+                      headers={"Authorization": f"Bearer {KEY}"},
+                      json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3,
+                            "stream": True}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        lines = [x for x in r.iter_lines() if x]
+    assert lines[-1] == "data: [DONE]"
+    assert all(x.startswith("data: ") for x in lines)
+    assert json.loads(lines[0][6:])["object"] == "chat.completion.chunk"
+
+
+def test_key_is_required_everywhere_but_health(real_server):
+    with pytest.raises(openai.AuthenticationError):
+        client(real_server, key="wrong").chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}, {"Authorization": "Basic x"}):
+        r = httpx.get(f"{real_server.url}/v1/models", headers=headers)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert _post(real_server, {}, key=None).status_code == 401
+    assert httpx.get(f"{real_server.url}/nope").status_code == 401  # unknown routes too
+    assert httpx.get(f"{real_server.url}/health").status_code == 200
+
+
+def test_host_header_must_name_this_server(real_server):
+    ok = httpx.get(f"{real_server.url}/health", headers={"Host": f"localhost:{real_server.port}"})
+    assert ok.status_code == 200
+    for host in ("evil.example", f"evil.example:{real_server.port}", "127.0.0.1.evil.example"):
+        r = httpx.get(f"{real_server.url}/v1/models", headers={"Host": host, "Authorization": f"Bearer {KEY}"})
+        assert r.status_code == 403 and "Host" in r.json()["error"]["message"]
+
+
+def test_oversized_bodies_get_413(real_server):
+    big = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 100_000}]}
+    r = _post(real_server, big)
+    assert r.status_code == 413 and "at most 65536 bytes" in r.json()["error"]["message"]
+
+    def chunks():  # no Content-Length: cut off while receiving
+        for _ in range(20):
+            yield b"x" * 8192
+
+    r = httpx.post(f"{real_server.url}/v1/chat/completions", content=chunks(),
+                   headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10 ** 9}, "max_tokens"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": "lots"}, "max_tokens"),
+    ({"model": MODEL, "messages": []}, "messages"),
+    ({"model": MODEL, "messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "temperature": 9}, "temperature"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "n": 3}, "n"),
+    ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+])
+def test_bad_requests_get_400_with_the_field_named(real_server, body, param):
+    r = _post(real_server, body)
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["param"] == param and err["message"] and err["type"] == "invalid_request_error"
+
+
+def test_malformed_json_and_unknown_model(real_server):
+    r = httpx.post(f"{real_server.url}/v1/chat/completions", content=b'{"model": ',
+                   headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        client(real_server).chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_refuses_a_public_address_without_a_key():
+    with pytest.raises(serve.ServeError, match="without an API key"):
+        serve.Server(ServeConfig(host="0.0.0.0"))
+    from engine import cli
+
+    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
+
+
+def test_fifty_concurrent_requests_are_batched_without_a_5xx(fake_server):
+    def one(i: int) -> int:
+        return _post(fake_server, {"model": "fake-model", "messages": [{"role": "user", "content": f"call {i}"}],
+                                   "max_tokens": 8, "temperature": 0}, key=None).status_code
+
+    with cf.ThreadPoolExecutor(50) as pool:
+        codes = Counter(pool.map(one, range(50)))
+    assert codes == {200: 50}
+    health = httpx.get(f"{fake_server.url}/health").json()
+    assert health["largest_batch"] > 1  # concurrent compatible requests shared one generate call
+    assert health["served"] >= 50
+
+
+@pytest.mark.slow
+def test_full_queue_answers_429_at_once_and_never_5xx(embedded_generator):
+    """A tiny queue (2) and the model held busy make 429 deterministic: 1 in generation + 2 queued
+    are served, the other 47 of 50 concurrent requests are refused at once, none get a 5xx."""
+    cfg = ServeConfig(model=MODEL, port=0, max_queue=2, max_batch=1, default_max_tokens=2)
+    server = serve.Server(cfg, generator=embedded_generator).start()
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "temperature": 0}
+    codes: list[int] = []
+    lock = threading.Lock()
+
+    def one(_=None) -> None:
+        code = _post(server, body, key=None).status_code
+        with lock:
+            codes.append(code)
+
+    try:
+        embedded_generator.lock.acquire()  # the batcher blocks in generate: nothing leaves the queue
+        first = threading.Thread(target=one)
+        first.start()
+        deadline = time.time() + 30
+        while not httpx.get(f"{server.url}/health").json()["busy"]:
+            assert time.time() < deadline
+            time.sleep(0.02)
+        pool = cf.ThreadPoolExecutor(49)
+        futures = [pool.submit(one) for _ in range(49)]
+        while len(codes) < 47:  # the refusals come back while the model is still held
+            assert time.time() < deadline
+            time.sleep(0.02)
+        assert Counter(codes) == {429: 47}
+        r = _post(server, body, key=None)
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        assert r.json()["error"]["code"] == "rate_limit_exceeded"
+    finally:
+        embedded_generator.lock.release()
+    first.join(120)
+    cf.wait(futures, 120)
+    pool.shutdown()
+    server.stop()
+    assert Counter(codes) == {429: 47, 200: 3}
+
+
+def test_streamed_stop_strings_are_honoured(fake_server):
+    c = openai.OpenAI(base_url=f"{fake_server.url}/v1", api_key="none", max_retries=0)
+    stream = c.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x"}],
+                                       max_tokens=20, stream=True, stop=["because"])
+    text = "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+    assert text == "CSAT: 4/5 "
+
+
+@pytest.mark.slow
+def test_ccr_serve_in_the_foreground(tmp_path):
+    """The real command: loads the embedded model, answers the openai client, refuses a request
+    without the key, stops cleanly on Ctrl-C and records a succeeded serve job."""
+    env = dict(os.environ, CCR_HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--api-key", KEY,
+                             "--default-max-tokens", "4"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url, seen = None, []
+    try:
+        deadline = time.time() + 180
+        while url is None and time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            seen.append(line)
+            if "OpenAI-compatible API at " in line:
+                url = line.split("API at ", 1)[1].split()[0]
+        assert url, "".join(seen)
+        c = openai.OpenAI(base_url=url, api_key=KEY, max_retries=0, timeout=120)
+        reply = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+        assert reply.choices[0].message.content
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=url, api_key="nope", max_retries=0).models.list()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "requests served" in out
+    from engine import store
+
+    db = store.connect(tmp_path / "home")
+    assert db.execute("SELECT kind, status FROM jobs").fetchall() == [("serve", "succeeded")]
+
+
+def _teacher_example() -> dict:
+    from engine import synth, tasks
+
+    ex = synth.make_example("demo", "test", 0)
+    user = next(m["content"] for m in ex["messages"] if m["role"] == "user")
+    return {"transcript": tasks.split_user_content(user)[0], "messages": ex["messages"], "task": ex["meta"]["task"],
+            "labels": ex["meta"]["labels"], "id": ex["meta"]["id"]}
+
+
+@pytest.mark.slow
+def test_round_trip_phase1_openai_teacher_generates_through_ccr_serve(real_server, monkeypatch):
+    """Phase 1's OpenAI-compatible teacher backend, pointed at our server, gets a chain back."""
+    from engine import teacher
+    from engine.chain import parse_chain
+    from engine.config import GenerateConfig
+
+    monkeypatch.setenv("CCR_TEST_SERVE_KEY", KEY)
+    before = httpx.get(f"{real_server.url}/health").json()["served"]
+    cfg = GenerateConfig(backend="openai", base_url=f"{real_server.url}/v1", teacher=MODEL,
+                         api_key_env="CCR_TEST_SERVE_KEY", guided=False, max_new_tokens=12, http_retries=0)
+    out = teacher.teach([_teacher_example()], cfg, temperature=0.0, seed=1)
+    assert len(out) == 1 and out[0].completion_tokens > 0
+    assert parse_chain(out[0].text)["final_answer"]  # the teacher put the reference answer at the end
+    assert httpx.get(f"{real_server.url}/health").json()["served"] == before + 1
+    monkeypatch.setenv("CCR_TEST_SERVE_KEY", "wrong")
+    with pytest.raises(teacher.TeacherError, match="API key"):
+        teacher.teach([_teacher_example()], cfg)
