@@ -275,6 +275,26 @@ def cmd_infer(args) -> int:
     return 0 if r["errors"] == 0 else 1
 
 
+def cmd_demo(args) -> int:
+    from engine import demo
+
+    home = _home(args)
+    if not _check_model(home, "smollm2-135m-instruct"):
+        return 2
+    t0 = time.time()
+    try:
+        summary = demo.run_demo(home, seed=args.seed, train_limit=args.train_limit,
+                                validation_limit=args.validation_limit, eval_limit=args.eval_limit,
+                                max_new_tokens=args.max_new_tokens, train_overrides=args.train_override or [],
+                                run=args.run, report=os.path.abspath(args.report) if args.report else None)
+    except demo.DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(demo.format_summary(summary))
+    print(f"the whole loop took {(time.time() - t0) / 60:.1f} min")
+    return 0
+
+
 def cmd_serve(args) -> int:
     from engine import serve
 
@@ -664,6 +684,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("demo", help="the whole loop on CPU: synth -> generate -> export -> train -> evaluate base "
+                       "vs tuned (rerun to continue after a stop)", parents=[home_parent])
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--train-limit", type=int, default=None, help="chains for the first N train examples (default all)")
+    p.add_argument("--validation-limit", type=int, default=24, help="chains for N validation examples (default 24)")
+    p.add_argument("--eval-limit", type=int, default=0, help="test examples to evaluate on (0: all)")
+    p.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer in the evaluation")
+    p.add_argument("--run", help="run name (default demo-seedN)")
+    p.add_argument("--train-override", action="append", metavar="KEY=VALUE",
+                   help="override a training setting of configs/smollm2_cpu.yaml (repeatable)")
+    p.add_argument("--report", help="report path (default HOME/reports/demo-seedN.json)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="serve a model over an OpenAI-compatible chat API (foreground; Ctrl-C stops)",
                        parents=[home_parent])
