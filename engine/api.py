@@ -780,12 +780,14 @@ def train_runs() -> list[dict]:
     """Every run, newest first, with its job's state (a 'running' run whose job is gone shows 'interrupted')."""
     rows = _rows(db().execute(
         "SELECT r.name, r.job_id, r.base_model, r.data_path, r.status, r.dir, r.final_metrics, r.created_at, "
-        "r.finished_at, j.status AS job_status, j.progress, j.stats FROM train_runs r "
+        "r.finished_at, j.status AS job_status, j.progress, j.stats, j.heartbeat FROM train_runs r "
         "LEFT JOIN jobs j ON j.id = r.job_id ORDER BY r.created_at DESC, r.id DESC"))
     for r in rows:
         r["final_metrics"] = json.loads(r["final_metrics"]) if r["final_metrics"] else {}
         r["stats"] = json.loads(r["stats"]) if r["stats"] else {}
-        if r["status"] == "running" and r["job_status"] not in ("queued", "running", "pausing"):
+        # A job process killed outright (kill -9 of `ccr train`) leaves its row running with an old heartbeat.
+        stale = r["job_status"] in ("running", "pausing") and (r["heartbeat"] or 0) < time.time() - jobs.STALE_AFTER_S
+        if r["status"] == "running" and (stale or r["job_status"] not in ("queued", "running", "pausing")):
             r["status"] = "interrupted"
         if r["job_status"] in ("queued", "pausing"):
             r["status"] = r["job_status"]

@@ -74,19 +74,59 @@ _FINAL_RE = re.compile(r"[ \t>#*_]*final[ \t]+answer[ \t*_]*:[ \t*_]*", re.I)
 _STEP_RE = re.compile(r"[ \t>#*_\-]*step[ \t]*(\d{1,2})\b[ \t]*[-\u2013\u2014:.)]?[ \t*_]*([^\n]*)", re.I)
 _WORDS_RE = re.compile(r"[a-z0-9]+")
 
+# Speed: case-insensitive regexes cost several times more per character than case-sensitive
+# ones, and ``str.lower`` costs eight times more on text with any non-ASCII character (curly
+# quotes, dashes) than on ASCII. So the parser matches lower-case patterns *without* re.I
+# against a lower-cased copy of the text, lowered through UTF-8 bytes (ASCII letters only, the
+# copy stays aligned with the text). That is exactly re.I on the text unless the text holds one
+# of the four characters whose case folding reaches an ASCII letter; for those (rare) texts the
+# case-insensitive patterns run on the text itself, as they always did.
+_FOLDS_TO_ASCII = ("\u0130", "\u0131", "\u017f", "\u212a")   # İ ı ſ K (Kelvin)
+_FOLDS_TO_ASCII_UTF8 = tuple(c.encode() for c in _FOLDS_TO_ASCII)
 
-def _part_regex(names: tuple[str, ...]) -> re.Pattern:
+
+def _fold(text: str) -> str | None:
+    """``text`` with its ASCII letters lower-cased, same length; ``None`` when a character of
+    ``_FOLDS_TO_ASCII`` (or a lone surrogate) makes that differ from case-insensitive matching.
+
+    >>> _fold("Step 3 \u2013 Root CAUSE"), _fold("Kelvin \u212a")
+    ('step 3 \u2013 root cause', None)
+    """
+    if text.isascii():
+        return text.lower()
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:   # lone surrogates
+        return None
+    for c in _FOLDS_TO_ASCII_UTF8:
+        if c in raw:
+            return None
+    return raw.lower().decode("utf-8")
+
+
+def _lower_pattern(pattern: re.Pattern) -> re.Pattern:
+    """The same pattern without re.I, for lower-cased subjects (its literals are lower case)."""
+    return re.compile(pattern.pattern, pattern.flags & ~re.I)
+
+
+_TAG_LOW = _lower_pattern(_TAG_RE)
+_FINAL_LOW = _lower_pattern(_FINAL_RE)
+_STEP_LOW = _lower_pattern(_STEP_RE)
+
+
+def _part_regex(names: tuple[str, ...], flags: int = re.I) -> re.Pattern:
     """A line-start header for any of ``names``; group i+1 matches ``names[i]``."""
     alts = []
     for name in names:
-        words = [re.escape(w) for w in name.replace("&", " & ").split()]
+        words = [re.escape(w) for w in name.lower().replace("&", " & ").split()]
         alts.append("(" + r"[ \t]+".join(w if w != "\\&" else r"(?:&|and)" for w in words) + ")")
     return re.compile(
-        r"[ \t>#*_\-\d.)]*(?:" + "|".join(alts) + r")[ \t*_]*(?::|-|\u2013|\u2014|$)[ \t*_]*", re.I | re.M
+        r"[ \t>#*_\-\d.)]*(?:" + "|".join(alts) + r")[ \t*_]*(?::|-|\u2013|\u2014|$)[ \t*_]*", flags | re.M
     )
 
 
 _PART_RES = {name: _part_regex(parts) for name, parts in SECTION_PARTS.items()}
+_PART_LOW = {name: _part_regex(parts, 0) for name, parts in SECTION_PARTS.items()}
 _PART_NEEDLES = {name: tuple(p.split()[0].lower() for p in parts) for name, parts in SECTION_PARTS.items()}
 
 
@@ -95,6 +135,20 @@ def _line_matches(text: str, needles: tuple[str, ...], pattern: re.Pattern, low:
     ``low`` is ``text.lower()`` when the caller has it."""
     if low is None or len(low) != len(text):
         low = text.lower()
+    if len(needles) == 1:
+        # One needle: its lines come in order already, each line once.
+        needle = needles[0]
+        out = []
+        i = low.find(needle)
+        while i != -1:
+            m = pattern.match(text, low.rfind("\n", 0, i) + 1)
+            if m:
+                out.append(m)
+            nl = low.find("\n", i)
+            if nl == -1:
+                break
+            i = low.find(needle, nl)
+        return out
     found: dict[int, re.Match] = {}
     for needle in needles:
         i = low.find(needle)
@@ -115,18 +169,24 @@ _STEP_TITLE_RES = [
     re.compile(r"[ \t*_]*" + r"[\W_]+".join(re.escape(w) for w in _WORDS_RE.findall(t.lower())) + r"\b", re.I)
     for t in STEPS
 ]
+_STEP_TITLE_LOW = [_lower_pattern(r) for r in _STEP_TITLE_RES]
 
 
-def _title_split(n: int, rest: str) -> tuple[bool, str]:
+def _title_split(n: int, rest: str, low_rest: str | None = None) -> tuple[bool, str]:
     """Whether ``rest`` (the header line after ``Step n -``) starts with step n's title, and the
-    text after the title on that line.
+    text after the title on that line; ``low_rest`` is ``_fold(rest)`` when the caller has it.
 
     >>> _title_split(1, "Customer  sentiment analysis** - angry")
     (True, 'angry')
     >>> _title_split(2, "Mood")
     (False, 'Mood')
     """
-    m = _STEP_TITLE_RES[n - 1].match(rest) if 1 <= n <= len(STEPS) else None
+    if not 1 <= n <= len(STEPS):
+        m = None
+    elif low_rest is not None:
+        m = _STEP_TITLE_LOW[n - 1].match(low_rest)
+    else:
+        m = _STEP_TITLE_RES[n - 1].match(rest)
     if not m:
         return False, rest.strip(" \t*_")
     return True, rest[m.end():].lstrip(" \t*_:-\u2013\u2014.").rstrip(" \t*_")
@@ -174,10 +234,27 @@ def parse_chain(text: str) -> dict:
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     problems: list[str] = []
-    low = text.lower()       # lower() once; slices of it serve while it aligns with text
+    low = _fold(text)
+    fast = low is not None
+    if fast:
+        # Patterns without re.I run on ``low``; spans are the same in ``text``.
+        subj, tag_re, final_re, step_re, part_res = low, _TAG_LOW, _FINAL_LOW, _STEP_LOW, _PART_LOW
+    else:
+        low = text.lower()   # may differ in length ("İ"): then only slices of it are not used
+        subj, tag_re, final_re, step_re, part_res = text, _TAG_RE, _FINAL_RE, _STEP_RE, _PART_RES
     aligned = len(low) == len(text)
-    tags = [(m.start(), m.end(), m.group(2).lower(), bool(m.group(1))) for m in _TAG_RE.finditer(text)]
-    finals = [(m.start(), m.end()) for m in _line_matches(text, ("final",), _FINAL_RE, low)]
+    # Every tag starts with "<": try the tag pattern there only (str.find runs at C speed, a
+    # regex scan of the whole text tries the pattern at each character).
+    tags = []
+    i = subj.find("<")
+    while i != -1:
+        m = tag_re.match(subj, i)
+        if m:
+            tags.append((i, m.end(), m.group(2).lower(), bool(m.group(1))))
+            i = subj.find("<", m.end())
+        else:
+            i = subj.find("<", i + 1)
+    finals = [(m.start(), m.end()) for m in _line_matches(subj, ("final",), final_re, low)]
     low_sections: dict[str, str] = {}
 
     sections: dict[str, str | None] = {}
@@ -250,14 +327,21 @@ def parse_chain(text: str) -> dict:
         step_text = text[: after[0]] if after is not None else text
         step_low = low[: len(step_text)] if aligned else None
     steps = []
-    matches = _line_matches(step_text, ("step",), _STEP_RE, step_low)
+    if fast:
+        step_subj = step_low
+        matches = _line_matches(step_low, ("step",), step_re, step_low)
+    else:
+        step_subj = step_text
+        matches = _line_matches(step_text, ("step",), step_re, step_low)
     for i, m in enumerate(matches):
         n = int(m.group(1))
-        title_ok, tail = _title_split(n, m.group(2))
+        s2, e2 = m.span(2)
+        rest_line = step_text[s2:e2]
+        title_ok, tail = _title_split(n, rest_line, step_subj[s2:e2] if fast else None)
         body_end = matches[i + 1].start() if i + 1 < len(matches) else len(step_text)
         rest = step_text[m.end():body_end].strip()
         body = (tail + "\n" + rest).strip() if tail else rest
-        title = STEPS[n - 1] if title_ok else m.group(2).strip(" \t*_")
+        title = STEPS[n - 1] if title_ok else rest_line.strip(" \t*_")
         steps.append({"n": n, "title": title, "title_ok": title_ok, "body": body})
     found = [s["n"] for s in steps]
     missing = [n for n in range(1, len(STEPS) + 1) if n not in found]
@@ -277,7 +361,8 @@ def parse_chain(text: str) -> dict:
         parts[name], part_order[name] = {}, []
         if body is None:
             continue
-        pm = _line_matches(body, _PART_NEEDLES[name], _PART_RES[name], low_sections.get(name))
+        body_low = low_sections.get(name)
+        pm = _line_matches(body_low if fast else body, _PART_NEEDLES[name], part_res[name], body_low)
         for i, m in enumerate(pm):
             key = names[m.lastindex - 1]
             end = pm[i + 1].start() if i + 1 < len(pm) else len(body)

@@ -22,6 +22,12 @@ from engine.models import DEFAULT_MODEL
 from engine.paths import CONFIGS, Home, resolve_home
 
 
+# A chain of the embedded teacher is 540-700 tokens after a 320-520-token prompt (measured on
+# the demo data), so the preset's max_length 1024 would cut the end of half the examples, and the
+# end is the final answer: the tuned model would never learn to give its CSAT line.
+TRAIN_OVERRIDES = ("max_length=1280",)
+
+
 class DemoError(RuntimeError):
     """A stage of the demo did not succeed; the message names it and the job."""
 
@@ -106,10 +112,11 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
     else:
         eval_data = exported["validation"]["path"] if exported["validation"]["lines"] else None
         if manifest or (folder / "config.yaml").exists():
-            launch = train.prepare_launch(home, overrides=list(train_overrides), resume=run)
+            launch = train.prepare_launch(home, overrides=[*TRAIN_OVERRIDES, *train_overrides], resume=run)
         else:
             launch = train.prepare_launch(home, config_path=str(CONFIGS / "smollm2_cpu.yaml"),
-                                          overrides=list(train_overrides), data=exported["train"]["path"],
+                                          overrides=[*TRAIN_OVERRIDES, *train_overrides],
+                                          data=exported["train"]["path"],
                                           eval_data=eval_data, run=run)
         job = _run(home, "train", launch, f"train {run}", echo)
         log(f"run {run}: step {job['result'].get('step')}, train loss {job['result'].get('train_loss')}")

@@ -163,9 +163,9 @@ def run_infer(cfg, ctx=None, generator=None) -> dict:
         if bar:
             bar.update(len(errors))
         if todo and generator is None:
-            from engine.generation import LocalGenerator
+            from engine.evaluate import load_generator
 
-            generator = LocalGenerator(cfg.model, ctx.home if ctx else None, device=cfg.device, dtype=cfg.dtype)
+            generator = load_generator(cfg.model, ctx.home if ctx else None, device=cfg.device, dtype=cfg.dtype)
             log(f"loaded {cfg.model} on {generator.device}")
         name = getattr(generator, "name", cfg.model)
         bs = max(1, cfg.batch_size)

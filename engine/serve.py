@@ -683,9 +683,9 @@ class Server:
         sock = _bind(self.cfg.host, self.cfg.port)  # before loading the model: a busy port fails fast
         self.port = sock.getsockname()[1]
         if self.generator is None:
-            from engine.generation import LocalGenerator
+            from engine.evaluate import load_generator
 
-            self.generator = LocalGenerator(self.cfg.model, self.home, device=self.cfg.device, dtype=self.cfg.dtype)
+            self.generator = load_generator(self.cfg.model, self.home, device=self.cfg.device, dtype=self.cfg.dtype)
         asgi, self.app = create_app(self.generator, self.cfg)
         config = uvicorn.Config(asgi, log_level="warning", server_header=False, lifespan="on",
                                 timeout_graceful_shutdown=5, access_log=False)

@@ -159,62 +159,78 @@ def _guided_local(gen, examples, cfg, temperature, seed) -> list[TeacherOutput]:
 
 def _decode_parts(gen, prepared, cfg, temperature: float, seed: int):
     """Decode every part of a few examples together; returns (texts per example per part,
-    prompt tokens per example, new tokens per example)."""
+    prompt tokens per example, new tokens per example).
+
+    The cache is a preallocated ``StaticCache`` (rows x heads x (prefix + suffix + budget)):
+    a ``DynamicCache`` concatenates every layer's keys and values at each step, copying the whole
+    cache (gigabytes per step at 100 rows), which made decoding memory-bound. Rows whose part is
+    finished are dropped from the cache in one gather once a quarter of the rows are done.
+    """
     import torch
-    from transformers import DynamicCache
+    from transformers import DynamicCache, StaticCache
 
     model, tok = gen.model, gen.tokenizer
     device = gen.device
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     n_parts = len(prepared[0][1])
     n_ex = len(prepared)
+    budget = int(cfg.part_tokens)
+    suffixes = [s for p in prepared for s in p[1]]
+    rows = len(suffixes)
+    lp = max(len(p[0]) for p in prepared)
+    ls = max(len(s) for s in suffixes)
+    total = lp + ls + budget
 
     # 1. prefill each example's shared prefix once (left padded), keep only the last logits
-    lp = max(len(p[0]) for p in prepared)
     ids = torch.full((n_ex, lp), pad, dtype=torch.long)
-    mask = torch.zeros((n_ex, lp), dtype=torch.long)
+    pmask = torch.zeros((n_ex, lp), dtype=torch.long)
     for r, (prefix, _, _) in enumerate(prepared):
         ids[r, lp - len(prefix):] = torch.tensor(prefix)
-        mask[r, lp - len(prefix):] = 1
-    cache = DynamicCache(config=model.config)
+        pmask[r, lp - len(prefix):] = 1
     with torch.inference_mode():
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device), cache=cache,
+        dyn = DynamicCache(config=model.config)
+        pos = (pmask.cumsum(-1) - 1).clamp(min=0)
+        model(input_ids=ids.to(device), attention_mask=pmask.to(device), position_ids=pos.to(device), cache=dyn,
               use_cache=True, logits_to_keep=1)
-        # 2. one copy of the cache per part (rows: ex0 part0..n, ex1 part0..n, ...)
-        cache.batch_repeat_interleave(n_parts)
-        mask = mask.repeat_interleave(n_parts, dim=0)
+        # 2. a static cache with one copy of the prefix per part (rows: ex0 part0..n, ex1 part0..n, ...)
+        cache = StaticCache(config=model.config, max_cache_len=total)
+        for layer, src in zip(cache.layers, dyn.layers):
+            k = src.keys.repeat_interleave(n_parts, dim=0)
+            v = src.values.repeat_interleave(n_parts, dim=0)
+            layer.lazy_initialization(k, v)
+            layer.keys[:, :, :lp] = k
+            layer.values[:, :, :lp] = v
+            layer.cumulative_length.fill_(lp)
+        del dyn
+        mask = torch.zeros((rows, total), dtype=torch.long)
+        mask[:, :lp] = pmask.repeat_interleave(n_parts, dim=0)
         # 3. the part suffixes, left padded inside their own block (padding masked out)
-        suffixes = [s for p in prepared for s in p[1]]
-        ls = max(len(s) for s in suffixes)
-        rows = len(suffixes)
         sids = torch.full((rows, ls), pad, dtype=torch.long)
-        smask = torch.zeros((rows, ls), dtype=torch.long)
         for r, s in enumerate(suffixes):
             sids[r, ls - len(s):] = torch.tensor(s)
-            smask[r, ls - len(s):] = 1
-        mask = torch.cat([mask, smask], dim=1)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ls:]
+            mask[r, lp + ls - len(s):lp + ls] = 1
+        pos = (mask[:, :lp + ls].cumsum(-1) - 1).clamp(min=0)[:, -ls:]
         out = model(input_ids=sids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
                     cache=cache, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1, :].float()
         next_pos = pos[:, -1] + 1
 
-        # 4. decode: stop a row at a line break, an end token or its budget; drop stopped rows
-        budget = int(cfg.part_tokens)
+        # 4. decode: a row stops at a line break, an end token or its budget
         min_tokens = min(6, budget)
         stop_ids = torch.tensor(sorted(set(_newline_ids(tok)) | set(gen.end_ids)), dtype=torch.long)
         vocab = logits.shape[-1]
         stop_ids = stop_ids[stop_ids < vocab]
         stop_set = frozenset(stop_ids.tolist())
+        end_set = frozenset(gen.end_ids)
         generated: list[list[int]] = [[] for _ in range(rows)]
-        alive = torch.arange(rows)
+        present = list(range(rows))          # rows still in the cache (original indices)
+        active = [True] * rows               # per position in ``present``
         seen = torch.zeros((rows, vocab), dtype=torch.bool)
         penalty = float(cfg.repetition_penalty)
         rng = torch.Generator().manual_seed(int(seed))
         for t in range(budget):
             if penalty != 1.0:
-                sl = seen[alive]
+                sl = seen[present]
                 logits = torch.where(sl, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
             if t < min_tokens:
                 logits[:, stop_ids] = float("-inf")  # a part is at least a few words
@@ -228,22 +244,31 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int):
                 nxt = torch.multinomial(probs, 1, generator=rng).squeeze(-1)
             else:
                 nxt = logits.argmax(-1)
-            nxt_list = nxt.tolist()
-            keep = []
-            for j, (row, token) in enumerate(zip(alive.tolist(), nxt_list)):
-                if token in gen.end_ids or (t >= min_tokens and token in stop_set):
+            for j, token in enumerate(nxt.tolist()):
+                if not active[j]:
+                    continue
+                row = present[j]
+                if token in end_set or (t >= min_tokens and token in stop_set):
+                    active[j] = False
                     continue
                 generated[row].append(token)
                 seen[row, token] = True
-                if len(generated[row]) < budget:
-                    keep.append(j)
-            if not keep:
+                if len(generated[row]) >= budget:
+                    active[j] = False
+            n_active = sum(active)
+            if not n_active or t == budget - 1:
                 break
-            if len(keep) < len(nxt_list):
-                k = torch.tensor(keep, dtype=torch.long)
-                cache.batch_select_indices(k.to(device))
-                mask, next_pos, nxt, alive = mask[k], next_pos[k], nxt[k], alive[k]
-            mask = torch.cat([mask, torch.ones((mask.shape[0], 1), dtype=torch.long)], dim=1)
+            col = lp + ls + t
+            if len(present) - n_active >= max(1, len(present) // 4):
+                keep = torch.tensor([j for j, a in enumerate(active) if a], dtype=torch.long)
+                for layer in cache.layers:
+                    layer.keys = layer.keys.index_select(0, keep.to(device))
+                    layer.values = layer.values.index_select(0, keep.to(device))
+                    layer.batch_size = len(keep)
+                mask, next_pos, nxt = mask[keep], next_pos[keep], nxt[keep]
+                present = [present[j] for j in keep.tolist()]
+                active = [True] * len(present)
+            mask[:, col] = 1
             out = model(input_ids=nxt.view(-1, 1).to(device), attention_mask=mask.to(device),
                         position_ids=next_pos.view(-1, 1).to(device), cache=cache, use_cache=True)
             logits = out.logits[:, -1, :].float()

@@ -42,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from engine import store
@@ -609,8 +610,15 @@ def _callbacks(trainer_state: dict, *, run: str, home: Home, device: str, should
                 return control
             if self.db is not None:
                 store.write_train_metrics(self.db, run, [row])
+                p = self.progress(state)
                 if on_progress:
-                    on_progress(self.progress(state))
+                    on_progress(p)
+                if row["kind"] == "train":
+                    log(f"step {state.global_step}/{state.max_steps} loss {row['loss']:.4f} lr {row['learning_rate'] or 0:.2e}"
+                        f" grad {row['grad_norm'] or 0:.3f} tokens/s {row['tokens_per_s'] or 0:.0f} memory "
+                        f"{row['memory_mb'] or 0:.0f} MiB" + (f" eta {p['eta_s']:.0f}s" if p.get("eta_s") else ""))
+                else:
+                    log(f"step {state.global_step}/{state.max_steps} eval loss {row['loss']:.4f}")
             return control
 
     return Checkpoints, Stop, Metrics
@@ -665,6 +673,7 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
     ck_root = folder / "checkpoints"
     db = store.connect(home) if main_rank else None
     transformers.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
 
@@ -736,8 +745,9 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
         bf16=on_cuda and weights_dtype == "bfloat16",
         fp16=on_cuda and weights_dtype == "float16",
         use_cpu=device == "cpu",
-        activation_checkpointing=cfg.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        # (renamed activation_checkpointing in transformers 5.2x; the old name works in every 5.x)
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         report_to="none",
         remove_unused_columns=False,
         prediction_loss_only=True,
@@ -749,6 +759,11 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
         ddp_find_unused_parameters=False if world > 1 else None,
     )
 
+    logits_only = cfg.loss_logits_only
+    if logits_only and not hasattr(transformers.modeling_utils, "slice_logits_to_keep"):
+        # transformers before ~5.20 takes only an int or 1-D logits_to_keep, not a (batch, length) mask
+        log("this transformers version cannot keep logits per position: computing them everywhere")
+        logits_only = False
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     pad_to = cfg.max_length if cfg.padding == "max_length" else None
     sampler = EpochSampler([len(e["input_ids"]) for e in train_set], cfg.seed, group=cfg.group_by_length,
@@ -773,12 +788,14 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
     trainer = RunTrainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set or None,
         data_collator=lambda feats: collate(feats, pad_id, pad_to=pad_to, multiple_of=8 if on_cuda else None,
-                                            logits_only=cfg.loss_logits_only),
-        compute_loss_func=label_loss if cfg.loss_logits_only else None,
+                                            logits_only=logits_only),
+        compute_loss_func=label_loss if logits_only else None,
         processing_class=tokenizer,
         callbacks=[Epochs(), Checkpoints(cfg.save_total_limit), Stop(), Metrics(), *callbacks],
     )
 
+    # Our Metrics callback logs one line per logging step; the Trainer's own printer would repeat it.
+    trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
     started = time.time()
     if main_rank:
         folder.mkdir(parents=True, exist_ok=True)
@@ -937,9 +954,10 @@ def launch_command(home: Home, run: str, cfg: TrainConfig, resume: bool, process
     if cfg.accelerate_config:
         cmd += ["--config_file", cfg.accelerate_config]
     else:
+        # --multi_gpu is accelerate's torchrun launcher: one process per rank. (Its --cpu launcher
+        # runs one process, so the CPU check of this path, cpu=True, uses the same launcher with gloo.)
         cmd += ["--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
-                "--dynamo_backend", "no"]
-        cmd += ["--cpu"] if cpu else ["--multi_gpu"]
+                "--dynamo_backend", "no", "--multi_gpu"]
     cmd += ["-m", "engine.train", "--home", str(home.data), "--models", str(home.models), "--run", run]
     if job_id is not None:
         cmd += ["--job-id", str(job_id)]
