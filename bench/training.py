@@ -112,7 +112,8 @@ def main() -> int:
                                    "--steps", str(steps)], capture_output=True, text=True, cwd=str(REPO))
             line = [x for x in proc.stdout.splitlines() if x.startswith("{")]
             if proc.returncode != 0 or not line:
-                print(f"{variant}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
+                print(f"{variant}: failed (exit code {proc.returncode}; -9 is usually the out-of-memory killer)\n"
+                      f"{proc.stderr[-3000:]}", file=sys.stderr)
                 continue
             results[variant] = json.loads(line[-1])
             r = results[variant]

@@ -757,8 +757,15 @@ def start_training(preset: str, data: str | None = None, eval_data: str | None =
     """Queue a new training run; returns (job id, run name). Raises ValueError with a readable message."""
     from engine import train
 
+    from engine.models import check_path_allowed
+
     launch = train.prepare_launch(home(), config_path=preset, overrides=_parse_overrides(overrides),
                                   data=data or None, eval_data=eval_data or None, run=run or None)
+    # Paths typed into the app (directly or as overrides) must stay inside the allowed folders.
+    check_path_allowed(preset, home(), "preset")
+    for key in ("data", "eval_data", "accelerate_config"):
+        if launch["config"].get(key):
+            check_path_allowed(launch["config"][key], home(), key)
     job_id = _enqueue("train", launch, f"train {launch['run']}", dedupe_key=f"train:{launch['run']}")
     return job_id, launch["run"]
 
@@ -823,3 +830,9 @@ def train_metrics(runs: list[str], kind: str | None = None) -> list[dict]:
     for r in rows:
         r["extra"] = json.loads(r["extra"]) if r["extra"] else {}
     return rows
+
+
+def start_demo(train_limit: int | None = None, eval_limit: int = 0, seed: int = 0) -> int:
+    """Queue the whole loop (``ccr demo``) as one job; each stage shows as its own job too."""
+    config = {"seed": int(seed), "train_limit": train_limit, "eval_limit": int(eval_limit)}
+    return _enqueue("demo", config, "demo: the whole loop", dedupe_key="demo")

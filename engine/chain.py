@@ -66,130 +66,44 @@ ANALYSIS_PARTS = ("Quality Metrics", "Key Strengths", "Critical Issues", "Patter
 INSIGHT_PARTS = ("Immediate Coaching", "Process Improvements", "Business Actions", "Strategic Insights")
 SECTION_PARTS = {"analysis": ANALYSIS_PARTS, "insights": INSIGHT_PARTS}
 FINAL_ANSWER_HEADER = "Final answer:"
+_ALL_STEPS = list(range(1, len(STEPS) + 1))
 
+# How the parser finds headers. Every header pattern starts with "\n" and is run with
+# ``finditer`` over "\n" + the text it searches: the regex engine then jumps from newline to
+# newline at C speed and tries the header only at line starts, so one call finds every header of
+# a kind (a header never spans lines). Matching is case-insensitive (re.I) throughout.
 _TAG_RE = re.compile(r"<\s*(/?)\s*(thinking|analysis|insights)\s*>", re.I)
-# Line-start patterns, tried (with ``match``) only on lines that contain their keyword: the
-# regex engine would otherwise try every position of the text, which is ten times slower.
-_FINAL_RE = re.compile(r"[ \t>#*_]*final[ \t]+answer[ \t*_]*:[ \t*_]*", re.I)
-_STEP_RE = re.compile(r"[ \t>#*_\-]*step[ \t]*(\d{1,2})\b[ \t]*[-\u2013\u2014:.)]?[ \t*_]*([^\n]*)", re.I)
+_FINAL_NL = re.compile(r"\n[ \t>#*_]*final[ \t]+answer[ \t*_]*:[ \t*_]*", re.I)
 _WORDS_RE = re.compile(r"[a-z0-9]+")
 
-# Speed: case-insensitive regexes cost several times more per character than case-sensitive
-# ones, and ``str.lower`` costs eight times more on text with any non-ASCII character (curly
-# quotes, dashes) than on ASCII. So the parser matches lower-case patterns *without* re.I
-# against a lower-cased copy of the text, lowered through UTF-8 bytes (ASCII letters only, the
-# copy stays aligned with the text). That is exactly re.I on the text unless the text holds one
-# of the four characters whose case folding reaches an ASCII letter; for those (rare) texts the
-# case-insensitive patterns run on the text itself, as they always did.
-_FOLDS_TO_ASCII = ("\u0130", "\u0131", "\u017f", "\u212a")   # İ ı ſ K (Kelvin)
-_FOLDS_TO_ASCII_UTF8 = tuple(c.encode() for c in _FOLDS_TO_ASCII)
+
+def _title_regex(title: str) -> str:
+    """A step title with any non-word run between its words, not crossing a line break."""
+    return r"(?:[^\w\n]|_)+".join(re.escape(w) for w in _WORDS_RE.findall(title.lower())) + r"\b"
 
 
-def _fold(text: str) -> str | None:
-    """``text`` with its ASCII letters lower-cased, same length; ``None`` when a character of
-    ``_FOLDS_TO_ASCII`` (or a lone surrogate) makes that differ from case-insensitive matching.
-
-    >>> _fold("Step 3 \u2013 Root CAUSE"), _fold("Kelvin \u212a")
-    ('step 3 \u2013 root cause', None)
-    """
-    if text.isascii():
-        return text.lower()
-    try:
-        raw = text.encode("utf-8")
-    except UnicodeEncodeError:   # lone surrogates
-        return None
-    for c in _FOLDS_TO_ASCII_UTF8:
-        if c in raw:
-            return None
-    return raw.lower().decode("utf-8")
+# Group 1: the step number; group 2: the rest of the header line; groups 3-7: the rest starts
+# with the title of step 1-5 (group n + 2 matched means step n carries its own title).
+_STEP_NL = re.compile(
+    r"\n[ \t>#*_\-]*step[ \t]*(\d{1,2})\b[ \t]*[-\u2013\u2014:.)]?[ \t*_]*((?:"
+    + "|".join(f"({_title_regex(t)})" for t in STEPS)
+    + r"|)[^\n]*)",
+    re.I,
+)
 
 
-def _lower_pattern(pattern: re.Pattern) -> re.Pattern:
-    """The same pattern without re.I, for lower-cased subjects (its literals are lower case)."""
-    return re.compile(pattern.pattern, pattern.flags & ~re.I)
-
-
-_TAG_LOW = _lower_pattern(_TAG_RE)
-_FINAL_LOW = _lower_pattern(_FINAL_RE)
-_STEP_LOW = _lower_pattern(_STEP_RE)
-
-
-def _part_regex(names: tuple[str, ...], flags: int = re.I) -> re.Pattern:
-    """A line-start header for any of ``names``; group i+1 matches ``names[i]``."""
+def _part_regex(names: tuple[str, ...]) -> re.Pattern:
+    """A header line for any of ``names`` ("\\n" first); group i+1 matches ``names[i]``."""
     alts = []
     for name in names:
         words = [re.escape(w) for w in name.lower().replace("&", " & ").split()]
         alts.append("(" + r"[ \t]+".join(w if w != "\\&" else r"(?:&|and)" for w in words) + ")")
     return re.compile(
-        r"[ \t>#*_\-\d.)]*(?:" + "|".join(alts) + r")[ \t*_]*(?::|-|\u2013|\u2014|$)[ \t*_]*", flags | re.M
+        r"\n[ \t>#*_\-\d.)]*(?:" + "|".join(alts) + r")[ \t*_]*(?::|-|\u2013|\u2014|$)[ \t*_]*", re.I | re.M
     )
 
 
 _PART_RES = {name: _part_regex(parts) for name, parts in SECTION_PARTS.items()}
-_PART_LOW = {name: _part_regex(parts, 0) for name, parts in SECTION_PARTS.items()}
-_PART_NEEDLES = {name: tuple(p.split()[0].lower() for p in parts) for name, parts in SECTION_PARTS.items()}
-
-
-def _line_matches(text: str, needles: tuple[str, ...], pattern: re.Pattern, low: str | None = None) -> list[re.Match]:
-    """Matches of ``pattern`` anchored at the start of each line that contains a needle, in order;
-    ``low`` is ``text.lower()`` when the caller has it."""
-    if low is None or len(low) != len(text):
-        low = text.lower()
-    if len(needles) == 1:
-        # One needle: its lines come in order already, each line once.
-        needle = needles[0]
-        out = []
-        i = low.find(needle)
-        while i != -1:
-            m = pattern.match(text, low.rfind("\n", 0, i) + 1)
-            if m:
-                out.append(m)
-            nl = low.find("\n", i)
-            if nl == -1:
-                break
-            i = low.find(needle, nl)
-        return out
-    found: dict[int, re.Match] = {}
-    for needle in needles:
-        i = low.find(needle)
-        while i != -1:
-            start = low.rfind("\n", 0, i) + 1
-            if start not in found:
-                m = pattern.match(text, start)
-                if m:
-                    found[start] = m
-            nl = low.find("\n", i)
-            if nl == -1:
-                break
-            i = low.find(needle, nl)
-    return [found[k] for k in sorted(found)]
-
-
-_STEP_TITLE_RES = [
-    re.compile(r"[ \t*_]*" + r"[\W_]+".join(re.escape(w) for w in _WORDS_RE.findall(t.lower())) + r"\b", re.I)
-    for t in STEPS
-]
-_STEP_TITLE_LOW = [_lower_pattern(r) for r in _STEP_TITLE_RES]
-
-
-def _title_split(n: int, rest: str, low_rest: str | None = None) -> tuple[bool, str]:
-    """Whether ``rest`` (the header line after ``Step n -``) starts with step n's title, and the
-    text after the title on that line; ``low_rest`` is ``_fold(rest)`` when the caller has it.
-
-    >>> _title_split(1, "Customer  sentiment analysis** - angry")
-    (True, 'angry')
-    >>> _title_split(2, "Mood")
-    (False, 'Mood')
-    """
-    if not 1 <= n <= len(STEPS):
-        m = None
-    elif low_rest is not None:
-        m = _STEP_TITLE_LOW[n - 1].match(low_rest)
-    else:
-        m = _STEP_TITLE_RES[n - 1].match(rest)
-    if not m:
-        return False, rest.strip(" \t*_")
-    return True, rest[m.end():].lstrip(" \t*_:-\u2013\u2014.").rstrip(" \t*_")
 
 
 def parse_chain(text: str) -> dict:
@@ -230,63 +144,54 @@ def parse_chain(text: str) -> dict:
     ('angry at first', 'She said </thinking> twice. CSAT: 2/5')
     >>> p["problems"][:2]
     ['<thinking> is not closed', '<insights> is missing']
+
+    A step title may be followed by text on its line, which starts the body:
+
+    >>> p = parse_chain("<thinking>\\nStep 1 - Customer  sentiment analysis** - angry\\nStep 2 - Mood\\n</thinking>")
+    >>> [(s["n"], s["title_ok"], s["title"], s["body"]) for s in p["steps"]]
+    [(1, True, 'Customer Sentiment Analysis', 'angry'), (2, False, 'Mood', 'Mood')]
     """
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     problems: list[str] = []
-    low = _fold(text)
-    fast = low is not None
-    if fast:
-        # Patterns without re.I run on ``low``; spans are the same in ``text``.
-        subj, tag_re, final_re, step_re, part_res = low, _TAG_LOW, _FINAL_LOW, _STEP_LOW, _PART_LOW
-    else:
-        low = text.lower()   # may differ in length ("İ"): then only slices of it are not used
-        subj, tag_re, final_re, step_re, part_res = text, _TAG_RE, _FINAL_RE, _STEP_RE, _PART_RES
-    aligned = len(low) == len(text)
-    # Every tag starts with "<": try the tag pattern there only (str.find runs at C speed, a
-    # regex scan of the whole text tries the pattern at each character).
-    tags = []
-    i = subj.find("<")
-    while i != -1:
-        m = tag_re.match(subj, i)
-        if m:
-            tags.append((i, m.end(), m.group(2).lower(), bool(m.group(1))))
-            i = subj.find("<", m.end())
-        else:
-            i = subj.find("<", i + 1)
-    finals = [(m.start(), m.end()) for m in _line_matches(subj, ("final",), final_re, low)]
-    low_sections: dict[str, str] = {}
+    tags = [(m.start(), m.end(), m[2].lower(), m[1] == "/") for m in _TAG_RE.finditer(text)]
+    # Header starts and ends in ``text``: a match in "\n" + text starts at the "\n" before the
+    # line, whose index there is the line's index in ``text``.
+    finals = [(m.start(), m.end() - 1) for m in _FINAL_NL.finditer("\n" + text)]
+    size = len(text)
 
     sections: dict[str, str | None] = {}
     present: dict[str, bool] = {}
     closed: dict[str, bool] = {}
-    spans: dict[str, tuple[int, int]] = {}
     in_order = True
     cursor = 0
     last_end = 0
+    any_section = False
     for name in SECTIONS:
         opens = [t for t in tags if t[2] == name and not t[3]]
+        if not opens:
+            sections[name], present[name], closed[name] = None, False, False
+            problems.append(f"<{name}> is missing")
+            continue
         if len(opens) > 1:
             problems.append(f"<{name}> is opened {len(opens)} times")
             in_order = False
         start = next((t for t in opens if t[0] >= cursor), None)
-        if start is None and opens:
+        if start is None:
             start = opens[0]
             in_order = False
             problems.append(f"<{name}> is out of order")
-        if start is None:
-            sections[name], present[name], closed[name] = None, False, False
-            problems.append(f"<{name}> is missing")
-            continue
         body_start = start[1]
-        end, end_after, is_closed = len(text), len(text), False
+        end = end_after = size
+        is_closed = False
         for t in tags:
             if t[0] < body_start:
                 continue
-            if t[2] == name and t[3]:
-                end, end_after, is_closed = t[0], t[1], True
-                break
-            if t[2] != name and not t[3]:
+            if t[2] == name:
+                if t[3]:
+                    end, end_after, is_closed = t[0], t[1], True
+                    break
+            elif not t[3]:
                 end = end_after = t[0]
                 break
         for f in finals:
@@ -297,18 +202,17 @@ def parse_chain(text: str) -> dict:
         if not is_closed:
             problems.append(f"<{name}> is not closed")
         sections[name] = text[body_start:end].strip()
-        if aligned:
-            low_sections[name] = low[body_start:end].strip()
         present[name], closed[name] = True, is_closed
-        spans[name] = (start[0], end_after)
+        any_section = True
         if start[0] >= cursor:
             cursor = end_after
-        last_end = max(last_end, end_after)
+        if end_after > last_end:
+            last_end = end_after
 
     # Final answer: first header after the sections; else any header; else the trailing text.
     final_answer, has_final = "", False
     after = next((f for f in finals if f[0] >= last_end), None)
-    if after is None and not spans and finals:
+    if after is None and not any_section and finals:
         after = finals[0]
     if after is not None:
         has_final = True
@@ -318,60 +222,59 @@ def parse_chain(text: str) -> dict:
             problems.append(f"'{FINAL_ANSWER_HEADER}' appears only inside a section")
         else:
             problems.append(f"no '{FINAL_ANSWER_HEADER}' header")
-        final_answer = text[last_end:].strip() if spans else ""
+        final_answer = text[last_end:].strip() if any_section else ""
 
-    # Steps: in the thinking body, else in the text before the final answer.
-    if sections.get("thinking") is not None:
-        step_text, step_low = sections["thinking"], low_sections.get("thinking")
+    # Steps: in the thinking body, else in the text before the final answer. Slices of
+    # "\n" + step text: a step's body runs from the end of its header to the next header.
+    if sections["thinking"] is not None:
+        nl = "\n" + sections["thinking"]
     else:
-        step_text = text[: after[0]] if after is not None else text
-        step_low = low[: len(step_text)] if aligned else None
+        nl = "\n" + (text[: after[0]] if after is not None else text)
     steps = []
-    if fast:
-        step_subj = step_low
-        matches = _line_matches(step_low, ("step",), step_re, step_low)
-    else:
-        step_subj = step_text
-        matches = _line_matches(step_text, ("step",), step_re, step_low)
-    for i, m in enumerate(matches):
-        n = int(m.group(1))
-        s2, e2 = m.span(2)
-        rest_line = step_text[s2:e2]
-        title_ok, tail = _title_split(n, rest_line, step_subj[s2:e2] if fast else None)
-        body_end = matches[i + 1].start() if i + 1 < len(matches) else len(step_text)
-        rest = step_text[m.end():body_end].strip()
-        body = (tail + "\n" + rest).strip() if tail else rest
-        title = STEPS[n - 1] if title_ok else rest_line.strip(" \t*_")
-        steps.append({"n": n, "title": title, "title_ok": title_ok, "body": body})
-    found = [s["n"] for s in steps]
-    missing = [n for n in range(1, len(STEPS) + 1) if n not in found]
-    if missing:
-        problems.append("missing " + ", ".join(f"Step {n}" for n in missing))
-    firsts = [n for n in dict.fromkeys(found) if 1 <= n <= len(STEPS)]
-    if firsts != sorted(firsts):
-        problems.append("steps out of order")
-    for s in steps:
-        if not s["title_ok"] and 1 <= s["n"] <= len(STEPS):
-            problems.append(f"Step {s['n']} title is not '{STEPS[s['n'] - 1]}'")
+    found = []
+    title_problems = []
+    matches = list(_STEP_NL.finditer(nl))
+    ends = [m.start() for m in matches[1:]] + [len(nl)]
+    for m, body_end in zip(matches, ends):
+        n = int(m[1])
+        rest = nl[m.end():body_end].strip()
+        if 1 <= n <= len(STEPS) and m.start(n + 2) != -1:
+            title_ok, title = True, STEPS[n - 1]
+            tail = nl[m.end(n + 2):m.end(2)].lstrip(" \t*_:-\u2013\u2014.").rstrip(" \t*_")
+        else:
+            title_ok = False
+            title = tail = m[2].strip(" \t*_")
+            if 1 <= n <= len(STEPS):
+                title_problems.append(f"Step {n} title is not '{STEPS[n - 1]}'")
+        steps.append({"n": n, "title": title, "title_ok": title_ok, "body": (tail + "\n" + rest).strip() if tail else rest})
+        found.append(n)
+    if found != _ALL_STEPS:
+        missing = [n for n in _ALL_STEPS if n not in found]
+        if missing:
+            problems.append("missing " + ", ".join(f"Step {n}" for n in missing))
+        firsts = [n for n in dict.fromkeys(found) if 1 <= n <= len(STEPS)]
+        if firsts != sorted(firsts):
+            problems.append("steps out of order")
+    problems.extend(title_problems)
 
     parts: dict[str, dict[str, str]] = {}
     part_order: dict[str, list[str]] = {}
     for name, names in SECTION_PARTS.items():
-        body = sections.get(name)
-        parts[name], part_order[name] = {}, []
+        body = sections[name]
+        parts[name] = got = {}
+        part_order[name] = order = []
         if body is None:
             continue
-        body_low = low_sections.get(name)
-        pm = _line_matches(body_low if fast else body, _PART_NEEDLES[name], part_res[name], body_low)
-        for i, m in enumerate(pm):
+        nl = "\n" + body
+        pm = list(_PART_RES[name].finditer(nl))
+        ends = [m.start() for m in pm[1:]] + [len(nl)]
+        for m, part_end in zip(pm, ends):
             key = names[m.lastindex - 1]
-            end = pm[i + 1].start() if i + 1 < len(pm) else len(body)
-            part_order[name].append(key)
-            if key not in parts[name]:
-                parts[name][key] = body[m.end():end].strip()
-        lost = [p for p in names if p not in parts[name]]
-        if lost:
-            problems.append(f"<{name}> lacks " + ", ".join(lost))
+            order.append(key)
+            if key not in got:
+                got[key] = nl[m.end():part_end].strip()
+        if len(got) != len(names):
+            problems.append(f"<{name}> lacks " + ", ".join([p for p in names if p not in got]))
 
     return {
         "sections": sections,

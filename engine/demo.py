@@ -41,7 +41,7 @@ def _run(home: Home, kind: str, config: dict, title: str, echo: bool) -> dict:
 
 
 def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | None = None,
-             validation_limit: int = 24, eval_limit: int = 0, max_new_tokens: int = 1024,
+             validation_limit: int = 24, eval_limit: int = 0, max_new_tokens: int = 1024, eval_batch_size: int = 16,
              train_overrides: list[str] | tuple = (), run: str | None = None, report: str | None = None,
              echo: bool = True, log=print) -> dict:
     """Run (or continue) the demo loop; returns the stage timings and the headline figures."""
@@ -126,7 +126,8 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
     t = stage("evaluate base vs tuned on the test split")
     report = report or str(home.data / "reports" / f"demo-seed{seed}.json")
     job = _run(home, "eval", {"model": f"run:{run}", "base": DEFAULT_MODEL, "dataset": dataset, "split": "test",
-                              "limit": eval_limit, "max_new_tokens": max_new_tokens, "report": report},
+                              "limit": eval_limit, "max_new_tokens": max_new_tokens, "batch_size": eval_batch_size,
+                              "report": report},
                f"evaluate run:{run} vs {DEFAULT_MODEL}", echo)
     stages["eval_s"] = round(time.time() - t, 1)
     stages["total_s"] = round(time.time() - t_all, 1)
@@ -155,3 +156,44 @@ def format_summary(summary: dict) -> str:
     lines.append("time: " + ", ".join(f"{k[:-2]} {v / 60:.1f} min" for k, v in s.items()))
     lines.append(f"report: {summary['report']} and {summary['html']}")
     return "\n".join(lines)
+
+
+def run_demo_job(ctx, config: dict) -> dict:
+    """Job kind ``demo`` (the page's "run the whole loop"): ``run_demo`` inside one job process.
+
+    Each stage is still its own job row (the app shows them). A stop asked of this job is passed
+    on to the stage running at that moment, which stops at its own safe point (training saves a
+    checkpoint); this job then ends paused or cancelled, and resuming it continues the loop.
+    """
+    import os
+    import threading
+
+    from engine.jobs import JobStopped
+
+    done = threading.Event()
+
+    def forward_stop() -> None:
+        db = store.connect(ctx.home)  # this thread's own connection
+        while not done.wait(1.0):
+            how = ctx.stop_requested()
+            if not how:
+                continue
+            for (job_id,) in db.execute("SELECT id FROM jobs WHERE pid = ? AND id != ? AND status = 'running'",
+                                        [os.getpid(), ctx.job_id]).fetchall():
+                (store.request_cancel if how == "cancel" else store.request_pause)(db, job_id)
+
+    watcher = threading.Thread(target=forward_stop, daemon=True)
+    watcher.start()
+    try:
+        return run_demo(ctx.home, seed=int(config.get("seed", 0)), train_limit=config.get("train_limit"),
+                        validation_limit=int(config.get("validation_limit", 24)),
+                        eval_limit=int(config.get("eval_limit", 0)),
+                        max_new_tokens=int(config.get("max_new_tokens", 1024)),
+                        train_overrides=list(config.get("train_overrides") or []), echo=True, log=ctx.log)
+    except DemoError:
+        how = ctx.stop_requested()
+        if how:
+            raise JobStopped(how) from None
+        raise
+    finally:
+        done.set()

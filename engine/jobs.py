@@ -44,15 +44,16 @@ JOB_KINDS = {
     "eval": "engine.evaluate:run_eval_job",
     "infer": "engine.infer:run_infer_job",
     "serve": "engine.serve:run_serve_job",
+    "demo": "engine.demo:run_demo_job",
     "train": "engine.train:run_train_job",
 }
 # Kinds whose work is keyed in the database, so re-running them after a stop continues
 # where they were instead of starting over.
-RESUMABLE = {"generate", "train", "eval", "infer"}
+RESUMABLE = {"generate", "train", "eval", "infer", "demo"}
 # Long-running services do not take the batch slot (a served model must not block training).
 SERVICES = {"serve"}
 # How long a cooperative stop may take before the child is killed (training saves a checkpoint).
-STOP_GRACE_S = {"train": 300.0}
+STOP_GRACE_S = {"train": 300.0, "demo": 330.0}
 DEFAULT_STOP_GRACE_S = 20.0
 HEARTBEAT_S = 2.0
 STALE_AFTER_S = 30.0

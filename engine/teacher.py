@@ -213,6 +213,7 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int):
         out = model(input_ids=sids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
                     cache=cache, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1, :].float()
+        dev = logits.device  # sampling happens where the logits are (a GPU, or the CPU)
         next_pos = pos[:, -1] + 1
 
         # 4. decode: a row stops at a line break, an end token or its budget
@@ -221,16 +222,17 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int):
         vocab = logits.shape[-1]
         stop_ids = stop_ids[stop_ids < vocab]
         stop_set = frozenset(stop_ids.tolist())
+        stop_ids = stop_ids.to(dev)
         end_set = frozenset(gen.end_ids)
         generated: list[list[int]] = [[] for _ in range(rows)]
         present = list(range(rows))          # rows still in the cache (original indices)
         active = [True] * rows               # per position in ``present``
-        seen = torch.zeros((rows, vocab), dtype=torch.bool)
+        seen = torch.zeros((rows, vocab), dtype=torch.bool, device=dev)
         penalty = float(cfg.repetition_penalty)
-        rng = torch.Generator().manual_seed(int(seed))
+        rng = torch.Generator(device=dev).manual_seed(int(seed))
         for t in range(budget):
             if penalty != 1.0:
-                sl = seen[present]
+                sl = seen[torch.tensor(present, device=dev)]
                 logits = torch.where(sl, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
             if t < min_tokens:
                 logits[:, stop_ids] = float("-inf")  # a part is at least a few words
@@ -244,6 +246,7 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int):
                 nxt = torch.multinomial(probs, 1, generator=rng).squeeze(-1)
             else:
                 nxt = logits.argmax(-1)
+            marked_rows, marked_tokens = [], []
             for j, token in enumerate(nxt.tolist()):
                 if not active[j]:
                     continue
@@ -252,9 +255,12 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int):
                     active[j] = False
                     continue
                 generated[row].append(token)
-                seen[row, token] = True
+                marked_rows.append(row)
+                marked_tokens.append(token)
                 if len(generated[row]) >= budget:
                     active[j] = False
+            if marked_rows:
+                seen[torch.tensor(marked_rows, device=dev), torch.tensor(marked_tokens, device=dev)] = True
             n_active = sum(active)
             if not n_active or t == budget - 1:
                 break
@@ -265,7 +271,7 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int):
                     layer.keys = layer.keys.index_select(0, keep.to(device))
                     layer.values = layer.values.index_select(0, keep.to(device))
                     layer.batch_size = len(keep)
-                mask, next_pos, nxt = mask[keep], next_pos[keep], nxt[keep]
+                mask, next_pos, nxt = mask[keep], next_pos[keep], nxt[keep.to(dev)]
                 present = [present[j] for j in keep.tolist()]
                 active = [True] * len(present)
             mask[:, col] = 1

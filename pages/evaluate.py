@@ -61,6 +61,22 @@ with run_tab:
 
         eval_job()
 
+    with st.expander("The whole loop in one job (the same as `ccr demo`)"):
+        st.write("Synthesize the demo dataset, generate reasoning chains, export them, train a LoRA adapter on "
+                 "the embedded model and evaluate it against its base. Hours on a CPU; each stage shows on the "
+                 "Jobs page, and a stopped run continues where it stopped.")
+        c1, c2 = st.columns(2)
+        d_train = c1.number_input("Train examples with chains (0: all)", min_value=0, value=0, key="demo-train")
+        d_eval = c2.number_input("Test examples to evaluate (0: all)", min_value=0, value=0, key="demo-eval")
+        if st.button("Run the whole loop", key="demo-start"):
+            st.session_state["demo-job"] = api.start_demo(int(d_train) or None, int(d_eval))
+        if st.session_state.get("demo-job"):
+            @st.fragment(run_every=3)
+            def demo_job() -> None:
+                ui.job_panel(st.session_state["demo-job"], key="demo")
+
+            demo_job()
+
 with results_tab:
     evals = api.evaluations()
     if not evals:

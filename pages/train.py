@@ -75,13 +75,15 @@ with st.expander("New run", expanded=not api.train_runs()):
         files = api.train_data_files()
         options = [f["path"] for f in files]
         labels = {f["path"]: f["name"] + (" (Phase 1 export)" if f["default"] else "") for f in files}
+        data = eval_data = None
         if not options:
             st.info("No ChatML JSONL file in the home yet: export the reasoning chains (Generate page) or "
                     "create a dataset on the Data page.")
-        data = st.selectbox("Training data", options, key="train-data", format_func=lambda p: labels.get(p, p))
-        eval_options = ["(automatic: the validation_* file beside it)", *options]
-        eval_pick = st.selectbox("Validation data", eval_options, key="train-eval")
-        eval_data = None if eval_pick == eval_options[0] else eval_pick
+        else:
+            data = st.selectbox("Training data", options, key="train-data", format_func=lambda p: labels.get(p, p))
+            eval_options = ["(automatic: the validation_* file beside it)", *options]
+            eval_pick = st.selectbox("Validation data", eval_options, key="train-eval")
+            eval_data = None if eval_pick == eval_options[0] else eval_pick
         c1, c2 = st.columns(2)
         overrides = c1.text_area("Overrides (key=value, one a line)", key="train-overrides",
                                  placeholder="max_steps=20\nlora.r=8", height=100)

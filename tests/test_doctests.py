@@ -15,6 +15,8 @@ MODULES = [
     "engine.tasks",
     "engine.chain",
     "engine.quality",
+    "engine.prompt",
+    "engine.generate",
     "engine.metrics",
     "engine.evaluate",
     "engine.infer",

@@ -233,3 +233,47 @@ def test_real_two_example_run_on_the_embedded_teacher(demo_home, embedded_genera
     # the quality bar: the embedded teacher's default mode clears the gate on average
     assert r["average"] >= cfg.gate_threshold, r
     assert job["stats"]["tokens_per_s"] and job["stats"]["distribution"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The batched guided decoder against a plain reference (tiny random model, exact greedy match)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_guided_decoder_matches_an_uncached_reference(demo_home):
+    import types
+
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from engine.models import embedded_folder
+
+    tok = AutoTokenizer.from_pretrained(str(embedded_folder()))
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=4096)).eval()
+    gen = types.SimpleNamespace(model=model, tokenizer=tok, device="cpu", end_ids=[tok.eos_token_id],
+                                lock=__import__("threading").Lock())
+    exs = some_examples(demo_home, 2)
+    prepared = [teacher._part_ids(gen, ex) for ex in exs]
+    cfg = generate.config_from({"part_tokens": 12, "repetition_penalty": 1.3})
+    texts, _, n_new = teacher._decode_parts(gen, prepared, cfg, temperature=0.0, seed=0)
+
+    stops = set(teacher._newline_ids(tok)) | {tok.eos_token_id}
+    for e, (prefix, suffixes, _) in enumerate(prepared):
+        for k, suffix in enumerate(suffixes):
+            ids, out = list(prefix) + list(suffix), []
+            for t in range(cfg.part_tokens):
+                with torch.no_grad():
+                    logits = model(input_ids=torch.tensor([ids + out]), logits_to_keep=1).logits[0, -1].float()
+                for tid in set(out):
+                    logits[tid] = logits[tid] / 1.3 if logits[tid] > 0 else logits[tid] * 1.3
+                if t < 6:
+                    logits[sorted(stops)] = float("-inf")
+                nxt = int(logits.argmax())
+                if nxt in stops:
+                    break
+                out.append(nxt)
+            assert texts[e][k] == tok.decode(out, skip_special_tokens=True), (e, k)
+    assert sum(n_new) > 0

@@ -142,3 +142,12 @@ def test_compare_page_streams_both_answers_with_scores(app_env, answer_server):
     assert not at.exception
     assert all(s.key != "cmp-a" for s in at.selectbox)
     assert len([t for t in _texts(at) if HOSTILE.strip() in t]) == 2
+
+
+def test_evaluate_page_queues_the_whole_loop_as_one_demo_job(app_env):
+    at = open_page("pages/evaluate.py")
+    at.number_input(key="demo-eval").set_value(12)
+    at.button(key="demo-start").click().run()
+    assert not at.exception
+    row = store.connect(app_env).execute("SELECT kind, config FROM jobs").fetchone()
+    assert row[0] == "demo" and '"eval_limit": 12' in row[1]

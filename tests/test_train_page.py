@@ -94,10 +94,13 @@ def test_training_page_shows_estimate_curves_checkpoints_and_resume(home, monkey
 
 
 def test_launch_from_the_page_queues_a_train_job(home, monkeypatch):
-    write_chatml(home.data / "train_reasoning.jsonl", 20)
     at = _page(monkeypatch)
-    at.text_area(key="train-overrides").input("max_steps=3").run()
-    at.text_input(key="train-run-name").input("from-page").run()
+    assert any("No ChatML JSONL file" in i.value for i in at.info)
+    # the data appears (Phase 1 exports it); one dry run, then the launch with overrides
+    write_chatml(home.data / "train_reasoning.jsonl", 20)
+    at.text_area(key="train-overrides").input("max_steps=3")
+    at.text_input(key="train-run-name").input("from-page")
+    at.run()
     at.button(key="train-launch").click().run()
     assert not at.exception, at.exception
     job = store.connect(home).execute("SELECT kind, status, config FROM jobs WHERE kind = 'train'").fetchone()
