@@ -124,24 +124,29 @@ def main(argv=None) -> int:
     teacher.teach(examples[:1], cfg)
     rows, out = [], {"batch_size": cfg.batch_size, "part_tokens": cfg.part_tokens}
 
+    def done(name, n_ex, secs, tokens, q, n_retries=0):
+        rows.append((name, n_ex, secs, tokens, q, n_retries))
+        print(f"  {name}: {n_ex} examples in {secs:.1f} s ({tokens / secs:.1f} tokens/s), average score "
+              f"{q['average']:.1f}, pass rate {100 * q['pass_rate']:.0f}%", flush=True)
+
     seq_ex = examples[:args.sequential]
     texts, tokens, secs = sequential_guided(gen, seq_ex, cfg)
     q = score_all(seq_ex, texts)
     seq_rate = len(seq_ex) / secs
-    rows.append(("sequential (batch 1, HF generate)", len(seq_ex), secs, tokens, q, 0))
+    done("sequential (batch 1, HF generate)", len(seq_ex), secs, tokens, q)
     out["sequential"] = {"examples": len(seq_ex), "seconds": round(secs, 2), "examples_per_s": seq_rate,
                          "tokens_per_s": tokens / secs, "average": q["average"], "pass_rate": q["pass_rate"]}
 
     bat_ex = examples[:args.examples]
     texts, tokens, secs, _ = batched(bat_ex, cfg, retries=False)
     q = score_all(bat_ex, texts)
-    rows.append((f"batched (guided, batch {cfg.batch_size}, prefix cache)", len(bat_ex), secs, tokens, q, 0))
+    done(f"batched (guided, batch {cfg.batch_size}, prefix cache)", len(bat_ex), secs, tokens, q)
     out["batched"] = {"examples": len(bat_ex), "seconds": round(secs, 2), "examples_per_s": len(bat_ex) / secs,
                       "tokens_per_s": tokens / secs, "average": q["average"], "pass_rate": q["pass_rate"]}
     if not args.no_retries:
         texts, tokens, secs, n_retries = batched(bat_ex, cfg, retries=True)
         q = score_all(bat_ex, texts)
-        rows.append(("batched + retries (the job's path)", len(bat_ex), secs, tokens, q, n_retries))
+        done("batched + retries (the job's path)", len(bat_ex), secs, tokens, q, n_retries)
         out["batched_retries"] = {"examples": len(bat_ex), "seconds": round(secs, 2), "retries": n_retries,
                                   "examples_per_s": len(bat_ex) / secs, "tokens_per_s": tokens / secs,
                                   "average": q["average"], "pass_rate": q["pass_rate"]}
@@ -150,7 +155,7 @@ def main(argv=None) -> int:
         teacher.teach(examples[:1], cfg16)  # load + warm-up
         texts, tokens, secs, _ = batched(bat_ex, cfg16, retries=False)
         q = score_all(bat_ex, texts)
-        rows.append(("batched bf16", len(bat_ex), secs, tokens, q, 0))
+        done("batched bf16", len(bat_ex), secs, tokens, q)
         out["batched_bf16"] = {"examples": len(bat_ex), "seconds": round(secs, 2),
                                "examples_per_s": len(bat_ex) / secs, "tokens_per_s": tokens / secs,
                                "average": q["average"], "pass_rate": q["pass_rate"]}
@@ -161,7 +166,7 @@ def main(argv=None) -> int:
         outs = [teacher.teach([ex], cfg_free)[0] for ex in seq_ex]
         secs = time.time() - t0
         q = score_all(seq_ex, [o.text for o in outs])
-        rows.append(("free mode, sequential", len(seq_ex), secs, sum(o.completion_tokens for o in outs), q, 0))
+        done("free mode, sequential", len(seq_ex), secs, sum(o.completion_tokens for o in outs), q)
         out["free_sequential"] = {"examples": len(seq_ex), "seconds": round(secs, 2),
                                   "examples_per_s": len(seq_ex) / secs, "average": q["average"],
                                   "pass_rate": q["pass_rate"]}

@@ -224,6 +224,13 @@ def cmd_eval(args) -> int:
         return 2
     if not all(_check_model(home, m) for m in [model] + ([args.base] if args.base else [])):
         return 2
+    from engine import evaluate
+
+    try:  # unusable data is exit status 2, before any job is created
+        evaluate.load_examples(home, args.data, args.dataset, args.split, args.limit)
+    except evaluate.EvalDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     config = {"model": model, "base": args.base, "data": os.path.abspath(args.data) if args.data else None,
               "dataset": args.dataset, "split": args.split, "limit": args.limit,
               "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,

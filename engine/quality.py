@@ -42,12 +42,14 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from itertools import chain, compress, count
+from itertools import accumulate, chain, compress, count, repeat
+from operator import add, and_, itemgetter, sub
 
 from engine import tasks as _tasks
-from engine.chain import ANALYSIS_PARTS, INSIGHT_PARTS, SECTIONS, STEPS, parse_chain
+from engine.chain import ANALYSIS_PARTS, INSIGHT_PARTS, SECTION_PARTS, SECTIONS, STEPS, parse_chain
 
 THRESHOLD = 70
 GATE_THRESHOLD = 75
@@ -112,43 +114,26 @@ _TRANSCRIPT_GENERIC = frozenset(
     sorry welcome name like just know want need going""".split()
 )
 
-# Tokenising by translate+split is several times faster than a regex. Text is first encoded to
-# ASCII (anything else becomes "?"), so the 256-byte table of bytes.translate applies: letters
-# stay, newlines stay (sentence breaks), all else is a space. Tokens are
-# words only: numbers are not content, and sentences that differ only in their numbers
+# Tokenising by bytes.translate + str.split is several times faster than a regex. Text is first
+# encoded to ASCII (anything else becomes "?"), so the 256-byte table of bytes.translate applies:
+# letters stay (upper case lowered), newlines stay (sentence breaks), all else is a space. Tokens
+# are words only: numbers are not content, and sentences that differ only in their numbers
 # ("Point 1 ...", "Point 2 ...") count as duplicates.
 # (Non-ASCII letters thus split words: "café" gives "caf"; str.translate with a dict would keep
-# them but is fifty times slower on any text that is not pure ASCII.)
-_MARK = "\x1e"   # starts a line of its own between units (ASCII record separator), e.g. "\x1e3"
-_BYTE_TABLE = bytes(
-    b if (chr(b).isascii() and chr(b).isalpha()) or b == 10 else 32 for b in range(256)
+# them but is fifty times slower on any text that is not pure ASCII. Two non-ASCII letters lower
+# to ASCII ones, "İ" and the Kelvin sign "K": text holding them is lower-cased first, as str.lower
+# does, before encoding.)
+_MARK = "\x1e"   # the ASCII record separator reads as a space in section bodies
+_TOKEN_TABLE = bytes(
+    ord(chr(b).lower()) if chr(b).isascii() and chr(b).isalpha() else 10 if b == 10 else 32 for b in range(256)
 )
+_LOWERS_TO_ASCII = ("\u0130", "\u212a")
 _AMOUNT_RE = re.compile("[0-9%$\u00a3\u20ac]")   # a number, percentage or money amount
-
-
-def _ascii_tokens_text(low: str) -> str:
-    return low.encode("ascii", "replace").translate(_BYTE_TABLE).decode("ascii")
 
 
 def _tokens(text: str) -> list[str]:
     """Lower-case word tokens: ``_tokens("Don't re-route!") == ['don', 't', 're', 'route']``."""
-    return _ascii_tokens_text(text.lower().replace(_MARK, " ")).split()
-
-
-def _sentences(units: list[tuple[str, str]]) -> list[tuple[str, str, list[str]]]:
-    """(region, lower-cased sentence, tokens) for each sentence or line with words, over all
-    units in one pass of string methods (each call on a short unit costs more than its work)."""
-    joined = "".join(f"\n{_MARK}{i}\n{body.replace(_MARK, ' ')}" for i, (_, body) in enumerate(units))
-    low = joined.lower().replace(". ", ".\n").replace("! ", "!\n").replace("? ", "?\n")
-    out = []
-    region = ""
-    raws = low.split("\n")
-    for i, toks in enumerate([line.split() for line in _ascii_tokens_text(low).split("\n")]):
-        if toks:
-            out.append((region, raws[i].strip(), toks))
-        elif raws[i][:1] == _MARK:
-            region = units[int(raws[i][1:])][0]
-    return out
+    return text.lower().encode("ascii", "replace").translate(_TOKEN_TABLE).decode("ascii").split()
 
 
 # Words too frequent to anchor a multi-word phrase search on.
@@ -163,13 +148,13 @@ def _vocab(spec: str) -> tuple[dict, frozenset, dict, frozenset]:
     operations, not regexes, for speed: (single words, their keys, multi-word phrases keyed by
     an anchor word - the longest uncommon one - and those anchors)."""
     single: dict[str, str] = {}
-    multi: dict[str, list[tuple[tuple[str, ...], int, str]]] = {}
+    multi: dict[str, list[tuple[list[str], int, str]]] = {}
     for item in spec.split(","):
         item = item.strip()
         if not item:
             continue
         phrase, _, canon = item.partition("=")
-        words = tuple(_tokens(phrase))
+        words = _tokens(phrase)
         canon = canon.strip() or " ".join(words)
         if len(words) == 1:
             single[words[0]] = canon
@@ -182,19 +167,16 @@ def _vocab(spec: str) -> tuple[dict, frozenset, dict, frozenset]:
 
 def _multi(toks: list[str], ts: set, vocab: tuple) -> list[tuple[int, str]]:
     """(index just after the phrase, canonical) for each multi-word phrase found."""
-    multi, mkeys = vocab[2], vocab[3]
+    multi = vocab[2]
     out = []
-    for anchor in mkeys.intersection(ts):
-        i = toks.index(anchor)
-        while True:
+    for anchor in vocab[3].intersection(ts):
+        i = -1
+        for _ in range(toks.count(anchor)):
+            i = toks.index(anchor, i + 1)
             for phrase, k, canon in multi[anchor]:
                 start = i - k
-                if start >= 0 and tuple(toks[start:start + len(phrase)]) == phrase:
+                if start >= 0 and toks[start:start + len(phrase)] == phrase:
                     out.append((start + len(phrase), canon))
-            try:
-                i = toks.index(anchor, i + 1)
-            except ValueError:
-                break
     return out
 
 
@@ -269,52 +251,70 @@ _DIRECTION = frozenset(
 
 _PRIMARY_IMPACT = ("step5", "insights:Business Actions")
 
+# Every vocabulary word a criterion looks for. Each sentence is intersected with this set once;
+# the criteria then test that small intersection (its "signal words") instead of the sentence.
+_SIGNAL = frozenset().union(
+    _LOREM, _CAUSAL[1], _CAUSAL[3], _ACTIONS[1], _ACTIONS[3], _IMPACT[1], _IMPACT[3], _DIRECTION
+)
+# Impact terms are listed by weight, then in the order of the vocabulary.
+_IMPACT_RANK = {
+    canon: i for i, canon in enumerate(dict.fromkeys(
+        [*_IMPACT[0].values(), *(canon for entries in _IMPACT[2].values() for _, _, canon in entries)]))
+}
+_STEP_REGIONS = {n: f"step{n}" for n in range(1, len(STEPS) + 1)}
+_PART_REGIONS = {name: {p: f"{name}:{p}" for p in parts} for name, parts in SECTION_PARTS.items()}
+
 
 # --------------------------------------------------------------------------------------------
 # Analysis shared by the criteria
+#
+# Speed: a call or a bytecode costs far more than the C work of a set operation on a sentence,
+# so the analysis is a few whole-chain string operations (join, replace, encode, translate,
+# split) and ``map`` over the sentences, not a Python loop over words; each criterion then reads
+# the small per-sentence sets the analysis left.
 
 
 class Sentence:
-    """One sentence of the chain's body text (lower-cased), classified on creation.
+    """One sentence of the chain's body text, as ``analyse`` classified it.
 
     ``kind`` is ``ok`` (earns content credit), ``thin`` (fewer than 2 content words beyond the
     header words: "N/A", "See above."), ``junk`` (under half distinct words, lorem ipsum, or 8+
-    words with almost no function words: keyword salad), and later ``copy`` or ``dup``.
+    words with almost no function words: keyword salad), ``copy`` (mostly 7-word sequences of
+    the transcript) or ``dup`` (the same words as an earlier sentence). ``text`` is the sentence
+    as written, ``toks`` its lower-case words, ``ts`` their set, ``content`` the words of 3+
+    letters that are not function words, ``specific`` the content words that are not header
+    words either.
     """
 
     __slots__ = ("region", "text", "toks", "ts", "content", "specific", "kind")
 
-    def __init__(self, region: str, text: str, toks: list[str]):
-        self.region = region
-        self.text = text
-        self.toks = toks
-        self.ts = ts = set(toks)
-        # Content words: 3+ letters, not function words.
-        self.content = self.specific = content = ts - _STOP_SHORT
-        n = len(toks)
-        if n >= 6 and len(ts) < n * 0.5:
-            self.kind = "junk"                      # "because because because"
-        elif not _LOREM.isdisjoint(ts):
-            self.kind = "junk"                      # lorem ipsum
-        elif n >= 8 and len(content) > 0.7 * len(ts) and len(ts.intersection(_STOP)) < 0.1 * n:
-            self.kind = "junk"                      # keyword salad: no function words
-        else:
-            self.specific = specific = content - _HEADER_WORDS
-            self.kind = "ok" if len(specific) >= 2 else "thin"
+    def __init__(self, region: str, text: str, toks: list[str], ts: set, content: set, specific: set, kind: str):
+        self.region, self.text, self.toks, self.ts = region, text, toks, ts
+        self.content, self.specific, self.kind = content, specific, kind
 
 
 class Analysed:
-    """A chain parsed and split into filtered sentences; the input of every criterion."""
+    """A chain parsed and split into classified sentences; the input of every criterion.
 
-    __slots__ = ("text", "parsed", "sentences", "ok", "grounding", "copied_chars")
+    Sentences are kept as parallel lists, in order (``regions``, ``texts``, ``toks``, ``sets``,
+    ``contents``, ``specifics``, ``signals``: the sentence's words in ``_SIGNAL``, ``kinds``);
+    ``sentences`` builds ``Sentence`` objects from them on demand. ``ok_rows`` holds
+    ``(region, text, toks, set, content, specific, signals)`` of each sentence that earns
+    content credit, and ``ok_chars`` their total length.
+    """
 
-    def __init__(self, text, parsed, sentences, grounding, copied_chars):
-        self.text = text
-        self.parsed = parsed
-        self.sentences = sentences
-        self.ok = [s for s in sentences if s.kind == "ok"]   # the ones that earn content credit
-        self.grounding = grounding
-        self.copied_chars = copied_chars
+    __slots__ = ("text", "parsed", "grounding", "copied_chars", "regions", "texts", "toks", "sets",
+                 "contents", "specifics", "signals", "kinds", "ok_rows", "ok_chars", "comma_so")
+
+    @property
+    def sentences(self) -> list[Sentence]:
+        return list(map(Sentence, self.regions, self.texts, self.toks, self.sets, self.contents,
+                        self.specifics, self.kinds))
+
+    @property
+    def ok(self) -> list[Sentence]:
+        """The sentences that earn content credit."""
+        return [s for s in self.sentences if s.kind == "ok"]
 
 
 @lru_cache(maxsize=256)
@@ -337,64 +337,90 @@ def _label_words(labels: dict | None) -> frozenset:
     return frozenset(words)
 
 
-def _units(parsed: dict) -> list[tuple[str, str]]:
-    """(region, body) pairs: step bodies, part bodies, or whole section bodies without headers."""
-    units = []
+def _units(parsed: dict) -> tuple[list[str], list[str]]:
+    """(regions, bodies): step bodies, part bodies, or whole section bodies without headers."""
     sections = parsed["sections"]
-    if parsed["steps"]:
-        for s in parsed["steps"]:
-            region = f"step{s['n']}" if 1 <= s["n"] <= len(STEPS) else "thinking"
-            units.append((region, s["body"]))
+    steps = parsed["steps"]
+    if steps:
+        regions = list(map(_STEP_REGIONS.get, map(itemgetter("n"), steps), repeat("thinking")))
+        bodies = list(map(itemgetter("body"), steps))
     elif sections.get("thinking"):
-        units.append(("thinking", sections["thinking"]))
+        regions, bodies = ["thinking"], [sections["thinking"]]
+    else:
+        regions, bodies = [], []
     for name in ("analysis", "insights"):
         parts = parsed["parts"].get(name)
         if parts:
-            units.extend((f"{name}:{p}", body) for p, body in parts.items())
+            names = _PART_REGIONS[name]
+            regions.extend([names.get(p) or f"{name}:{p}" for p in parts])
+            bodies.extend(parts.values())
         elif sections.get(name):
-            units.append((name, sections[name]))
-    return units
+            regions.append(name)
+            bodies.append(sections[name])
+    return regions, bodies
 
 
-def _mark_copies(sentences: list[Sentence], grams: frozenset, words: frozenset) -> int:
+def _sentence_lines(regions: list[str], bodies: list[str]) -> tuple[list[str], list[str], list[list[str]], bool]:
+    """(region, text, tokens) of each sentence or line with words, as three lists, and whether
+    ", so " may occur in one of them.
+
+    All units are joined with newlines and handled as one string (a call per unit costs more
+    than its work); a sentence's unit is found from where its line starts, by bisection over the
+    units' end offsets (the replacements below keep every offset).
+    """
+    joined = "\n".join(bodies)
+    if not joined.isascii() and any(c in joined for c in _LOWERS_TO_ASCII):
+        bodies = [b.lower() for b in bodies]
+        joined = "\n".join(bodies)
+    joined = joined.replace(_MARK, " ").replace(". ", ".\n").replace("! ", "!\n").replace("? ", "?\n")
+    low = joined.encode("ascii", "replace").lower()
+    token_lines = list(map(str.split, low.translate(_TOKEN_TABLE).decode("ascii").split("\n")))
+    lines = joined.split("\n")
+    unit_ends = list(map(add, accumulate(map(len, bodies)), count()))
+    line_starts = map(add, accumulate(map(len, lines), initial=0), count())
+    units = map(bisect_left, repeat(unit_ends), compress(line_starts, token_lines))
+    return (list(map(regions.__getitem__, units)), list(map(str.strip, compress(lines, token_lines))),
+            list(filter(None, token_lines)), b", so " in low)
+
+
+def _mark_copies(toks: list[list[str]], texts: list[str], kinds: list[str], grams: frozenset, words: frozenset) -> int:
     """Mark sentences mostly covered by transcript n-grams as copies; returns their characters.
 
     Coverage runs over the chain's word stream across sentence breaks, so a paste of short
     transcript lines is caught too. Only runs of NGRAM or more consecutive words that all occur
     in the transcript can hold a shared n-gram, so those runs are found first with bytes.find
     (C speed) and n-grams are hashed inside them only."""
-    flat = list(chain.from_iterable([s.toks for s in sentences]))
-    mask = bytes(map(words.__contains__, flat))
+    mask = bytes(map(words.__contains__, chain.from_iterable(toks)))
     run = b"\x01" * NGRAM
     i = mask.find(run)
     if i == -1:
         return 0
+    flat = list(chain.from_iterable(toks))
     cover = bytearray(len(flat))
-    ones = b"\x01" * NGRAM
     hit = False
     while i != -1:
         j = mask.find(0, i)
         j = len(flat) if j == -1 else j
         seg = flat[i:j]
         for pos in compress(count(i), map(grams.__contains__, zip(*(seg[k:] for k in range(NGRAM))))):
-            cover[pos:pos + NGRAM] = ones
+            cover[pos:pos + NGRAM] = run
             hit = True
         i = mask.find(run, j)
     if not hit:
         return 0
     copied = 0
     start = 0
-    for s in sentences:
-        end = start + len(s.toks)
+    for n, sentence_toks in enumerate(toks):
+        end = start + len(sentence_toks)
         if cover.count(1, start, end) * 2 >= end - start:
-            s.kind = "copy"
-            copied += len(s.text)
+            kinds[n] = "copy"
+            copied += len(texts[n])
         start = end
     return copied
 
 
 def analyse(text: str, transcript: str | None = None, labels: dict | None = None, parsed: dict | None = None) -> Analysed:
-    """Parse ``text`` and split its section bodies into filtered sentences.
+    """Parse ``text`` and split its section bodies into classified sentences.
 
     >>> a = analyse("<thinking>\\nStep 1 - Customer Sentiment Analysis\\nN/A\\n"
     ...             "The bill was wrong. The bill was wrong.\\n</thinking>")
@@ -403,23 +429,40 @@ def analyse(text: str, transcript: str | None = None, labels: dict | None = None
     """
     if parsed is None:
         parsed = parse_chain(text)
+    a = Analysed()
+    a.text, a.parsed = text, parsed
     grams, words, vocab = _transcript_info(transcript) if transcript else (None, None, frozenset())
-    label_words = _label_words(labels)
-    grounding = (vocab, label_words) if (transcript or labels) else None
-    sentences = [Sentence(region, raw, toks) for region, raw, toks in _sentences(_units(parsed))]
-    copied_chars = _mark_copies(sentences, grams, words) if grams and sentences else 0
-    seen: set[str] = set()
-    for s in sentences:
-        key = " ".join(s.toks)
-        if key not in seen:
-            seen.add(key)
-        elif s.kind == "ok":
-            s.kind = "dup"
-    return Analysed(text, parsed, sentences, grounding, copied_chars)
-
-
-def _has_amount(s: Sentence) -> bool:
-    return _AMOUNT_RE.search(s.text) is not None
+    a.grounding = (vocab, _label_words(labels) - _STOP_SHORT) if (transcript or labels) else None
+    regions, texts, toks, a.comma_so = _sentence_lines(*_units(parsed))
+    a.regions, a.texts, a.toks = regions, texts, toks
+    a.sets = sets = list(map(set, toks))
+    a.contents = contents = list(map(sub, sets, repeat(_STOP_SHORT)))
+    a.specifics = specifics = list(map(sub, contents, repeat(_HEADER_WORDS)))
+    a.signals = signals = list(map(and_, sets, repeat(_SIGNAL)))
+    lorem = not _LOREM.isdisjoint(chain.from_iterable(signals))
+    kinds = []
+    for n, ts, n_content, n_specific, sig in zip(map(len, toks), sets, map(len, contents), map(len, specifics), signals):
+        if n >= 6 and len(ts) < n * 0.5:
+            kinds.append("junk")                    # "because because because"
+        elif lorem and not _LOREM.isdisjoint(sig):
+            kinds.append("junk")                    # lorem ipsum
+        elif n >= 8 and n_content > 0.7 * len(ts) and len(ts.intersection(_STOP)) < 0.1 * n:
+            kinds.append("junk")                    # keyword salad: no function words
+        else:
+            kinds.append("ok" if n_specific >= 2 else "thin")
+    a.kinds = kinds
+    a.copied_chars = _mark_copies(toks, texts, kinds, grams, words) if grams and toks else 0
+    # A sentence counts once: later ones with the same words are duplicates.
+    keys = list(map(tuple, toks))
+    first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1)))
+    if len(first) < len(keys):
+        for n, key in enumerate(keys):
+            if first[key] != n and kinds[n] == "ok":
+                kinds[n] = "dup"
+    ok = list(map("ok".__eq__, kinds))
+    a.ok_rows = list(compress(zip(regions, texts, toks, sets, contents, specifics, signals), ok))
+    a.ok_chars = sum(map(len, compress(texts, ok)))
+    return a
 
 
 def _result(name: str, points: float, reason: str) -> dict:
@@ -490,7 +533,7 @@ def criterion_length(a: Analysed) -> dict:
     >>> criterion_length(analyse("<thinking>Step 1 - Customer Sentiment Analysis\\nN/A</thinking>"))["points"]
     0.0
     """
-    chars = sum(len(s.text) for s in a.ok)
+    chars = a.ok_chars
     points = WEIGHTS["length"] * min(1.0, chars / MIN_CHARS)
     reason = f"{chars:,} characters of substantive text ({MIN_CHARS} needed)"
     if a.copied_chars:
@@ -519,16 +562,18 @@ def criterion_steps(a: Analysed) -> dict:
             first[s["n"]] = s
             order.append(s["n"])
     words: dict[str, set] = {}
-    for s in a.ok:
-        if s.region.startswith("step"):
-            words.setdefault(s.region, set()).update(s.specific)
+    for row in a.ok_rows:
+        region = row[0]
+        if region[:4] == "step":
+            if region in words:
+                words[region] |= row[5]
+            else:
+                words[region] = set(row[5])
     points = 0.0
     thin, short = [], []
-    for n in range(1, len(STEPS) + 1):
-        if n not in first:
-            continue
-        points += 1.0 if first[n]["title_ok"] else 0.6
-        k = len(words.get(f"step{n}", ()))
+    for n, s in sorted(first.items()):
+        points += 1.0 if s["title_ok"] else 0.6
+        k = len(words.get(_STEP_REGIONS[n], ()))
         points += 3.0 * min(1.0, k / STEP_WORDS)
         if k < STEP_WORDS / 2:
             thin.append(f"Step {n}")
@@ -537,10 +582,9 @@ def criterion_steps(a: Analysed) -> dict:
     in_order = order == sorted(order)
     if not in_order:
         points *= 0.75
-    missing = [f"Step {n} - {STEPS[n - 1]}" for n in range(1, len(STEPS) + 1) if n not in first]
     reason = f"{len(first)} of {len(STEPS)} steps found" + (" in order" if in_order else " out of order")
-    if missing:
-        reason += "; missing " + ", ".join(missing)
+    if len(first) < len(STEPS):
+        reason += "; missing " + ", ".join(f"Step {n} - {STEPS[n - 1]}" for n in range(1, len(STEPS) + 1) if n not in first)
     if thin:
         reason += "; thin bodies: " + ", ".join(thin)
     if short:
@@ -567,21 +611,21 @@ def criterion_reasoning(a: Analysed) -> dict:
     weight = 0.0
     n_causal = grounded = 0
     causal_single, causal_anchors = _CAUSAL[1], _CAUSAL[3]
-    for s in a.ok:
-        ts = s.ts
-        if causal_single.isdisjoint(ts) and ", so " not in s.text and (
-            causal_anchors.isdisjoint(ts) or not _multi(s.toks, ts, _CAUSAL)
+    comma_so = a.comma_so
+    for region, text, toks, _, content, _, sig in a.ok_rows:
+        if causal_single.isdisjoint(sig) and not (comma_so and ", so " in text.lower()) and (
+            causal_anchors.isdisjoint(sig) or not _multi(toks, sig, _CAUSAL)
         ):
             continue
-        if len(s.content) < 3:
+        if len(content) < 3:
             continue
-        if per_unit.get(s.region, 0) >= CAUSAL_PER_UNIT:
+        if per_unit.get(region, 0) >= CAUSAL_PER_UNIT:
             continue
-        per_unit[s.region] = per_unit.get(s.region, 0) + 1
+        per_unit[region] = per_unit.get(region, 0) + 1
         n_causal += 1
         if a.grounding is None:
             weight += 1.0
-        elif not a.grounding[0].isdisjoint(s.content) or not a.grounding[1].isdisjoint(s.content):
+        elif not a.grounding[0].isdisjoint(content) or not a.grounding[1].isdisjoint(content):
             weight += 1.0
             grounded += 1
         else:
@@ -593,19 +637,16 @@ def criterion_reasoning(a: Analysed) -> dict:
     return _result("reasoning", points, reason + ".")
 
 
-def _is_action(s: Sentence) -> bool:
+def _is_action(toks: list[str], content: set, sig: set) -> bool:
     """An action or modal verb followed, in the same sentence, by two specific content words."""
-    if s.kind != "ok":
-        return False
     single, skeys, _, anchors = _ACTIONS
-    toks, ts = s.toks, s.ts
-    ends = [toks.index(t) + 1 for t in skeys.intersection(ts)]
-    if not anchors.isdisjoint(ts):
-        ends.extend(end for end, _ in _multi(toks, ts, _ACTIONS))
+    ends = [toks.index(t) + 1 for t in skeys.intersection(sig)]
+    if not anchors.isdisjoint(sig):
+        ends.extend(end for end, _ in _multi(toks, sig, _ACTIONS))
     if not ends:
         return False
     # The words after the earliest verb include those after any later one.
-    return len(set(toks[min(ends):]) - _STOP_SHORT - _GENERIC) >= 2
+    return len((content - _GENERIC).intersection(toks[min(ends):])) >= 2
 
 
 def criterion_actionable(a: Analysed) -> dict:
@@ -620,14 +661,14 @@ def criterion_actionable(a: Analysed) -> dict:
     parts_with: set[str] = set()
     n_actions = 0
     loose = 0
-    for s in a.ok:
-        if not s.region.startswith("insights") or not _is_action(s):
+    for region, _, toks, _, content, _, sig in a.ok_rows:
+        if region[:8] != "insights" or not _is_action(toks, content, sig):
             continue
         n_actions += 1
-        if s.region == "insights":
+        if region == "insights":
             loose += 1
         else:
-            parts_with.add(s.region.split(":", 1)[1])
+            parts_with.add(region.split(":", 1)[1])
     covered = len(parts_with) + 0.5 * min(loose, len(INSIGHT_PARTS) - len(parts_with))
     points = WEIGHTS["actionable"] * (
         0.6 * covered / len(INSIGHT_PARTS) + 0.4 * min(1.0, n_actions / ACTION_TARGET)
@@ -647,7 +688,7 @@ def criterion_business_impact(a: Analysed) -> dict:
     """Distinct impact terms (cost, churn, CSAT, AHT, FCR, revenue...) in counted sentences;
     each term weighs 1 in Step 5 / Business Actions and 0.5 elsewhere, halved again without a
     direction or quantity nearby; 4 for full credit, at most 7 points with nothing in Step 5 /
-    Business Actions.
+    Business Actions. The reason lists the heaviest terms.
 
     >>> s5 = ("<thinking>Step 5 - Business Impact Analysis\\nThe repeat calls raise handle time and cost, "
     ...       "and churn risk is high, threatening annual revenue of $600.</thinking>")
@@ -661,17 +702,16 @@ def criterion_business_impact(a: Analysed) -> dict:
     best: dict[str, float] = {}
     primary = False
     single, skeys, _, anchors = _IMPACT
-    for s in a.ok:
-        ts = s.ts
-        found = [single[t] for t in skeys.intersection(ts)]
-        if not anchors.isdisjoint(ts):
-            found.extend(c for _, c in _multi(s.toks, ts, _IMPACT))
-        if not found or len(s.content) < 3:
+    for region, text, toks, _, content, _, sig in a.ok_rows:
+        found = [single[t] for t in skeys.intersection(sig)]
+        if not anchors.isdisjoint(sig):
+            found.extend(c for _, c in _multi(toks, sig, _IMPACT))
+        if not found or len(content) < 3:
             continue
-        w = 1.0 if s.region in _PRIMARY_IMPACT else 0.5
-        if _DIRECTION.isdisjoint(ts) and not _has_amount(s):
+        w = 1.0 if region in _PRIMARY_IMPACT else 0.5
+        if _DIRECTION.isdisjoint(sig) and _AMOUNT_RE.search(text) is None:
             w *= 0.5
-        elif s.region in _PRIMARY_IMPACT:
+        elif region in _PRIMARY_IMPACT:
             primary = True
         for key in found:
             if best.get(key, 0.0) < w:
@@ -680,7 +720,7 @@ def criterion_business_impact(a: Analysed) -> dict:
     points = WEIGHTS["business_impact"] * min(1.0, total / IMPACT_TARGET)
     if not best:
         return _result("business_impact", 0.0, "No business-impact terms (cost, churn, CSAT, AHT, revenue...) in a meaningful sentence.")
-    terms = ", ".join(sorted(best, key=lambda k: -best[k])[:6])
+    terms = ", ".join(sorted(best, key=lambda k: (-best[k], _IMPACT_RANK[k]))[:6])
     reason = f"Impact terms: {terms}"
     if not primary:
         points = min(points, 7.0)

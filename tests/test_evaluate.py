@@ -141,11 +141,18 @@ def test_unparseable_answers_are_counted_not_dropped(demo_home):
                                                                    ["matrix"][1:]) == 1
 
 
-def test_ccr_eval_refuses_a_missing_file(home, capsys):
+def test_ccr_eval_refuses_unusable_data_before_creating_a_job(home, tmp_path, capsys):
     from engine import cli
 
     assert cli.main(["eval", "--data", "/nonexistent/test.jsonl"]) == 2
     assert "no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"x": 1}\n')
+    assert cli.main(["eval", "--data", str(bad)]) == 2
+    assert f"{bad}: no usable examples ({bad}:1: messages is missing" in capsys.readouterr().err
+    assert cli.main(["eval"]) == 2  # no dataset in this home
+    assert "no dataset yet" in capsys.readouterr().err
+    assert store.connect(home).execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
 
 
 @pytest.mark.slow
