@@ -542,16 +542,20 @@ def run_evaluation(home: Home | str | None, cfg, ctx=None, generators: dict | No
     runs = [(cfg.base, "base"), (cfg.model, "tuned")] if cfg.base else [(cfg.model, "model")]
     total = len(examples) * len(runs)
     ids = []
-    t0 = time.time()
+    rate_base: dict = {}
     for i, (model, role) in enumerate(runs):
         offset = i * len(examples)
 
         def progress(done: int, offset=offset, model=model) -> None:
             if ctx:
-                elapsed = time.time() - t0
                 finished = offset + done
+                # The rate counts only what this run generated: predictions stored by an earlier
+                # run (a resume) arrive at once and would make the ETA far too optimistic.
+                base = rate_base.setdefault("done", finished)
+                elapsed = time.time() - rate_base.setdefault("t", time.time())
+                made = finished - base
                 ctx.progress(finished, total, model=model, stage=f"evaluating {model}",
-                             eta_s=round(elapsed / finished * (total - finished), 1) if finished else None)
+                             eta_s=round(elapsed / made * (total - finished), 1) if made > 0 else None)
 
         gen = (generators or {}).get(model)
         ids.append(evaluate_model(home, model, examples, source, cfg, ctx=ctx, generator=gen, progress=progress))

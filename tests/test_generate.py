@@ -3,7 +3,6 @@ resume across SIGKILLs, and a real two-example run on the embedded teacher."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
