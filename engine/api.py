@@ -572,7 +572,21 @@ def generate_config(values: dict) -> dict:
     from engine import generate
     from engine.config import to_dict
 
-    return to_dict(generate.config_from(dict(values)))
+    config = to_dict(generate.config_from(dict(values)))
+    if config["backend"] == "local":
+        _refuse_model_path(config["teacher"])
+    return config
+
+
+def _refuse_model_path(name: str) -> None:
+    """Raise PathNotAllowed (a ValueError) for a model folder outside the allowed folders, now
+    rather than in the job; a model that is merely missing is left for the job to report."""
+    from engine.models import ModelNotAvailable, resolve_model
+
+    try:
+        resolve_model(name, home())
+    except ModelNotAvailable:
+        pass
 
 
 def generate_gate(values: dict) -> dict:
@@ -730,6 +744,12 @@ def train_estimate(preset: str, data: str | None = None, overrides: str | list |
     import subprocess
     import sys
 
+    from engine.models import PathNotAllowed, check_config_path
+
+    try:  # the preset is read by the dry run: refuse a path outside the config folders first
+        check_config_path(preset, home())
+    except PathNotAllowed as exc:
+        return {"error": str(exc)}
     over = _parse_overrides(overrides)
     mtime = Path(data).stat().st_mtime if data and Path(data).exists() else None
     key = (preset, data, tuple(over), mtime)
@@ -755,19 +775,29 @@ def train_estimate(preset: str, data: str | None = None, overrides: str | list |
 def start_training(preset: str, data: str | None = None, eval_data: str | None = None,
                    overrides: str | list | None = None, run: str | None = None) -> tuple[int, str]:
     """Queue a new training run; returns (job id, run name). Raises ValueError with a readable message."""
+    import hashlib
+
     from engine import train
 
-    from engine.models import check_path_allowed
+    from engine.models import check_config_path, check_path_allowed
 
+    # Paths typed into the app (directly or as overrides) must stay inside the allowed folders;
+    # the preset is checked before it is read.
+    check_config_path(preset, home())
     launch = train.prepare_launch(home(), config_path=preset, overrides=_parse_overrides(overrides),
                                   data=data or None, eval_data=eval_data or None, run=run or None)
-    # Paths typed into the app (directly or as overrides) must stay inside the allowed folders.
-    check_path_allowed(preset, home(), "preset")
     for key in ("data", "eval_data", "accelerate_config"):
         if launch["config"].get(key):
             check_path_allowed(launch["config"][key], home(), key)
-    job_id = _enqueue("train", launch, f"train {launch['run']}", dedupe_key=f"train:{launch['run']}")
-    return job_id, launch["run"]
+    _refuse_model_path(launch["config"]["base_model"])
+    # Two presses of Launch (two sessions, a double click) make one job. A named run is keyed by
+    # its name; an unnamed one by what it would train, because each press would otherwise get its
+    # own timestamped run name. The existing job's run name is returned.
+    key = f"train:{launch['run']}" if run else "train-new:" + hashlib.sha256(
+        store.dumps([launch["preset"], launch["config"]]).encode()).hexdigest()[:24]
+    job_id = _enqueue("train", launch, f"train {launch['run']}", dedupe_key=key)
+    queued = store.get_job(db(), job_id)
+    return job_id, (queued or {}).get("config", {}).get("run") or launch["run"]
 
 
 def resume_training(run: str, overrides: str | list | None = None) -> int:

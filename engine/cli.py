@@ -339,7 +339,7 @@ def cmd_serve(args) -> int:
 def cmd_train(args) -> int:
     from engine import train
     from engine.config import ConfigError, TrainConfig, load_config
-    from engine.models import ModelNotAvailable, PathNotAllowed
+    from engine.models import ModelNotAvailable, PathNotAllowed, check_config_path
 
     home = _home(args)
     resume, overrides = args.resume, list(args.overrides)
@@ -347,6 +347,8 @@ def cmd_train(args) -> int:
         overrides.insert(0, resume)
         resume = True
     try:
+        if args.config:  # refused before it is read (README: "Allowed folders")
+            check_config_path(args.config, home, cli=True)
         if args.dry_run:
             from engine import dryrun
 
@@ -438,6 +440,10 @@ def cmd_generate(args) -> int:
         overrides.append(f"split={args.split}")
     path = args.config or (CONFIGS / "generate_smollm2_cpu.yaml")
     try:
+        if args.config:  # refused before it is read (README: "Allowed folders"); PathNotAllowed is a ValueError
+            from engine.models import check_config_path
+
+            check_config_path(args.config, home, cli=True)
         cfg = generate.config_from(None, overrides, path)
         generate.resolve_dataset(store.connect(home), cfg.dataset)
     except (ConfigError, ValueError) as exc:

@@ -24,8 +24,10 @@ from engine.paths import CONFIGS, Home, resolve_home
 
 # A chain of the embedded teacher is 540-700 tokens after a 320-520-token prompt (measured on
 # the demo data), so the preset's max_length 1024 would cut the end of half the examples, and the
-# end is the final answer: the tuned model would never learn to give its CSAT line.
-TRAIN_OVERRIDES = ("max_length=1280",)
+# end is the final answer: the tuned model would never learn to give its CSAT line. At that
+# length the dry run estimates 13 GiB of activations for a batch of two, too much beside the
+# teacher on a 24 GB machine; gradient checkpointing brings it to about 2.4 GiB (~30% slower).
+TRAIN_OVERRIDES = ("max_length=1280", "gradient_checkpointing=true")
 
 
 class DemoError(RuntimeError):

@@ -96,6 +96,43 @@ def check_path_allowed(path: str | os.PathLike, home: Home | None = None, what: 
     )
 
 
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+def check_config_path(path: str | os.PathLike, home: Home | None = None, *, cli: bool = False) -> Path:
+    """Resolve a config file's path (symlinks included) and refuse it unless it is a YAML file
+    under ``configs/``, the home folders or ``CCR_ALLOWED_PATHS`` (the command line also accepts
+    the current working directory, unless that is the filesystem root).
+
+    Why so narrow: a config path is read and parsed, and a parse error quotes the file, so a path
+    typed into the app must not be a way to read ``/etc/passwd`` or a key file. The checkout as a
+    whole is not a config folder (models may live there, configs live in ``configs/``). The
+    command line is run by the user in a shell, so their working directory is theirs to use; the
+    app's is not.
+
+    >>> try:
+    ...     check_config_path("/etc/passwd")
+    ... except PathNotAllowed as exc:
+    ...     print(exc)
+    config /etc/passwd is not a YAML file (.yaml or .yml)
+    """
+    resolved = Path(path).expanduser().resolve()
+    if resolved.suffix.lower() not in CONFIG_SUFFIXES:
+        raise PathNotAllowed(f"config {path} is not a YAML file (.yaml or .yml)")
+    home = resolve_home(home)
+    roots = [CONFIGS, home.data, home.models]
+    roots += [Path(p).expanduser() for p in os.environ.get("CCR_ALLOWED_PATHS", "").split(os.pathsep) if p.strip()]
+    if cli:
+        cwd = Path.cwd()
+        if cwd.resolve() != Path(cwd.resolve().anchor):
+            roots.append(cwd)
+    roots = [r.resolve() for r in roots]
+    if any(resolved == r or r in resolved.parents for r in roots):
+        return resolved
+    raise PathNotAllowed(f"config {path} is outside the config folders ({', '.join(str(r) for r in roots)}); "
+                         f"move it under one of them or add its folder to CCR_ALLOWED_PATHS")
+
+
 def _hf_cache() -> str:
     return os.environ.get("HF_HUB_CACHE") or os.path.join(
         os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface")), "hub")

@@ -46,7 +46,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from itertools import accumulate, chain, compress, count, repeat
-from operator import add, and_, itemgetter, sub
+from operator import add, and_, itemgetter, not_, sub
 
 from engine import tasks as _tasks
 from engine.chain import ANALYSIS_PARTS, INSIGHT_PARTS, SECTION_PARTS, SECTIONS, STEPS, parse_chain
@@ -262,6 +262,10 @@ _IMPACT_RANK = {
         [*_IMPACT[0].values(), *(canon for entries in _IMPACT[2].values() for _, _, canon in entries)]))
 }
 _STEP_REGIONS = {n: f"step{n}" for n in range(1, len(STEPS) + 1)}
+_OK_LISTS = ("regions", "texts", "toks", "sets", "contents", "specifics", "signals")
+_CAUSAL_WORDS = _CAUSAL[1] | _CAUSAL[3]
+_ACTION_WORDS = _ACTIONS[1] | _ACTIONS[3]
+_IMPACT_WORDS = _IMPACT[1] | _IMPACT[3]
 _PART_REGIONS = {name: {p: f"{name}:{p}" for p in parts} for name, parts in SECTION_PARTS.items()}
 
 
@@ -298,23 +302,19 @@ class Analysed:
 
     Sentences are kept as parallel lists, in order (``regions``, ``texts``, ``toks``, ``sets``,
     ``contents``, ``specifics``, ``signals``: the sentence's words in ``_SIGNAL``, ``kinds``);
-    ``sentences`` builds ``Sentence`` objects from them on demand. ``ok_rows`` holds
-    ``(region, text, toks, set, content, specific, signals)`` of each sentence that earns
-    content credit, and ``ok_chars`` their total length.
+    ``sentences`` builds ``Sentence`` objects from them on demand. ``ok`` is the same lists
+    for the sentences that earn content credit (a ``dict`` of lists, by the names above),
+    ``ok_chars`` their total length and ``comma_so`` whether ", so " may occur in one.
     """
 
     __slots__ = ("text", "parsed", "grounding", "copied_chars", "regions", "texts", "toks", "sets",
-                 "contents", "specifics", "signals", "kinds", "ok_rows", "ok_chars", "comma_so")
+                 "contents", "specifics", "signals", "kinds", "ok", "ok_chars", "comma_so")
 
     @property
     def sentences(self) -> list[Sentence]:
         return list(map(Sentence, self.regions, self.texts, self.toks, self.sets, self.contents,
                         self.specifics, self.kinds))
 
-    @property
-    def ok(self) -> list[Sentence]:
-        """The sentences that earn content credit."""
-        return [s for s in self.sentences if s.kind == "ok"]
 
 
 @lru_cache(maxsize=256)
@@ -459,15 +459,23 @@ def analyse(text: str, transcript: str | None = None, labels: dict | None = None
         for n, key in enumerate(keys):
             if first[key] != n and kinds[n] == "ok":
                 kinds[n] = "dup"
-    ok = list(map("ok".__eq__, kinds))
-    a.ok_rows = list(compress(zip(regions, texts, toks, sets, contents, specifics, signals), ok))
-    a.ok_chars = sum(map(len, compress(texts, ok)))
+    if "ok" not in kinds:
+        a.ok = {name: [] for name in _OK_LISTS}
+    elif "thin" in kinds or "junk" in kinds or "copy" in kinds or "dup" in kinds:
+        ok = list(map("ok".__eq__, kinds))
+        a.ok = {name: list(compress(values, ok)) for name, values in
+                zip(_OK_LISTS, (regions, texts, toks, sets, contents, specifics, signals))}
+    else:
+        a.ok = dict(zip(_OK_LISTS, (regions, texts, toks, sets, contents, specifics, signals)))
+    a.ok_chars = sum(map(len, a.ok["texts"]))
     return a
 
 
 def _result(name: str, points: float, reason: str) -> dict:
     top = WEIGHTS[name]
-    return {"points": round(max(0.0, min(top, points)), 2), "max": top, "reason": reason}
+    points = top if points > top else points if points > 0.0 else 0.0
+    # round() formats the float in decimal, slowly; quarters are exact already.
+    return {"points": points if (points * 4.0).is_integer() else round(points, 2), "max": top, "reason": reason}
 
 
 # --------------------------------------------------------------------------------------------
@@ -562,13 +570,11 @@ def criterion_steps(a: Analysed) -> dict:
             first[s["n"]] = s
             order.append(s["n"])
     words: dict[str, set] = {}
-    for row in a.ok_rows:
-        region = row[0]
-        if region[:4] == "step":
-            if region in words:
-                words[region] |= row[5]
-            else:
-                words[region] = set(row[5])
+    for region, specific in zip(a.ok["regions"], a.ok["specifics"]):
+        if region in words:
+            words[region] |= specific
+        elif region[:4] == "step":
+            words[region] = set(specific)
     points = 0.0
     thin, short = [], []
     for n, s in sorted(first.items()):
@@ -611,9 +617,12 @@ def criterion_reasoning(a: Analysed) -> dict:
     weight = 0.0
     n_causal = grounded = 0
     causal_single, causal_anchors = _CAUSAL[1], _CAUSAL[3]
-    comma_so = a.comma_so
-    for region, text, toks, _, content, _, sig in a.ok_rows:
-        if causal_single.isdisjoint(sig) and not (comma_so and ", so " in text.lower()) and (
+    ok = a.ok
+    rows = zip(ok["regions"], ok["texts"], ok["toks"], ok["contents"], ok["signals"])
+    if not a.comma_so:   # only sentences with a causal word can be causal
+        rows = compress(rows, map(not_, map(_CAUSAL_WORDS.isdisjoint, ok["signals"])))
+    for region, text, toks, content, sig in rows:
+        if causal_single.isdisjoint(sig) and not (a.comma_so and ", so " in text.lower()) and (
             causal_anchors.isdisjoint(sig) or not _multi(toks, sig, _CAUSAL)
         ):
             continue
@@ -637,18 +646,6 @@ def criterion_reasoning(a: Analysed) -> dict:
     return _result("reasoning", points, reason + ".")
 
 
-def _is_action(toks: list[str], content: set, sig: set) -> bool:
-    """An action or modal verb followed, in the same sentence, by two specific content words."""
-    single, skeys, _, anchors = _ACTIONS
-    ends = [toks.index(t) + 1 for t in skeys.intersection(sig)]
-    if not anchors.isdisjoint(sig):
-        ends.extend(end for end, _ in _multi(toks, sig, _ACTIONS))
-    if not ends:
-        return False
-    # The words after the earliest verb include those after any later one.
-    return len((content - _GENERIC).intersection(toks[min(ends):])) >= 2
-
-
 def criterion_actionable(a: Analysed) -> dict:
     """Specific actions (an action or modal verb followed by two concrete object words) in
     ``<insights>``: 60% for the share of the 4 insight parts with one, 40% for the count (6).
@@ -661,8 +658,19 @@ def criterion_actionable(a: Analysed) -> dict:
     parts_with: set[str] = set()
     n_actions = 0
     loose = 0
-    for region, _, toks, _, content, _, sig in a.ok_rows:
-        if region[:8] != "insights" or not _is_action(toks, content, sig):
+    single, skeys, _, anchors = _ACTIONS
+    ok = a.ok
+    # Sentences in <insights> with an action word, each a candidate for an action.
+    rows = compress(zip(ok["regions"], ok["toks"], ok["contents"], ok["signals"]),
+                    map(and_, map(str.startswith, ok["regions"], repeat("insights")),
+                        map(not_, map(_ACTION_WORDS.isdisjoint, ok["signals"]))))
+    for region, toks, content, sig in rows:
+        # An action or modal verb followed, in the same sentence, by two specific content words;
+        # the words after the earliest verb include those after any later one.
+        ends = list(map(toks.index, skeys.intersection(sig)))   # index + 1 = the word after
+        if not anchors.isdisjoint(sig):
+            ends.extend([end - 1 for end, _ in _multi(toks, sig, _ACTIONS)])
+        if not ends or len((content - _GENERIC).intersection(toks[min(ends) + 1:])) < 2:
             continue
         n_actions += 1
         if region == "insights":
@@ -702,11 +710,16 @@ def criterion_business_impact(a: Analysed) -> dict:
     best: dict[str, float] = {}
     primary = False
     single, skeys, _, anchors = _IMPACT
-    for region, text, toks, _, content, _, sig in a.ok_rows:
-        found = [single[t] for t in skeys.intersection(sig)]
+    ok = a.ok
+    rows = compress(zip(ok["regions"], ok["texts"], ok["toks"], ok["contents"], ok["signals"]),
+                    map(not_, map(_IMPACT_WORDS.isdisjoint, ok["signals"])))
+    for region, text, toks, content, sig in rows:
+        if len(content) < 3:
+            continue
+        found = list(map(single.__getitem__, skeys.intersection(sig)))
         if not anchors.isdisjoint(sig):
-            found.extend(c for _, c in _multi(toks, sig, _IMPACT))
-        if not found or len(content) < 3:
+            found.extend([c for _, c in _multi(toks, sig, _IMPACT)])
+        if not found:
             continue
         w = 1.0 if region in _PRIMARY_IMPACT else 0.5
         if _DIRECTION.isdisjoint(sig) and _AMOUNT_RE.search(text) is None:
@@ -726,6 +739,31 @@ def criterion_business_impact(a: Analysed) -> dict:
         points = min(points, 7.0)
         reason += "; none stated with a direction or amount in Step 5 / Business Actions"
     return _result("business_impact", points, reason + ".")
+
+
+# The keyword each answer pattern of ``engine.tasks._PATTERNS`` starts with (one of them must be
+# in the text, in any case). Those patterns try every character of the text with re.I, which
+# costs more than all the rest of the scoring on a chain without a final answer; testing for the
+# keyword first skips them where they cannot match. Keep in step with engine.tasks.
+_ANSWER_KEYWORDS = {
+    "csat": (b"csat",),
+    "quality": (b"qa", b"quality"),
+    "churn": (b"churn",),
+    "sentiment": (b"sentiment",),
+    "root_cause": (b"root", b"contact"),
+    "coaching": (b"coaching",),
+}
+# Characters that re.I matches with an ASCII letter although they do not lower-case to it.
+_CASE_SPECIALS_UTF8 = tuple(c.encode() for c in ("\u0130", "\u0131", "\u017f", "\u212a"))
+
+
+def _keyword_text(text: str) -> bytes | None:
+    """``text`` as lower-cased UTF-8 for the keyword test; ``None`` (no test) when it holds a
+    character of ``_CASE_SPECIALS_UTF8``."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if not text.isascii() and any(map(raw.__contains__, _CASE_SPECIALS_UTF8)):
+        return None
+    return raw.lower()
 
 
 def _answer_str(task: str, parsed: dict) -> str:
@@ -751,7 +789,12 @@ def criterion_label_agreement(a: Analysed, task: str | None = None, labels: dict
     candidates = (task,) if task else _tasks.TASKS
     found = None
     for where, text in (("final", final), ("text", a.text)):
-        for t in candidates if text else ():
+        if not text:
+            continue
+        low = _keyword_text(text)
+        for t in candidates:
+            if low is not None and t in _ANSWER_KEYWORDS and not any(map(low.__contains__, _ANSWER_KEYWORDS[t])):
+                continue    # no answer line of this task can be there
             got = _tasks.parse_answer(t, text)
             if got:
                 found = (t, where, got)
@@ -806,8 +849,9 @@ def score_chain(text: str, task: str | None = None, labels: dict | None = None, 
         "label_agreement": criterion_label_agreement(a, task, labels),
     }
     p = a.parsed
+    score = sum(map(itemgetter("points"), criteria.values()))
     return {
-        "score": round(sum(c["points"] for c in criteria.values()), 2),
+        "score": score if (score * 4.0).is_integer() else round(score, 2),
         "criteria": criteria,
         "sections_ok": all(p["present"].values()) and all(p["closed"].values()) and p["in_order"],
         "problems": p["problems"],

@@ -6,7 +6,6 @@ import plotly.express as px
 import streamlit as st
 
 import ui
-import ui_chain
 from engine import api
 
 st.title("Generate reasoning chains")
@@ -113,10 +112,10 @@ if st.session_state.get("gen-test-job"):
             f"{r['seconds']:.0f} s")
         left, right = st.columns([3, 2])
         with left:
-            ui_chain.show_chain(r["text"])
+            ui.show_chain(r["text"])
         with right:
             st.caption("Score breakdown")
-            ui_chain.show_criteria(r["criteria"])
+            ui.show_criteria(r["criteria"])
 
     test_result()
 
@@ -196,7 +195,7 @@ else:
     if detail:
         left, right = st.columns([3, 2])
         with left:
-            ui_chain.show_chain(detail["text"])
+            ui.show_chain(detail["text"])
         with right:
             st.caption("Score breakdown")
-            ui_chain.show_criteria(detail["criteria"])
+            ui.show_criteria(detail["criteria"])

@@ -6,7 +6,6 @@ import plotly.express as px
 import streamlit as st
 
 import ui
-import ui_chain
 from engine import api
 
 st.title("Chain quality")
@@ -64,6 +63,6 @@ if rows:
     if detail:
         a, b = st.columns([3, 2])
         with a:
-            ui_chain.show_chain(detail["text"])
+            ui.show_chain(detail["text"])
         with b:
-            ui_chain.show_criteria(detail["criteria"])
+            ui.show_criteria(detail["criteria"])

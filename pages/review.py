@@ -7,7 +7,6 @@ import pandas as pd
 import streamlit as st
 
 import ui
-import ui_chain
 from engine import api
 
 st.title("Review chains")
@@ -86,8 +85,8 @@ with left:
     ui.show_json(ex.get("labels", {}))
 with right:
     st.markdown("**Why it scored this way**")
-    ui_chain.show_criteria(detail["criteria"])
-    ui_chain.show_chain(detail["text"])
+    ui.show_criteria(detail["criteria"])
+    ui.show_chain(detail["text"])
 
 st.markdown("**Edit and re-score**")
 with st.form(f"rv-edit-{detail['id']}"):

@@ -6,7 +6,9 @@ It counts the requests it answers, and its behaviour is set per test:
   "bad-greedy" (bad when temperature == 0, good otherwise: exercises the retry);
 - ``fail_first``: answer the first N requests with these HTTP statuses (e.g. [429, 500]);
 - ``require_key``: answer 401 without ``Authorization: Bearer <key>``;
-- ``delay``: seconds to sleep before answering (so a kill lands mid-run).
+- ``delay``: seconds to sleep before answering (so a kill lands mid-run);
+- ``answer``: ``answer(prompt, body) -> text`` replaces the answer (e.g. one that echoes the
+  transcript, for prompt-injection tests).
 """
 
 from __future__ import annotations
@@ -68,8 +70,10 @@ BAD_CHAIN = render_chain({n: "N/A" for n in range(1, 6)}, {}, {}, "n/a")
 
 
 class FakeTeacher:
-    def __init__(self, quality: str = "good", fail_first=(), require_key: str | None = None, delay: float = 0.0):
+    def __init__(self, quality: str = "good", fail_first=(), require_key: str | None = None, delay: float = 0.0,
+                 answer=None):
         self.quality = quality
+        self.answer = answer
         self.fail_first = list(fail_first)
         self.require_key = require_key
         self.delay = delay
@@ -124,7 +128,9 @@ class FakeTeacher:
                     time.sleep(fake.delay)
                 prompt = body["messages"][-1]["content"]
                 bad = fake.quality == "bad" or (fake.quality == "bad-greedy" and not body.get("temperature"))
-                if "Write only this part" in prompt:  # guided mode: one part per request
+                if fake.answer is not None:
+                    text = fake.answer(prompt, body)
+                elif "Write only this part" in prompt:  # guided mode: one part per request
                     text = "N/A" if bad else (
                         "the customer was upset because the refund for the order was late twice, "
                         "so the agent apologised and credited the account.")
