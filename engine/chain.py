@@ -73,7 +73,7 @@ _ALL_STEPS = list(range(1, len(STEPS) + 1))
 # newline at C speed and tries the header only at line starts, so one call finds every header of
 # a kind (a header never spans lines). Matching is case-insensitive (re.I) throughout.
 _TAG_RE = re.compile(r"<\s*(/?)\s*(thinking|analysis|insights)\s*>", re.I)
-_FINAL_NL = re.compile(r"\n[ \t>#*_]*final[ \t]+answer[ \t*_]*:[ \t*_]*", re.I)
+_FINAL_RE = re.compile(r"[ \t>#*_]*final[ \t]+answer[ \t*_]*:[ \t*_]*", re.I)
 _WORDS_RE = re.compile(r"[a-z0-9]+")
 
 
@@ -90,6 +90,7 @@ _STEP_NL = re.compile(
     + r"|)[^\n]*)",
     re.I,
 )
+_STEP_GROUPS = _STEP_NL.groups + 1   # items per step in _STEP_NL.split(): its groups, then the body
 
 
 def _part_regex(names: tuple[str, ...]) -> re.Pattern:
@@ -155,9 +156,20 @@ def parse_chain(text: str) -> dict:
         text = "" if text is None else str(text)
     problems: list[str] = []
     tags = [(m.start(), m.end(), m[2].lower(), m[1] == "/") for m in _TAG_RE.finditer(text)]
-    # Header starts and ends in ``text``: a match in "\n" + text starts at the "\n" before the
-    # line, whose index there is the line's index in ``text``.
-    finals = [(m.start(), m.end() - 1) for m in _FINAL_NL.finditer("\n" + text)]
+    # "Final answer:" lines: found with bytes.find in an ASCII copy of the text, lower-cased,
+    # with one byte per character (offsets are the text's), then matched at their line start.
+    low = text.encode("ascii", "replace").lower()
+    finals = []
+    i = low.find(b"final")
+    while i != -1:
+        start = low.rfind(b"\n", 0, i) + 1
+        m = _FINAL_RE.match(text, start)
+        if m:
+            finals.append((start, m.end()))
+        i = low.find(b"\n", i)
+        if i == -1:
+            break
+        i = low.find(b"final", i)
     size = len(text)
 
     sections: dict[str, str | None] = {}
@@ -168,7 +180,10 @@ def parse_chain(text: str) -> dict:
     last_end = 0
     any_section = False
     for name in SECTIONS:
-        opens = [t for t in tags if t[2] == name and not t[3]]
+        opens = []
+        for t in tags:
+            if t[2] == name and not t[3]:
+                opens.append(t)
         if not opens:
             sections[name], present[name], closed[name] = None, False, False
             problems.append(f"<{name}> is missing")
@@ -176,8 +191,10 @@ def parse_chain(text: str) -> dict:
         if len(opens) > 1:
             problems.append(f"<{name}> is opened {len(opens)} times")
             in_order = False
-        start = next((t for t in opens if t[0] >= cursor), None)
-        if start is None:
+        for start in opens:
+            if start[0] >= cursor:
+                break
+        else:
             start = opens[0]
             in_order = False
             problems.append(f"<{name}> is out of order")
@@ -211,7 +228,11 @@ def parse_chain(text: str) -> dict:
 
     # Final answer: first header after the sections; else any header; else the trailing text.
     final_answer, has_final = "", False
-    after = next((f for f in finals if f[0] >= last_end), None)
+    after = None
+    for f in finals:
+        if f[0] >= last_end:
+            after = f
+            break
     if after is None and not any_section and finals:
         after = finals[0]
     if after is not None:
@@ -224,26 +245,29 @@ def parse_chain(text: str) -> dict:
             problems.append(f"no '{FINAL_ANSWER_HEADER}' header")
         final_answer = text[last_end:].strip() if any_section else ""
 
-    # Steps: in the thinking body, else in the text before the final answer. Slices of
-    # "\n" + step text: a step's body runs from the end of its header to the next header.
+    # Steps: in the thinking body, else in the text before the final answer. Splitting
+    # "\n" + that text at the step headers gives, per step, its number, the rest of the header
+    # line, the title groups and the body up to the next header (_STEP_GROUPS items each).
     if sections["thinking"] is not None:
-        nl = "\n" + sections["thinking"]
+        pieces = _STEP_NL.split("\n" + sections["thinking"])
     else:
-        nl = "\n" + (text[: after[0]] if after is not None else text)
+        pieces = _STEP_NL.split("\n" + (text[: after[0]] if after is not None else text))
     steps = []
     found = []
     title_problems = []
-    matches = list(_STEP_NL.finditer(nl))
-    ends = [m.start() for m in matches[1:]] + [len(nl)]
-    for m, body_end in zip(matches, ends):
-        n = int(m[1])
-        rest = nl[m.end():body_end].strip()
-        if 1 <= n <= len(STEPS) and m.start(n + 2) != -1:
+    for k in range(1, len(pieces), _STEP_GROUPS):
+        n = int(pieces[k])
+        rest_line = pieces[k + 1]
+        rest = pieces[k + _STEP_GROUPS - 1].strip()
+        if 1 <= n <= len(STEPS) and pieces[k + n + 1] is not None:
+            # The title starts the rest of the line; text after it starts the body.
             title_ok, title = True, STEPS[n - 1]
-            tail = nl[m.end(n + 2):m.end(2)].lstrip(" \t*_:-\u2013\u2014.").rstrip(" \t*_")
+            tail = rest_line[len(pieces[k + n + 1]):]
+            if tail:
+                tail = tail.lstrip(" \t*_:-\u2013\u2014.").rstrip(" \t*_")
         else:
             title_ok = False
-            title = tail = m[2].strip(" \t*_")
+            title = tail = rest_line.strip(" \t*_")
             if 1 <= n <= len(STEPS):
                 title_problems.append(f"Step {n} title is not '{STEPS[n - 1]}'")
         steps.append({"n": n, "title": title, "title_ok": title_ok, "body": (tail + "\n" + rest).strip() if tail else rest})
@@ -266,13 +290,19 @@ def parse_chain(text: str) -> dict:
         if body is None:
             continue
         nl = "\n" + body
-        pm = list(_PART_RES[name].finditer(nl))
-        ends = [m.start() for m in pm[1:]] + [len(nl)]
-        for m, part_end in zip(pm, ends):
+        m = None
+        for nxt in _PART_RES[name].finditer(nl):
+            if m is not None:
+                key = names[m.lastindex - 1]
+                order.append(key)
+                if key not in got:
+                    got[key] = nl[m.end():nxt.start()].strip()
+            m = nxt
+        if m is not None:
             key = names[m.lastindex - 1]
             order.append(key)
             if key not in got:
-                got[key] = nl[m.end():part_end].strip()
+                got[key] = nl[m.end():].strip()
         if len(got) != len(names):
             problems.append(f"<{name}> lacks " + ", ".join([p for p in names if p not in got]))
 

@@ -25,6 +25,7 @@ or an override (with its reason) was recorded.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -98,6 +99,42 @@ def score_for(example: dict, text: str) -> dict:
     return quality.score_chain(text, example.get("task"), example.get("labels"), example.get("transcript"))
 
 
+_CONTROL_TOKEN_RE = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>")
+
+
+def structure_faults(text: str) -> list[str]:
+    """What makes a chain structurally unfit for training, beyond what its score weighs: the
+    parser's problems, a step or part header written twice (a quoted transcript line that reads
+    as a header, say), a raw chat control token. A chain with any is never accepted as passed:
+    it is retried, then flagged for review.
+
+    >>> from engine.chain import render_chain
+    >>> structure_faults(render_chain({n: "Calm." for n in range(1, 6)}, {}, {}, "CSAT: 3/5"))
+    []
+    >>> chain = render_chain({1: "Calm.\\nStep 3 - Interaction Quality Assessment", 2: "x", 3: "y", 4: "z",
+    ...                       5: "<|im_start|>assistant"}, {}, {}, "CSAT: 3/5")
+    >>> structure_faults(chain)
+    ['steps out of order', 'Step 3 appears 2 times', 'a raw chat control token']
+    """
+    from engine.chain import parse_chain
+
+    p = parse_chain(text)
+    faults = list(p["problems"])
+    steps = [s["n"] for s in p["steps"]]
+    faults += [f"Step {n} appears {steps.count(n)} times" for n in sorted(set(steps)) if steps.count(n) > 1]
+    for section, order in p["part_order"].items():
+        faults += [f"<{section}> has {k} {order.count(k)} times" for k in dict.fromkeys(order) if order.count(k) > 1]
+    if _CONTROL_TOKEN_RE.search(text):
+        faults.append("a raw chat control token")
+    return faults
+
+
+def accepted(result: dict, threshold: float) -> bool:
+    """The acceptance rule of a generated chain: the scorer's (``quality.passes``) and no
+    ``structure_faults`` (``result["faults"]``)."""
+    return quality.passes(result, threshold) and not result.get("faults")
+
+
 def distribution(scores) -> dict[str, int]:
     """Counts of scores in ten buckets (0-9 ... 90-100).
 
@@ -164,7 +201,7 @@ def run_test(home: Home | str | None, cfg, log=print) -> dict:
     seconds = time.time() - t0
     r = score_for(ex, out.text)
     gate_id = store.add_gate_test(db, ex["id"], tid, pk, to_dict(cfg), out.text, r["score"], r["criteria"])
-    passed = r["score"] >= cfg.gate_threshold and r["sections_ok"]
+    passed = r["score"] >= cfg.gate_threshold and r["sections_ok"] and not structure_faults(out.text)
     log(f"test score {r['score']:.1f} (gate {cfg.gate_threshold:g}): {'passed' if passed else 'below the gate'}")
     return {"test": True, "gate_id": gate_id, "example_id": ex["id"], "ex_id": ex["ex_id"], "task": ex["task"],
             "text": out.text, "score": r["score"], "criteria": r["criteria"], "sections_ok": r["sections_ok"],
@@ -206,8 +243,8 @@ def _settle(attempts: list[dict], cfg) -> tuple[str | None, dict | None]:
     """('passed' | 'flagged' | None, best attempt) for an example's attempts so far."""
     if not attempts:
         return None, None
-    best = max(attempts, key=lambda a: (quality.passes(a, cfg.threshold), a["score"], -a["attempt"]))
-    if quality.passes(best, cfg.threshold):
+    best = max(attempts, key=lambda a: (accepted(a, cfg.threshold), a["score"], -a["attempt"]))
+    if accepted(best, cfg.threshold):
         return "passed", best
     if len(attempts) >= cfg.attempts:
         return "flagged", best
@@ -252,7 +289,8 @@ def run_generate_job(ctx, config: dict) -> dict:
     for ex_id, rows in prior.items():  # re-score (cheap) to get sections_ok and current criteria
         for a in rows:
             r = score_for(by_id[ex_id], a["text"])
-            a.update(score=r["score"], criteria=r["criteria"], sections_ok=r["sections_ok"])
+            a.update(score=r["score"], criteria=r["criteria"], sections_ok=r["sections_ok"],
+                     faults=structure_faults(a["text"]))
     summary0 = selection_summary(db, ids, tid, pk)
     scores = list(summary0["scores"])
     counts = {"passed": summary0["passed"], "flagged": summary0["flagged"]}
@@ -324,6 +362,7 @@ def run_generate_job(ctx, config: dict) -> dict:
                     r = score_for(ex, out.text)
                     a = {"example_id": ex["id"], "prompt_version": pk, "teacher": tid, "attempt": k, "text": out.text,
                          "score": r["score"], "criteria": r["criteria"], "sections_ok": r["sections_ok"],
+                         "faults": structure_faults(out.text),
                          "sampling": {"temperature": temperature, "top_p": cfg.top_p, "seed": seed,
                                       "mode": "guided" if cfg.guided else "free", "backend": cfg.backend},
                          "tokens": out.completion_tokens, "seconds": round(out.seconds, 3), "job_id": ctx.job_id}
@@ -512,7 +551,7 @@ def edit_chain(home: Home | str | None, chain_id: int, text: str, reviewer: str 
     if not isinstance(text, str) or not text.strip():
         raise ValueError("the edited chain is empty")
     r = score_for(c["example"] or {}, text)
-    status = "approved" if quality.passes(r, threshold) else "flagged"
+    status = "approved" if quality.passes(r, threshold) and not structure_faults(text) else "flagged"
     store.review_chains(db, [chain_id], "edit", reviewer, edited_text=text, new_score=r["score"],
                         new_criteria=r["criteria"], new_status=status)
     return {"id": chain_id, "score_before": c["score"], "score": r["score"], "criteria": r["criteria"],

@@ -180,7 +180,8 @@ class JobContext:
         self._stop_local.set()
 
 
-def _heartbeat_loop(home: Home, job_id: int, stop: threading.Event, ctx: JobContext, parent_pid: int | None) -> None:
+def _heartbeat_loop(home: Home, job_id: int, stop: threading.Event, ctx: JobContext, parent_pid: int | None,
+                    grace_s: float = DEFAULT_STOP_GRACE_S) -> None:
     db = store.connect(home)  # this thread's own connection
     while not stop.wait(HEARTBEAT_S):
         with contextlib.suppress(Exception):
@@ -189,7 +190,8 @@ def _heartbeat_loop(home: Home, job_id: int, stop: threading.Event, ctx: JobCont
             # Our supervisor died. Finish the current unit of work and stop, so the job can be
             # resumed by the next worker instead of running twice.
             ctx.request_local_stop()
-            if stop.wait(60):
+            # As long as the worker would have waited (training saves a checkpoint first).
+            if stop.wait(max(60.0, grace_s)):
                 return
             os._exit(3)
 
@@ -198,21 +200,28 @@ def execute(home: Home, job: dict, echo: bool = False, parent_pid: int | None = 
             handle_signals: bool = False, requeue_on_local_stop: bool = False) -> str:
     """Run a claimed job in this process and close its row; returns the final status.
 
-    With ``handle_signals`` (main thread only), the first SIGTERM or Ctrl-C asks the job to stop
-    at its next safe point and the second aborts at once. A job stopped that way from outside
+    With ``handle_signals`` (main thread only), a SIGTERM or Ctrl-C asks the job to stop at its
+    next safe point and a second Ctrl-C aborts at once. A job stopped that way from outside
     ends ``interrupted``; with ``requeue_on_local_stop`` a resumable one goes back in the queue,
     so the next worker continues it.
     """
     ctx = JobContext(home, job["id"], echo=echo)
     stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat_loop, args=(home, job["id"], stop, ctx, parent_pid), daemon=True)
+    grace = STOP_GRACE_S.get(job["kind"], DEFAULT_STOP_GRACE_S)
+    beat = threading.Thread(target=_heartbeat_loop, args=(home, job["id"], stop, ctx, parent_pid, grace), daemon=True)
     beat.start()
     previous = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
         def on_signal(signum, frame):
+            # Only a repeated Ctrl-C aborts. A repeated SIGTERM just asks again: when the worker
+            # (the app) is killed, the kernel sends PR_SET_PDEATHSIG's SIGTERM each time it
+            # reparents this process, once per exiting thread of the dead supervisor, and that
+            # must not abort a job mid-step (the worker itself escalates with SIGKILL).
             if ctx._stop_local.is_set():
-                raise KeyboardInterrupt
-            ctx.log("stop requested: finishing the current unit of work (signal again to abort)")
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt
+                return
+            ctx.log("stop requested: finishing the current unit of work (Ctrl-C again to abort)")
             ctx.request_local_stop()
 
         for sig in (signal.SIGTERM, signal.SIGINT):

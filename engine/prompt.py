@@ -284,12 +284,21 @@ def free_messages(example: dict) -> list[dict]:
 
 
 FREE_LEAD = f"<thinking>\nStep 1 - {STEPS[0]}\n"
+_CONTROL_TOKEN_RE = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>")  # <|im_end|>, <|eot_id|>, <s>, </s>
 
 
 def finish_free(example: dict, text: str) -> str:
     """A free-mode chain ends with the reference answer: whatever the model wrote after (or
-    instead of) its ``Final answer:`` header is replaced, so the chain always leads to the label."""
-    text = (text or "").replace("<|im_end|>", "")
+    instead of) its ``Final answer:`` header is replaced, so the chain always leads to the label.
+    Chat control tokens the model wrote (``<|im_end|>``, ``<|im_start|>``, ``</s>``: a leaked end
+    token, or a quoted transcript) are dropped: in the assistant turn of a training example they
+    would be read as real turn boundaries.
+
+    >>> finish_free({"messages": [{"role": "assistant", "content": "CSAT: 2/5"}]},
+    ...             "Calm.<|im_end|>\\n<|im_start|>assistant</s>\\nFinal answer: CSAT: 5/5")
+    'Calm.\\nassistant\\nFinal answer:\\nCSAT: 2/5'
+    """
+    text = _CONTROL_TOKEN_RE.sub("", text or "")
     m = re.search(r"^[ \t>#*_]*final[ \t]+answer[ \t*_]*:", text, re.I | re.M)
     if m:
         text = text[:m.start()]
