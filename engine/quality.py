@@ -44,9 +44,9 @@ import json
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from functools import lru_cache
+from functools import lru_cache, reduce
 from itertools import accumulate, chain, compress, count, repeat
-from operator import add, and_, itemgetter, not_, sub
+from operator import add, and_, itemgetter, not_, or_, sub
 
 from engine import tasks as _tasks
 from engine.chain import ANALYSIS_PARTS, INSIGHT_PARTS, SECTION_PARTS, SECTIONS, STEPS, parse_chain
@@ -146,9 +146,11 @@ _COMMON = frozenset(
 def _vocab(spec: str) -> tuple[dict, frozenset, dict, frozenset]:
     """Phrase vocabulary from ``"phrase=canonical, phrase, ..."``, matched on token lists with set
     operations, not regexes, for speed: (single words, their keys, multi-word phrases keyed by
-    an anchor word - the longest uncommon one - and those anchors)."""
+    an anchor word - the longest uncommon one - and those anchors). A phrase is kept as
+    (" word word ", its number of words, canonical) for a substring search in the sentence's
+    words joined by spaces."""
     single: dict[str, str] = {}
-    multi: dict[str, list[tuple[list[str], int, str]]] = {}
+    multi: dict[str, list[tuple[str, int, str]]] = {}
     for item in spec.split(","):
         item = item.strip()
         if not item:
@@ -161,28 +163,29 @@ def _vocab(spec: str) -> tuple[dict, frozenset, dict, frozenset]:
             continue
         rare = [w for w in words if w not in _COMMON]
         anchor = max(rare, key=len) if rare else words[-1]
-        multi.setdefault(anchor, []).append((words, words.index(anchor), canon))
+        multi.setdefault(anchor, []).append((f" {' '.join(words)} ", len(words), canon))
     return single, frozenset(single), multi, frozenset(multi)
 
 
 def _multi(toks: list[str], ts: set, vocab: tuple) -> list[tuple[int, str]]:
-    """(index just after the phrase, canonical) for each multi-word phrase found."""
-    multi = vocab[2]
+    """(index just after the phrase, canonical) for each multi-word phrase found, at its first
+    occurrence."""
+    hits = vocab[3] & ts
+    if not hits:
+        return []
+    line = f" {' '.join(toks)} "
     out = []
-    for anchor in vocab[3].intersection(ts):
-        i = -1
-        for _ in range(toks.count(anchor)):
-            i = toks.index(anchor, i + 1)
-            for phrase, k, canon in multi[anchor]:
-                start = i - k
-                if start >= 0 and toks[start:start + len(phrase)] == phrase:
-                    out.append((start + len(phrase), canon))
+    for anchor in hits:
+        for needle, size, canon in vocab[2][anchor]:
+            pos = line.find(needle)
+            if pos != -1:   # the words before it: one space each
+                out.append((line.count(" ", 0, pos) + size, canon))
     return out
 
 
 def _find(toks: list[str], ts: set, vocab: tuple) -> list[tuple[int, str]]:
-    """(index just after the phrase, canonical) for each vocabulary phrase in ``toks`` (first
-    occurrence of single words, every occurrence of phrases), in no particular order.
+    """(index just after the phrase, canonical) for each vocabulary word or phrase in ``toks`` (at
+    its first occurrence), in no particular order.
 
     >>> sorted(_find(_tokens("Repeat calls raise cost"), set(_tokens("Repeat calls raise cost")), _IMPACT))
     [(2, 'repeat contact'), (4, 'cost')]
@@ -262,7 +265,6 @@ _IMPACT_RANK = {
         [*_IMPACT[0].values(), *(canon for entries in _IMPACT[2].values() for _, _, canon in entries)]))
 }
 _STEP_REGIONS = {n: f"step{n}" for n in range(1, len(STEPS) + 1)}
-_OK_LISTS = ("regions", "texts", "toks", "sets", "contents", "specifics", "signals")
 _CAUSAL_WORDS = _CAUSAL[1] | _CAUSAL[3]
 _ACTION_WORDS = _ACTIONS[1] | _ACTIONS[3]
 _IMPACT_WORDS = _IMPACT[1] | _IMPACT[3]
@@ -302,13 +304,17 @@ class Analysed:
 
     Sentences are kept as parallel lists, in order (``regions``, ``texts``, ``toks``, ``sets``,
     ``contents``, ``specifics``, ``signals``: the sentence's words in ``_SIGNAL``, ``kinds``);
-    ``sentences`` builds ``Sentence`` objects from them on demand. ``ok`` is the same lists
-    for the sentences that earn content credit (a ``dict`` of lists, by the names above),
-    ``ok_chars`` their total length and ``comma_so`` whether ", so " may occur in one.
+    ``sentences`` builds ``Sentence`` objects from them on demand. From the sentences that earn
+    content credit (kind ``ok``) ``analyse`` also gathers what the criteria count, in one pass:
+    ``ok_chars`` (their length), ``step_words`` (step region: distinct specific words),
+    ``causal`` (causal sentences, those grounded, their weight), ``actions`` (action sentences
+    in <insights>, those outside any part, the parts with one) and ``impact`` (impact term: best
+    weight, and whether one is stated with a direction or amount in Step 5 / Business Actions).
     """
 
     __slots__ = ("text", "parsed", "grounding", "copied_chars", "regions", "texts", "toks", "sets",
-                 "contents", "specifics", "signals", "kinds", "ok", "ok_chars", "comma_so")
+                 "contents", "specifics", "signals", "kinds", "ok_chars", "step_words", "causal",
+                 "actions", "impact")
 
     @property
     def sentences(self) -> list[Sentence]:
@@ -317,15 +323,26 @@ class Analysed:
 
 
 
+class _Transcript:
+    """What scoring needs of a transcript: its words in order (``toks``), their set
+    (``words``), for each word the bit set of its positions (``positions``: bit p set when it
+    is the p-th word) and the grounding vocabulary (``vocab``)."""
+
+    __slots__ = ("toks", "words", "positions", "vocab")
+
+    def __init__(self, transcript: str):
+        self.toks = toks = _tokens(transcript)
+        self.words = words = frozenset(toks)
+        self.positions = positions = dict.fromkeys(words, 0)
+        for p, t in enumerate(toks):
+            positions[t] |= 1 << p
+        self.vocab = frozenset(t for t in words if len(t) > 3 and t not in _STOP and t not in _TRANSCRIPT_GENERIC)
+
+
 @lru_cache(maxsize=256)
-def _transcript_info(transcript: str) -> tuple[frozenset, frozenset, frozenset]:
-    """(word NGRAM-grams, all words, grounding vocabulary) of a transcript, cached: a retry
-    scores the same transcript again."""
-    toks = _tokens(transcript)
-    grams = frozenset(zip(*(toks[i:] for i in range(NGRAM))))
-    words = frozenset(toks)
-    vocab = frozenset(t for t in words if len(t) > 3 and t not in _STOP and t not in _TRANSCRIPT_GENERIC)
-    return grams, words, vocab
+def _transcript_info(transcript: str) -> _Transcript:
+    """The transcript's ``_Transcript``, cached: a retry scores the same transcript again."""
+    return _Transcript(transcript)
 
 
 def _label_words(labels: dict | None) -> frozenset:
@@ -383,44 +400,60 @@ def _sentence_lines(regions: list[str], bodies: list[str]) -> tuple[list[str], l
             list(filter(None, token_lines)), b", so " in low)
 
 
-def _mark_copies(toks: list[list[str]], texts: list[str], kinds: list[str], grams: frozenset, words: frozenset) -> int:
-    """Mark sentences mostly covered by transcript n-grams as copies; returns their characters.
+def _copies(toks: list[list[str]], sets: list[set], tr: _Transcript) -> list[bool] | None:
+    """For each sentence, whether half its words or more are covered by NGRAM-word sequences of
+    the transcript (an n-gram shared with the transcript covers its NGRAM words); ``None`` when
+    no sentence is. Coverage runs over the chain's word stream across sentence breaks, so a paste
+    of short transcript lines is caught too.
 
-    Coverage runs over the chain's word stream across sentence breaks, so a paste of short
-    transcript lines is caught too. Only runs of NGRAM or more consecutive words that all occur
-    in the transcript can hold a shared n-gram, so those runs are found first with bytes.find
-    (C speed) and n-grams are hashed inside them only."""
-    mask = bytes(map(words.__contains__, chain.from_iterable(toks)))
-    run = b"\x01" * NGRAM
-    i = mask.find(run)
-    if i == -1:
-        return 0
-    flat = list(chain.from_iterable(toks))
-    cover = bytearray(len(flat))
-    hit = False
-    while i != -1:
-        j = mask.find(0, i)
-        j = len(flat) if j == -1 else j
-        seg = flat[i:j]
-        for pos in compress(count(i), map(grams.__contains__, zip(*(seg[k:] for k in range(NGRAM))))):
-            cover[pos:pos + NGRAM] = run
-            hit = True
-        i = mask.find(run, j)
-    if not hit:
-        return 0
-    copied = 0
+    A transcript n-gram can only occur in the chain if each of its words does. The transcript
+    words missing from the chain (one set difference) rule out every n-gram at or up to
+    NGRAM - 1 places before one of their positions (bit operations on the position sets); the
+    n-grams left, usually none, are searched for in the chain's words joined by spaces.
+    """
+    if len(tr.toks) < NGRAM:
+        return None
+    missing = tr.words.difference(*sets)
+    absent = reduce(or_, map(tr.positions.__getitem__, missing), 0)
+    gone = absent
+    for shift in range(1, NGRAM):
+        gone |= absent >> shift
+    alive = ((1 << (len(tr.toks) - NGRAM + 1)) - 1) & ~gone   # bit p: the n-gram at word p may occur
+    if not alive:
+        return None
+    line = f" {' '.join(map(' '.join, toks))} "
+    needles = set()
+    while alive:
+        low = alive & -alive
+        start = low.bit_length() - 1
+        needles.add(f" {' '.join(tr.toks[start:start + NGRAM])} ")
+        alive ^= low
+    found = []
+    for needle in needles:
+        pos = line.find(needle)
+        while pos != -1:
+            found.append(pos)
+            pos = line.find(needle, pos + 1)
+    if not found:
+        return None
+    cover = bytearray(line.count(" ") - 1)   # one byte per word
+    word = prev = 0
+    for pos in sorted(found):
+        word += line.count(" ", prev, pos)    # words before the space at ``pos``
+        prev = pos
+        cover[word:word + NGRAM] = b"\x01" * NGRAM
+    flags = []
     start = 0
-    for n, sentence_toks in enumerate(toks):
+    for sentence_toks in toks:
         end = start + len(sentence_toks)
-        if cover.count(1, start, end) * 2 >= end - start:
-            kinds[n] = "copy"
-            copied += len(texts[n])
+        flags.append(cover.count(1, start, end) * 2 >= end - start)
         start = end
-    return copied
+    return flags if True in flags else None
 
 
 def analyse(text: str, transcript: str | None = None, labels: dict | None = None, parsed: dict | None = None) -> Analysed:
-    """Parse ``text`` and split its section bodies into classified sentences.
+    """Parse ``text``, split its section bodies into classified sentences and gather, from the
+    sentences that earn content credit, what each criterion counts.
 
     >>> a = analyse("<thinking>\\nStep 1 - Customer Sentiment Analysis\\nN/A\\n"
     ...             "The bill was wrong. The bill was wrong.\\n</thinking>")
@@ -431,43 +464,111 @@ def analyse(text: str, transcript: str | None = None, labels: dict | None = None
         parsed = parse_chain(text)
     a = Analysed()
     a.text, a.parsed = text, parsed
-    grams, words, vocab = _transcript_info(transcript) if transcript else (None, None, frozenset())
-    a.grounding = (vocab, _label_words(labels) - _STOP_SHORT) if (transcript or labels) else None
-    regions, texts, toks, a.comma_so = _sentence_lines(*_units(parsed))
+    tr = _transcript_info(transcript) if transcript else None
+    vocab = tr.vocab if tr is not None else frozenset()
+    label_words = _label_words(labels) - _STOP_SHORT if labels else frozenset()
+    a.grounding = grounding = (vocab, label_words) if (transcript or labels) else None
+    regions, texts, toks, comma_so = _sentence_lines(*_units(parsed))
     a.regions, a.texts, a.toks = regions, texts, toks
     a.sets = sets = list(map(set, toks))
     a.contents = contents = list(map(sub, sets, repeat(_STOP_SHORT)))
     a.specifics = specifics = list(map(sub, contents, repeat(_HEADER_WORDS)))
     a.signals = signals = list(map(and_, sets, repeat(_SIGNAL)))
     lorem = not _LOREM.isdisjoint(chain.from_iterable(signals))
-    kinds = []
-    for n, ts, n_content, n_specific, sig in zip(map(len, toks), sets, map(len, contents), map(len, specifics), signals):
-        if n >= 6 and len(ts) < n * 0.5:
-            kinds.append("junk")                    # "because because because"
+    copies = _copies(toks, sets, tr) if tr is not None and toks else None
+    a.kinds = kinds = []
+    seen: set[tuple] = set()
+    ok_chars = 0
+    step_words: dict[str, set] = {}
+    per_unit: dict[str, int] = {}
+    n_causal = grounded = 0
+    causal_weight = 0.0
+    n_actions = loose = 0
+    parts_with: set[str] = set()
+    impact: dict[str, float] = {}
+    impact_primary = False
+    causal_single, causal_anchors = _CAUSAL[1], _CAUSAL[3]
+    action_single, action_keys, _, action_anchors = _ACTIONS
+    impact_single, impact_keys, _, impact_anchors = _IMPACT
+    for i, (sentence_toks, ts, content, specific, sig) in enumerate(zip(toks, sets, contents, specifics, signals)):
+        # The sentence's kind: junk, thin, copy, dup (its words came before) or ok.
+        n = len(sentence_toks)
+        key = tuple(sentence_toks)
+        if copies is not None and copies[i]:
+            kind = "copy"                        # mostly 7-word sequences of the transcript
+        elif n >= 6 and len(ts) < n * 0.5:
+            kind = "junk"                        # "because because because"
         elif lorem and not _LOREM.isdisjoint(sig):
-            kinds.append("junk")                    # lorem ipsum
-        elif n >= 8 and n_content > 0.7 * len(ts) and len(ts.intersection(_STOP)) < 0.1 * n:
-            kinds.append("junk")                    # keyword salad: no function words
+            kind = "junk"                        # lorem ipsum
+        elif n >= 8 and len(content) > 0.7 * len(ts) and len(ts & _STOP) < 0.1 * n:
+            kind = "junk"                        # keyword salad: no function words
+        elif len(specific) < 2:
+            kind = "thin"                        # "N/A", "See above."
+        elif key in seen:
+            kind = "dup"                         # the same words as an earlier sentence
         else:
-            kinds.append("ok" if n_specific >= 2 else "thin")
-    a.kinds = kinds
-    a.copied_chars = _mark_copies(toks, texts, kinds, grams, words) if grams and toks else 0
-    # A sentence counts once: later ones with the same words are duplicates.
-    keys = list(map(tuple, toks))
-    first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1)))
-    if len(first) < len(keys):
-        for n, key in enumerate(keys):
-            if first[key] != n and kinds[n] == "ok":
-                kinds[n] = "dup"
-    if "ok" not in kinds:
-        a.ok = {name: [] for name in _OK_LISTS}
-    elif "thin" in kinds or "junk" in kinds or "copy" in kinds or "dup" in kinds:
-        ok = list(map("ok".__eq__, kinds))
-        a.ok = {name: list(compress(values, ok)) for name, values in
-                zip(_OK_LISTS, (regions, texts, toks, sets, contents, specifics, signals))}
-    else:
-        a.ok = dict(zip(_OK_LISTS, (regions, texts, toks, sets, contents, specifics, signals)))
-    a.ok_chars = sum(map(len, a.ok["texts"]))
+            kind = "ok"
+        kinds.append(kind)
+        seen.add(key)
+        if kind != "ok":
+            continue
+        # What the criteria count in a sentence that earns content credit.
+        region = regions[i]
+        ok_chars += len(texts[i])
+        if region in step_words:
+            step_words[region] |= specific
+        elif region[:4] == "step":
+            step_words[region] = set(specific)
+        if not sig and not comma_so:
+            continue
+        n_content = len(content)
+        if n_content >= 3 and (
+            not causal_single.isdisjoint(sig) or (comma_so and ", so " in texts[i].lower())
+            or (not causal_anchors.isdisjoint(sig) and _multi(sentence_toks, sig, _CAUSAL))
+        ):
+            count_in_unit = per_unit.get(region, 0)
+            if count_in_unit < CAUSAL_PER_UNIT:
+                per_unit[region] = count_in_unit + 1
+                n_causal += 1
+                if grounding is None:
+                    causal_weight += 1.0
+                elif not vocab.isdisjoint(content) or not label_words.isdisjoint(content):
+                    causal_weight += 1.0
+                    grounded += 1
+                else:
+                    causal_weight += 0.5
+        if n_content >= 3 and not _IMPACT_WORDS.isdisjoint(sig):
+            found = list(map(impact_single.__getitem__, impact_keys & sig))
+            if not impact_anchors.isdisjoint(sig):
+                found.extend([canon for _, canon in _multi(sentence_toks, sig, _IMPACT)])
+            if found:
+                primary = region in _PRIMARY_IMPACT
+                weight = 1.0 if primary else 0.5
+                if _DIRECTION.isdisjoint(sig) and _AMOUNT_RE.search(texts[i]) is None:
+                    weight *= 0.5
+                elif primary:
+                    impact_primary = True
+                for term in found:
+                    if impact.get(term, 0.0) < weight:
+                        impact[term] = weight
+        if region[:8] == "insights" and not _ACTION_WORDS.isdisjoint(sig):
+            # An action or modal verb followed, in the same sentence, by two specific content
+            # words; the words after the earliest verb include those after any later one.
+            ends = list(map(sentence_toks.index, action_keys & sig))   # + 1: the word after
+            if not action_anchors.isdisjoint(sig):
+                ends.extend([end - 1 for end, _ in _multi(sentence_toks, sig, _ACTIONS)])
+            if ends and len((content - _GENERIC).intersection(sentence_toks[min(ends) + 1:])) >= 2:
+                n_actions += 1
+                if region == "insights":
+                    loose += 1
+                else:
+                    parts_with.add(region[9:])
+    a.ok_chars = ok_chars
+    a.copied_chars = sum(map(len, compress(texts, copies))) if copies is not None else 0
+    a.step_words = step_words
+    a.causal = (n_causal, grounded, causal_weight)
+    a.actions = (n_actions, loose, parts_with)
+    a.impact = (impact, impact_primary)
     return a
 
 
@@ -569,12 +670,7 @@ def criterion_steps(a: Analysed) -> dict:
         if 1 <= s["n"] <= len(STEPS) and s["n"] not in first:
             first[s["n"]] = s
             order.append(s["n"])
-    words: dict[str, set] = {}
-    for region, specific in zip(a.ok["regions"], a.ok["specifics"]):
-        if region in words:
-            words[region] |= specific
-        elif region[:4] == "step":
-            words[region] = set(specific)
+    words = a.step_words
     points = 0.0
     thin, short = [], []
     for n, s in sorted(first.items()):
@@ -613,32 +709,7 @@ def criterion_reasoning(a: Analysed) -> dict:
     >>> criterion_reasoning(analyse(text, transcript="Customer: my refund is delayed again."))["reason"]
     '2 distinct causal statements (5 for full credit), 1 grounded in the transcript or labels.'
     """
-    per_unit: dict[str, int] = {}
-    weight = 0.0
-    n_causal = grounded = 0
-    causal_single, causal_anchors = _CAUSAL[1], _CAUSAL[3]
-    ok = a.ok
-    rows = zip(ok["regions"], ok["texts"], ok["toks"], ok["contents"], ok["signals"])
-    if not a.comma_so:   # only sentences with a causal word can be causal
-        rows = compress(rows, map(not_, map(_CAUSAL_WORDS.isdisjoint, ok["signals"])))
-    for region, text, toks, content, sig in rows:
-        if causal_single.isdisjoint(sig) and not (a.comma_so and ", so " in text.lower()) and (
-            causal_anchors.isdisjoint(sig) or not _multi(toks, sig, _CAUSAL)
-        ):
-            continue
-        if len(content) < 3:
-            continue
-        if per_unit.get(region, 0) >= CAUSAL_PER_UNIT:
-            continue
-        per_unit[region] = per_unit.get(region, 0) + 1
-        n_causal += 1
-        if a.grounding is None:
-            weight += 1.0
-        elif not a.grounding[0].isdisjoint(content) or not a.grounding[1].isdisjoint(content):
-            weight += 1.0
-            grounded += 1
-        else:
-            weight += 0.5
+    n_causal, grounded, weight = a.causal
     points = WEIGHTS["reasoning"] * min(1.0, weight / CAUSAL_TARGET)
     reason = f"{n_causal} distinct causal statement{'s' if n_causal != 1 else ''} ({CAUSAL_TARGET} for full credit)"
     if a.grounding is not None:
@@ -655,28 +726,7 @@ def criterion_actionable(a: Analysed) -> dict:
     >>> criterion_actionable(analyse(text))
     {'points': 3.25, 'max': 15.0, 'reason': '1 specific action; in 1 of 4 insight parts (none in Process Improvements, Business Actions, Strategic Insights).'}
     """
-    parts_with: set[str] = set()
-    n_actions = 0
-    loose = 0
-    single, skeys, _, anchors = _ACTIONS
-    ok = a.ok
-    # Sentences in <insights> with an action word, each a candidate for an action.
-    rows = compress(zip(ok["regions"], ok["toks"], ok["contents"], ok["signals"]),
-                    map(and_, map(str.startswith, ok["regions"], repeat("insights")),
-                        map(not_, map(_ACTION_WORDS.isdisjoint, ok["signals"]))))
-    for region, toks, content, sig in rows:
-        # An action or modal verb followed, in the same sentence, by two specific content words;
-        # the words after the earliest verb include those after any later one.
-        ends = list(map(toks.index, skeys.intersection(sig)))   # index + 1 = the word after
-        if not anchors.isdisjoint(sig):
-            ends.extend([end - 1 for end, _ in _multi(toks, sig, _ACTIONS)])
-        if not ends or len((content - _GENERIC).intersection(toks[min(ends) + 1:])) < 2:
-            continue
-        n_actions += 1
-        if region == "insights":
-            loose += 1
-        else:
-            parts_with.add(region.split(":", 1)[1])
+    n_actions, loose, parts_with = a.actions
     covered = len(parts_with) + 0.5 * min(loose, len(INSIGHT_PARTS) - len(parts_with))
     points = WEIGHTS["actionable"] * (
         0.6 * covered / len(INSIGHT_PARTS) + 0.4 * min(1.0, n_actions / ACTION_TARGET)
@@ -707,28 +757,7 @@ def criterion_business_impact(a: Analysed) -> dict:
     >>> criterion_business_impact(analyse("<thinking>Churn churn churn churn churn churn.</thinking>"))["points"]
     0.0
     """
-    best: dict[str, float] = {}
-    primary = False
-    single, skeys, _, anchors = _IMPACT
-    ok = a.ok
-    rows = compress(zip(ok["regions"], ok["texts"], ok["toks"], ok["contents"], ok["signals"]),
-                    map(not_, map(_IMPACT_WORDS.isdisjoint, ok["signals"])))
-    for region, text, toks, content, sig in rows:
-        if len(content) < 3:
-            continue
-        found = list(map(single.__getitem__, skeys.intersection(sig)))
-        if not anchors.isdisjoint(sig):
-            found.extend([c for _, c in _multi(toks, sig, _IMPACT)])
-        if not found:
-            continue
-        w = 1.0 if region in _PRIMARY_IMPACT else 0.5
-        if _DIRECTION.isdisjoint(sig) and _AMOUNT_RE.search(text) is None:
-            w *= 0.5
-        elif region in _PRIMARY_IMPACT:
-            primary = True
-        for key in found:
-            if best.get(key, 0.0) < w:
-                best[key] = w
+    best, primary = a.impact
     total = sum(best.values())
     points = WEIGHTS["business_impact"] * min(1.0, total / IMPACT_TARGET)
     if not best:
