@@ -133,16 +133,26 @@ class LocalGenerator:
         return results
 
     def stream(self, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
-               seed: int | None = None) -> Iterator[str]:
-        """Yield the completion of one chat piece by piece as it is generated."""
+               seed: int | None = None, should_stop=None) -> Iterator[str]:
+        """Yield the completion of one chat piece by piece as it is generated.
+
+        ``should_stop()`` is polled at every token; when it returns true generation ends there,
+        so a client that went away (or a stop string already seen) frees the model at once.
+        """
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), bool(should_stop and should_stop()), dtype=torch.bool,
+                                  device=input_ids.device)
 
         ids = self.prompt_ids(messages)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = dict(input_ids=torch.tensor([ids], device=self.device), attention_mask=torch.ones(
             (1, len(ids)), dtype=torch.long, device=self.device), max_new_tokens=max_new_tokens,
-            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.end_ids, streamer=streamer)
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.end_ids, streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([_Stop()]))
         if temperature and temperature > 0:
             if seed is not None:
                 torch.manual_seed(seed)

@@ -16,15 +16,12 @@ Conventions, in one place:
 - Structure compliance reads the text with ``engine.chain.parse_chain``: all three sections
   present and closed, all five steps with their titles, sections in order.
 
-``parse_prediction`` runs ``engine.tasks.parse_answer`` on the answer after a normalisation pass
-for the messy answers small models write: markdown bold around the key, a bulleted coaching
-list, a ``(1-5)`` scale note, and the instruction's placeholders echoed back (``CSAT: 1-5``,
-``Churn risk: low|medium|high``), which must not count as answers.
+``parse_prediction`` is ``engine.tasks.parse_answer`` (the one parser, shared with the quality
+scorer), which copes with the messy answers small models write.
 """
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections.abc import Iterable, Sequence
 
@@ -36,47 +33,6 @@ UNPARSED = "unparsed"
 # ---------------------------------------------------------------------------------------------
 # Parsing model answers
 # ---------------------------------------------------------------------------------------------
-
-_EMPHASIS = re.compile(r"\*\*|__|`")
-_SCALE_NOTE = re.compile(r"[ \t]*\(\s*(?:\d+\s*[-\u2013/]\s*\d+|low\s*/\s*medium\s*/\s*high)\s*\)[ \t]*(?=[:=])", re.I)
-_COACH_BULLETS = re.compile(
-    r"(coaching(?:[ \t]+focus)?[ \t]*[:=\-][ \t]*)\n((?:[ \t]*(?:[-*\u2022]|\d+[.)])[ \t]*[^\n]+(?:\n|$))+)", re.I)
-_COACH_NONE = re.compile(r"(coaching(?:[ \t]+focus)?[ \t]*[:=\-][ \t]*)(?:none|no[ \t]+coaching)\b[^\n]*", re.I)
-# The instruction's own placeholders echoed back: "CSAT: 1-5", "QA score: <0-100>/100",
-# "Churn risk: low|medium|high". They are not answers, so they must not parse as 1, 0 or low.
-_RANGE_ECHO = re.compile(
-    r"\b((?:CSAT|QA|quality)(?:[ \t]+score)?[ \t]*[:=\-][ \t]*)<?[ \t]*(?:1[ \t]*[-\u2013][ \t]*5|0[ \t]*[-\u2013][ \t]*100)"
-    r"[ \t]*>?", re.I)
-_CHOICE_ECHO = re.compile(r"([:=][ \t]*)<?[A-Za-z_]+(?:[ \t]*\|[ \t]*[A-Za-z_, ]+)+>?")
-
-
-def normalise_answer(text: str) -> str:
-    """The text with the markup small models add around answer lines taken out.
-
-    >>> normalise_answer("**Churn risk**: high")
-    'Churn risk: high'
-    >>> normalise_answer("CSAT (1-5): 2")
-    'CSAT: 2'
-    >>> normalise_answer("Coaching focus:\\n- empathy\\n- hold etiquette\\n")
-    'Coaching focus: empathy, hold etiquette\\n'
-    >>> normalise_answer("Coaching focus: none needed.")
-    'Coaching focus: none'
-    >>> normalise_answer("CSAT: 1-5"), normalise_answer("Churn risk: low|medium|high")
-    ('CSAT: ?', 'Churn risk: ?')
-    """
-    text = _EMPHASIS.sub("", text)
-    text = _SCALE_NOTE.sub("", text)
-    text = _RANGE_ECHO.sub(lambda m: m.group(1) + "?", text)
-    text = _CHOICE_ECHO.sub(lambda m: m.group(1) + "?", text)
-
-    def bullets(m: re.Match) -> str:
-        items = [re.sub(r"^[ \t]*(?:[-*\u2022]|\d+[.)])[ \t]*", "", line).strip()
-                 for line in m.group(2).splitlines() if line.strip()]
-        return m.group(1).rstrip() + " " + ", ".join(items) + "\n"
-
-    text = _COACH_BULLETS.sub(bullets, text)
-    return _COACH_NONE.sub(lambda m: m.group(1) + "none", text)
-
 
 def parse_prediction(task: str, text: str | None) -> dict | None:
     """The task's labels parsed from a model's answer, or ``None`` when there is no answer.
@@ -92,7 +48,7 @@ def parse_prediction(task: str, text: str | None) -> dict | None:
     """
     if not isinstance(text, str):
         return None
-    return tasks.parse_answer(task, normalise_answer(text))
+    return tasks.parse_answer(task, text)
 
 
 # ---------------------------------------------------------------------------------------------

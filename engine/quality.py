@@ -303,7 +303,8 @@ class Analysed:
     """A chain parsed and split into classified sentences; the input of every criterion.
 
     Sentences are kept as parallel lists, in order (``regions``, ``texts``, ``toks``, ``sets``,
-    ``contents``, ``specifics``, ``signals``: the sentence's words in ``_SIGNAL``, ``kinds``);
+    ``contents``, ``specifics``, ``signals``: the sentence's words in ``_SIGNAL`` or in the
+    transcript, ``kinds``);
     ``sentences`` builds ``Sentence`` objects from them on demand. From the sentences that earn
     content credit (kind ``ok``) ``analyse`` also gathers what the criteria count, in one pass:
     ``ok_chars`` (their length), ``step_words`` (step region: distinct specific words),
@@ -326,9 +327,11 @@ class Analysed:
 class _Transcript:
     """What scoring needs of a transcript: its words in order (``toks``), their set
     (``words``), for each word the bit set of its positions (``positions``: bit p set when it
-    is the p-th word) and the grounding vocabulary (``vocab``)."""
+    is the p-th word; the words' sets are disjoint and add up to ``all_positions``), the
+    grounding vocabulary (``vocab``) and ``signal``: ``_SIGNAL`` and the words, the set each
+    sentence is intersected with."""
 
-    __slots__ = ("toks", "words", "positions", "vocab")
+    __slots__ = ("toks", "words", "positions", "all_positions", "vocab", "signal")
 
     def __init__(self, transcript: str):
         self.toks = toks = _tokens(transcript)
@@ -336,7 +339,9 @@ class _Transcript:
         self.positions = positions = dict.fromkeys(words, 0)
         for p, t in enumerate(toks):
             positions[t] |= 1 << p
+        self.all_positions = (1 << len(toks)) - 1
         self.vocab = frozenset(t for t in words if len(t) > 3 and t not in _STOP and t not in _TRANSCRIPT_GENERIC)
+        self.signal = _SIGNAL | words
 
 
 @lru_cache(maxsize=256)
@@ -400,21 +405,22 @@ def _sentence_lines(regions: list[str], bodies: list[str]) -> tuple[list[str], l
             list(filter(None, token_lines)), b", so " in low)
 
 
-def _copies(toks: list[list[str]], sets: list[set], tr: _Transcript) -> list[bool] | None:
+def _copies(toks: list[list[str]], signals: list[set], tr: _Transcript) -> list[bool] | None:
     """For each sentence, whether half its words or more are covered by NGRAM-word sequences of
     the transcript (an n-gram shared with the transcript covers its NGRAM words); ``None`` when
     no sentence is. Coverage runs over the chain's word stream across sentence breaks, so a paste
     of short transcript lines is caught too.
 
-    A transcript n-gram can only occur in the chain if each of its words does. The transcript
-    words missing from the chain (one set difference) rule out every n-gram at or up to
-    NGRAM - 1 places before one of their positions (bit operations on the position sets); the
-    n-grams left, usually none, are searched for in the chain's words joined by spaces.
+    A transcript n-gram can only occur in the chain if each of its words does. The positions
+    of the transcript words missing from the chain (``signals`` hold the transcript words of
+    each sentence) rule out every n-gram that starts there or up to NGRAM - 1 words before
+    (bit operations on the position sets); the n-grams left, usually none, are searched for in
+    the chain's words joined by spaces.
     """
     if len(tr.toks) < NGRAM:
         return None
-    missing = tr.words.difference(*sets)
-    absent = reduce(or_, map(tr.positions.__getitem__, missing), 0)
+    present = tr.words.intersection(chain.from_iterable(signals))
+    absent = tr.all_positions - sum(map(tr.positions.__getitem__, present))
     gone = absent
     for shift in range(1, NGRAM):
         gone |= absent >> shift
@@ -473,9 +479,9 @@ def analyse(text: str, transcript: str | None = None, labels: dict | None = None
     a.sets = sets = list(map(set, toks))
     a.contents = contents = list(map(sub, sets, repeat(_STOP_SHORT)))
     a.specifics = specifics = list(map(sub, contents, repeat(_HEADER_WORDS)))
-    a.signals = signals = list(map(and_, sets, repeat(_SIGNAL)))
+    a.signals = signals = list(map(and_, sets, repeat(tr.signal if tr is not None else _SIGNAL)))
     lorem = not _LOREM.isdisjoint(chain.from_iterable(signals))
-    copies = _copies(toks, sets, tr) if tr is not None and toks else None
+    copies = _copies(toks, signals, tr) if tr is not None and toks else None
     a.kinds = kinds = []
     seen: set[tuple] = set()
     ok_chars = 0

@@ -292,10 +292,11 @@ class Batcher:
         item.emit("start", len(checked))
         hold = max((len(s) for s in item.stop), default=1) - 1  # text that may be the start of a stop string
         text, sent, finish = "", 0, None
-        # The stream is drained to its end even when the client went away or a stop string was
-        # seen: LocalGenerator.stream holds the model until its generate thread ends.
+        # Generation ends at the next token once the client went away or a stop string was seen,
+        # so an abandoned stream frees the model for the queue at once.
         for piece in self.generator.stream(item.messages, max_new_tokens=item.max_tokens,
-                                           temperature=item.temperature, top_p=item.top_p, seed=item.seed):
+                                           temperature=item.temperature, top_p=item.top_p, seed=item.seed,
+                                           should_stop=lambda: finish is not None or item.cancelled.is_set()):
             if finish or item.cancelled.is_set():
                 continue
             text += piece

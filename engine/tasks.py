@@ -153,6 +153,48 @@ _PATTERNS = {
 }
 
 
+# Markup small models put around answer lines; normalise_answer takes it out before parsing.
+_EMPHASIS = re.compile(r"\*\*|__|`")
+_SCALE_NOTE = re.compile(r"[ \t]*\(\s*(?:\d+\s*[-\u2013/]\s*\d+|low\s*/\s*medium\s*/\s*high)\s*\)[ \t]*(?=[:=])", re.I)
+_COACH_BULLETS = re.compile(
+    r"(coaching(?:[ \t]+focus)?[ \t]*[:=\-][ \t]*)\n((?:[ \t]*(?:[-*\u2022]|\d+[.)])[ \t]*[^\n]+(?:\n|$))+)", re.I)
+_COACH_NONE = re.compile(r"(coaching(?:[ \t]+focus)?[ \t]*[:=\-][ \t]*)(?:none|no[ \t]+coaching)\b[^\n]*", re.I)
+# The instruction's own placeholders echoed back: "CSAT: 1-5", "QA score: <0-100>/100",
+# "Churn risk: low|medium|high". They are not answers, so they must not parse as 1, 0 or low.
+_RANGE_ECHO = re.compile(
+    r"\b((?:CSAT|QA|quality)(?:[ \t]+score)?[ \t]*[:=\-][ \t]*)<?[ \t]*(?:1[ \t]*[-\u2013][ \t]*5|0[ \t]*[-\u2013][ \t]*100)"
+    r"[ \t]*>?", re.I)
+_CHOICE_ECHO = re.compile(r"([:=][ \t]*)<?[A-Za-z_]+(?:[ \t]*\|[ \t]*[A-Za-z_, ]+)+>?")
+
+
+def normalise_answer(text: str) -> str:
+    """The text with the markup small models add around answer lines taken out.
+
+    >>> normalise_answer("**Churn risk**: high")
+    'Churn risk: high'
+    >>> normalise_answer("CSAT (1-5): 2")
+    'CSAT: 2'
+    >>> normalise_answer("Coaching focus:\\n- empathy\\n- hold etiquette\\n")
+    'Coaching focus: empathy, hold etiquette\\n'
+    >>> normalise_answer("Coaching focus: none needed.")
+    'Coaching focus: none'
+    >>> normalise_answer("CSAT: 1-5"), normalise_answer("Churn risk: low|medium|high")
+    ('CSAT: ?', 'Churn risk: ?')
+    """
+    text = _EMPHASIS.sub("", text)
+    text = _SCALE_NOTE.sub("", text)
+    text = _RANGE_ECHO.sub(lambda m: m.group(1) + "?", text)
+    text = _CHOICE_ECHO.sub(lambda m: m.group(1) + "?", text)
+
+    def bullets(m: re.Match) -> str:
+        items = [re.sub(r"^[ \t]*(?:[-*\u2022]|\d+[.)])[ \t]*", "", line).strip()
+                 for line in m.group(2).splitlines() if line.strip()]
+        return m.group(1).rstrip() + " " + ", ".join(items) + "\n"
+
+    text = _COACH_BULLETS.sub(bullets, text)
+    return _COACH_NONE.sub(lambda m: m.group(1) + "none", text)
+
+
 def parse_answer(task: str, text: str) -> dict | None:
     """Parse the task's labels from free text; ``None`` when no answer can be found.
 
@@ -172,9 +214,14 @@ def parse_answer(task: str, text: str) -> dict | None:
     {'coaching': []}
     >>> parse_answer("csat", "the customer seemed happy") is None
     True
+    >>> parse_answer("churn", "**Churn risk**: high"), parse_answer("csat", "CSAT (1-5): 2")
+    ({'churn': 'high'}, {'csat': 2})
+    >>> parse_answer("csat", "CSAT: 1-5") is None  # the instruction's scale echoed back is no answer
+    True
     """
     if task not in _PATTERNS or not isinstance(text, str):
         return None
+    text = normalise_answer(text)
     matches = list(_PATTERNS[task].finditer(text))
     if task == "quality":
         matches = [m for m in matches if int(m.group(1)) <= 100]

@@ -48,8 +48,10 @@ class FakeGenerator:
     def generate_ids(self, ids, max_new_tokens=256, temperature=0.0, top_p=1.0, seed=None, stop=None, batch_size=8):
         return self.generate([[{"role": "user", "content": "x " * len(i)}] for i in ids], max_new_tokens)
 
-    def stream(self, messages, max_new_tokens=256, temperature=0.0, top_p=1.0, seed=None):
+    def stream(self, messages, max_new_tokens=256, temperature=0.0, top_p=1.0, seed=None, should_stop=None):
         with self.lock:
             for word in self.answer(messages).split(" ")[:max_new_tokens]:
+                if should_stop and should_stop():
+                    return
                 time.sleep(self.delay)
                 yield word + " "

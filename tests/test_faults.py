@@ -108,9 +108,11 @@ def _log_text(job: dict) -> str:
 
 def test_generation_child_sigkilled_at_random_points_under_the_worker(demo_home, tmp_path):
     """A real Worker runs the generate job in its child process; the child is SIGKILLed (at
-    startup, mid-round, mid-commit) eleven times. Each time the worker marks the job failed with
-    its log tail and the Jobs page's Resume (``api.resume_job``) queues it again. At the end:
-    one chain per example with its two attempts, a sound database and an export that parses."""
+    startup, mid-round, mid-commit) eleven times (at least ten must land before the run ends;
+    FAULT_SEED=N in the environment picks other kill points). Each time the worker marks the job
+    failed with its log tail and the Jobs page's Resume (``api.resume_job``) queues it again. At
+    the end: one chain per example with its two attempts, a sound database and an export that
+    parses."""
     server = FakeTeacher(quality="bad-greedy", delay=0.1).start()  # attempt 1 bad, attempt 2 good
     n, batch, want_kills = 24, 2, 11
     values = teacher_values(server, n, batch)

@@ -26,6 +26,15 @@ def test_stream_matches_generate(embedded_generator):
     assert text == embedded_generator.generate([PROMPTS[0]], max_new_tokens=16)[0].text
 
 
+def test_stream_stops_when_asked(embedded_generator):
+    pieces = []
+    for piece in embedded_generator.stream(PROMPTS[1], max_new_tokens=40, should_stop=lambda: len(pieces) >= 2):
+        pieces.append(piece)
+    full = embedded_generator.generate([PROMPTS[1]], max_new_tokens=40)[0]
+    assert full.completion_tokens > 6
+    assert embedded_generator.count_tokens("".join(pieces)) <= 4  # stopped within a token or two
+
+
 def test_stop_strings_and_sampling_seed(embedded_generator):
     gen = embedded_generator
     out = gen.generate([PROMPTS[1]], max_new_tokens=24, stop=[" "])[0]

@@ -63,16 +63,15 @@ def test_parse_prediction(task, text, expected):
     assert parse_prediction(task, text) == expected
 
 
-def test_strict_parser_misses_markdown_keys_that_the_wrapper_reads():
-    # Documented for the lead: tasks.parse_answer gives None here; evaluation uses the wrapper.
-    for task, text in (("churn", "**Churn risk**: high"), ("coaching", "Coaching focus:\n- empathy\n- ownership"),
-                       ("csat", "CSAT (1-5): 2")):
-        assert tasks.parse_answer(task, text) is None
-        assert parse_prediction(task, text) is not None
-    # ...and reads an echoed scale as an answer, which the wrapper refuses.
-    assert tasks.parse_answer("csat", "CSAT: 1-5") == {"csat": 1}
-    assert tasks.parse_answer("churn", "Churn risk: low|medium|high") == {"churn": "low"}
-    assert parse_prediction("csat", "CSAT: 1-5") is None
+def test_the_one_parser_reads_markdown_keys_and_refuses_echoed_scales():
+    # One parser for evaluation and the quality scorer, so both read an answer the same way.
+    for task, text, want in (("churn", "**Churn risk**: high", {"churn": "high"}),
+                             ("coaching", "Coaching focus:\n- empathy\n- ownership", {"coaching": ["empathy", "ownership"]}),
+                             ("csat", "CSAT (1-5): 2", {"csat": 2})):
+        assert tasks.parse_answer(task, text) == want
+        assert parse_prediction(task, text) == want
+    assert tasks.parse_answer("csat", "CSAT: 1-5") is None
+    assert tasks.parse_answer("churn", "Churn risk: low|medium|high") is None
 
 
 def test_answer_at_the_end_of_a_reasoning_chain_wins_over_mentions_inside_it():
