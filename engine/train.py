@@ -347,10 +347,28 @@ def encode_example(tokenizer, messages: list[dict], max_length: int) -> dict | N
             end = len(tokenizer(text[:b], add_special_tokens=False)["input_ids"])
             labels[start:end] = ids[start:end]
     truncated = len(ids) > max_length
-    ids, labels = ids[:max_length], labels[:max_length]
+    if truncated:
+        ids, labels = _fit(ids, labels, max_length)
     if all(x == -100 for x in labels):
         return None
     return {"input_ids": ids, "labels": labels, "truncated": truncated}
+
+
+def _fit(ids: list[int], labels: list[int], max_length: int) -> tuple[list[int], list[int]]:
+    """Shorten an over-long example to ``max_length``, cutting the prompt before the answer.
+
+    Why: a reasoning chain ends with the final answer, so cutting the end (plain truncation)
+    would train the model on chains that never reach their answer. When the answer fits, tokens
+    are removed from the middle of the prompt before it (the middle of the transcript: its
+    start, the system prompt and the instruction at its end survive); otherwise the end is cut.
+    """
+    excess = len(ids) - max_length
+    first = next((k for k, x in enumerate(labels) if x != -100), len(labels))
+    keep_edges = 32  # prompt tokens kept on each side of the cut
+    if first - 2 * keep_edges >= excess:
+        start = (first - excess) // 2
+        return ids[:start] + ids[start + excess:], labels[:start] + labels[start + excess:]
+    return ids[:max_length], labels[:max_length]
 
 
 def encode_file(tokenizer, path: str | os.PathLike, max_length: int, limit: int = 0) -> tuple[list[dict], dict]:

@@ -104,6 +104,17 @@ def test_labels_mask_everything_but_the_assistant_turns(tiny_model):
     assert "Rate the call." in text and "Be brief." in text and "Fine call" not in text
     # an answer cut off entirely by max_length leaves nothing to learn: the example is dropped
     assert encode_example(tok, messages[:3], 10) is None
+    # an over-long prompt is cut in its middle, so the whole answer (and its label) survives
+    long = [{"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Call transcript:\n" + "Customer: my bill is wrong. " * 60 + "\nTask: rate it."},
+            {"role": "assistant", "content": "Because the bill was wrong the customer was upset.\nCSAT: 2/5"}]
+    full = encode_example(tok, long, 4096)
+    cut = encode_example(tok, long, 120)
+    assert len(full["input_ids"]) > 120 and len(cut["input_ids"]) == 120
+    assert tok.decode([t for t, lab in zip(cut["input_ids"], cut["labels"]) if lab != -100]).endswith(
+        "CSAT: 2/5<|im_end|>")
+    kept = tok.decode(cut["input_ids"])
+    assert "Be brief." in kept and "Task: rate it." in kept
 
 
 def test_collate_pads_to_the_batch_and_keeps_logits_only_at_labels():
