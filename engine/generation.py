@@ -29,6 +29,17 @@ class Completion:
     seconds: float = 0.0
 
 
+def _sampling(temperature: float, top_p: float, seed: int | None) -> dict:
+    """generate() arguments for greedy decoding (temperature 0) or seeded sampling."""
+    if temperature and temperature > 0:
+        if seed is not None:
+            import torch
+
+            torch.manual_seed(seed)
+        return dict(do_sample=True, temperature=float(temperature), top_p=float(top_p))
+    return dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+
+
 class LocalGenerator:
     """A loaded model and tokenizer plus batched generation over chat messages.
 
@@ -103,12 +114,7 @@ class LocalGenerator:
             attention[row, width - len(x):] = 1
         device = self.device
         kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=self.end_ids)
-        if temperature and temperature > 0:
-            if seed is not None:
-                torch.manual_seed(seed)
-            kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p))
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        kwargs.update(_sampling(temperature, top_p, seed))
         if stop:
             kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
         with torch.inference_mode():
@@ -153,12 +159,7 @@ class LocalGenerator:
             (1, len(ids)), dtype=torch.long, device=self.device), max_new_tokens=max_new_tokens,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.end_ids, streamer=streamer,
             stopping_criteria=StoppingCriteriaList([_Stop()]))
-        if temperature and temperature > 0:
-            if seed is not None:
-                torch.manual_seed(seed)
-            kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p))
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        kwargs.update(_sampling(temperature, top_p, seed))
         errors: list[BaseException] = []
 
         def run():

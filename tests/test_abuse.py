@@ -435,9 +435,11 @@ class EchoGenerator:
             time.sleep(0.03)
             return [Completion("echo " + "".join(map(chr, x)), len(x), len(x) // 2, "stop", 0.03) for x in ids]
 
-    def stream(self, messages, max_new_tokens=256, temperature=0.0, top_p=1.0, seed=None):
+    def stream(self, messages, max_new_tokens=256, temperature=0.0, top_p=1.0, seed=None, should_stop=None):
         with self.lock:
             for word in ("echo " + messages[-1]["content"]).split():
+                if should_stop and should_stop():
+                    return
                 time.sleep(0.002)
                 yield word + " "
 
