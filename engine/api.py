@@ -265,7 +265,7 @@ def pipeline_state() -> list[dict]:
          "page": "review"},
         {"phase": "train", "state": state("train", runs.get("succeeded", 0) > 0, n_chains > 0),
          "counts": ", ".join(f"{v} {k}" for k, v in runs.items()) or "no runs yet",
-         "next": "Export the chains and train a LoRA adapter on the Train page." if n_chains
+         "next": "Export the chains (Review page), then train a LoRA adapter on the Train page." if n_chains
          else "Needs reasoning chains (or any ChatML file).", "page": "train"},
         {"phase": "evaluate", "state": state("eval", evals > 0, runs.get("succeeded", 0) > 0),
          "counts": f"{evals} evaluations", "next": "Evaluate base vs tuned on the test split.", "page": "evaluate"},
@@ -278,7 +278,7 @@ def pipeline_state() -> list[dict]:
 
 def engine_status(worker) -> dict:
     """What the sidebar shows: the engine thread's health and the active jobs."""
-    status = worker.status() if worker else {"alive": False, "running": [], "last_error": "engine not started"}
+    status = worker.status() if worker else {"alive": False, "running": [], "last_error": None}
     status["active"] = active_jobs()
     return status
 
@@ -866,3 +866,64 @@ def start_demo(train_limit: int | None = None, eval_limit: int = 0, seed: int = 
     """Queue the whole loop (``ccr demo``) as one job; each stage shows as its own job too."""
     config = {"seed": int(seed), "train_limit": train_limit, "eval_limit": int(eval_limit)}
     return _enqueue("demo", config, "demo: the whole loop", dedupe_key="demo")
+
+
+# ---------------------------------------------------------------------------------------------
+# Page equivalents of `ccr` commands that had none (each calls the engine function its command
+# calls): `ccr export model`, `ccr data export`, `ccr score` (`ccr export reasoning` is
+# export_reasoning above, `ccr models list` is models())
+# ---------------------------------------------------------------------------------------------
+
+
+def start_export_model(run: str, merge: bool = False) -> int:
+    """Queue ``train.export_model`` for the Train page (``ccr export model --run RUN [--merge]``).
+
+    A job, not a call: a merge loads torch, transformers and peft, which must never happen in the
+    Streamlit process. Two presses make one job (per run and kind of export)."""
+    from engine import train
+
+    folder = train.run_folder(home(), train.check_run_name(run))  # RunError is a ValueError
+    if not (folder / train.ADAPTER_FILES[0]).exists():
+        raise ValueError(f"run {run!r} has no {train.ADAPTER_FILES[0]} in {folder} (not finished yet?)")
+    what = "merged" if merge else "adapter"
+    return _enqueue("export_model", {"run": run, "merge": bool(merge)},
+                    f"export {run} ({'merged model' if merge else 'adapter'})", dedupe_key=f"export-model:{run}:{what}")
+
+
+def export_dataset(name: str, split: str | None = None, task: str | None = None) -> dict:
+    """Write dataset ``name`` (or one split and/or task of it) as ChatML JSONL to
+    ``HOME/exports/NAME-SPLIT[-TASK].jsonl`` through ``data.export_dataset`` (``ccr data export``);
+    returns its result plus the size."""
+    from engine import data, tasks
+
+    if split not in (None, "train", "validation", "test"):
+        raise ValueError(f"unknown split {split!r} (expected train, validation or test)")
+    if task is not None and task not in tasks.TASKS:
+        raise ValueError(f"unknown task {task!r} (expected one of {', '.join(tasks.TASKS)})")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:120] or "dataset"
+    out = home().data / "exports" / f"{safe}-{split or 'all'}{'-' + task if task else ''}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    r = data.export_dataset(home(), name, out, split=split, task=task)
+    return {**r, "dataset": name, "split": split, "task": task, "bytes": out.stat().st_size}
+
+
+def score_chatml(content: bytes, filename: str = "upload.jsonl") -> dict:
+    """Score the last assistant turn of every line of an uploaded ChatML JSONL file with
+    ``quality.score_file`` and ``quality.summarize`` (``ccr score FILE``).
+
+    The bytes go to a temp file (removed afterwards) because ``score_file`` reads a path, as the
+    command does. Returns the summary, the per-line results (``error`` for unreadable lines), the
+    threshold and the criteria's maximum points."""
+    import tempfile
+
+    from engine import quality
+
+    fd, tmp = tempfile.mkstemp(prefix="ccr-score-", suffix=".jsonl")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+        results = list(quality.score_file(tmp))
+    finally:
+        os.unlink(tmp)
+    return {"file": filename, "summary": quality.summarize(results), "lines": results,
+            "threshold": quality.THRESHOLD, "weights": dict(quality.WEIGHTS)}

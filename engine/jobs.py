@@ -46,6 +46,7 @@ JOB_KINDS = {
     "serve": "engine.serve:run_serve_job",
     "demo": "engine.demo:run_demo_job",
     "train": "engine.train:run_train_job",
+    "export_model": "engine.train:run_export_model_job",  # the Train page's Export (a merge loads torch)
 }
 # Kinds whose work is keyed in the database, so re-running them after a stop continues
 # where they were instead of starting over.

@@ -1108,5 +1108,24 @@ def export_model(home: Home | str | None, run: str, merge: bool = False, out: st
     return {"run": run, "out": str(out), "merged": merge, "files": files + ["ccr_export.json"], "bytes": size}
 
 
+def run_export_model_job(ctx, config: dict) -> dict:
+    """Job function (kind ``export_model``): ``export_model`` for the Train page's Export button.
+
+    A merge loads torch, transformers and peft, so the page queues this job (run in the engine's
+    child process) instead of exporting in the Streamlit process; ``ccr export model`` calls
+    ``export_model`` directly. The export is written to a temp folder and renamed, so a stop
+    before the rename leaves the previous export as it was and a rerun starts over cleanly.
+    """
+    merge = bool(config.get("merge"))
+    ctx.progress(0, 1, force=True, stage="merging the adapter into the base model" if merge else "copying the adapter")
+    ctx.check()
+    result = export_model(ctx.home, config["run"], merge=merge, out=config.get("out"), dtype=config.get("dtype"),
+                          log=ctx.log)
+    ctx.progress(1, 1, force=True, stage="done", out=result["out"])
+    ctx.log(f"wrote the {'merged model' if merge else 'adapter'} of run {result['run']} to {result['out']} "
+            f"({result['bytes'] / 2**20:.1f} MiB)")
+    return result
+
+
 if __name__ == "__main__":
     sys.exit(_worker_main(sys.argv[1:]))

@@ -1,5 +1,6 @@
 """Data: create a synthetic dataset or upload your own, browse examples, read transcripts,
-see label distributions. Transcripts are shown as plain text, never rendered."""
+see label distributions, export a dataset as ChatML JSONL (`ccr data export`). Transcripts are
+shown as plain text, never rendered."""
 
 import pandas as pd
 import plotly.express as px
@@ -70,6 +71,27 @@ c[1].metric("Validation", info["validation"])
 c[2].metric("Test", info["test"])
 c[3].metric("Total", info["total"])
 st.caption(f"{info['kind']} · source {info['source'] or ''}")
+
+# `ccr data export`: the dataset (or one split) as ChatML JSONL in the home folder, and a download.
+x1, x2, x3 = st.columns([1, 1, 2], vertical_alignment="bottom")
+export_split = x1.selectbox("Split to export", ["(all)", "train", "validation", "test"], key="data-export-split")
+export_task = x2.selectbox("Task to export", ["(all)"] + TASKS, key="data-export-task")
+if x3.button("Export as ChatML JSONL", key="data-export"):
+    try:
+        st.session_state["data-export-result"] = api.export_dataset(
+            name, None if export_split == "(all)" else export_split, None if export_task == "(all)" else export_task)
+    except (ValueError, OSError) as exc:
+        st.error("Export failed:")
+        st.code(str(exc), language=None)
+exported = st.session_state.get("data-export-result")
+if exported and exported["dataset"] == name:
+    st.success(f"Wrote {exported['lines']} lines ({exported['bytes'] / 2**20:.1f} MiB) to:")
+    st.code(exported["out"], language=None)
+    out_path = exported["out"]
+    # A callable: the bytes are read when the button is clicked, not kept in memory per session.
+    st.download_button("Download the JSONL", lambda: api.read_report(out_path) or b"",
+                       file_name=out_path.rsplit("/", 1)[-1], mime="application/jsonl", key="data-export-download",
+                       on_click="ignore")
 
 with browse_tab:
     c1, c2, c3 = st.columns(3)

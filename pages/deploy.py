@@ -1,5 +1,6 @@
 """Deploy: start and stop the OpenAI-compatible API server, copy snippets to call it, and run batch
-inference over a JSONL file. Same engine functions as `ccr serve` and `ccr infer`."""
+inference over a JSONL file, list the models. Same engine functions as `ccr serve`, `ccr infer` and
+`ccr models list`."""
 
 import pandas as pd
 import streamlit as st
@@ -12,7 +13,7 @@ st.caption("Serve a model over an OpenAI-compatible API that other systems can c
 
 names = api.model_names()
 runs = [n for n in names if n.startswith("run:")]
-api_tab, batch_tab = st.tabs(["API server", "Batch inference"])
+api_tab, batch_tab, models_tab = st.tabs(["API server", "Batch inference", "Models"])
 
 with api_tab:
     with st.form("serve-form"):
@@ -113,3 +114,12 @@ with batch_tab:
                      hide_index=True, width="stretch",
                      column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0,
                                                                                 max_value=100)})
+
+with models_tab:
+    # `ccr models list`: the registry's named models and this home's trained runs.
+    st.caption("Named models and trained runs (`run:NAME`), and whether each can be loaded here; one that "
+               "cannot says how to provide it. Same list as `ccr models list`.")
+    st.dataframe(pd.DataFrame([{"name": m["name"], "kind": m["kind"], "source": m["source"], "params": m["params"],
+                                "available here": bool(m["available"]), "notes": m["detail"], "about": m["about"]}
+                               for m in api.models()]),
+                 hide_index=True, width="stretch", key="models-table")

@@ -1,5 +1,6 @@
 """Quality: the score distribution with the threshold, pass rates per criterion and per task, the
-plan's three targets (met or not, with the figure), and the chains of any score range. UI only."""
+plan's three targets (met or not, with the figure), and the chains of any score range; any ChatML
+JSONL file scored line by line (`ccr score`). UI only."""
 
 import pandas as pd
 import plotly.express as px
@@ -9,6 +10,35 @@ import ui
 from engine import api
 
 st.title("Chain quality")
+
+# `ccr score FILE`: any ChatML JSONL file (an export, another teacher's output), before the
+# chains of the database, so it works with none generated yet.
+with st.expander("Score a ChatML JSONL file"):
+    st.caption("Scores the last assistant turn of every line with the same scorer as generation (same as "
+               "`ccr score FILE`). Unreadable lines are listed with their line number.")
+    upload = st.file_uploader("ChatML JSONL file", type=["jsonl", "json"], key="q-score-file")
+    if upload is not None:
+        upload_id = getattr(upload, "file_id", None) or f"{upload.name}:{upload.size}"
+        cached = st.session_state.get("q-score-result")
+        if not cached or cached["upload_id"] != upload_id:  # score once per upload, not on every rerun
+            with st.spinner("Scoring..."):
+                cached = {"upload_id": upload_id, **api.score_chatml(upload.getvalue(), upload.name)}
+            st.session_state["q-score-result"] = cached
+        s = cached["summary"]
+        m = st.columns(5)
+        m[0].metric("Chains scored", s["count"])
+        m[1].metric("Unreadable lines", s["errors"])
+        m[2].metric("Average score", f"{s['average']:.1f}")
+        m[3].metric(f"Share >= {cached['threshold']:g}", f"{100 * s['share_ge_70']:.1f}%")
+        m[4].metric("All sections present", f"{100 * s['share_all_sections']:.1f}%")
+        st.dataframe(pd.DataFrame([{"criterion": k, "average points": v, "max": cached["weights"].get(k)}
+                                   for k, v in s["criteria"].items()]), hide_index=True)
+        # Ids and error messages come from the file: dataframe cells only, never markdown.
+        st.dataframe(pd.DataFrame([{"line": r["line"], "id": r.get("id"), "score": r.get("score"),
+                                    "all sections": r.get("sections_ok"), "error": r.get("error"),
+                                    **{k: c.get("points") for k, c in (r.get("criteria") or {}).items()}}
+                                   for r in cached["lines"]]),
+                     hide_index=True, width="stretch", key="q-score-lines")
 
 c1, c2 = st.columns(2)
 statuses = c1.multiselect("Status", ["passed", "flagged", "approved", "rejected"],

@@ -1,7 +1,8 @@
 """Review: the flagged queue, one chain at a time beside its transcript with every criterion's
 reason; approve, reject, or edit and re-score; bulk decisions over a filter. Keyboard: A approve,
 X reject, J next, K previous (Ctrl+Enter saves an edit). Decisions are stored with their time
-and the export follows them. UI only."""
+and the export follows them; the export button writes the training files (`ccr export reasoning`).
+UI only."""
 
 import pandas as pd
 import streamlit as st
@@ -10,6 +11,25 @@ import ui
 from engine import api
 
 st.title("Review chains")
+
+# Above the filters, so it is there even when no chain matches them (`ccr export reasoning`).
+with st.container(border=True):
+    st.caption("Write the working dataset's passed and approved chains (train and validation splits) as ChatML "
+               "JSONL: the Train page's default training data. Same as `ccr export reasoning`.")
+    e1, e2 = st.columns([1, 2])
+    include_flagged = e1.checkbox("Include flagged chains", key="rv-export-flagged",
+                                  help="Also chains still waiting for review (rejected ones never).")
+    if e2.button("Export chains for training", key="rv-export"):
+        try:
+            exported = api.export_reasoning(include_flagged)
+        except (ValueError, OSError) as exc:
+            st.error("Export failed:")
+            st.code(str(exc), language=None)  # may quote a dataset name: plain text
+        else:
+            t, v = exported["train"], exported["validation"]
+            statuses = ", ".join(f"{k} {t['by_status'][k] + v['by_status'].get(k, 0)}" for k in t["by_status"])
+            st.success(f"Exported {t['lines']} train and {v['lines']} validation chains ({statuses}) to "
+                       f"`{t['path']}` and `{v['path']}`.")
 
 c1, c2, c3, c4 = st.columns(4)
 status = c1.selectbox("Status", ["flagged", "passed", "approved", "rejected", "(any)"], key="rv-status")

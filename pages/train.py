@@ -1,5 +1,6 @@
 """Train: pick a preset and data, see the dry-run estimate, launch, and watch the run live
-(train and eval loss, learning rate, throughput, ETA, checkpoints); stop, resume, compare runs."""
+(train and eval loss, learning rate, throughput, ETA, checkpoints); stop, resume, compare runs;
+export a finished run's adapter or merged model (`ccr export model`, as a job)."""
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -77,7 +78,7 @@ with st.expander("New run", expanded=not api.train_runs()):
         labels = {f["path"]: f["name"] + (" (Phase 1 export)" if f["default"] else "") for f in files}
         data = eval_data = None
         if not options:
-            st.info("No ChatML JSONL file in the home yet: export the reasoning chains (Generate page) or "
+            st.info("No ChatML JSONL file in the home yet: export the reasoning chains (Review page) or "
                     "create a dataset on the Data page.")
         else:
             data = st.selectbox("Training data", options, key="train-data", format_func=lambda p: labels.get(p, p))
@@ -212,12 +213,40 @@ def live(run_name: str, overlay: list[str]) -> None:
 
 live(picked, others)
 
+detail = api.train_run(picked)
+if detail and detail["status"] == "succeeded":
+    # `ccr export model`: queued as a job, because a merge loads torch, transformers and peft,
+    # which never happens in the app's process.
+    with st.container(border=True):
+        st.write("**Export the model**")
+        st.caption("Writes the adapter (with its manifest and config), or the base model with the adapter merged "
+                   "into its weights as safetensors that transformers and vLLM load, under "
+                   "`models/exports/`. Same as `ccr export model`.")
+        x1, x2 = st.columns([1, 2])
+        merge = x1.checkbox("Merge into full weights", key="train-export-merge")
+        if x2.button("Export model", key="train-export"):
+            try:
+                st.session_state[f"train-export-job-{picked}"] = api.start_export_model(picked, merge)
+            except ValueError as exc:
+                st.error("Cannot export:")
+                st.code(str(exc), language=None)
+        if st.session_state.get(f"train-export-job-{picked}"):
+            @st.fragment(run_every=2)
+            def export_job(job_id: int) -> None:
+                job = ui.job_panel(job_id, key="train-export")
+                if job and job["status"] == "succeeded" and job.get("result"):
+                    r = job["result"]
+                    st.success(f"Wrote the {'merged model' if r['merged'] else 'adapter'} "
+                               f"({r['bytes'] / 2**20:.1f} MiB, {len(r['files'])} files) to:")
+                    st.code(r["out"], language=None)
+
+            export_job(st.session_state[f"train-export-job-{picked}"])
+
 with st.expander("Run details: manifest and log"):
-    detail = api.train_run(picked)
     if detail:
         if detail["status"] == "succeeded":
-            st.caption(f"Adapter in {detail['dir']}: evaluate or serve it as `run:{picked}`; export it with "
-                       f"`ccr export model --run {picked} [--merge]`.")
+            st.caption(f"Adapter in {detail['dir']}: evaluate or serve it as `run:{picked}`; export it above or "
+                       f"with `ccr export model --run {picked} [--merge]`.")
         ui.show_json(detail["manifest"])
         if detail["job_id"]:
             st.code(api.job_log(detail["job_id"], 8000) or "(empty)", language=None)

@@ -105,3 +105,112 @@ def test_every_page_imports_ui():
     """ui.py switches Streamlit out of its legacy pages/ mode on the first run of a server."""
     missing = [p.name for p in sorted((REPO / "pages").glob("*.py")) if not re.search(r"^import ui$", p.read_text(), re.M)]
     assert missing == []
+
+
+# Every `ccr` command has a page (developers' guide: "Every capability is reachable by a user: a
+# page in the app AND a `ccr` command, calling the same engine function"). Each leaf command maps
+# to (file, reference): the page, or app.py, and the `api.` (or `jobs.`) name it calls, which
+# calls the engine function the command calls. A page may call it through a `ui.` helper: the
+# Jobs page's cancel, pause, resume and log buttons are ui.job_panel's. A new command without an
+# entry here fails the test below.
+PAGE_FOR_COMMAND = {
+    "ccr data synth": ("pages/data.py", "api.start_synth"),
+    "ccr data import": ("pages/data.py", "api.start_import"),
+    "ccr data export": ("pages/data.py", "api.export_dataset"),
+    "ccr data list": ("pages/data.py", "api.datasets"),
+    "ccr models list": ("pages/deploy.py", "api.models"),
+    "ccr worker": ("app.py", "jobs.Worker"),  # the app's engine thread is the same loop
+    "ccr jobs list": ("pages/jobs.py", "api.list_jobs"),
+    "ccr jobs cancel": ("pages/jobs.py", "api.cancel_job"),
+    "ccr jobs pause": ("pages/jobs.py", "api.pause_job"),
+    "ccr jobs resume": ("pages/jobs.py", "api.resume_job"),
+    "ccr jobs log": ("pages/jobs.py", "api.job_log"),
+    "ccr eval": ("pages/evaluate.py", "api.start_eval"),
+    "ccr infer": ("pages/deploy.py", "api.start_infer"),
+    "ccr demo": ("pages/evaluate.py", "api.start_demo"),
+    "ccr serve": ("pages/deploy.py", "api.start_server"),
+    "ccr train": ("pages/train.py", "api.start_training"),
+    "ccr export model": ("pages/train.py", "api.start_export_model"),
+    "ccr export reasoning": ("pages/review.py", "api.export_reasoning"),
+    "ccr generate": ("pages/generate.py", "api.start_generate"),
+    "ccr review list": ("pages/review.py", "api.chains"),
+    "ccr review show": ("pages/review.py", "api.chain"),
+    "ccr review approve": ("pages/review.py", "api.review_chains"),
+    "ccr review reject": ("pages/review.py", "api.review_chains"),
+    "ccr review edit": ("pages/review.py", "api.edit_chain"),
+    "ccr score": ("pages/quality.py", "api.score_chatml"),
+}
+# Options that are capabilities of their own.
+PAGE_FOR_OPTION = {
+    ("ccr train", "--dry-run"): ("pages/train.py", "api.train_estimate"),
+    ("ccr train", "--resume"): ("pages/train.py", "api.resume_training"),
+    ("ccr generate", "--test"): ("pages/generate.py", "api.start_generate_test"),
+    ("ccr generate", "--override"): ("pages/generate.py", "api.record_generate_override"),
+    ("ccr review approve", "--all"): ("pages/review.py", "api.bulk_review"),
+    ("ccr export reasoning", "--include-flagged"): ("pages/review.py", "api.export_reasoning"),
+    ("ccr export model", "--merge"): ("pages/train.py", "api.start_export_model"),
+}
+
+
+def _reachable_source(page: str) -> str:
+    """The page's source plus that of every ``ui`` helper it calls."""
+    import ast
+
+    text = (REPO / page).read_text()
+    ui_text = (REPO / "ui.py").read_text()
+    helpers = {node.name: ast.get_source_segment(ui_text, node) for node in ast.parse(ui_text).body
+               if isinstance(node, ast.FunctionDef)}
+    return "\n".join([text] + [helpers[name] for name in sorted(set(re.findall(r"\bui\.(\w+)\(", text)))
+                               if name in helpers])
+
+
+def _check_reference(page: str, ref: str) -> list[str]:
+    from engine import api, jobs
+
+    problems = []
+    app_pages = re.findall(r'st\.Page\("([^"]+)"', (REPO / "app.py").read_text())
+    if page != "app.py" and page not in app_pages:
+        problems.append(f"{page} is not in app.py's navigation")
+    module, name = ref.split(".", 1)
+    if not callable(getattr({"api": api, "jobs": jobs}[module], name, None)):
+        problems.append(f"engine.{ref} does not exist")
+    if not (REPO / page).is_file():
+        problems.append(f"{page} does not exist")
+    elif not re.search(rf"(?<![\w.]){re.escape(ref)}\b", _reachable_source(page)):
+        problems.append(f"{page} never calls {ref}")
+    return problems
+
+
+def test_every_command_has_a_page_calling_the_same_api():
+    commands = leaf_commands(build_parser())
+    assert sorted(PAGE_FOR_COMMAND) == sorted(commands), (
+        f"commands without a page: {sorted(set(commands) - set(PAGE_FOR_COMMAND))}; "
+        f"stale entries: {sorted(set(PAGE_FOR_COMMAND) - set(commands))}")
+    bad = [f"{cmd}: {p}" for cmd, (page, ref) in PAGE_FOR_COMMAND.items() for p in _check_reference(page, ref)]
+    assert bad == []
+
+
+def test_every_capability_option_has_a_page():
+    def subparser(path: str) -> argparse.ArgumentParser:
+        parser = build_parser()
+        for word in path.split()[1:]:
+            action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            parser = action.choices[word]
+        return parser
+
+    bad = []
+    for (cmd, option), (page, ref) in PAGE_FOR_OPTION.items():
+        if option not in subparser(cmd)._option_string_actions:
+            bad.append(f"{cmd} has no option {option}")
+        bad += [f"{cmd} {option}: {p}" for p in _check_reference(page, ref)]
+    assert bad == []
+
+
+def test_the_page_check_catches_what_it_must():
+    assert _check_reference("pages/review.py", "api.chain") == []
+    assert _check_reference("pages/quality.py", "api.edit_chain") == ["pages/quality.py never calls api.edit_chain"]
+    # api.chain_tasks is not api.chain: a prefix does not count
+    assert _check_reference("pages/pipeline.py", "api.chain") == ["pages/pipeline.py never calls api.chain"]
+    assert _check_reference("pages/jobs.py", "api.no_such_function") == [
+        "engine.api.no_such_function does not exist", "pages/jobs.py never calls api.no_such_function"]
+    assert _check_reference("pages/nowhere.py", "api.chain")[0] == "pages/nowhere.py is not in app.py's navigation"
