@@ -9,13 +9,17 @@ such as ``ccr worker`` runs the jobs), ``CCR_AUTODEMO=0`` (no demo dataset on fi
 """
 
 import os
+from pathlib import Path
 
 import streamlit as st
 
 import ui
 from engine import api, jobs
 
-st.set_page_config(page_title="Contact-center reasoning", page_icon=":material/support_agent:", layout="wide")
+# A local favicon: a material or emoji page_icon makes every browser fetch it from fonts.gstatic.com,
+# and this app must not reach outside the machine (offline sites, customer data on screen).
+st.set_page_config(page_title="Contact-center reasoning", page_icon=str(Path(__file__).parent / "assets" / "icon.png"),
+                   layout="wide")
 
 
 @st.cache_resource(show_spinner=False)
