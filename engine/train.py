@@ -106,7 +106,12 @@ def sibling_validation(path: str | os.PathLike) -> Path | None:
     if "train" not in path.name:
         return None
     candidate = path.with_name(path.name.replace("train", "validation", 1))
-    return candidate if candidate.exists() and candidate != path else None
+    if not candidate.is_file() or candidate == path:
+        return None
+    # An export with no validation chains writes an empty file: train without evaluation then,
+    # rather than failing a run the user did not ask to evaluate (a named empty file still fails).
+    with open(candidate, "rb") as f:
+        return candidate if any(line.strip() for line in f) else None
 
 
 def resolve_data(cfg: TrainConfig, home: Home | str | None) -> TrainConfig:

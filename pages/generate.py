@@ -100,6 +100,10 @@ if st.session_state.get("gen-test-job"):
         if job["status"] in ("queued", "running", "pausing"):
             st.info(f"Test job #{job['id']} {job['status']}: generating one chain...")
             return
+        if st.session_state.get("gen-test-shown") != job["id"]:
+            # The gate and the Launch button live outside this fragment: redraw the page once.
+            st.session_state["gen-test-shown"] = job["id"]
+            st.rerun(scope="app")
         if job["status"] != "succeeded" or not job.get("result"):
             st.error(f"Test job #{job['id']} {job['status']}")
             if job.get("error"):

@@ -439,3 +439,18 @@ def test_dry_run_of_the_mistral_preset_prints_the_plans_share(home, capsys, monk
     e = dryrun.estimate(load_config(TrainConfig, CONFIGS / "mistral_7b_mac.yaml"), home, str(data))
     assert e["memory"]["activations_checkpointed"] < e["memory"]["activations"] / 5
     assert e["data"]["steps_per_epoch"] == 3  # 40 examples / (2 x 8)
+
+
+def test_an_empty_validation_export_beside_the_training_file_is_skipped(tmp_path):
+    """Phase 1's export writes validation_reasoning.jsonl even with no validation chains; the
+    automatic pick must then train without evaluation instead of failing on an empty file."""
+    from engine.train import sibling_validation
+
+    train_file = tmp_path / "train_reasoning.jsonl"
+    train_file.write_text('{"messages": []}\n')
+    assert sibling_validation(train_file) is None  # no file
+    (tmp_path / "validation_reasoning.jsonl").write_text("\n  \n")
+    assert sibling_validation(train_file) is None  # only blank lines
+    (tmp_path / "validation_reasoning.jsonl").write_text('{"messages": []}\n')
+    assert sibling_validation(train_file) == tmp_path / "validation_reasoning.jsonl"
+    assert sibling_validation(tmp_path / "calls.jsonl") is None  # no "train" in the name
