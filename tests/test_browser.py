@@ -433,10 +433,15 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
         b.click("Start the models")
         wait_for(lambda: b.page.get_by_role("button", name="Run both").is_enabled(), 300, 1, "both servers ready")
         b.click("Run both")
-        b.wait_text(r"(?i)tokens", timeout=180)
+        b.wait_text(r"Quality score", timeout=300)
         b.settle(120)
         b.shot("compare")
+        assert b.page.get_by_text("The server failed").count() == 0
+        b.page.get_by_text("Servers", exact=True).click()
         b.click("Stop both servers")
+        wait_for(lambda: all(j["status"] in store.FINAL_JOB_STATES for j in map(
+            lambda r: store.get_job(db, r[0]), db.execute("SELECT id FROM jobs WHERE kind = 'serve'"))), 120, 1,
+            "the compare servers to stop")
 
         # 8. Deploy: start the API server, call it with its key.
         b.open(app, "deploy", "Deploy")
