@@ -867,7 +867,8 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
             write_manifest(folder, {**manifest, "status": status, "error": f"{type(exc).__name__}: {exc}"})
         raise
     final = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in final.items()}
-    status = {"pause": "paused", "cancel": "cancelled"}.get(stopped, "succeeded") if stopped else "succeeded"
+    # A stop from a signal or a departed supervisor ("local") is an interruption, not a finished run.
+    status = {"pause": "paused", "cancel": "cancelled"}.get(stopped, "interrupted") if stopped else "succeeded"
     if main_rank:
         manifest = read_manifest(folder) or {}
         manifest.update({"status": status, "final_metrics": final, "finished_at": time.time() if not stopped else None,

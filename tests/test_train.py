@@ -301,7 +301,10 @@ def test_checkpoint_helpers_skip_and_rotate(tmp_path):
     assert [c["step"] for c in train.list_checkpoints(folder)] == [4, 6]
 
 
-def test_stop_saves_a_checkpoint_and_resume_finishes(tiny_home, tiny_model):
+@pytest.mark.parametrize("how,status", [("pause", "paused"), ("local", "interrupted")])
+def test_stop_saves_a_checkpoint_and_resume_finishes(tiny_home, tiny_model, how, status):
+    """A pause from the page, or a signal to the job's process ("local"), saves a checkpoint and
+    leaves the run paused or interrupted (never "succeeded" without an adapter); resume finishes it."""
     from engine import train
 
     cfg = tiny_config(tiny_home, tiny_model, "max_steps=6", "save_steps=100")
@@ -309,14 +312,15 @@ def test_stop_saves_a_checkpoint_and_resume_finishes(tiny_home, tiny_model):
 
     def stop_after_three():  # asked once before training starts, then at the end of every step
         calls["n"] += 1
-        return "pause" if calls["n"] >= 4 else None
+        return how if calls["n"] >= 4 else None
 
     result = train.train(tiny_home, "stopped", cfg, should_stop=stop_after_three, log=lambda m: None)
-    assert result["stopped"] == "pause" and result["step"] == 3
+    assert result["stopped"] == how and result["step"] == 3 and result["status"] == status
     folder = tiny_home.models / "stopped"
     assert train.last_complete_checkpoint(folder)["step"] == 3  # saved although save_steps is 100
     assert not (folder / "adapter_model.safetensors").exists()
-    assert store.connect(tiny_home).execute("SELECT status FROM train_runs WHERE name = 'stopped'").fetchone()[0] == "paused"
+    assert train.read_manifest(folder)["status"] == status
+    assert store.connect(tiny_home).execute("SELECT status FROM train_runs WHERE name = 'stopped'").fetchone()[0] == status
     result = train.train(tiny_home, "stopped", cfg, resume=True, log=lambda m: None)
     assert result["status"] == "succeeded" and result["step"] == 6
     assert (folder / "adapter_model.safetensors").exists()
