@@ -38,7 +38,7 @@ worker: install
 test: install browser
 	@mkdir -p $(ARTIFACTS)
 	@# The artifacts folder is printed whether the suite passes or not (a failure's screenshots matter most).
-	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false CCR_ARTIFACTS=$(ARTIFACTS) $(PY) -m pytest -q; \
+	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false CCR_ARTIFACTS=$(ARTIFACTS) $(PY) -m pytest -q --durations=15; \
 		rc=$$?; echo "Screenshots and test artifacts: $(ARTIFACTS) (browser screenshots in $(ARTIFACTS)/browser)"; exit $$rc
 
 clean-venv:
