@@ -7,10 +7,15 @@ the best of 3 rounds, in chains per second of this process's CPU time (``time.pr
 so that other work on a shared machine distorts it less; wall-clock rates are shown alongside.
 ``--stages`` also times parsing, sentence analysis and each criterion separately;
 ``--chars=2000`` trims the chains to about that length (the fixtures are about 2,700).
+``--processes N`` also scores the chains (with transcript+labels) split over N worker processes
+and prints that rate on a separate line: chains per second of wall-clock time, all processes
+together (what a multi-core generator gets), and the rate per process in CPU time.
+``score_chain`` itself stays single-threaded; the lines above it are one core's figures.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import platform
 import random
 import re
@@ -83,9 +88,41 @@ def best_rate(fn, items) -> tuple[float, float]:
     return len(items) / best_cpu, len(items) / best_wall
 
 
+_CHUNKS: list = []   # the shares of the chains, copied into each worker once (not per round)
+
+
+def _init_worker(chunks: list) -> None:
+    _CHUNKS[:] = chunks
+
+
+def _score_chunk(index: int) -> tuple[int, float]:
+    """Score one share of the chains: (number of chains, CPU seconds)."""
+    c0 = time.process_time()
+    for text, task, labels, transcript in _CHUNKS[index]:
+        q.score_chain(text, task, labels, transcript)
+    return len(_CHUNKS[index]), time.process_time() - c0
+
+
+def multi_rate(items, processes: int) -> tuple[float, float]:
+    """Best-of-ROUNDS rates of ``processes`` workers scoring ``items`` in ``processes`` shares:
+    (chains per second of wall-clock time for all of them, chains per second of CPU time per
+    worker, all shares together)."""
+    chunks = [items[i::processes] for i in range(processes)]
+    best_wall, best_cpu = float("inf"), float("inf")
+    with multiprocessing.Pool(processes, initializer=_init_worker, initargs=(chunks,)) as pool:
+        pool.map(_score_chunk, range(processes), chunksize=1)   # warm-up
+        for _ in range(ROUNDS):
+            w0 = time.perf_counter()
+            done = pool.map(_score_chunk, range(processes), chunksize=1)
+            best_wall = min(best_wall, time.perf_counter() - w0)
+            best_cpu = min(best_cpu, sum(cpu for _, cpu in done))
+    return len(items) / best_wall, len(items) / best_cpu
+
+
 def main() -> None:
     """Print the rates (see the module docstring)."""
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    argv = sys.argv[1:]
+    args = [a for i, a in enumerate(argv) if not a.startswith("--") and (i == 0 or argv[i - 1] != "--processes")]
     n = int(args[0]) if args else 10000
     chars = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--chars=")), None)
     items = build(n, chars=chars)
@@ -101,6 +138,13 @@ def main() -> None:
         print(f"{label:24s} {cpu:8,.0f} chains/s of CPU time ({wall:,.0f}/s wall); "
               f"average {s['average']}, share>=70 {s['share_ge_70']:.1%}")
     print(f"the plan's 25,790 chains: about {25790 / cpu:.1f} s of one core")
+    procs = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--processes=")), None)
+    if "--processes" in sys.argv[1:]:
+        procs = int(sys.argv[sys.argv.index("--processes") + 1])
+    if procs:
+        wall, cpu = multi_rate(items, procs)
+        print(f"{procs} processes (with transcript+labels): {wall:,.0f} chains/s of wall-clock time, all processes "
+              f"together ({cpu:,.0f}/s of CPU time per process; {multiprocessing.cpu_count()} CPUs here)")
     if "--stages" in sys.argv:
         parsed = [parse_chain(t) for t, *_ in items]
         analysed = [q.analyse(t, tr, lb, parsed=p) for (t, _, lb, tr), p in zip(items, parsed)]

@@ -129,6 +129,7 @@ _TOKEN_TABLE = bytes(
 )
 _LOWERS_TO_ASCII = ("\u0130", "\u212a")
 _AMOUNT_RE = re.compile("[0-9%$\u00a3\u20ac]")   # a number, percentage or money amount
+_COMMA_SO_RE = re.compile(", [sS][oO] ")        # ", so " in any case (ASCII letters only)
 
 
 def _tokens(text: str) -> list[str]:
@@ -395,14 +396,15 @@ def _sentence_lines(regions: list[str], bodies: list[str]) -> tuple[list[str], l
         bodies = [b.lower() for b in bodies]
         joined = "\n".join(bodies)
     joined = joined.replace(_MARK, " ").replace(". ", ".\n").replace("! ", "!\n").replace("? ", "?\n")
-    low = joined.encode("ascii", "replace").lower()
-    token_lines = list(map(str.split, low.translate(_TOKEN_TABLE).decode("ascii").split("\n")))
+    # _TOKEN_TABLE lowers letters itself, so the bytes are not lower-cased first (a pass over
+    # the text); ", so " is looked for with a regex instead.
+    token_lines = list(map(str.split, joined.encode("ascii", "replace").translate(_TOKEN_TABLE).decode("ascii").split("\n")))
     lines = joined.split("\n")
     unit_ends = list(map(add, accumulate(map(len, bodies)), count()))
     line_starts = map(add, accumulate(map(len, lines), initial=0), count())
     units = map(bisect_left, repeat(unit_ends), compress(line_starts, token_lines))
     return (list(map(regions.__getitem__, units)), list(map(str.strip, compress(lines, token_lines))),
-            list(filter(None, token_lines)), b", so " in low)
+            list(filter(None, token_lines)), _COMMA_SO_RE.search(joined) is not None)
 
 
 def _copies(toks: list[list[str]], signals: list[set], tr: _Transcript) -> list[bool] | None:
