@@ -394,7 +394,7 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
         b.open(app, "train", "Train")
         b.choose("Preset", "smollm2_cpu (smollm2-135m-instruct)")
         overrides = b.page.get_by_label("Overrides (key=value, one a line)")
-        overrides.fill("max_steps=2\nmax_length=768\nlogging_steps=1\nsave_steps=1\neval_steps=0")
+        overrides.fill("max_steps=2\nmax_length=512\ngradient_accumulation_steps=1\nlogging_steps=1\nsave_steps=1\neval_steps=0")
         b.page.get_by_label("Run name (optional)").fill("walk")
         b.page.get_by_label("Run name (optional)").press("Enter")
         b.settle(120)
