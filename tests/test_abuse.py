@@ -29,6 +29,7 @@ from engine.paths import CONFIGS, REPO
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher_server import FakeTeacher, good_chain  # noqa: E402
+from helpers import serve_url  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # 5. Prompt injection through a generation run
@@ -360,17 +361,8 @@ def test_ccr_serve_answers_100_concurrent_requests_with_200_or_429_never_5xx(tmp
         text = tok.apply_chat_template(messages(i), tokenize=False, add_generation_prompt=True)
         return len(tok(text, add_special_tokens=False)["input_ids"])
 
-    url, seen = None, []
     try:
-        deadline = time.time() + 240
-        while url is None and time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-            seen.append(line)
-            if "OpenAI-compatible API at " in line:
-                url = line.split("API at ", 1)[1].split()[0].removesuffix("/v1")
-        assert url, "".join(seen)
+        url = serve_url(proc, 240).removesuffix("/v1")
 
         def one(i: int):
             body = {"model": model, "messages": messages(i), "max_tokens": 1, "temperature": 0}

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CCR_CHROMIUM", "/usr/bin/chromium")
 sys.path.insert(0, str(Path(__file__).parent))
+from helpers import free_port, start_app, wait_for  # noqa: E402
 
 # Each payload would, if the page rendered it as HTML or markdown, set window.__xss, open a dialog,
 # add an element marked data-xss, or fetch from xss.invalid. Shown as text, none of that happens.
@@ -77,51 +77,17 @@ PAGES = ["", "data", "generate", "quality", "review", "train", "evaluate", "comp
 # ---------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 class App:
     """`streamlit run app.py` on a free loopback port, engine thread on, its own home."""
 
     def __init__(self, home, log_path: Path, engine: bool = True):
         self.home, self.log_path, self.engine = home, log_path, engine
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "App":
-        import httpx
-
-        env = dict(os.environ, CCR_HOME=str(self.home.data), CCR_AUTODEMO="0",
-                   CCR_ENGINE="1" if self.engine else "0", PYTHONUNBUFFERED="1")
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
-                 "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-                 "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
-
-        def healthy() -> bool:
-            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-            try:
-                return httpx.get(f"{self.url}/_stcore/health", timeout=2).text == "ok"
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, 120, 0.3, "the app to answer /_stcore/health")
+        self.proc = start_app(self.home, self.port, self.log_path, engine=self.engine, new_session=True)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -445,7 +411,7 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
 
         # 8. Deploy: start the API server, call it with its key.
         b.open(app, "deploy", "Deploy")
-        port = _free_port()
+        port = free_port()
         b.fill("Port", port, enter=False)
         b.page.get_by_role("button", name="Start server").click()
         b.settle()

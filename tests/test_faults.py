@@ -15,7 +15,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +29,8 @@ from engine.paths import CONFIGS, REPO
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher_server import FakeTeacher  # noqa: E402
-from test_jobs import _alive, wait_for  # noqa: E402
+from helpers import free_port, start_app, wait_for  # noqa: E402
+from test_jobs import _alive  # noqa: E402
 from test_train import TINY_OVERRIDES, tiny_home, tiny_model  # noqa: E402,F401  (fixtures)
 
 # ---------------------------------------------------------------------------------------------
@@ -180,12 +180,6 @@ def test_generation_child_sigkilled_at_random_points_under_the_worker(demo_home,
 # ---------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class App:
     """The real Streamlit app (`streamlit run app.py`) in its own process.
 
@@ -197,27 +191,11 @@ class App:
     """
 
     def __init__(self, home, log_path: Path):
-        self.home, self.log_path, self.port = home, log_path, _free_port()
+        self.home, self.log_path, self.port = home, log_path, free_port()
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "App":
-        env = dict(os.environ, CCR_HOME=str(self.home.data), CCR_AUTODEMO="0", CCR_ENGINE="1",
-                   PYTHONUNBUFFERED="1")
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
-                 "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-                 "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        import httpx
-
-        def healthy() -> bool:
-            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-            try:
-                return httpx.get(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=2).text == "ok"
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, timeout=120, interval=0.2)
+        self.proc = start_app(self.home, self.port, self.log_path)
         return self
 
     def open_session_until(self, predicate, timeout: float = 120.0):

@@ -13,15 +13,10 @@ import pytest
 from engine import jobs, store
 from engine.paths import REPO
 
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import wait_for  # noqa: E402
 
-def wait_for(predicate, timeout=60.0, interval=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
+
 
 
 @pytest.fixture(scope="module")

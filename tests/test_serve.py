@@ -16,6 +16,7 @@ from collections import Counter
 import httpx
 import openai
 import pytest
+from helpers import serve_url
 from phase3_fakes import FakeGenerator
 
 from engine import serve
@@ -229,17 +230,8 @@ def test_ccr_serve_in_the_foreground(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--api-key", KEY,
                              "--default-max-tokens", "4"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    url, seen = None, []
     try:
-        deadline = time.time() + 180
-        while url is None and time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-            seen.append(line)
-            if "OpenAI-compatible API at " in line:
-                url = line.split("API at ", 1)[1].split()[0]
-        assert url, "".join(seen)
+        url = serve_url(proc, 180)
         c = openai.OpenAI(base_url=url, api_key=KEY, max_retries=0, timeout=120)
         reply = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
         assert reply.choices[0].message.content
