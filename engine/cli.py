@@ -708,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="run name (default demo-seedN)")
     p.add_argument("--train-override", action="append", metavar="KEY=VALUE",
                    help="override a training setting of configs/smollm2_cpu.yaml (repeatable)")
-    p.add_argument("--report", help="report path (default HOME/reports/demo-seedN.json)")
+    p.add_argument("--report", help="report path (default HOME/reports/RUN.json)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="serve a model over an OpenAI-compatible chat API (foreground; Ctrl-C stops)",

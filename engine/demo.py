@@ -134,7 +134,7 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
 
     # 5. evaluate base and tuned
     t = stage("evaluate base vs tuned on the test split")
-    report = report or str(home.data / "reports" / f"demo-seed{seed}.json")
+    report = report or str(home.data / "reports" / f"{run}.json")  # one report per run: a second run keeps the first
     job = _run(home, "eval", {"model": f"run:{run}", "base": DEFAULT_MODEL, "dataset": dataset, "split": "test",
                               "limit": eval_limit, "max_new_tokens": max_new_tokens, "batch_size": eval_batch_size,
                               "report": report},
