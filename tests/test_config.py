@@ -78,3 +78,13 @@ def test_yaml_tags_are_not_executed(tmp_path):
     path.write_text("lr: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(Outer, path)
+
+
+def test_the_demo_training_settings_load_on_the_cpu_preset():
+    # `ccr demo` applies these to configs/smollm2_cpu.yaml; a renamed field or a bad value would
+    # only surface an hour into the demo, after the chains are generated.
+    from engine import demo
+
+    cfg = load_config(config.TrainConfig, CONFIGS / "smollm2_cpu.yaml", list(demo.TRAIN_OVERRIDES))
+    assert (cfg.max_length, cfg.gradient_checkpointing, cfg.epochs) == (1280, True, 3)
+    assert (cfg.learning_rate, cfg.batch_size * cfg.gradient_accumulation_steps) == (1e-3, 4)
