@@ -269,6 +269,9 @@ def run_inline(home: Home | str | None, kind: str, config: dict, title: str | No
     """
     home = resolve_home(home).ensure()
     db = store.connect(home)
+    # A command killed earlier (kill -9, a reboot) left its job 'running'; with no app open,
+    # nothing else would ever say it stopped.
+    store.recover_stale_jobs(db, STALE_AFTER_S, RESUMABLE)
     job_id = store.enqueue_job(db, kind, config, title=title)
     job = store.claim_job(db, worker=f"{socket.gethostname()}:{os.getpid()}:inline", job_id=job_id)
     store.set_job_pid(db, job_id, os.getpid())

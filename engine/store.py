@@ -479,19 +479,29 @@ def requeue_job(db: Database, job_id: int) -> bool:
 def recover_stale_jobs(db: Database, stale_after_s: float, resumable_kinds: Iterable[str]) -> list[int]:
     """Jobs marked running whose worker stopped beating: requeue resumable ones, fail the rest.
 
-    Called when a worker starts and periodically: a killed app or worker leaves its job in
-    'running' with an old heartbeat.
+    Called when a worker starts, periodically, and when a ``ccr`` command starts an inline job:
+    a killed app, worker or command leaves its job in 'running' with an old heartbeat.
+
+    A job a ``ccr`` command ran in its own process (worker ``host:pid:inline``) becomes
+    'interrupted', never queued. Why: the command is how its user continues (``ccr demo`` says
+    "run it again"); a worker picking it up as well would run the same stage twice at once, two
+    trainers writing one run folder.
     """
     resumable = set(resumable_kinds)
     cutoff = now() - stale_after_s
     touched = []
     with immediate(db):
         rows = db.execute(
-            "SELECT id, kind, runs FROM jobs WHERE status IN ('running', 'pausing') AND COALESCE(heartbeat, 0) < ?",
+            "SELECT id, kind, runs, worker FROM jobs WHERE status IN ('running', 'pausing') "
+            "AND COALESCE(heartbeat, 0) < ?",
             [cutoff],
         ).fetchall()
-        for job_id, kind, runs in rows:
-            if kind in resumable and runs < 5:
+        for job_id, kind, runs, worker in rows:
+            if (worker or "").endswith(":inline"):
+                db.execute("UPDATE jobs SET status = 'interrupted', pid = NULL, finished_at = ?, "
+                           "error = 'the ccr command running it stopped (killed, or the machine went down); "
+                           "run the command again to continue' WHERE id = ?", [now(), job_id])
+            elif kind in resumable and runs < 5:
                 db.execute("UPDATE jobs SET status = 'queued', pid = NULL, worker = NULL, "
                            "error = 'worker stopped; resumed' WHERE id = ?", [job_id])
             else:

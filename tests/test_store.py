@@ -109,6 +109,28 @@ def test_stale_running_jobs_are_recovered(home):
     assert failed["status"] == "failed" and "worker stopped" in failed["error"]
 
 
+def test_a_killed_ccr_commands_job_is_interrupted_not_queued(home):
+    """A job run inline by a ``ccr`` command that was killed: its user reruns the command, so a
+    worker must not start it too (two trainers on one run folder); ``run_inline`` recovers it."""
+    from engine import jobs
+
+    db = store.connect(home)
+    dead = store.enqueue_job(db, "train", {})
+    store.claim_job(db, "host:4242:inline", job_id=dead)
+    db.execute("UPDATE jobs SET heartbeat = 0")
+    assert store.recover_stale_jobs(db, 30, resumable_kinds={"train"}) == [dead]
+    job = store.get_job(db, dead)
+    assert job["status"] == "interrupted" and "run the command again" in job["error"]
+
+    # With no app open, the next command is what notices.
+    again = store.enqueue_job(db, "train", {})
+    store.claim_job(db, "host:4243:inline", job_id=again)
+    db.execute("UPDATE jobs SET heartbeat = 0 WHERE id = ?", [again])
+    done = jobs.run_inline(home, "synth", {"preset": "demo", "seed": 7}, echo=False)
+    assert done["status"] == "succeeded"
+    assert store.get_job(db, again)["status"] == "interrupted"
+
+
 def test_cancel_queued_and_running(home):
     db = store.connect(home)
     queued = store.enqueue_job(db, "synth", {})
