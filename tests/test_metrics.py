@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
 from engine import metrics as M
@@ -90,7 +93,9 @@ def test_coaching_micro_precision_recall_set_based():
     assert m["f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5), abs=1e-4)
     assert m["exact_set_accuracy"] == 0.5
     assert m["parse_rate"] == 0.75
-    assert m["per_behaviour"]["empathy"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+    # 1 of 1 right: Wilson [n / (n + z^2), 1] = [1 / 4.8415, 1]
+    assert m["per_behaviour"]["empathy"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1,
+                                             "precision_ci": [0.2065, 1.0], "recall_ci": [0.2065, 1.0]}
 
 
 def test_structure_compliance():
@@ -139,3 +144,162 @@ def test_deltas_know_lower_is_better_for_errors():
     assert d["csat.mae"]["better"] is True and d["csat.mae"]["delta"] == -0.4
     assert d["csat.exact_accuracy"]["better"] is False
     assert d["churn.accuracy"]["delta"] == 0.0 and d["churn.accuracy"]["better"] is False
+
+
+# ---------------------------------------------------------------------------------------------
+# Intervals and paired tests
+# ---------------------------------------------------------------------------------------------
+
+Z = 1.959963984540054
+
+
+def test_wilson_against_hand_computed_values():
+    # 0/5: lower bound 0, upper z^2 / (n + z^2) = 3.8415 / 8.8415 = 0.43448
+    assert M.wilson(0, 5) == (0.0, 0.4345)
+    # 5/5: lower n / (n + z^2) = 5 / 8.8415 = 0.56552, upper 1
+    assert M.wilson(5, 5) == (0.5655, 1.0)
+    # 3/10: centre (0.3 + 0.19207) / 1.38415 = 0.35551; half-width 1.96 * sqrt(0.021 + 0.0096037) / 1.38415 = 0.24772
+    assert M.wilson(3, 10) == (0.1078, 0.6032)
+    lo, hi = M.wilson(3, 10)
+    assert lo == pytest.approx(0.35551 - 0.24772, abs=1e-4) and hi == pytest.approx(0.35551 + 0.24772, abs=1e-4)
+    assert M.wilson(0, 0) == (0.0, 1.0)  # nothing measured: no information
+
+
+def test_wilson_narrows_with_n_and_always_holds_the_rate():
+    for n in (1, 5, 10, 50, 400):
+        for k in range(0, n + 1, max(1, n // 7)):
+            lo, hi = M.wilson(k, n)
+            assert 0.0 <= lo <= k / n <= hi <= 1.0
+    widths = [M.wilson(n // 2, n)[1] - M.wilson(n // 2, n)[0] for n in (10, 40, 160, 640)]
+    assert widths == sorted(widths, reverse=True)
+    assert widths[-1] < 0.08 < 0.5 < widths[0] + 0.5
+
+
+def test_exact_mcnemar_against_the_binomial():
+    assert M.mcnemar_exact(0, 6) == 0.03125  # 2 * (1/2)^6
+    assert M.mcnemar_exact(6, 0) == 0.03125  # two-sided: symmetric
+    assert M.mcnemar_exact(0, 5) == 0.0625  # 5 discordant pairs can never reach p < 0.05
+    assert M.mcnemar_exact(1, 5) == pytest.approx(2 * (1 + 6) / 64)  # 2 * P(X <= 1), X ~ Bin(6, 1/2)
+    assert M.mcnemar_exact(3, 3) == 1.0 and M.mcnemar_exact(0, 0) == 1.0
+    assert M.mcnemar_exact(10, 30) == pytest.approx(
+        min(1.0, 2 * sum(math.comb(40, i) for i in range(11)) / 2 ** 40))
+    assert M.mcnemar_exact(10, 30) < 0.05 < M.mcnemar_exact(15, 25)
+
+
+def test_bootstrap_is_deterministic_with_its_seed_and_covers_the_mean():
+    rng = random.Random(7)
+    values = [rng.uniform(0, 4) for _ in range(40)]
+    a = M.bootstrap_ci(values, M._mean)
+    assert a == M.bootstrap_ci(values, M._mean) == M.bootstrap_ci(list(values), M._mean, seed=M.BOOTSTRAP_SEED)
+    assert a != M.bootstrap_ci(values, M._mean, seed=1)  # the seed is what fixes it
+    mean = sum(values) / len(values)
+    assert a[0] < mean < a[1]
+    # The percentile interval of a mean is close to mean +- 1.96 * sd / sqrt(n).
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    assert (a[1] - a[0]) == pytest.approx(2 * Z * sd / len(values) ** 0.5, rel=0.2)
+    # Other figures computed first do not move it: each call has its own generator.
+    M.intervals([{"task": "csat", "labels": {"csat": 3}, "parsed": {"csat": 1}, "score": 50.0}] * 5)
+    assert M.bootstrap_ci(values, M._mean) == a
+
+
+def test_paired_bootstrap_finds_a_consistent_shift_and_not_noise():
+    rng = random.Random(3)
+    base = [rng.uniform(0, 3) for _ in range(60)]
+    shifted = [b - 1.0 + rng.uniform(-0.2, 0.2) for b in base]  # every error 1 lower
+    r = M.paired_bootstrap(base, shifted, M._mean)
+    assert r["p_value"] < 0.01 and r["delta_ci"][1] < 0 and r["resamples"] == M.BOOTSTRAP_RESAMPLES
+    assert r == M.paired_bootstrap(base, shifted, M._mean)
+    noise = [b + rng.uniform(-1, 1) for b in base]
+    assert M.paired_bootstrap(base, noise, M._mean)["p_value"] > 0.05
+    same = M.paired_bootstrap(base, list(base), M._mean)
+    assert same["delta"] == 0 and same["p_value"] == 1.0 and same["delta_ci"] == [0.0, 0.0]
+
+
+def _rows(seed: int, n_per_task: int = 20) -> list[dict]:
+    """Prediction rows over all six tasks with some unparsed answers and some wrong ones."""
+    from engine import tasks
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n_per_task):
+        labels = {"csat": rng.randint(1, 5), "quality": rng.randint(20, 100), "churn": rng.choice(tasks.CHURN_LEVELS),
+                  "sentiment": rng.choice(tasks.SENTIMENTS), "sentiment_trajectory": rng.choice(tasks.TRAJECTORIES),
+                  "root_cause": rng.choice(tasks.ROOT_CAUSES),
+                  "coaching": rng.sample(["empathy", "ownership", "call_closing"], rng.randint(0, 2))}
+        guess = {"csat": rng.randint(1, 5), "quality": rng.randint(0, 100), "churn": rng.choice(tasks.CHURN_LEVELS),
+                 "sentiment": rng.choice(tasks.SENTIMENTS), "sentiment_trajectory": rng.choice(tasks.TRAJECTORIES),
+                 "root_cause": rng.choice(tasks.ROOT_CAUSES), "coaching": rng.sample(["empathy", "ownership"], 1)}
+        for task in tasks.TASKS:
+            keys = tasks.TASK_KEYS[task]
+            lab = {k: labels[k] for k in keys}
+            roll = rng.random()
+            parsed = None if roll < 0.15 else dict(lab) if roll < 0.5 else {k: guess[k] for k in keys}
+            text = "" if roll < 0.3 else render_chain({n: "x" for n in range(1, 6)}, {}, {}, "CSAT: 4/5")
+            rows.append({"key": f"{task}-{i}", "task": task, "labels": lab, "parsed": parsed,
+                         "score": round(rng.uniform(0, 100), 1), "structure": M.structure_of(text),
+                         "finish_reason": "length" if roll > 0.9 else "stop"})
+    return rows
+
+
+def test_every_headline_figure_has_an_interval_that_agrees_with_it():
+    rows = _rows(1)
+    m = M.evaluate_predictions(rows)
+    h = M.headline(m)
+    iv = m["intervals"]
+    assert set(h) <= set(iv), set(h) - set(iv)
+    for key, value in h.items():
+        e = iv[key]
+        assert e["value"] == pytest.approx(value, abs=0.006), key  # quality_score.mean is rounded to 2 places
+        assert e["ci"][0] <= e["value"] <= e["ci"][1], key
+        assert e["method"] == ("bootstrap" if key.endswith(("mae", "mean", "f1", "precision", "recall"))
+                               else "wilson"), key
+    assert iv["csat.exact_accuracy"]["n"] == 20 and iv["overall.accuracy"]["n"] == 120
+    assert iv["csat.mae"]["n"] == m["tasks"]["csat"]["mae_n"]  # MAE is over the parsed answers
+    assert iv["sentiment.trajectory.accuracy"]["value"] == m["tasks"]["sentiment"]["trajectory"]["accuracy"]
+    assert iv["generation.truncated_rate"]["n"] == 120
+    assert iv["csat.macro_f1"]["value"] == m["tasks"]["csat"]["macro_f1"]
+    assert M.intervals(rows) == iv  # deterministic
+
+
+def test_paired_tests_pair_by_example_id_and_count_discordant_pairs():
+    base = [{"key": f"k{i}", "task": "churn", "labels": {"churn": "low"},
+             "parsed": {"churn": "low" if i < 3 else "high"}} for i in range(10)]
+    # tuned: right on k3..k9 (7 newly right), wrong on k0 (1 newly wrong); shuffled, plus one unpaired row
+    tuned = [{**r, "parsed": {"churn": "high" if r["key"] == "k0" else "low"}} for r in base]
+    random.Random(0).shuffle(tuned)
+    tuned.append({"key": "only-tuned", "task": "churn", "labels": {"churn": "low"}, "parsed": {"churn": "low"}})
+    t = M.paired_tests(base, tuned)["churn.accuracy"]
+    assert t["n"] == 10 and t["discordant"] == {"base_only": 1, "tuned_only": 7}
+    assert t["p_value"] == pytest.approx(2 * (1 + 8) / 256) and t["significant"] is False  # 0.0703
+    assert t["verdict"].startswith("not significant (p=0.0703): n=10 per task; a rate moves in steps of 0.1")
+    f1 = M.paired_tests(base, tuned)["churn.macro_f1"]
+    assert f1["test"] == "paired_bootstrap" and f1["n"] == 10 and f1["delta_ci"][0] <= f1["delta_ci"][1]
+
+
+def test_five_examples_per_task_are_never_called_significant():
+    base = [{"key": str(i), "task": "csat", "labels": {"csat": 4}, "parsed": {"csat": 1}} for i in range(5)]
+    tuned = [{**r, "parsed": {"csat": 4}} for r in base]  # 0/5 -> 5/5, the best a model can do
+    t = M.compare(base, tuned, {"csat.exact_accuracy": 0.0}, {"csat.exact_accuracy": 1.0})["csat.exact_accuracy"]
+    assert t["delta"] == 1.0 and t["better"] is True
+    assert t["p_value"] == 0.0625 and t["significant"] is False
+    assert t["verdict"] == ("not significant (p=0.0625): n=5 per task; a rate moves in steps of 0.2 "
+                            "and no difference can be significant at this n")
+    warning = M.small_sample_warning(M.evaluate_predictions(tuned))
+    assert "5 examples for csat" in warning and "steps of 0.2" in warning and "cannot be significant" in warning
+    six = [{**r, "key": f"{r['key']}b"} for r in base[:1]]
+    t6 = M.paired_tests(base + six, [{**r, "parsed": {"csat": 4}} for r in base + six])["csat.exact_accuracy"]
+    assert t6["p_value"] == 0.03125 and t6["significant"] is True
+    assert t6["verdict"] == "significant at 95% (p=0.0312, n=6)"
+
+
+def test_a_delta_without_shared_examples_says_it_was_not_tested():
+    base = [{"key": "a", "task": "csat", "labels": {"csat": 4}, "parsed": {"csat": 4}}]
+    tuned = [{"key": "b", "task": "csat", "labels": {"csat": 4}, "parsed": {"csat": 4}}]
+    d = M.compare(base, tuned, {"csat.exact_accuracy": 1.0}, {"csat.exact_accuracy": 1.0})["csat.exact_accuracy"]
+    assert d["significant"] is False and d["p_value"] is None and d["verdict"].startswith("not tested")
+
+
+def test_format_figure_shows_the_interval_and_n():
+    assert M.format_figure(M.interval(M.FIGURES["overall.accuracy"], [True] * 4 + [False] * 6)) == \
+        "0.40 [0.17, 0.69], n=10"
+    assert M.format_figure(None, None) == "n/a"
