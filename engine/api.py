@@ -325,13 +325,57 @@ def eval_disagreements(base_id: int, tuned_id: int, limit: int = 50) -> list[dic
     return evaluate.disagreements(evaluate.predictions(conn, base_id), evaluate.predictions(conn, tuned_id), limit)
 
 
-def eval_deltas(base_id: int, tuned_id: int) -> dict:
+def eval_deltas(base_id: int, tuned_id: int, keys: list[str] | None = None) -> dict:
+    """Headline deltas of tuned against base (or only ``keys``), each with its paired test
+    (p-value, significant, verdict)."""
+    from engine import evaluate
+
+    try:
+        return evaluate.comparison(db(), base_id, tuned_id, keys)
+    except ValueError:
+        return {}
+
+
+def eval_pair(model_a: str, model_b: str) -> tuple[dict, dict] | None:
+    """The newest finished base-vs-tuned evaluation of these two models (either way round), as
+    (base evaluation, tuned evaluation) rows of ``evaluations()``, or None."""
+    rows = evaluations()
+    by_id = {r["id"]: r for r in rows}
+    for r in rows:
+        base = by_id.get(r["compare_to"])
+        if r["metrics"] and base and base["metrics"] and {r["model"], base["model"]} == {model_a, model_b}:
+            return base, r
+    return None
+
+
+def eval_intervals(evaluation_id: int) -> dict:
+    """An evaluation's figures with their 95% intervals and n (``metrics.intervals``)."""
+    from engine import evaluate
+
+    try:
+        return evaluate.intervals_of(db(), evaluation_id)
+    except ValueError:
+        return {}
+
+
+def format_figure(entry: dict | None, value=None) -> str:
+    """``0.40 [0.17, 0.69], n=10`` (the one formatter, shared with the report and the CLI)."""
     from engine import metrics as M
 
-    a, b = evaluation(base_id), evaluation(tuned_id)
-    if not a or not b or not a["metrics"] or not b["metrics"]:
-        return {}
-    return M.deltas(M.headline(a["metrics"]), M.headline(b["metrics"]))
+    return M.format_figure(entry, value)
+
+
+def format_p(test: dict) -> str:
+    """A paired test's p-value for a table: ``0.0312``, ``<0.0005``, ``n/a``."""
+    from engine import metrics as M
+
+    return M.format_p(test).lstrip("=")
+
+
+def small_sample_warning(metrics: dict | None) -> str | None:
+    from engine import metrics as M
+
+    return M.small_sample_warning(metrics)
 
 
 def start_eval(model: str, base: str | None = None, data: str | None = None, dataset: str | None = None,

@@ -244,17 +244,34 @@ def cmd_eval(args) -> int:
             return 2
         return _job_exit(job)
     r = job["result"]
-    names = list(r["headline"])
-    rows = []
-    for key in dict.fromkeys(k for h in r["headline"].values() for k in h):
-        row = {"metric": key, **{n: r["headline"][n].get(key, "") for n in names}}
-        if r.get("comparison"):
-            d = r["comparison"]["deltas"].get(key)
-            row["delta"] = f"{d['delta']:+.4g}" if d else ""
-        rows.append(row)
-    _print_table(rows, ["metric"] + names + (["delta"] if r.get("comparison") else []))
+    _print_eval_table(r)
     print(f"{r['n_examples']} examples; report: {r['report']} and {r['html']}")
     return 0
+
+
+def _print_eval_table(r: dict) -> None:
+    """Each figure as ``value [95% interval], n``; with a base, the delta, its paired test's p and verdict."""
+    from engine.metrics import format_figure, format_p
+
+    names = list(r["headline"])
+    intervals = r.get("intervals") or {}
+    comp = r.get("comparison")
+    rows = []
+    for key in dict.fromkeys(k for h in r["headline"].values() for k in h):
+        row = {"metric": key, **{n: format_figure((intervals.get(n) or {}).get(key), r["headline"][n].get(key))
+                                 for n in names}}
+        if comp:
+            d = comp["deltas"].get(key)
+            if d:
+                row["delta"] = f"{d['delta']:+.4g}"
+                row["p"] = format_p(d).lstrip("=")
+                row["paired test at 95%"] = d.get("verdict", "")
+        rows.append(row)
+    _print_table(rows, ["metric"] + names + (["delta", "p", "paired test at 95%"] if comp else []))
+    print("value [95% interval], n: Wilson for rates, bootstrap for MAE/means/F1; deltas: exact McNemar or "
+          "paired bootstrap (docs/evaluation.md)")
+    if r.get("small_sample_warning"):
+        print(f"warning: {r['small_sample_warning']}")
 
 
 def cmd_infer(args) -> int:

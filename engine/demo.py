@@ -144,7 +144,8 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
     result = job["result"]
     summary = {"dataset": dataset, "run": run, "stages": stages, "report": result["report"], "html": result["html"],
                "n_test_examples": result["n_examples"], "chains": {s: exported[s]["lines"] for s in ("train", "validation")},
-               "headline": result["headline"], "comparison": result["comparison"]}
+               "headline": result["headline"], "comparison": result["comparison"],
+               "small_sample_warning": result.get("small_sample_warning")}
     with atomic_write(Path(report).with_name(Path(report).stem + "-summary.json")) as fh:
         json.dump(summary, fh, indent=2)
     return summary
@@ -157,11 +158,13 @@ def format_summary(summary: dict) -> str:
     keys = ("structure.compliance_rate", "structure.all_sections_rate", "quality_score.mean",
             "csat.within_one_accuracy", "csat.exact_accuracy", "churn.accuracy", "overall.accuracy",
             "overall.parse_rate")
-    lines = [f"{'metric':30s} {'base':>8s} {'tuned':>8s} {'delta':>8s}"]
+    lines = [f"{'metric':30s} {'base':>8s} {'tuned':>8s} {'delta':>8s}  paired test at 95%"]
     for k in keys:
         d = deltas.get(k)
         if d:
-            lines.append(f"{k:30s} {d['base']:8.3f} {d['tuned']:8.3f} {d['delta']:+8.3f}")
+            lines.append(f"{k:30s} {d['base']:8.3f} {d['tuned']:8.3f} {d['delta']:+8.3f}  {d.get('verdict', '')}")
+    if summary.get("small_sample_warning"):
+        lines.append(f"warning: {summary['small_sample_warning']}")
     s = summary["stages"]
     lines.append("time: " + ", ".join(f"{k[:-2]} {v / 60:.1f} min" for k, v in s.items()))
     lines.append(f"report: {summary['report']} and {summary['html']}")

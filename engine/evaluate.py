@@ -264,10 +264,17 @@ def predictions(db, evaluation_id: int, keys: list[str] | None = None) -> list[d
     return out
 
 
+def metric_rows(rows: list[dict]) -> list[dict]:
+    """``predictions()`` rows as ``metrics.evaluate_predictions`` reads them; ``key`` pairs two
+    models' answers to the same example in the paired tests."""
+    return [{"key": r["example_key"], "task": r["task"], "labels": r["labels"], "parsed": r["parsed"],
+             "score": r["score"], "structure": r["structure"], "criteria": r.get("criteria"),
+             "finish_reason": r.get("finish_reason")} for r in rows]
+
+
 def compute_metrics(db, evaluation_id: int, keys: list[str] | None = None) -> dict:
     rows = predictions(db, evaluation_id, keys)
-    m = M.evaluate_predictions([{"task": r["task"], "labels": r["labels"], "parsed": r["parsed"],
-                                 "score": r["score"], "structure": r["structure"]} for r in rows])
+    m = M.evaluate_predictions(metric_rows(rows))
     tokens = [r["completion_tokens"] for r in rows if r.get("completion_tokens") is not None]
     m["generation"] = {
         "mean_completion_tokens": round(sum(tokens) / len(tokens), 1) if tokens else None,
@@ -294,6 +301,26 @@ def evaluation_row(db, evaluation_id: int) -> dict:
     return r
 
 
+def intervals_of(db, evaluation_id: int, metrics: dict | None = None) -> dict:
+    """An evaluation's figures with their 95% intervals: stored with its metrics, or computed from
+    its stored predictions for an evaluation finished before intervals were recorded."""
+    if metrics is None:
+        metrics = evaluation_row(db, evaluation_id)["metrics"] or {}
+    if metrics.get("intervals") is not None:
+        return metrics["intervals"]
+    return M.intervals(metric_rows(predictions(db, evaluation_id)))
+
+
+def comparison(db, base_id: int, tuned_id: int, keys: list[str] | None = None) -> dict:
+    """Headline deltas of tuned against base (or only ``keys``), each with its paired test over the
+    shared examples."""
+    a, b = evaluation_row(db, base_id), evaluation_row(db, tuned_id)
+    if not a["metrics"] or not b["metrics"]:
+        return {}
+    return M.compare(metric_rows(predictions(db, base_id)), metric_rows(predictions(db, tuned_id)),
+                     M.headline(a["metrics"]), M.headline(b["metrics"]), keys)
+
+
 def disagreements(a: list[dict], b: list[dict], limit: int = 20) -> list[dict]:
     """Examples where two models' answers differ in correctness (first) or in parsed labels.
 
@@ -318,21 +345,40 @@ def _side(r: dict) -> dict:
     return {"output": r["output"], "parsed": r["parsed"], "correct": r["correct"], "score": r["score"]}
 
 
+# How the report's figures are to be read; written into every report so a JSON reader need not
+# know this code. docs/evaluation.md explains each line.
+STATISTICS = {
+    "confidence": 0.95,
+    "proportions": "Wilson score interval",
+    "means_mae_f1": f"percentile bootstrap, {M.BOOTSTRAP_RESAMPLES} resamples, seed {M.BOOTSTRAP_SEED}",
+    "paired_proportions": "exact McNemar test (binomial on the discordant pairs), two-sided",
+    "paired_other": f"paired bootstrap, {M.BOOTSTRAP_RESAMPLES} resamples, seed {M.BOOTSTRAP_SEED}, two-sided",
+    "significant": f"p < {M.ALPHA}",
+    "pairing": "by example id; examples only one model answered are left out of the test",
+}
+
+
 def build_report(db, evaluation_ids: list[int], roles: list[str], source: str, n_examples: int,
                  examples_in_report: int = 20) -> dict:
     """The report as a dict; with two evaluations the first is the base and the second the tuned."""
     models = []
     for eid, role in zip(evaluation_ids, roles):
         ev = evaluation_row(db, eid)
-        models.append({"evaluation_id": eid, "model": ev["model"], "role": role, "metrics": ev["metrics"],
-                       "headline": M.headline(ev["metrics"]) if ev["metrics"] else {}})
+        metrics = ev["metrics"]
+        if metrics is not None and metrics.get("intervals") is None:
+            metrics["intervals"] = intervals_of(db, eid, metrics)
+        models.append({"evaluation_id": eid, "model": ev["model"], "role": role, "metrics": metrics,
+                       "headline": M.headline(metrics) if metrics else {}})
+    last = models[-1]["metrics"] if models else None
     report = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "data": source, "n_examples": n_examples,
-              "models": models, "headline": {m["model"]: m["headline"] for m in models}, "comparison": None,
-              "examples": []}
+              "models": models, "headline": {m["model"]: m["headline"] for m in models},
+              "intervals": {m["model"]: (m["metrics"] or {}).get("intervals", {}) for m in models},
+              "statistics": STATISTICS, "sample_sizes": M.sample_sizes(last or {}),
+              "small_sample_warning": M.small_sample_warning(last), "comparison": None, "examples": []}
     if len(models) == 2:
         base, tuned = models
         report["comparison"] = {"base": base["model"], "tuned": tuned["model"],
-                                "deltas": M.deltas(base["headline"], tuned["headline"])}
+                                "deltas": comparison(db, base["evaluation_id"], tuned["evaluation_id"])}
         report["examples"] = disagreements(predictions(db, base["evaluation_id"]),
                                            predictions(db, tuned["evaluation_id"]), examples_in_report)
     elif models:
@@ -364,7 +410,8 @@ text-align:right}th{background:#f3f4f6}td.l,th.l{text-align:left}.better{color:#
 .worse{color:#b91c1c;font-weight:600}.muted{color:#6b7280}pre{white-space:pre-wrap;background:#f9fafb;border:1px solid
 #e5e7eb;padding:.6rem;font-size:.8rem;max-height:24rem;overflow:auto}.pair{display:grid;grid-template-columns:1fr 1fr;
 gap:1rem}.card{border:1px solid #e5e7eb;border-radius:6px;padding:.8rem;margin-bottom:1rem}.grid{display:flex;
-flex-wrap:wrap;gap:1.5rem}.ok{color:#047857}.bad{color:#b91c1c}
+flex-wrap:wrap;gap:1.5rem}.ok{color:#047857}.bad{color:#b91c1c}.warn{background:#fef3c7;border:1px solid #f59e0b;
+padding:.6rem;border-radius:6px}
 """
 _COLORS = ("#6b7280", "#2563eb", "#059669", "#d97706")
 
@@ -381,6 +428,16 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _figure(m: dict, key: str, value) -> str:
+    """A figure's table cell: the value, and under it its 95% interval and n when it has one."""
+    entry = ((m.get("metrics") or {}).get("intervals") or {}).get(key)
+    if not entry:
+        return f"<td>{_e(_fmt(value))}</td>"
+    ci = entry.get("ci")
+    ci_txt = f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "[n/a]"
+    return f"<td>{_e(_fmt(value))}<br><span class=muted>{_e(ci_txt)} n={_e(entry['n'])}</span></td>"
+
+
 def _headline_table(report: dict) -> str:
     models = report["models"]
     keys = list(dict.fromkeys(k for m in models for k in m["headline"]))
@@ -388,14 +445,29 @@ def _headline_table(report: dict) -> str:
     head = "".join(f"<th>{_e(m['model'])}<br><span class=muted>{_e(m['role'])}</span></th>" for m in models)
     rows = []
     for k in keys:
-        cells = "".join(f"<td>{_e(_fmt(m['headline'].get(k)))}</td>" for m in models)
+        cells = "".join(_figure(m, k, m["headline"].get(k)) for m in models)
         if deltas:
             d = deltas.get(k)
-            cells += (f"<td class={'better' if d['better'] else ('worse' if d['delta'] else '')}>"
-                      f"{d['delta']:+.4g}</td>") if d else "<td class=muted>n/a</td>"
+            if d:
+                # Colour only a significant difference: an insignificant one must not look like a result.
+                cls = ("better" if d["better"] else "worse") if d.get("significant") and d["delta"] else "muted"
+                cells += (f"<td class={cls}>{d['delta']:+.4g}</td><td>{_e(M.format_p(d).lstrip('='))}</td>"
+                          f"<td class='l {'' if d.get('significant') else 'muted'}'>{_e(d.get('verdict', ''))}</td>")
+            else:
+                cells += "<td class=muted>n/a</td><td></td><td></td>"
         rows.append(f"<tr><td class=l>{_e(k)}</td>{cells}</tr>")
-    dhead = "<th>delta (tuned - base)</th>" if deltas else ""
+    dhead = ("<th>delta (tuned - base)</th><th>p</th><th class=l>paired test at 95%</th>" if deltas else "")
     return f"<table><tr><th class=l>metric</th>{head}{dhead}</tr>{''.join(rows)}</table>"
+
+
+def _statistics_note(report: dict) -> str:
+    warn = report.get("small_sample_warning")
+    note = ("<p class=muted>Under each figure: its 95% interval [low, high] and n, the examples it is measured "
+            "on. Proportions: Wilson score interval; MAE, mean score and F1: percentile bootstrap "
+            f"({M.BOOTSTRAP_RESAMPLES} resamples, seed {M.BOOTSTRAP_SEED}). Base vs tuned: exact McNemar test on "
+            "the examples one model got right and the other wrong; paired bootstrap for MAE, F1 and means. "
+            f"Significant means p &lt; {M.ALPHA}; only significant deltas are coloured.</p>")
+    return (f"<p class=warn>{_e(warn)}</p>" if warn else "") + note
 
 
 def _confusion_table(title: str, conf: dict) -> str:
@@ -448,7 +520,8 @@ def _task_section(models: list[dict]) -> str:
         out.append(f"<h3>{_e(tasks.TASK_TITLES[task])}</h3>")
         scalar_keys = [k for k, v in present[0][1].items() if not isinstance(v, dict)]
         head = "".join(f"<th>{_e(m['model'])}</th>" for m, _ in present)
-        rows = "".join(f"<tr><td class=l>{_e(k)}</td>" + "".join(f"<td>{_e(_fmt(t.get(k)))}</td>" for _, t in present)
+        rows = "".join(f"<tr><td class=l>{_e(k)}</td>" + "".join(_figure(m, f"{task}.{k}", t.get(k))
+                                                                  for m, t in present)
                        + "</tr>" for k in scalar_keys)
         out.append(f"<table><tr><th class=l>metric</th>{head}</tr>{rows}</table>")
         confs = [(m, t.get("confusion")) for m, t in present if t.get("confusion")]
@@ -497,7 +570,7 @@ def render_html(report: dict) -> str:
 
     def rows(section: str, keys) -> str:
         return "".join(f"<tr><td class=l>{_e(section)}.{_e(k)}</td>"
-                       + "".join(f"<td>{_e(_fmt(((m['metrics'] or {}).get(section) or {}).get(k)))}</td>"
+                       + "".join(_figure(m, f"{section}.{k}", ((m['metrics'] or {}).get(section) or {}).get(k))
                                  for m in models) + "</tr>" for k in keys)
 
     examples_title = ("Examples where the models disagree" if comp else "Examples the model got wrong")
@@ -509,7 +582,7 @@ def render_html(report: dict) -> str:
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{_e(title)}</h1><p class=muted>{_e(report['n_examples'])} examples from {_e(report['data'])} · "
         f"{_e(report['created_at'])}</p>"
-        f"<h2>Models by metric</h2>{_headline_table(report)}"
+        f"<h2>Models by metric</h2>{_statistics_note(report)}{_headline_table(report)}"
         f"<h2>Reasoning structure and quality score</h2><table><tr><th class=l>metric</th>{head}</tr>"
         f"{rows('structure', struct_keys)}{rows('quality_score', qs_keys)}</table>"
         f"<h3>Quality-score distribution</h3>{_histogram_svg(models)}"
@@ -571,8 +644,8 @@ def run_evaluation(home: Home | str | None, cfg, ctx=None, generators: dict | No
         store.finish_evaluation(db, eid, "succeeded", report_path=json_path)
     log(f"report: {json_path} and {html_path}")
     return {"evaluations": ids, "report": json_path, "html": html_path, "n_examples": len(examples),
-            "headline": report["headline"], "skipped": len(problems),
-            "comparison": report["comparison"]}
+            "headline": report["headline"], "intervals": report["intervals"], "skipped": len(problems),
+            "small_sample_warning": report["small_sample_warning"], "comparison": report["comparison"]}
 
 
 def run_eval_job(ctx, config: dict) -> dict:

@@ -118,7 +118,9 @@ def test_base_vs_tuned_report_json_and_escaped_html(demo_home, tmp_path):
     assert {"exact_accuracy", "within_one_accuracy", "mae", "parse_rate"} <= set(tuned["tasks"]["csat"])
     assert {"accuracy", "per_class", "macro_f1", "confusion"} <= set(tuned["tasks"]["churn"])
     deltas = report["comparison"]["deltas"]
-    assert deltas["structure.compliance_rate"] == {"base": 0.0, "tuned": 1.0, "delta": 1.0, "better": True}
+    compliance = deltas["structure.compliance_rate"]
+    assert {k: compliance[k] for k in ("base", "tuned", "delta", "better")} == {
+        "base": 0.0, "tuned": 1.0, "delta": 1.0, "better": True}
     assert report["examples"], "the answers differ, so there are disagreements to show"
     html = (tmp_path / "out" / "R.html").read_text()
     assert result["html"] == str(tmp_path / "out" / "R.html")
@@ -179,3 +181,68 @@ def test_ccr_eval_with_the_embedded_model(demo_home, tmp_path, embedded_generato
     job = db.execute("SELECT kind, status FROM jobs").fetchall()
     assert job == [("eval", "succeeded")]
     assert (tmp_path / "R.html").exists()
+
+
+def test_base_vs_tuned_table_carries_intervals_n_and_the_paired_verdict(demo_home, tmp_path, capsys):
+    """Six examples, one per task: the structure jump (0/6 -> 6/6) is significant by McNemar, a
+    per-task figure over one example never is, and every table says so."""
+    from engine import cli, metrics
+
+    gens = {"base-m": FakeGenerator(lambda m: "CSAT: 1/5"), "tuned-m": FakeGenerator(_chain_answer)}
+    report_path = tmp_path / "R.json"
+    result = evaluate.run_evaluation(demo_home, EvalConfig(model="tuned-m", base="base-m", limit=6,
+                                                           report=str(report_path)), generators=gens)
+    report = json.loads(report_path.read_text())
+    for m in report["models"]:
+        iv = m["metrics"]["intervals"]
+        # Every headline figure has its interval (an MAE over no parsed answer has neither).
+        assert {k for k, v in m["headline"].items() if v is not None} <= set(iv)
+        assert iv["structure.compliance_rate"]["n"] == 6 and iv["csat.within_one_accuracy"]["n"] == 1
+    tuned_iv = report["intervals"]["tuned-m"]
+    assert tuned_iv["structure.compliance_rate"] == {"value": 1.0, "ci": [0.6097, 1.0], "n": 6, "method": "wilson"}
+    deltas = report["comparison"]["deltas"]
+    compliance = deltas["structure.compliance_rate"]
+    assert compliance["test"] == "mcnemar_exact" and compliance["discordant"] == {"base_only": 0, "tuned_only": 6}
+    assert compliance["p_value"] == 0.03125 and compliance["significant"] is True
+    assert compliance["verdict"] == "significant at 95% (p=0.0312, n=6)"
+    # Paired by example id: the pairs are the 6 examples both models answered.
+    stored = evaluate.predictions(store.connect(demo_home), report["models"][1]["evaluation_id"])
+    assert compliance["n"] == len({r["example_key"] for r in stored}) == 6
+    churn = deltas["churn.accuracy"]
+    assert churn["n"] == 1 and churn["significant"] is False
+    assert churn["verdict"].startswith("not significant") and "n=1 per task" in churn["verdict"]
+    mean = deltas["quality_score.mean"]
+    assert mean["test"] == "paired_bootstrap" and mean["n"] == 6 and mean["delta_ci"][0] <= mean["delta"]
+    assert report["sample_sizes"] == {t: 1 for t in tasks.TASKS}
+    warning = report["small_sample_warning"]
+    assert "Small sample: 1 example for" in warning and "cannot be significant" in warning
+    assert report["statistics"]["significant"] == "p < 0.05"
+    # The same comparison recomputed from the stored predictions (what the page shows) is identical.
+    assert evaluate.comparison(store.connect(demo_home), *result["evaluations"]) == deltas
+
+    html = (tmp_path / "R.html").read_text()
+    assert "[0.61, 1] n=6" in html  # the tuned compliance interval under its figure
+    assert "significant at 95% (p=0.0312, n=6)" in html and "not significant" in html
+    assert "class=warn" in html and "smoke test, not a result" in html
+    assert "<th class=l>paired test at 95%</th>" in html
+
+    cli._print_eval_table(result)  # what `ccr eval --base` prints after the job
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("structure.compliance_rate"))
+    assert "0.00 [0.00, 0.39], n=6" in line and "1.00 [0.61, 1.00], n=6" in line
+    assert "+1" in line and "0.0312" in line and "significant at 95%" in line
+    assert "not significant" in next(x for x in out.splitlines() if x.startswith("churn.accuracy"))
+    assert "warning: Small sample" in out
+    assert metrics.format_figure(tuned_iv["structure.compliance_rate"]) in out
+
+
+def test_intervals_of_an_evaluation_stored_without_them_are_computed_from_its_predictions(demo_home):
+    examples, source, _ = evaluate.load_examples(demo_home, limit=6)
+    eid = evaluate.evaluate_model(demo_home, "fake-model", examples, source, EvalConfig(),
+                                  generator=FakeGenerator(_chain_answer))
+    db = store.connect(demo_home)
+    stored = evaluate.evaluation_row(db, eid)["metrics"]
+    legacy = {k: v for k, v in stored.items() if k != "intervals"}
+    store.finish_evaluation(db, eid, "succeeded", legacy)
+    assert "intervals" not in evaluate.evaluation_row(db, eid)["metrics"]
+    assert evaluate.intervals_of(db, eid) == stored["intervals"]
