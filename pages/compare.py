@@ -173,6 +173,32 @@ if result and prompt and result["key"] == (tuple(pair), prompt["ex_id"], prompt[
         st.caption("Reference labels")
         st.code(json.dumps(prompt["labels"], ensure_ascii=False), language=None)
 
+# -- what the evaluation says: one call is an anecdote, not a result ------------------------------
+EVIDENCE_KEYS = ["overall.accuracy", "structure.compliance_rate"]
+st.divider()
+evidence = api.eval_pair(model_a, model_b)
+if evidence is None:
+    st.caption("One call shows how two models answer, not which one is better. No base-vs-tuned evaluation of "
+               "these two models yet: run one on the Evaluate page before drawing a conclusion.")
+else:
+    ev_base, ev_tuned = evidence
+    st.caption(f"One call shows how two models answer, not which one is better. Evaluation #{ev_tuned['id']} "
+               f"({ev_tuned['model']}) against #{ev_base['id']} ({ev_base['model']}) on {ev_tuned['n']} examples, "
+               "95% intervals and the paired test of each difference:")
+    tests = api.eval_deltas(ev_base["id"], ev_tuned["id"], EVIDENCE_KEYS)  # McNemar only: cheap on every rerun
+    st.dataframe(pd.DataFrame([{
+        "metric": k,
+        f"base: {ev_base['model']}": api.format_figure((ev_base["metrics"].get("intervals") or {}).get(k),
+                                                       ev_base["headline"].get(k)),
+        f"tuned: {ev_tuned['model']}": api.format_figure((ev_tuned["metrics"].get("intervals") or {}).get(k),
+                                                         ev_tuned["headline"].get(k)),
+        "significant (95%)": "yes" if tests[k].get("significant") else "NOT significant",
+        "paired test": tests[k].get("verdict", ""),
+    } for k in EVIDENCE_KEYS if k in tests]), hide_index=True, width="stretch", key="cmp-evidence")
+    warning = api.small_sample_warning(ev_tuned["metrics"])
+    if warning:
+        st.warning(warning)
+
 if not present and server_ids:
     with st.expander("Servers"):
         for m, s in server_states().items():

@@ -77,19 +77,39 @@ with run_tab:
 
             demo_job()
 
+@st.cache_data(max_entries=32, show_spinner="Testing the differences (paired tests)…")
+def paired_tests(base_id: int, tuned_id: int, home: str, base_done, tuned_done) -> dict:
+    """The paired tests bootstrap 2,000 resamples per figure: once per pair of finished evaluations
+    (the home folder and the finish times are in the key, so a rerun evaluation is tested again)."""
+    return api.eval_deltas(base_id, tuned_id)
+
+
+def better(d: dict) -> str:
+    """Direction of a delta, and "unclear" when the paired test does not support it."""
+    if d["delta"] == 0:
+        return "same"
+    direction = "yes" if d["better"] else "no"
+    return direction if d.get("significant") else f"unclear ({direction}, not significant)"
+
+
 with results_tab:
     evals = api.evaluations()
     if not evals:
         st.info("No evaluations yet. Start one in the first tab, or run `ccr eval`.")
         st.stop()
+    def fig(e: dict, key: str) -> str:
+        """A figure as "0.40 [0.17, 0.69], n=10": never a bare number that hides its sample size."""
+        entry = ((e.get("metrics") or {}).get("intervals") or {}).get(key)
+        return api.format_figure(entry, e["headline"].get(key))
+
     table = pd.DataFrame([{
         "id": e["id"], "model": e["model"], "data": e["data_path"], "examples": e["n"], "done": e["done"],
         "status": e["status"], "compared with": e["compare_to"],
-        "compliance": e["headline"].get("structure.compliance_rate"),
-        "quality mean": e["headline"].get("quality_score.mean"),
-        "CSAT within 1": e["headline"].get("csat.within_one_accuracy"),
-        "churn acc.": e["headline"].get("churn.accuracy"),
-        "overall acc.": e["headline"].get("overall.accuracy"),
+        "compliance": fig(e, "structure.compliance_rate"),
+        "quality mean": fig(e, "quality_score.mean"),
+        "CSAT within 1": fig(e, "csat.within_one_accuracy"),
+        "churn acc.": fig(e, "churn.accuracy"),
+        "overall acc.": fig(e, "overall.accuracy"),
         "finished": ui.fmt_time(e["finished_at"]),
     } for e in evals])
     st.dataframe(table, hide_index=True, width="stretch")
@@ -119,19 +139,35 @@ with results_tab:
         st.warning("These two evaluations ran on different data; the comparison is not like for like.")
 
     st.subheader("Models by metric")
+    st.caption("Each figure: value [95% interval], n (the examples it is measured on). Rates: Wilson interval; "
+               "MAE, mean score, F1: bootstrap. A delta is tested on the examples both models answered: exact "
+               "McNemar test for rates, paired bootstrap otherwise; significant means p < 0.05. "
+               "See docs/evaluation.md.")
+    warnings = [w for w in (api.small_sample_warning(e["metrics"]) for e in shown_evals) if w]
+    if warnings:
+        st.warning(warnings[-1])
+    intervals = {e["id"]: e["metrics"].get("intervals") or api.eval_intervals(e["id"]) for e in shown_evals}
     keys = list(dict.fromkeys(k for e in shown_evals for k in e["headline"]))
     rows = []
-    deltas = api.eval_deltas(base_id, tuned_id) if base_id else {}
+    deltas = paired_tests(base_id, tuned_id, str(api.home().data), by_id[base_id]["finished_at"],
+                          by_id[tuned_id]["finished_at"]) if base_id else {}
     for k in keys:
         row = {"metric": k}
         for e in shown_evals:
-            row[label(e["id"])] = e["headline"].get(k)
+            row[label(e["id"])] = api.format_figure(intervals[e["id"]].get(k), e["headline"].get(k))
         if deltas:
             d = deltas.get(k)
             row["delta (tuned - base)"] = d["delta"] if d else None
-            row["better"] = ("yes" if d["better"] else ("same" if d["delta"] == 0 else "no")) if d else ""
+            row["better"] = better(d) if d else ""
+            row["p-value"] = api.format_p(d) if d else ""
+            row["significant (95%)"] = ("yes" if d.get("significant") else "NOT significant") if d else ""
+            row["paired test"] = d.get("verdict", "") if d else ""
         rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if deltas:
+        shown_sig = sum(1 for d in deltas.values() if d.get("significant"))
+        st.caption(f"{shown_sig} of {len(deltas)} differences are significant at 95%. \"better\" reads "
+                   "\"unclear\" where the difference is not significant: its direction could be chance.")
     for e in shown_evals:
         if e.get("report_path"):
             c1, c2 = st.columns(2)
@@ -178,8 +214,9 @@ with results_tab:
     task_rows = []
     for e in shown_evals:
         for t, m in (e["metrics"].get("tasks") or {}).items():
-            task_rows.append({"evaluation": label(e["id"]), "task": t,
-                              **{k: v for k, v in m.items() if not isinstance(v, (dict, list))}})
+            task_rows.append({"evaluation": label(e["id"]), "task": t, **{
+                k: (api.format_figure(intervals[e["id"]][f"{t}.{k}"]) if f"{t}.{k}" in intervals[e["id"]] else v)
+                for k, v in m.items() if not isinstance(v, (dict, list))}})
     if task_rows:
         st.dataframe(pd.DataFrame(task_rows), hide_index=True, width="stretch")
 

@@ -48,6 +48,24 @@ def test_evaluate_page_compares_base_and_tuned(app_env):
     assert "delta (tuned - base)" in table.columns
     row = table[table["metric"] == "structure.compliance_rate"].iloc[0]
     assert row["delta (tuned - base)"] == 1.0 and row["better"] == "yes"
+    # Each figure with its interval and n; the 0/6 -> 6/6 jump passes the exact McNemar test (p = 2/64).
+    tuned_col = next(c for c in table.columns if "tuned-m" in c)
+    base_col = next(c for c in table.columns if "base-m" in c)
+    assert row[tuned_col] == "1.00 [0.61, 1.00], n=6" and row[base_col] == "0.00 [0.00, 0.39], n=6"
+    assert row["p-value"] == "0.0312" and row["significant (95%)"] == "yes"
+    assert row["paired test"] == "significant at 95% (p=0.0312, n=6)"
+    # One example per task: no per-task difference may look like a result.
+    per_task = table[table["metric"].str.startswith(("csat.", "churn.", "quality.", "sentiment.", "root_cause.",
+                                                     "coaching.")) & table["delta (tuned - base)"].notna()]
+    assert len(per_task) and (per_task["significant (95%)"] == "NOT significant").all()
+    assert all("n=1 per task" in v or "not tested" in v or "small sample" in v for v in per_task["paired test"])
+    moved = per_task[per_task["delta (tuned - base)"].fillna(0) != 0]
+    assert len(moved) and all(b.startswith("unclear") for b in moved["better"])
+    assert any("Small sample: 1 example for" in w.value and "smoke test" in w.value for w in at.warning)
+    listing = next(f for f in frames if "compliance" in f.columns)
+    assert set(listing["compliance"]) == {"1.00 [0.61, 1.00], n=6", "0.00 [0.00, 0.39], n=6"}
+    tasks_table = next(f for f in frames if "task" in f.columns and "parse_rate" in f.columns)
+    assert tasks_table["parse_rate"].str.contains(r"\[.*\], n=1$").all()
     assert len(at.get("plotly_chart")) >= 3  # histogram + two confusion heatmaps
     # Disagreements: the hostile answer is plain text, never markdown.
     assert any(HOSTILE in t for t in _texts(at))
@@ -151,3 +169,24 @@ def test_evaluate_page_queues_the_whole_loop_as_one_demo_job(app_env):
     assert not at.exception
     row = store.connect(app_env).execute("SELECT kind, config FROM jobs").fetchone()
     assert row[0] == "demo" and '"eval_limit": 12' in row[1]
+
+
+def test_compare_page_puts_one_call_next_to_the_evaluation_evidence(app_env):
+    at = open_page("pages/compare.py")
+    assert any("No base-vs-tuned evaluation of these two models" in c.value for c in at.caption)
+    # Two evaluations of the page's model (different settings, different answers), the second compared to the first.
+    examples, source, _ = evaluate.load_examples(app_env, limit=6)
+    name = at.selectbox(key="cmp-a").value
+    base = evaluate.evaluate_model(app_env, name, examples, source, EvalConfig(max_new_tokens=500),
+                                   generator=FakeGenerator(lambda m: HOSTILE))
+    tuned = evaluate.evaluate_model(app_env, name, examples, source, EvalConfig(max_new_tokens=501),
+                                    generator=FakeGenerator(_good))
+    store.finish_evaluation(store.connect(app_env), tuned, "succeeded", compare_to=base)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(f"Evaluation #{tuned}" in c.value and "not which one is better" in c.value for c in at.caption)
+    table = next(df.value for df in at.dataframe if "paired test" in df.value.columns)
+    row = table[table["metric"] == "structure.compliance_rate"].iloc[0]
+    assert row["significant (95%)"] == "yes" and row["paired test"] == "significant at 95% (p=0.0312, n=6)"
+    assert row[f"tuned: {name}"] == "1.00 [0.61, 1.00], n=6"
+    assert any("Small sample" in w.value for w in at.warning)
