@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine import importer, store
+from engine import failpoints, importer, store
 from engine.fileio import atomic_write
 from engine.paths import Home, resolve_home
 
@@ -177,6 +177,7 @@ def run_import_job(ctx, config: dict) -> dict:
 
     def on_progress(accepted: int, rejected: int) -> None:
         ctx.progress(accepted + rejected, None, accepted=accepted, rejected=rejected)
+        failpoints.hit("import.batch")  # a fault test holds here after a committed batch
         ctx.check()
 
     report = import_file(ctx.home, cfg.path, cfg.dataset, cfg.split, display_name=config.get("display_name"),

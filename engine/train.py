@@ -45,7 +45,7 @@ import time
 import warnings
 from pathlib import Path
 
-from engine import store
+from engine import failpoints, store
 from engine.config import TrainConfig, load_config, to_dict
 from engine.fileio import atomic_write, file_sha256
 from engine.paths import CONFIGS, REPO, Home, resolve_home
@@ -561,6 +561,7 @@ def _callbacks(trainer_state: dict, *, run: str, home: Home, device: str, should
         """At the end of each optimizer step: if a stop was asked for, save a checkpoint and stop."""
 
         def on_step_end(self, args, state, control, **kwargs):
+            failpoints.hit("train.step", state.global_step)  # a fault test holds (and kills) here
             how = should_stop() if should_stop else None
             how = _agree_on_stop(how, args)
             if how:

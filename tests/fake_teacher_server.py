@@ -6,7 +6,11 @@ It counts the requests it answers, and its behaviour is set per test:
   "bad-greedy" (bad when temperature == 0, good otherwise: exercises the retry);
 - ``fail_first``: answer the first N requests with these HTTP statuses (e.g. [429, 500]);
 - ``require_key``: answer 401 without ``Authorization: Bearer <key>``;
-- ``delay``: seconds to sleep before answering (so a kill lands mid-run);
+- ``delay``: seconds to sleep before answering;
+- ``hold(after=k)``: hold every completion request from the (k+1)-th next one on, unanswered,
+  until ``release()`` (answered as usual) or ``drop()`` (closed unanswered and not counted: its
+  client was killed). ``wait_held()`` returns once a request is held. Fault tests kill a child
+  while it waits on a held request, so the kill lands mid-run on a machine of any speed;
 - ``answer``: ``answer(prompt, body) -> text`` replaces the answer (e.g. one that echoes the
   transcript, for prompt-injection tests).
 """
@@ -81,6 +85,11 @@ class FakeTeacher:
         self.requests = 0       # every request, failures included
         self.bodies: list[dict] = []
         self.lock = threading.Lock()
+        self.arrived = 0        # completion requests that reached the answering stage
+        self.held = 0           # requests waiting on the hold now
+        self._hold_from: int | None = None
+        self._gate: dict | None = None  # {"event": Event, "action": "release"|"drop"} of the current hold
+        self._changed = threading.Condition(self.lock)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -93,7 +102,35 @@ class FakeTeacher:
         self.thread.start()
         return self
 
+    def hold(self, after: int = 0) -> None:
+        """Hold every completion request from the (after+1)-th next one on, until release() or drop()."""
+        with self.lock:
+            self._hold_from = self.arrived + after + 1
+            self._gate = {"event": threading.Event(), "action": None}
+
+    def wait_held(self, timeout: float = 120.0) -> None:
+        """Return once at least one request is held (fails after ``timeout`` s: a test bug, not speed)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.held > 0, timeout):
+                raise AssertionError(f"no request was held within {timeout:.0f} s (arrived {self.arrived})")
+
+    def _open(self, action: str) -> None:
+        with self.lock:
+            gate, self._gate, self._hold_from = self._gate, None, None
+        if gate:
+            gate["action"] = action
+            gate["event"].set()
+
+    def release(self) -> None:
+        """Stop holding; held requests are answered as usual."""
+        self._open("release")
+
+    def drop(self) -> None:
+        """Stop holding; held requests are closed unanswered and not counted (their client is gone)."""
+        self._open("drop")
+
     def stop(self) -> None:
+        self.drop()
         self.server.shutdown()
         self.server.server_close()
 
@@ -124,6 +161,19 @@ class FakeTeacher:
                     return self._send(401, {"error": {"message": "invalid api key"}})
                 if fail:
                     return self._send(fail, {"error": {"message": f"injected {fail}"}})
+                with fake.lock:
+                    fake.arrived += 1
+                    gate = fake._gate if fake._hold_from is not None and fake.arrived >= fake._hold_from else None
+                    if gate:
+                        fake.held += 1
+                        fake._changed.notify_all()
+                if gate:
+                    gate["event"].wait()
+                    with fake.lock:
+                        fake.held -= 1
+                    if gate["action"] == "drop":
+                        self.close_connection = True
+                        return
                 if fake.delay:
                     time.sleep(fake.delay)
                 prompt = body["messages"][-1]["content"]

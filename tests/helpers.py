@@ -1,5 +1,5 @@
-"""Small helpers several test files share: polling, a free loopback port, and reading the URL a
-`ccr serve` process prints."""
+"""Small helpers several test files share: polling, a free loopback port, reading the URL a
+`ccr serve` process prints, and arming a failpoint."""
 
 from __future__ import annotations
 
@@ -68,3 +68,14 @@ def start_app(home, port: int, log_path, engine: bool = True, new_session: bool 
 
     wait_for(healthy, 120, 0.2, "the app to answer /_stcore/health")
     return proc
+
+
+def arm_failpoint(monkeypatch, folder, name: str, n: int):
+    """Arm engine/failpoints.py's ``name`` at ``n`` for this process and the job processes it
+    starts from now on; returns the file whose presence says a process is held there (a test
+    kills or stops the process, then deletes the file to release it)."""
+    from engine import failpoints
+
+    monkeypatch.setenv(failpoints.DIR_ENV, str(folder))
+    monkeypatch.setenv(failpoints.ENV, f"{name}={n}")
+    return failpoints.held_file(name, n)

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from engine import api, jobs, store, train
+from engine import api, data, jobs, store, train
 from engine.config import TrainConfig, load_config
 from engine.paths import CONFIGS, REPO
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher_server import FakeTeacher  # noqa: E402
-from helpers import free_port, start_app, wait_for  # noqa: E402
+from helpers import arm_failpoint, free_port, start_app, wait_for  # noqa: E402
 from test_jobs import _alive  # noqa: E402
 from test_train import TINY_OVERRIDES, tiny_home, tiny_model  # noqa: E402,F401  (fixtures)
 
@@ -102,64 +102,54 @@ def _log_text(job: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. The generation child killed with SIGKILL at random points, at least ten times
+# 1. The generation child killed with SIGKILL at random points, eleven times
 # ---------------------------------------------------------------------------------------------
 
 
 def test_generation_child_sigkilled_at_random_points_under_the_worker(demo_home, tmp_path):
-    """A real Worker runs the generate job in its child process; the child is SIGKILLed (at
-    startup, mid-round, mid-commit) eleven times (at least ten must land before the run ends;
-    FAULT_SEED=N in the environment picks other kill points). Each time the worker marks the job
-    failed with its log tail and the Jobs page's Resume (``api.resume_job``) queues it again. At
-    the end: one chain per example with its two attempts, a sound database and an export that
-    parses."""
-    server = FakeTeacher(quality="bad-greedy", delay=0.1).start()  # attempt 1 bad, attempt 2 good
+    """A real Worker runs the generate job in its child process; the child is SIGKILLed eleven
+    times, each at a point drawn at random (FAULT_SEED=N in the environment draws others): at
+    startup (as soon as its process exists) or mid-round (while the teacher holds the k-th request
+    of that run, after 0-4 committed rounds). The held request is what makes every kill land
+    mid-run, on a machine of any speed. Each time the worker marks the job failed with its log
+    tail and the Jobs page's Resume (``api.resume_job``) queues it again. At the end: one chain
+    per example with its two attempts, a sound database and an export that parses."""
+    server = FakeTeacher(quality="bad-greedy").start()  # attempt 1 bad, attempt 2 good
     n, batch, want_kills = 24, 2, 11
     values = teacher_values(server, n, batch)
     api.record_generate_override(values, "fault test")
-    job_id = api.start_generate(values)
-    db = store.connect(demo_home)
-    worker = jobs.Worker(demo_home, poll_s=0.1).start_thread()
     rng = random.Random(int(os.environ.get("FAULT_SEED", "6")))
-    kills, progress_at_kill = 0, []
+    db = store.connect(demo_home)
+    kills, progress_at_kill, points = 0, [], []
+    worker = jobs.Worker(demo_home, poll_s=0.1).start_thread()
     try:
-        while kills < want_kills:
-            sup = wait_for(lambda: worker.running.get(job_id) or store.get_job(db, job_id)["status"] == "succeeded",
-                           timeout=60, interval=0.02)
-            if sup is True:
-                break
-            job = store.get_job(db, job_id)
-            started = _log_text(job).count("to go; teacher")  # runs that reached generation so far
-            if rng.random() < 0.25:
-                time.sleep(rng.uniform(0.0, 0.8))  # while the child starts up or loads its selection
+        for i in range(want_kills):
+            at_startup = rng.random() < 0.25
+            server.hold(after=0 if at_startup else rng.randint(0, 2 * batch + 1))
+            if i == 0:
+                job_id = api.start_generate(values)
             else:
-                # once this run generates: after 0-1 more committed rounds, at a random point of a round
-                wait_for(lambda: _log_text(job).count("to go; teacher") > started or sup.proc.poll() is not None,
-                         timeout=60, interval=0.02)
-                target = db.execute("SELECT COUNT(*) FROM chain_attempts").fetchone()[0] + batch * rng.randint(0, 1)
-                wait_for(lambda: db.execute("SELECT COUNT(*) FROM chain_attempts").fetchone()[0] >= target
-                         or sup.proc.poll() is not None, timeout=60, interval=0.01)
-                time.sleep(rng.uniform(0.0, 0.15))
-            if sup.proc.poll() is not None:
-                continue  # it finished on its own before the kill
+                assert api.resume_job(job_id)  # the product's Resume
+            sup = wait_for(lambda: worker.running.get(job_id), timeout=60, interval=0.01, what="the child to start")
+            if not at_startup:
+                server.wait_held()
+            assert sup.proc.poll() is None  # a held request: it cannot have finished
             sup.proc.send_signal(signal.SIGKILL)
             kills += 1
-            progress_at_kill.append(db.execute("SELECT COUNT(*) FROM chain_attempts").fetchone()[0])
+            points.append("startup" if at_startup else "mid-round")
             job = wait_for(lambda: (j := store.get_job(db, job_id))["status"] in store.FINAL_JOB_STATES and j,
                            timeout=60, interval=0.02)
-            if job["status"] == "succeeded":  # it exited between the check and the signal
-                kills -= 1
-                progress_at_kill.pop()
-                break
+            server.drop()
+            progress_at_kill.append(db.execute("SELECT COUNT(*) FROM chain_attempts").fetchone()[0])
             assert job["status"] == "failed" and "killed by signal 9" in job["error"], job
             assert f"of job {job_id} (generate)" in job["log_tail"]
-            assert api.resume_job(job_id)  # the product's Resume
+        assert api.resume_job(job_id)
         job = wait_for(lambda: (j := store.get_job(db, job_id))["status"] in store.FINAL_JOB_STATES and j,
-                       timeout=120, interval=0.05)
+                       timeout=300, interval=0.05)
     finally:
         worker.stop()
         server.stop()
-    assert kills >= 10, f"only {kills} kills landed before the job finished"
+    assert kills == want_kills and {"startup", "mid-round"} <= set(points), points
     assert len(set(progress_at_kill)) >= 4, progress_at_kill  # the kills fell at different points of the run
     assert job["status"] == "succeeded", job["error"]
     assert job["runs"] == kills + 1
@@ -169,8 +159,8 @@ def test_generation_child_sigkilled_at_random_points_under_the_worker(demo_home,
     temps = dict(db.execute("SELECT attempt, json_extract(sampling, '$.temperature') FROM chain_attempts "
                             "GROUP BY attempt").fetchall())
     assert temps == {1: 0.0, 2: 0.7}
-    # Each kill loses at most the one round in flight (batch_size requests).
-    assert 2 * n <= server.calls <= 2 * n + kills * batch, (server.calls, kills)
+    # Each kill loses at most the answered part of the round in flight (held requests are never answered).
+    assert 2 * n <= server.calls <= 2 * n + kills * (batch - 1), (server.calls, kills)
     assert_database_sound(db)
     assert assert_export_parses(demo_home, tmp_path) == n
 
@@ -241,32 +231,43 @@ def _big_chatml(home, copies: int) -> bytes:
 
 
 @pytest.mark.slow
-def test_app_killed_mid_job_and_restarted(demo_home, tmp_path):
+def test_app_killed_mid_job_and_restarted(demo_home, tmp_path, monkeypatch):
     """kill -9 of the real app while it generates: the job's child (told by the kernel that its
     supervisor died) stops at its next safe point and requeues itself; the restarted app resumes
     it (queued -> running -> succeeded) with exactly one chain per example. A non-resumable job
-    (an import) killed the same way ends interrupted, with its log tail, and is not rerun."""
-    server = FakeTeacher(delay=0.25).start()
+    (an import) killed the same way ends interrupted, with its log tail, and is not rerun.
+
+    Each kill lands on an observed event: the teacher holds the fifth request (two rounds are
+    committed, the third is in flight), and the import is held after its first committed batch
+    (the ``import.batch`` failpoint); both are released only once the child has logged that it
+    will stop, so neither can finish first on a fast machine."""
+    server = FakeTeacher().start()
     n, batch = 16, 2
     values = teacher_values(server, n, batch)
     api.record_generate_override(values, "fault test")
+    server.hold(after=2 * batch)  # rounds 1 and 2 answered; round 3 waits
     job_id = api.start_generate(values)  # what the Generate page's Launch does
     db = store.connect(demo_home)
     app_log = tmp_path / "app.log"
+    held = arm_failpoint(monkeypatch, tmp_path / "failpoints", "import.batch", 1)  # only the import reaches it
     apps: list[App] = []
     try:
         app = App(demo_home, app_log)
         apps.append(app)
         app.start()
         child = app.open_session_until(lambda: (j := store.get_job(db, job_id))["status"] == "running" and j["pid"])
-        wait_for(lambda: db.execute("SELECT COUNT(*) FROM chains").fetchone()[0] >= 4, timeout=60, interval=0.02)
+        server.wait_held()
+        assert db.execute("SELECT COUNT(*) FROM chains").fetchone()[0] == 2 * batch
         app.kill9()
+        wait_for(lambda: "stop requested" in _log_text(store.get_job(db, job_id)), timeout=60,
+                 what="the child to log that it stops")
+        server.release()  # the round in flight completes, then the child stops at its safe point
         wait_for(lambda: not _alive(child), timeout=90)
         job = store.get_job(db, job_id)
         done_before = db.execute("SELECT COUNT(*) FROM chains").fetchone()[0]
         assert job["status"] == "queued" and job["pid"] is None, job  # requeued by the stopping child
         assert f"job {job_id} interrupted" in _log_text(job)
-        assert 4 <= done_before < n
+        assert done_before == 3 * batch  # the round in flight was finished and kept, nothing after it
 
         app = App(demo_home, app_log)
         apps.append(app)
@@ -285,13 +286,15 @@ def test_app_killed_mid_job_and_restarted(demo_home, tmp_path):
         assert seen[0] in ("queued", "running") and seen[-2:] == ["running", "succeeded"], seen
         assert job["runs"] == 2 and job["result"]["already_done"] == done_before
         assert_one_chain_per_example(db, selection(db, n), attempts_each=1)
-        assert server.calls <= n + batch
+        assert server.calls == n  # nothing was asked twice
 
-        # A non-resumable kind: an import, killed with the app.
-        import_id = api.start_import(_big_chatml(demo_home, 40), "big_train.jsonl", dataset="big")
-        child = app.open_session_until(
-            lambda: (j := store.get_job(db, import_id))["stats"].get("accepted", 0) > 0 and j["pid"])
+        # A non-resumable kind: an import, killed with the app while held after its first batch.
+        import_id = api.start_import(_big_chatml(demo_home, 2), "big_train.jsonl", dataset="big")
+        child = app.open_session_until(lambda: held.exists() and store.get_job(db, import_id)["pid"])
         app.kill9()
+        wait_for(lambda: "stop requested" in _log_text(store.get_job(db, import_id)), timeout=60,
+                 what="the import to log that it stops")
+        held.unlink()
         wait_for(lambda: not _alive(child), timeout=90)
         job = store.get_job(db, import_id)
         assert job["status"] == "interrupted", job
@@ -299,7 +302,7 @@ def test_app_killed_mid_job_and_restarted(demo_home, tmp_path):
         assert f"job {import_id} (import)" in job["log_tail"]
         accepted = db.execute("SELECT COUNT(*) FROM examples e JOIN datasets d ON d.id = e.dataset_id "
                               "WHERE d.name = 'big'").fetchone()[0]
-        assert 0 < accepted < 40 * 300 and accepted % 500 == 0  # whole committed batches only
+        assert accepted == data.BATCH  # the one committed batch, nothing after the stop
         assert_database_sound(db)
     finally:
         for a in apps:
@@ -310,13 +313,16 @@ def test_app_killed_mid_job_and_restarted(demo_home, tmp_path):
 
 def test_power_loss_of_worker_and_child_is_recovered_as_stale(demo_home, monkeypatch):
     """The worker (standing in for the app) and its job's child die together (SIGKILL to both, as
-    an OOM kill of the process tree or a power cut would): nobody closes the job row. The next
-    engine finds it running with a stale heartbeat and requeues it (generate is resumable); the
-    resumed run ends with one chain per example. (STALE_AFTER_S is lowered from 30 s for speed.)"""
-    server = FakeTeacher(delay=0.2).start()
+    an OOM kill of the process tree or a power cut would), while the teacher holds a request of
+    the third round: nobody closes the job row. The next engine finds it running with a stale
+    heartbeat and requeues it (generate is resumable); the resumed run ends with one chain per
+    example. (STALE_AFTER_S is lowered from 30 s so the test waits one second, not thirty, for
+    the heartbeat to be observed stale.)"""
+    server = FakeTeacher().start()
     n, batch = 12, 2
     values = teacher_values(server, n, batch)
     api.record_generate_override(values, "fault test")
+    server.hold(after=2 * batch)
     job_id = api.start_generate(values)
     db = store.connect(demo_home)
     env = dict(os.environ, CCR_HOME=str(demo_home.data))
@@ -324,17 +330,20 @@ def test_power_loss_of_worker_and_child_is_recovered_as_stale(demo_home, monkeyp
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         child = wait_for(lambda: (j := store.get_job(db, job_id))["status"] == "running" and j["pid"], timeout=60)
-        wait_for(lambda: db.execute("SELECT COUNT(*) FROM chains").fetchone()[0] >= 2, timeout=60, interval=0.02)
+        server.wait_held()
         os.kill(child, signal.SIGKILL)
         proc.kill()
     finally:
         proc.kill()
         proc.wait()
     wait_for(lambda: not _alive(child), timeout=30)
+    server.drop()
     job = store.get_job(db, job_id)
     assert job["status"] == "running"  # nobody was left to close it
+    assert db.execute("SELECT COUNT(*) FROM chains").fetchone()[0] == 2 * batch
     monkeypatch.setattr(jobs, "STALE_AFTER_S", 1.0)
-    time.sleep(1.5)
+    wait_for(lambda: store.now() - store.get_job(db, job_id)["heartbeat"] > jobs.STALE_AFTER_S, timeout=30,
+             interval=0.05, what="the dead job's heartbeat to go stale")
     worker = jobs.Worker(demo_home, poll_s=0.1).start_thread()
     try:
         job = wait_for(lambda: (j := store.get_job(db, job_id))["status"] in store.FINAL_JOB_STATES and j,
@@ -343,7 +352,7 @@ def test_power_loss_of_worker_and_child_is_recovered_as_stale(demo_home, monkeyp
         worker.stop()
         server.stop()
     assert job["status"] == "succeeded", job["error"]
-    assert job["runs"] == 2
+    assert job["runs"] == 2 and job["result"]["already_done"] == 2 * batch
     assert_one_chain_per_example(db, selection(db, n), attempts_each=1)
     assert_database_sound(db)
 
@@ -358,17 +367,23 @@ def _complete_steps(folder: Path) -> list[int]:
 
 
 @pytest.mark.slow
-def test_training_child_killed_three_times_resumes_from_last_complete_checkpoint(tiny_home, tiny_model):
+def test_training_child_killed_three_times_resumes_from_last_complete_checkpoint(tiny_home, tiny_model, monkeypatch):
     """The Train page's launch (``api.start_training``) runs under a real Worker; its child is
-    SIGKILLed three times mid-training. After each kill the page's Resume (``api.resume_training``)
-    requeues the job; the run continues from the newest checkpoint that was complete at the kill
+    SIGKILLed three times mid-training, each time while held at the end of a chosen optimizer
+    step (the ``train.step`` failpoint), so the kill lands at that step on a machine of any
+    speed. After each kill the page's Resume (``api.resume_training``) requeues the job; the run continues from the newest checkpoint that was complete at the kill
     (a torn one is skipped) and ends at the same global step with the same losses as a run that
     was never interrupted."""
     max_steps = 30
     overrides = [f"base_model={tiny_model}", *TINY_OVERRIDES, f"max_steps={max_steps}", "save_steps=3",
                  "save_total_limit=2", "eval_steps=6"]
-    data, eval_data = tiny_home.data / "train_chat.jsonl", tiny_home.data / "validation_chat.jsonl"
-    job_id, run = api.start_training(str(CONFIGS / "smollm2_cpu.yaml"), str(data), str(eval_data),
+    data_file, eval_data = tiny_home.data / "train_chat.jsonl", tiny_home.data / "validation_chat.jsonl"
+    # Each run is held at the end of optimizer step N (the train.step failpoint) and killed there:
+    # past the previous resume point, between two checkpoints (save_steps=3).
+    kill_at = (5, 14, 23)
+    held_dir = tiny_home.data / "failpoints"
+    held = arm_failpoint(monkeypatch, held_dir, "train.step", kill_at[0])  # the worker's children inherit it
+    job_id, run = api.start_training(str(CONFIGS / "smollm2_cpu.yaml"), str(data_file), str(eval_data),
                                      "\n".join(overrides), "killed")
     db = store.connect(tiny_home)
     launch = store.get_job(db, job_id)["config"]
@@ -376,25 +391,27 @@ def test_training_child_killed_three_times_resumes_from_last_complete_checkpoint
     worker = jobs.Worker(tiny_home, poll_s=0.1).start_thread()
     resumed_from: list[int] = []
     try:
-        for k, kill_after in enumerate((5, 14, 23)):  # optimizer steps: each past the previous resume point
-            # once this run trains (its "N trainable" line comes after the stale metrics are dropped)
-            wait_for(lambda: _log_text(store.get_job(db, job_id)).count(" trainable of ") > k and (db.execute(
-                "SELECT MAX(step) FROM train_metrics WHERE run_name = ? AND kind = 'train'",
-                [run]).fetchone()[0] or 0) >= kill_after, timeout=240, interval=0.01)
+        for k, step in enumerate(kill_at):
+            wait_for(held.exists, timeout=300, interval=0.01, what=f"the run to reach step {step}")
             sup = worker.running[job_id]
             sup.proc.send_signal(signal.SIGKILL)
             sup.proc.wait()
+            held.unlink()
             complete = _complete_steps(folder)
-            assert complete, "no complete checkpoint before the kill"
+            assert complete and complete[-1] == step // 3 * 3, complete  # the newest whole checkpoint
             resumed_from.append(complete[-1])
-            assert complete[-1] < max_steps
             job = wait_for(lambda: (j := store.get_job(db, job_id))["status"] == "failed" and j, timeout=30)
             assert "killed by signal 9" in job["error"]
+            if k + 1 < len(kill_at):
+                held = arm_failpoint(monkeypatch, held_dir, "train.step", kill_at[k + 1])
+            else:
+                monkeypatch.delenv("CCR_FAILPOINTS")
             assert api.resume_training(run) == job_id  # the same job, queued again
         job = wait_for(lambda: (j := store.get_job(db, job_id))["status"] in store.FINAL_JOB_STATES and j,
-                       timeout=240)
+                       timeout=300)
     finally:
         worker.stop()
+    assert resumed_from == [3, 12, 21]
     assert job["status"] == "succeeded", job["error"]
     assert job["runs"] == 4 and job["result"]["step"] == max_steps
     log = _log_text(job)

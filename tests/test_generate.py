@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -177,28 +176,30 @@ def test_resume_reuses_recorded_attempts(demo_home, fake):
 
 
 def test_sigkill_at_random_points_loses_and_repeats_nothing(demo_home, fake):
-    server = fake(delay=0.15)
-    n, batch = 16, 2
+    """`ccr generate` SIGKILLed four times, each while the teacher holds one of its requests (the
+    k-th of that run, k drawn at random), so every kill lands mid-run on a machine of any speed;
+    the fifth run finishes: one chain per example, nothing repeated beyond the rounds in flight."""
+    server = fake()
+    n, batch, want_kills = 16, 2, 4
     cmd = [sys.executable, "-m", "engine.cli", "--home", str(demo_home.data), "generate", "backend=openai",
            "teacher=fake-teacher", f"base_url={server.base_url}", "guided=false", f"batch_size={batch}",
            f"concurrency={batch}", "--limit", str(n), "--override", "--reason", "kill test"]
     env = dict(os.environ, CCR_HOME=str(demo_home.data), PYTHONUNBUFFERED="1")
     rng = random.Random(1234)
-    kills = 0
     db = store.connect(demo_home)
-    for _ in range(12):
-        if kills >= 4:
-            break
+    kills, progress = 0, []
+    for k in rng.sample(range(6), want_kills):  # four different points, the run's 1st to 6th request
+        server.hold(after=k)  # that request (and any after it) waits for us
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 2.5))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            kills += 1
-        else:
-            break  # it finished before the kill: no more kills possible
-    done_before = db.execute("SELECT COUNT(*) FROM chains").fetchone()[0]
-    final = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        server.wait_held()
+        assert proc.poll() is None  # it cannot finish while a request is held
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        server.drop()
+        kills += 1
+        progress.append(db.execute("SELECT COUNT(*) FROM chains").fetchone()[0])
+    done_before = progress[-1]
+    final = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
     last = final.stdout.strip().splitlines()[-1]
     assert last.startswith(f"generated {n}, passed {n}, flagged 0, average score ")
@@ -206,8 +207,10 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(demo_home, fake):
     ids = generate.selection_ids(db, generate.resolve_dataset(db, None)[0], "train", n)
     assert sorted(r[0] for r in rows) == sorted(ids) and all(r[1] == 1 for r in rows)
     assert db.execute("SELECT COUNT(*) FROM chain_attempts").fetchone()[0] == n  # one attempt row each
-    assert kills >= 1 and done_before <= n
-    assert server.calls <= n + kills * batch, (server.calls, kills)
+    assert kills == want_kills and done_before < n
+    assert progress == sorted(progress) and progress[-1] > 0, progress  # the killed runs made progress, kept it
+    # each kill loses at most the round in flight (its held request is dropped, never answered)
+    assert server.calls <= n + kills * (batch - 1), (server.calls, kills)
 
 
 # ---------------------------------------------------------------------------------------------

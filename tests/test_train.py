@@ -17,6 +17,9 @@ from engine import store
 from engine.config import TrainConfig, load_config
 from engine.paths import CONFIGS
 
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import wait_for  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_OVERRIDES = ["device=cpu", "precision=fp32", "batch_size=2", "gradient_accumulation_steps=1",
                   "learning_rate=5e-3", "warmup_ratio=0", "logging_steps=1", "eval_steps=4", "save_steps=2",
@@ -326,11 +329,12 @@ def test_stop_saves_a_checkpoint_and_resume_finishes(tiny_home, tiny_model, how,
     assert (folder / "adapter_model.safetensors").exists()
 
 
-def test_job_pause_and_resume_through_the_job_engine(tiny_home, tiny_model):
+def test_job_pause_and_resume_through_the_job_engine(tiny_home, tiny_model, monkeypatch, tmp_path):
     """A pause asked for on the job row (the page's Stop) stops the run after writing a checkpoint;
-    requeueing the same job (the Jobs page's Resume) continues the run from it."""
+    requeueing the same job (the Jobs page's Resume) continues the run from it. The pause is asked
+    while the run is held at the end of step 3 (the ``train.step`` failpoint), so it lands there
+    on a machine of any speed."""
     import threading
-    import time
 
     from engine import jobs, train
 
@@ -341,22 +345,23 @@ def test_job_pause_and_resume_through_the_job_engine(tiny_home, tiny_model):
     db = store.connect(tiny_home)
     job_id = store.enqueue_job(db, "train", launch, title="train jobrun")
     job = store.claim_job(db, "test", job_id=job_id)
+    monkeypatch.setenv("CCR_FAILPOINTS", "train.step=3")
+    monkeypatch.setenv("CCR_FAILPOINT_DIR", str(tmp_path))
+    held = tmp_path / "train.step-3.held"
 
-    def pause_once_training() -> None:
+    def pause_at_step_three() -> None:
         conn = store.connect(tiny_home)
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            if conn.execute("SELECT 1 FROM train_metrics WHERE run_name = 'jobrun'").fetchone():
-                store.request_pause(conn, job_id)
-                return
-            time.sleep(0.02)
+        wait_for(held.exists, timeout=300, interval=0.01, what="the run to reach step 3")
+        store.request_pause(conn, job_id)
+        held.unlink()
 
-    pauser = threading.Thread(target=pause_once_training)
+    pauser = threading.Thread(target=pause_at_step_three)
     pauser.start()
     assert jobs.execute(tiny_home, job) == "paused"
     pauser.join()
+    monkeypatch.delenv("CCR_FAILPOINTS")
     saved = train.last_complete_checkpoint(tiny_home.models / "jobrun")
-    assert saved is not None and 1 <= saved["step"] < 40  # the stop wrote a checkpoint (save_steps is 1000)
+    assert saved is not None and saved["step"] == 3  # the stop wrote a checkpoint (save_steps is 1000)
     assert store.get_job(db, job_id)["status"] == "paused"
     assert store.requeue_job(db, job_id)
     job = store.claim_job(db, "test", job_id=job_id)
