@@ -31,10 +31,26 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
         print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
 
 
+def _expected_message(error: str | None) -> str | None:
+    """The message of a job error ("ClassName: message") that is the input's or the machine's
+    fault (jobs.EXPECTED_ERRORS, OSError and its kind), else None (a bug: keep the class name)."""
+    import builtins
+
+    name, sep, message = (error or "").partition(": ")
+    builtin = getattr(builtins, name, None)
+    if sep and (name in jobs.EXPECTED_ERRORS or isinstance(builtin, type) and issubclass(builtin, OSError)):
+        return message
+    return None
+
+
 def _job_exit(job: dict) -> int:
     if job["status"] == "succeeded":
         return 0
     if job["status"] in ("failed",):
+        message = _expected_message(job.get("error"))
+        if message is not None:  # cannot run: one line, exit status 2 (no traceback was printed)
+            print(f"error: {message}", file=sys.stderr)
+            return 2
         print(f"error: {job.get('error')}", file=sys.stderr)
         return 1
     print(f"job {job['id']} {job['status']}" + (f": {job['error']}" if job.get("error") else ""), file=sys.stderr)
@@ -594,15 +610,22 @@ def cmd_score(args) -> int:
     from engine import quality
 
     if not os.path.isfile(args.file):
-        print(f"error: {args.file}: no such file", file=sys.stderr)
+        what = "is a directory" if os.path.isdir(args.file) else (
+            "not a regular file" if os.path.exists(args.file) else "no such file")
+        print(f"error: {args.file}: {what}", file=sys.stderr)
         return 2
     results = []
-    for r in quality.score_file(args.file):
-        if "error" in r:
-            print(f"{args.file}:{r['line']}: {r['error']}", file=sys.stderr)
-        elif args.json:
-            print(json.dumps({"line": r["line"], "score": r["score"], "criteria": r["criteria"]}, ensure_ascii=False))
-        results.append(r)
+    try:
+        for r in quality.score_file(args.file):
+            if "error" in r:
+                print(f"{args.file}:{r['line']}: {r['error']}", file=sys.stderr)
+            elif args.json:
+                print(json.dumps({"line": r["line"], "score": r["score"], "criteria": r["criteria"]},
+                                 ensure_ascii=False))
+            results.append(r)
+    except OSError as exc:  # unreadable (permissions, a disk error): the lines so far are printed
+        print(f"error: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     s = quality.summarize(results)
     if not args.json:
         print(f"scored {s['count']} chains ({s['errors']} unreadable lines): average {s['average']:.1f}, "
@@ -848,6 +871,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        # The input's or the machine's fault (a config, a path, a model, a file) that a command did
+        # not catch itself: one line and exit status 2. Anything else is a bug: its traceback.
+        if not jobs.expected_error(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -196,6 +196,18 @@ def _heartbeat_loop(home: Home, job_id: int, stop: threading.Event, ctx: JobCont
             os._exit(3)
 
 
+# Failures of the input or of the machine rather than of the code (a bad config, a model that
+# cannot load, a port in use, a file that cannot be written): the one-line message says it all,
+# so they print no traceback, and `ccr` exits 2 with that line. A genuine bug keeps its
+# traceback. By class name, so this module imports none of the modules that define them.
+EXPECTED_ERRORS = frozenset({"ConfigError", "PathNotAllowed", "ModelNotAvailable", "RunError", "DataError",
+                             "ServeError", "ImportFileError", "EvalDataError", "InferInputError", "TeacherError"})
+
+
+def expected_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) or any(c.__name__ in EXPECTED_ERRORS for c in type(exc).__mro__)
+
+
 def execute(home: Home, job: dict, echo: bool = False, parent_pid: int | None = None,
             handle_signals: bool = False, requeue_on_local_stop: bool = False) -> str:
     """Run a claimed job in this process and close its row; returns the final status.
@@ -240,7 +252,10 @@ def execute(home: Home, job: dict, echo: bool = False, parent_pid: int | None = 
         status, error = "interrupted", "aborted by a signal"
     except Exception as exc:  # the job's own failure: record it, never crash the worker
         error = f"{type(exc).__name__}: {exc}"
-        traceback.print_exc()
+        if not expected_error(exc):
+            traceback.print_exc()  # a bug: its traceback goes to the terminal or the job's log
+        elif parent_pid is not None:
+            print(f"error: {error}", file=sys.stderr)  # the job's log (ccr prints it itself when inline)
         sys.stderr.flush()
     finally:
         stop.set()

@@ -23,6 +23,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.config import shorten
 from engine.paths import CONFIGS, REPO, Home, resolve_home
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -84,14 +85,21 @@ def allowed_roots(home: Home | None = None) -> list[Path]:
     return [r.resolve() for r in roots]
 
 
+def _resolve(path: str | os.PathLike, what: str) -> Path:
+    if "\x00" in os.fspath(path):  # the OS refuses it with a ValueError that is no PathNotAllowed
+        raise PathNotAllowed(f"{what} {shorten(repr(os.fspath(path)))} contains a NUL character")
+    return Path(path).expanduser().resolve()
+
+
 def check_path_allowed(path: str | os.PathLike, home: Home | None = None, what: str = "path") -> Path:
     """Resolve ``path`` (symlinks included) and refuse it unless it lies under an allowed root."""
-    resolved = Path(path).expanduser().resolve()
+    resolved = _resolve(path, what)
     for root in allowed_roots(home):
         if resolved == root or root in resolved.parents:
             return resolved
     raise PathNotAllowed(
-        f"{what} {path} is outside the allowed folders ({', '.join(str(r) for r in allowed_roots(home))}); "
+        f"{what} {shorten(str(path))} is outside the allowed folders "
+        f"({', '.join(str(r) for r in allowed_roots(home))}); "
         f"move it under one of them or add its folder to CCR_ALLOWED_PATHS"
     )
 
@@ -116,9 +124,9 @@ def check_config_path(path: str | os.PathLike, home: Home | None = None, *, cli:
     ...     print(exc)
     config /etc/passwd is not a YAML file (.yaml or .yml)
     """
-    resolved = Path(path).expanduser().resolve()
+    resolved = _resolve(path, "config")
     if resolved.suffix.lower() not in CONFIG_SUFFIXES:
-        raise PathNotAllowed(f"config {path} is not a YAML file (.yaml or .yml)")
+        raise PathNotAllowed(f"config {shorten(str(path))} is not a YAML file (.yaml or .yml)")
     home = resolve_home(home)
     roots = [CONFIGS, home.data, home.models]
     roots += [Path(p).expanduser() for p in os.environ.get("CCR_ALLOWED_PATHS", "").split(os.pathsep) if p.strip()]
@@ -129,7 +137,8 @@ def check_config_path(path: str | os.PathLike, home: Home | None = None, *, cli:
     roots = [r.resolve() for r in roots]
     if any(resolved == r or r in resolved.parents for r in roots):
         return resolved
-    raise PathNotAllowed(f"config {path} is outside the config folders ({', '.join(str(r) for r in roots)}); "
+    raise PathNotAllowed(f"config {shorten(str(path))} is outside the config folders "
+                         f"({', '.join(str(r) for r in roots)}); "
                          f"move it under one of them or add its folder to CCR_ALLOWED_PATHS")
 
 
@@ -153,13 +162,63 @@ def embedded_gguf(name: str = DEFAULT_MODEL) -> Path | None:
 
 
 def run_dir(home: Home, run: str) -> Path:
-    return resolve_home(home).models / run
+    """``HOME/models/RUN`` for a valid run name; anything else (``../x``, ``/abs``) is refused."""
+    home = resolve_home(home)
+    from engine.train import RUN_NAME  # the one run-name rule (engine.train imports no torch)
+
+    # fullmatch: RUN_NAME ends in ``$``, which would also accept a trailing newline
+    if not isinstance(run, str) or not RUN_NAME.fullmatch(run):
+        raise PathNotAllowed(
+            f"trained run {shorten(run)!r}: a run is run:NAME, NAME a folder of {home.models} (letters, digits, "
+            f"'.', '_' or '-', at most 100 characters, starting with a letter or digit); pass any other model "
+            f"folder as a path under an allowed folder")
+    return home.models / run
 
 
-def resolve_model(name: str, home: Home | str | None = None) -> ModelSpec:
-    """Turn a registry name, ``run:<name>``, a local folder or an HF id into a ModelSpec."""
+def _run_spec(run: str, home: Home, chain: tuple[str, ...] = ()) -> ModelSpec:
+    """``run:RUN``: the adapter in ``HOME/models/RUN`` on the base model its manifest names."""
+    folder = run_dir(home, run)
+    # The name is checked, but the folder may be a symlink: its target must be allowed too.
+    check_path_allowed(folder, home, f"trained run {run!r}")
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise ModelNotAvailable(f"trained run {run!r} not found: no {manifest_path}")
+    return _adapter_spec(f"run:{run}", folder, home, chain)
+
+
+def _adapter_spec(name: str, folder: Path, home: Home, chain: tuple[str, ...] = ()) -> ModelSpec:
+    # chain: the adapters already on the way here, so a manifest naming itself (or a loop of
+    # runs) is an error instead of endless recursion
+    key = str(folder.resolve())
+    if key in chain or len(chain) >= 8:
+        raise ModelNotAvailable(f"model {name}: its manifest's base_model chain loops or is deeper than 8 runs")
+    try:
+        manifest = json.loads(folder.joinpath("manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: invalid JSON or UTF-8
+        raise ModelNotAvailable(f"model {name}: unreadable manifest.json ({shorten(str(exc))})") from None
+    if not isinstance(manifest, dict):
+        raise ModelNotAvailable(f"model {name}: manifest.json is not a JSON object")
+    base = manifest.get("base_model") or DEFAULT_MODEL
+    if not isinstance(base, str):
+        raise ModelNotAvailable(f"model {name}: manifest.json's base_model is not text")
+    base_spec = resolve_model(base, home, _chain=(*chain, key))  # the base meets every rule again
+    return ModelSpec(name, "run", str(folder), base=base, adapter=str(folder),
+                     arch_config=base_spec.arch_config, info=manifest)
+
+
+def resolve_model(name: str, home: Home | str | None = None, *, _chain: tuple[str, ...] = ()) -> ModelSpec:
+    """Turn a registry name, ``run:<name>``, a local folder or an HF id into a ModelSpec.
+
+    A trained run is only ``run:NAME`` (or a bare NAME) with NAME a valid run name and a folder
+    of ``HOME/models``; every path, whatever it holds (a manifest.json included), is checked
+    against the allowed folders before anything in it is read.
+    """
+    from engine.train import RUN_NAME
+
     home = resolve_home(home)
     name = (name or DEFAULT_MODEL).strip()
+    if "\x00" in name:
+        raise PathNotAllowed("model name contains a NUL character")
     key = name.lower()
     if key in MODELS:
         entry = MODELS[key]
@@ -168,24 +227,21 @@ def resolve_model(name: str, home: Home | str | None = None) -> ModelSpec:
             gguf = embedded_gguf(key)
             return ModelSpec(key, "embedded", str(gguf) if gguf else "", arch_config=arch, info=entry)
         return ModelSpec(key, "hub", entry["hf_id"], arch_config=arch, info=entry)
-    if key.startswith("run:") or (home.models / name).is_dir() and (home.models / name / "manifest.json").exists():
-        run = name[4:] if key.startswith("run:") else name
-        folder = run_dir(home, run)
-        manifest_path = folder / "manifest.json"
-        if not manifest_path.exists():
-            raise ModelNotAvailable(f"trained run {run!r} not found: no {manifest_path}")
-        manifest = json.loads(manifest_path.read_text())
-        base = manifest.get("base_model") or DEFAULT_MODEL
-        base_spec = resolve_model(base, home)
-        return ModelSpec(f"run:{run}", "run", str(folder), base=base, adapter=str(folder),
-                         arch_config=base_spec.arch_config, info=manifest)
+    if key.startswith("run:"):
+        return _run_spec(name[4:], home, _chain)
+    if RUN_NAME.fullmatch(name) and (home.models / name / "manifest.json").is_file():
+        return _run_spec(name, home, _chain)  # a bare run name, as `ccr models list` shows it without run:
     looks_like_path = name.startswith((".", "/", "~")) or os.sep in name and Path(name).expanduser().exists()
     if looks_like_path:
-        folder = check_path_allowed(name, home, "model path")
+        folder = check_path_allowed(name, home, "model path")  # first, whatever the folder holds
         if not folder.exists():
-            raise ModelNotAvailable(f"model folder {name} does not exist")
-        if (folder / "adapter_config.json").exists() and (folder / "manifest.json").exists():
-            return resolve_model(f"run:{folder.name}", Home(home.data, folder.parent))
+            raise ModelNotAvailable(f"model folder {shorten(name)} does not exist")
+        if (folder / "manifest.json").is_file():
+            if folder.parent == home.models.resolve():
+                return _run_spec(folder.name, home, _chain)  # HOME/models/RUN typed as a path: the same run
+            if (folder / "adapter_config.json").is_file():
+                # an adapter elsewhere in an allowed folder (models/exports/RUN-adapter): known by its path
+                return _adapter_spec(str(folder), folder, home, _chain)
         return ModelSpec(str(folder), "local", str(folder),
                          arch_config=str(folder / "config.json") if (folder / "config.json").exists() else None)
     return ModelSpec(name, "hub", name)
@@ -360,10 +416,13 @@ def load_model(name: str = DEFAULT_MODEL, *, home: Home | str | None = None, dev
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **extra)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, trust_remote_code=False, **extra)
-    except OSError as exc:
-        if spec.kind == "hub":
+    except (OSError, ValueError) as exc:
+        # ValueError: transformers' word for a folder it cannot use (unknown model type, a tokenizer
+        # it cannot build); like a missing file it is the folder's fault, so one line, no traceback
+        if spec.kind == "hub" and isinstance(exc, OSError):
             raise ModelNotAvailable(_not_available_message(spec.source) + f" ({exc})") from None
-        raise ModelNotAvailable(f"cannot load model from {folder}: {exc}") from None
+        reason = shorten(" ".join(str(exc).split()), 500)
+        raise ModelNotAvailable(f"cannot load model from {folder}: {reason}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device)

@@ -934,6 +934,25 @@ def _chatml_parts(obj) -> tuple[str, str | None, dict | None, str | None, object
     return assistant, task, labels, transcript, meta.get("id", obj.get("id"))
 
 
+MAX_JSON_DEPTH = 100  # a ChatML line nests about 4 deep; Python's json recurses per level
+
+
+def _loads_bounded(line: str):
+    """``json.loads`` of a line nested at most MAX_JSON_DEPTH deep; ValueError otherwise.
+
+    Deeper nesting makes ``json.loads`` raise RecursionError (about 1,000 levels) or exhaust the
+    stack, so the depth is counted first: strings removed, then brackets added up.
+    """
+    import re
+    from itertools import accumulate
+
+    outside_strings = re.sub(r'"[^"\\]*(?:\\.[^"\\]*)*"', "", line)
+    steps = (1 if b in "[{" else -1 for b in re.findall(r"[\[\]{}]", outside_strings))
+    if max(accumulate(steps), default=0) > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+    return json.loads(line)
+
+
 def score_file(path) -> Iterator[dict]:
     """Score the last assistant turn of every line of a ChatML JSONL file, lazily.
 
@@ -945,7 +964,7 @@ def score_file(path) -> Iterator[dict]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = _loads_bounded(line)
                 text, task, labels, transcript, ex_id = _chatml_parts(obj)
             except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
                 yield {"line": n, "error": str(exc) if not isinstance(exc, json.JSONDecodeError) else f"invalid JSON: {exc.msg}"}
