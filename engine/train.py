@@ -84,7 +84,7 @@ def run_folder(home: Home | str | None, run: str) -> Path:
 
 
 def check_run_name(run: str) -> str:
-    if not RUN_NAME.match(run or ""):
+    if not RUN_NAME.fullmatch(run or ""):  # fullmatch: "$" alone would accept a trailing newline
         raise RunError(f"run name {run!r}: use letters, digits, '.', '_' or '-' (at most 100 characters)")
     return run
 
