@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -23,22 +24,26 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
                 preset: str | None = None, seed: int | None = None) -> dict:
     """Import a ChatML JSONL or CSV file into ``dataset``; bad lines are reported, good ones kept.
 
-    Returns ``{"dataset", "accepted", "rejected", "errors": [[line, reason], ...], "file"}``.
+    Returns ``{"dataset", "accepted", "rejected", "errors": [[line, reason], ...], "file",
+    "split_note"}``; every non-blank line is counted once, as accepted or rejected.
     ``on_error`` gets each ``FILE:LINE: reason`` as it is found. Raises ImportFileError when
     the file itself cannot be read. ``display_name`` is the name used in messages (an
-    uploaded file's own name rather than its temp path).
+    uploaded file's own name rather than its temp path). ``split_note`` is set when lines
+    went to train only because nothing named a split (no ``split``, no split word in the
+    file name, none on the line): held-out data stored as train would be trained on.
     """
     home = resolve_home(home)
     path = Path(path)
-    shown = display_name or str(path)
+    # A file name that is not valid UTF-8 must not make the messages or the job row unwritable.
+    shown = importer.printable(display_name or str(path))
     if split is not None and importer.SPLIT_ALIASES.get(split.lower()) is None:
         raise ValueError(f"unknown split {split!r} (expected train, validation or test)")
     split = importer.SPLIT_ALIASES[split.lower()] if split else importer.split_from_name(display_name or path)
     records = importer.read_records(path, default_split=split)  # raises ImportFileError
     db = store.connect(home)
-    name = dataset or importer.dataset_from_name(display_name or path)
-    dataset_id = store.create_dataset(db, name, kind, source=str(path), preset=preset, seed=seed)
-    accepted, errors, seen = 0, [], {}
+    name = dataset or importer.dataset_from_name(shown)
+    dataset_id = store.create_dataset(db, name, kind, source=importer.printable(str(path)), preset=preset, seed=seed)
+    accepted, errors, seen, defaulted = 0, [], {}, 0
     batch: list[tuple[int, dict]] = []
 
     def reject(line: int, reason: str) -> None:
@@ -46,17 +51,32 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
         if on_error:
             on_error(f"{shown}:{line}: {reason}")
 
-    def flush() -> None:
-        nonlocal accepted
-        if not batch:
-            return
+    def store_rows(rows: list[tuple[int, dict]]) -> None:
+        nonlocal accepted, defaulted
         inserted, dups = store.insert_examples(db, dataset_id, [dict(ex, source_file=shown, source_line=line)
-                                                               for line, ex in batch])
+                                                               for line, ex in rows])
         accepted += inserted
         dup_set = set(dups)
-        for line, ex in batch:
+        for line, ex in rows:
             if ex["ex_id"] in dup_set:
-                reject(line, f"duplicate id {ex['ex_id']!r} (already in dataset {name!r})")
+                reject(line, f"duplicate id {importer.quote(ex['ex_id'])} (already in dataset {name!r})")
+            elif split is None and "split" not in ex["meta"]:
+                defaulted += 1
+
+    def flush() -> None:
+        if not batch:
+            return
+        try:
+            store_rows(batch)
+        except UNSTORABLE:
+            # One row the database refused must cost that row only: the batch was rolled back
+            # whole, so store its rows one at a time and reject the ones that fail.
+            for line, ex in batch:
+                try:
+                    store_rows([(line, ex)])
+                except UNSTORABLE as exc:
+                    seen.pop(ex["ex_id"], None)
+                    reject(line, f"could not be stored ({type(exc).__name__}: {importer.quote(str(exc), 120)})")
         batch.clear()
 
     lines = 0
@@ -67,7 +87,7 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
             continue
         first = seen.get(example["ex_id"])
         if first is not None:
-            reject(line, f"duplicate id {example['ex_id']!r} (first seen on line {first})")
+            reject(line, f"duplicate id {importer.quote(example['ex_id'])} (first seen on line {first})")
             continue
         seen[example["ex_id"]] = line
         batch.append((line, example))
@@ -77,8 +97,20 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
                 on_progress(accepted, len(errors))
     flush()
     errors.sort()
+    note = None
+    if defaulted:
+        note = (f"{shown}: {defaulted} line(s) stored as train: no --split was given and neither the file name "
+                f"nor the lines name a split. If this is held-out test or validation data, import it again into "
+                f"a new dataset with --split test (on the Data page: Split).")
     return {"dataset": name, "dataset_id": dataset_id, "file": shown, "lines": lines, "accepted": accepted,
-            "rejected": len(errors), "errors": errors}
+            "rejected": len(errors), "errors": errors, "split_note": note}
+
+
+# What a single row can make the database refuse (a constraint, a value it cannot bind or
+# serialise). Anything else (locked past the busy timeout, disk full) is the database's own
+# failure: the import stops there, keeping every batch committed before it.
+UNSTORABLE = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+              ValueError, TypeError, OverflowError, RecursionError)
 
 
 def synthesize(home: Home | str | None, preset: str = "demo", seed: int = 0, out: str | os.PathLike | None = None,
@@ -110,7 +142,8 @@ def synthesize(home: Home | str | None, preset: str = "demo", seed: int = 0, out
 
 def export_dataset(home: Home | str | None, dataset: str, out: str | os.PathLike, split: str | None = None,
                    task: str | None = None) -> dict:
-    """Write a dataset (or one split/task of it) as ChatML JSONL, atomically."""
+    """Write a dataset (or one split/task of it) as ChatML JSONL, atomically; each imported JSONL
+    line comes back byte for byte (see docs/data.md#import)."""
     db = store.connect(home)
     ds = db.execute("SELECT id FROM datasets WHERE name = ?", [dataset]).fetchone()
     if not ds:
@@ -124,9 +157,12 @@ def export_dataset(home: Home | str | None, dataset: str, out: str | os.PathLike
         params.append(task)
     n = 0
     with atomic_write(out) as fh:
-        for messages, meta in db.execute(
-                f"SELECT messages, meta FROM examples WHERE {' AND '.join(where)} ORDER BY id", params):
-            fh.write(json.dumps({"messages": json.loads(messages), "meta": json.loads(meta)}, ensure_ascii=False))
+        for messages, meta, raw in db.execute(
+                f"SELECT messages, meta, raw FROM examples WHERE {' AND '.join(where)} ORDER BY id", params):
+            # An imported JSONL line is written back as it was read; CSV rows and rows stored
+            # before lines were kept are written in the converted form.
+            fh.write(raw if raw is not None else
+                     json.dumps({"messages": json.loads(messages), "meta": json.loads(meta)}, ensure_ascii=False))
             fh.write("\n")
             n += 1
     return {"out": str(out), "lines": n}
@@ -182,6 +218,8 @@ def run_import_job(ctx, config: dict) -> dict:
 
     report = import_file(ctx.home, cfg.path, cfg.dataset, cfg.split, display_name=config.get("display_name"),
                          on_error=on_error, on_progress=on_progress)
+    if report["split_note"]:
+        print(f"warning: {report['split_note']}", file=sys.stderr, flush=True)
     ctx.log(f"accepted {report['accepted']}, rejected {report['rejected']}")
     report["errors"] = report["errors"][:1000]  # the job row keeps the first 1000; the log has all
     return report

@@ -323,26 +323,35 @@ def insert_examples(db: Database, dataset_id: int, rows: Iterable[dict]) -> tupl
     """Insert examples in one transaction; returns (inserted, ids that already existed).
 
     Each row: split, ex_id, task, messages (list), meta (dict), labels (dict), transcript,
-    source_file, source_line. An id already in the dataset is not inserted again.
+    source_file, source_line, and optionally raw (the imported line's own text, which the
+    dataset export writes back). An id already in the dataset is not inserted again.
+    Every row is serialised before the transaction starts, so a row that cannot be (a value
+    JSON cannot write) raises before anything is written.
     """
     inserted, duplicates = 0, []
     t = now()
+    params = [[dataset_id, r["split"], r["ex_id"], r.get("task"), json.dumps(r["messages"], ensure_ascii=False),
+               dumps(r["meta"]), dumps(r.get("labels") or {}), r["transcript"], r.get("source_file"),
+               r.get("source_line"), r.get("raw"), t] for r in rows]
     with immediate(db):
-        for r in rows:
+        for p in params:
             cur = db.execute(
                 # ON CONFLICT on the key only: OR IGNORE would also silently skip NOT NULL violations.
                 "INSERT INTO examples (dataset_id, split, ex_id, task, messages, meta, labels, "
-                "transcript, source_file, source_line, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (dataset_id, ex_id) DO NOTHING",
-                [dataset_id, r["split"], r["ex_id"], r.get("task"), json.dumps(r["messages"], ensure_ascii=False),
-                 dumps(r["meta"]), dumps(r.get("labels") or {}), r["transcript"], r.get("source_file"),
-                 r.get("source_line"), t],
-            )
+                "transcript, source_file, source_line, raw, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (dataset_id, ex_id) DO NOTHING", p)
             if cur.rowcount:
                 inserted += 1
             else:
-                duplicates.append(r["ex_id"])
+                duplicates.append(p[2])
     return inserted, duplicates
+
+
+@migrations()
+def m_import_001_raw_line(db: Database) -> None:
+    """An imported JSONL line's own text (NULL for CSV rows and older imports): the export
+    writes it back, so a line is kept verbatim, fields the product does not read included."""
+    db.execute("ALTER TABLE examples ADD COLUMN raw TEXT")
 
 
 # ---------------------------------------------------------------------------------------------

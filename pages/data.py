@@ -44,6 +44,8 @@ if st.session_state.get("data-job"):
             result = job["result"]
             if job["kind"] == "import":
                 st.success(f"accepted {result['accepted']}, rejected {result['rejected']}")
+                if result.get("split_note"):  # held-out data defaulted to train must not go unnoticed
+                    st.warning(result["split_note"])
                 if result["errors"]:
                     st.code("\n".join(f"{result['file']}:{line}: {reason}" for line, reason in result["errors"]),
                             language=None)

@@ -2,7 +2,6 @@
 Unicode, and a 50 MB file streamed without being loaded whole."""
 
 import json
-import resource
 import subprocess
 import sys
 import textwrap
@@ -44,6 +43,19 @@ INVALID = [
     b'{"messages": [{"role": "user", "content": "\xc3\x28"}]}',          # invalid UTF-8 sequence
     b'\xff\xfe{"messages": 1}',
     b'{"messages": [{"role": "user", "content": "x"}], "meta": "oops"}',
+    # Issue 10: each of these used to be accepted, or to abort the import at insert.
+    b'{"messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}, '
+    b'{"role": "user", "content": "Customer: hi"}]}',                       # answer before the question
+    b'{"messages": [], "messages": [{"role": "user", "content": "Customer: hi"}, '
+    b'{"role": "assistant", "content": "a"}]}',                             # duplicate key
+    b'{"messages": [{"role": "user", "content": "Customer: hi"}, {"role": "assistant", "content": "a"}], '
+    b'"meta": {"score": NaN}}',
+    b'{"messages": [{"role": "user", "content": "Customer: hi"}, {"role": "assistant", "content": "a"}], '
+    b'"id": "\\ud83d"}',                                                   # surrogate in a top-level id
+    b'{"messages": [{"role": "user", "content": "Customer: hi"}, {"role": "assistant", "content": "a"}], '
+    b'"meta": {"n": ' + b"1" * 4301 + b'}}',
+    b'{"messages": [{"role": "user", "content": "Customer: hi"}, {"role": "assistant", "content": "a"}], '
+    b'"meta": {"n": ' + b"[" * 1000 + b"]" * 1000 + b'}}',
 ]
 
 
@@ -81,7 +93,8 @@ def test_arbitrary_bytes_never_raise(tmp_path_factory, raw):
 def test_fifty_megabyte_file_is_streamed(tmp_path):
     """A 50 MB file (one 30 MB line among 20 MB of good lines) imports in bounded memory."""
     path = tmp_path / "big.jsonl"
-    good = json.dumps({"messages": [{"role": "user", "content": "Customer: " + "x" * 1900}]}).encode()
+    good = json.dumps({"messages": [{"role": "user", "content": "Customer: " + "x" * 1900},
+                                    {"role": "assistant", "content": "CSAT: 3/5"}]}).encode()
     with open(path, "wb") as fh:
         for i in range(5000):
             fh.write(good.replace(b'"messages"', f'"meta": {{"id": "g{i}"}}, "messages"'.encode(), 1) + b"\n")
