@@ -89,3 +89,17 @@ def test_every_reference_answer_line_round_trips():
                "root_cause": {"root_cause": "fraud_concern"}, "coaching": {"coaching": ["de_escalation"]}}
     for task, labels in samples.items():
         assert parse_prediction(task, "Some reasoning.\n" + tasks.answer_line(task, labels)) == labels
+
+
+def test_long_runs_of_blanks_parse_in_linear_time():
+    """A model (or a file given to `ccr score`) can write huge runs of blanks. Before blanks were
+    collapsed, "CSAT:" and 40,000 spaces took 75 s (quadratic backtracking), so the million-character
+    inputs below would hang the suite for hours; collapsed, each parses in well under a second.
+    No time is asserted: a regression shows as a suite that does not finish."""
+    blank_runs = [" " * 1_000_000, "\n" * 1_000_000, " \n\t" * 300_000, "\t" * 1_000_000]
+    for run in blank_runs:
+        for task in tasks.TASKS:
+            assert parse_prediction(task, "CSAT:" + run) is None
+            assert tasks.parse_answer(task, "QA score:" + run + "Churn risk:" + run) is None
+    assert tasks.parse_answer("csat", "CSAT:" + " " * 1_000_000 + "4/5") == {"csat": 4}
+    assert tasks.parse_answer("churn", "Churn risk:\n\n\n   \n high") == {"churn": "high"}
