@@ -14,6 +14,11 @@ Why it is built like this:
   batched ``LocalGenerator`` call. Streamed requests are generated one at a time with
   ``LocalGenerator.stream``, so their tokens arrive as they are made. The model is only ever
   touched from the batcher thread, so the event loop never blocks on it.
+- **One request cannot fail another.** A request is parsed, validated, encoded (chat template
+  and tokenizer, in the ``encode`` thread) and length-checked on its own before it is queued, so
+  whatever it holds (a lone surrogate, a number out of range, a template the model refuses) is
+  answered 4xx to that request alone and never reaches a batch. If a batched generate call still
+  fails, each of its requests is retried alone, so only the one that fails alone gets the 5xx.
 - **Safe by default.** It binds 127.0.0.1; any other address is refused without an API key.
   With a key, every route but ``/health`` needs ``Authorization: Bearer <key>`` (401). The Host
   header must name the bound address or localhost (403), which stops DNS-rebinding pages from
@@ -28,11 +33,15 @@ Why it is built like this:
 """
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hmac
 import ipaddress
 import json
+import math
+import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -125,6 +134,7 @@ class Pending:
     """One request waiting for, or in, generation."""
 
     messages: list[dict]
+    ids: list[int]                                # the encoded prompt (encoded before the request is queued)
     max_tokens: int
     temperature: float
     top_p: float
@@ -164,13 +174,11 @@ class QueueFull(Exception):
 class Batcher:
     """The one bounded queue and the thread that turns it into batched generate calls."""
 
-    def __init__(self, generator, max_queue: int = 64, max_batch: int = 8, batch_wait_s: float = 0.01,
-                 max_context: int | None = None):
+    def __init__(self, generator, max_queue: int = 64, max_batch: int = 8, batch_wait_s: float = 0.01):
         self.generator = generator
         self.capacity = max(1, max_queue)
         self.max_batch = max(1, max_batch)
         self.batch_wait_s = batch_wait_s
-        self.max_context = max_context
         self.items: deque[Pending] = deque()
         self.cond = threading.Condition()
         self.stopping = False
@@ -241,7 +249,7 @@ class Batcher:
                     self._generate(batch)
             except Exception as exc:  # a failure of the model must answer its requests, not kill the thread
                 self.stats["errors"] += len(batch)
-                err = RequestError(500, f"generation failed: {type(exc).__name__}: {exc}", "server_error")
+                err = RequestError(500, f"generation failed: {type(exc).__name__}: {_short(exc)}", "server_error")
                 for item in batch:
                     item.emit("error", err) if item.stream else item.resolve(err)
             finally:
@@ -253,43 +261,34 @@ class Batcher:
             err = RequestError(503, "the server is shutting down", "server_error")
             item.emit("error", err) if item.stream else item.resolve(err)
 
-    def _check_length(self, item: Pending) -> list[int] | RequestError:
-        ids = self.generator.prompt_ids(item.messages)
-        if self.max_context and len(ids) + item.max_tokens > self.max_context:
-            return RequestError(400, f"This model's maximum context length is {self.max_context} tokens. However, "
-                                f"you requested {len(ids) + item.max_tokens} tokens ({len(ids)} in the messages, "
-                                f"{item.max_tokens} in the completion). Please reduce the length of the messages "
-                                f"or completion.", param="messages", code="context_length_exceeded")
-        return ids
-
     def _generate(self, batch: list[Pending]) -> None:
-        ready, ids = [], []
-        for item in batch:
-            checked = self._check_length(item)
-            if isinstance(checked, RequestError):
-                item.resolve(checked)
-            else:
-                ready.append(item)
-                ids.append(checked)
-        if not ready:
+        first = batch[0]
+        try:
+            completions = self.generator.generate_ids(
+                [i.ids for i in batch], max_new_tokens=first.max_tokens, temperature=first.temperature,
+                top_p=first.top_p, seed=first.seed, stop=list(first.stop) or None, batch_size=len(batch))
+        except Exception:
+            if len(batch) == 1:
+                raise
+            # Every request was checked on its own before it was queued, so this should not happen;
+            # if it does, generate each alone so that only a request that fails alone fails.
+            for item in batch:
+                try:
+                    self._generate([item])
+                except Exception as exc:
+                    self.stats["errors"] += 1
+                    item.resolve(RequestError(500, f"generation failed: {type(exc).__name__}: {_short(exc)}",
+                                              "server_error"))
             return
-        first = ready[0]
-        completions = self.generator.generate_ids(
-            ids, max_new_tokens=first.max_tokens, temperature=first.temperature, top_p=first.top_p,
-            seed=first.seed, stop=list(first.stop) or None, batch_size=len(ids))
         self.stats["batches"] += 1
-        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(ids))
-        for item, c in zip(ready, completions):
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
+        for item, c in zip(batch, completions):
             self.stats["served"] += 1
             self.stats["tokens"] += c.completion_tokens
             item.resolve(c)
 
     def _stream(self, item: Pending) -> None:
-        checked = self._check_length(item)
-        if isinstance(checked, RequestError):
-            item.emit("error", checked)
-            return
-        item.emit("start", len(checked))
+        item.emit("start", len(item.ids))
         hold = max((len(s) for s in item.stop), default=1) - 1  # text that may be the start of a stop string
         text, sent, finish = "", 0, None
         # Generation ends at the next token once the client went away or a stop string was seen,
@@ -319,7 +318,7 @@ class Batcher:
         self.stats["served"] += 1
         self.stats["batches"] += 1
         self.stats["tokens"] += tokens
-        item.emit("end", {"finish_reason": finish, "completion_tokens": tokens, "prompt_tokens": len(checked)})
+        item.emit("end", {"finish_reason": finish, "completion_tokens": tokens, "prompt_tokens": len(item.ids)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,10 +326,21 @@ class Batcher:
 # ---------------------------------------------------------------------------------------------
 
 
-def _json_response(status: int, body: dict, headers: dict | None = None):
-    from starlette.responses import JSONResponse
+def _dumps(body) -> str:
+    """JSON text for a reply. Readable UTF-8 normally; a value that cannot be encoded as UTF-8 (a
+    lone surrogate) is escaped instead, so rendering a reply can never fail it."""
+    try:
+        text = json.dumps(body, ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return json.dumps(body, allow_nan=False)
 
-    return JSONResponse(body, status_code=status, headers=headers)
+
+def _json_response(status: int, body: dict, headers: dict | None = None):
+    from starlette.responses import Response
+
+    return Response(_dumps(body).encode("utf-8"), status_code=status, headers=headers, media_type="application/json")
 
 
 class Guard:
@@ -394,27 +404,105 @@ class Guard:
         await self.app(scope, replay, send)
 
 
-def _content_text(content) -> str:
+# What one request may hold. Each limit stops something a client could otherwise use to make the
+# model, the tokenizer or Python itself fail (a 5xx for the whole batch) or hang the batcher.
+MAX_STOP_CHARS = 100        # transformers' stop-string matcher costs ~vocabulary x length per new stop string
+MIN_TEMPERATURE = 1e-5      # below this, logits / temperature overflows float32 and sampling raises: greedy instead
+SEED_RANGE = (-2 ** 63, 2 ** 63 - 1)  # OpenAI's seed is an int64; torch.manual_seed refuses far larger values
+_MAX_INT_DIGITS = 400       # longer integer literals are beyond any double (and Python refuses >4300 digits)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def _short(value, limit: int = 80) -> str:
+    """A value quoted in an error message, cut to ``limit`` characters."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+class _BadNumber:
+    """A JSON number no field can hold (NaN, Infinity, beyond a double's range), kept as a marker
+    while parsing so that the error can name the field it is in."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _parse_int(text: str):
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        return _BadNumber(f"an integer of {len(text.lstrip('-'))} digits")
+    value = int(text)
+    return _BadNumber(_short(text, 40)) if abs(value) > sys.float_info.max else value
+
+
+def _parse_float(text: str):
+    value = float(text)
+    return value if math.isfinite(value) else _BadNumber(_short(text, 40))
+
+
+def _path(parent: str, key: str) -> str:
+    if _NAME.fullmatch(key):
+        return f"{parent}.{key}" if parent else key
+    return f"{parent}[{json.dumps(_short(key, 40))}]"  # json.dumps escapes what is not printable
+
+
+def _first_bad_value(obj) -> tuple[str, str] | None:
+    """(path, reason) of the first value in the body that no field may hold: a number that is NaN,
+    infinite or beyond a double's range, or a string or key that is not valid Unicode (a lone
+    surrogate such as ``"\\ud83d"``, which JSON can spell but no tokenizer can encode). A loop, not
+    recursion: the body may be nested as deep as the JSON parser allows."""
+    stack = [("", obj)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, _BadNumber):
+            return path, f"{value.text} is not a number this server accepts (NaN, Infinity and numbers beyond " \
+                         f"a double's range are refused)"
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return path, "is not valid Unicode: it contains a lone surrogate (an unpaired \\ud800-\\udfff escape)"
+        elif isinstance(value, dict):
+            children = []
+            for key, child in value.items():
+                if _SURROGATE.search(key):
+                    return _path(path, key), "the key is not valid Unicode: it contains a lone surrogate"
+                children.append((_path(path, key), child))
+            stack.extend(reversed(children))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", value[i]) for i in range(len(value) - 1, -1, -1))
+    return None
+
+
+def _content_text(content, where: str) -> str:
     """OpenAI message content: a string, or a list of parts of which the text ones are used."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
+    if not isinstance(content, list):
+        raise RequestError(400, f"{where} must be a string or a list of text parts", param=where,
+                           code="invalid_value")
     parts = []
-    for part in content:
+    for j, part in enumerate(content):
         if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
             parts.append(part["text"])
         else:
-            raise RequestError(400, "only text content parts are supported", param="messages")
+            raise RequestError(400, f"{where}[{j}]: only text content parts are supported "
+                               "({\"type\": \"text\", \"text\": \"...\"})", param=f"{where}[{j}]", code="invalid_value")
     return "".join(parts)
 
 
 def parse_request(body: bytes, cfg) -> dict:
-    """Validate a chat-completions body; raises RequestError (400) with a message naming the field."""
+    """Validate a chat-completions body on its own; raises RequestError (400) with a message and
+    ``param`` naming the field. Anything a client can send ends here or in a valid request."""
     try:
-        obj = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise RequestError(400, f"We could not parse the JSON body of your request ({exc}).",
+        obj = json.loads(body, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_BadNumber)
+    except RecursionError:
+        raise RequestError(400, "We could not parse the JSON body of your request: it is nested too deeply.",
+                           code="invalid_json") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise RequestError(400, f"We could not parse the JSON body of your request ({_short(exc, 200)}).",
                            code="invalid_json") from None
     if not isinstance(obj, dict):
         raise RequestError(400, "the request body must be a JSON object", code="invalid_json")
@@ -422,6 +510,9 @@ def parse_request(body: bytes, cfg) -> dict:
     def bad(param: str, message: str):
         raise RequestError(400, message, param=param, code="invalid_value")
 
+    found = _first_bad_value(obj)
+    if found:
+        bad(found[0], f"{found[0]}: {found[1]}")
     model = obj.get("model")
     if not isinstance(model, str) or not model:
         bad("model", "'model' is required and must be a string")
@@ -434,21 +525,19 @@ def parse_request(body: bytes, cfg) -> dict:
             bad(f"messages[{i}]", f"messages[{i}] must be an object with a 'role'")
         role = "system" if m["role"] == "developer" else m["role"]
         if role not in ("system", "user", "assistant"):
-            bad(f"messages[{i}].role", f"messages[{i}].role {m['role']!r} is not supported "
+            bad(f"messages[{i}].role", f"messages[{i}].role {_short(repr(m['role']))} is not supported "
                 "(system, developer, user, assistant)")
-        try:
-            clean.append({"role": role, "content": _content_text(m.get("content"))})
-        except TypeError:
-            bad(f"messages[{i}].content", f"messages[{i}].content must be a string or a list of text parts")
-    max_tokens = obj.get("max_completion_tokens", obj.get("max_tokens"))
+        clean.append({"role": role, "content": _content_text(m.get("content"), f"messages[{i}].content")})
+    name = "max_completion_tokens" if obj.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = obj.get(name)
     if max_tokens is None:
         max_tokens = cfg.default_max_tokens
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
-        bad("max_tokens", "'max_tokens' must be an integer")
+        bad(name, f"'{name}' must be an integer")
     if max_tokens < 1:
-        bad("max_tokens", f"max_tokens must be at least 1, got {max_tokens}")
+        bad(name, f"{name} must be at least 1, got {_short(max_tokens)}")
     if max_tokens > cfg.max_tokens_limit:
-        bad("max_tokens", f"max_tokens is too large: {max_tokens}. This server allows at most "
+        bad(name, f"{name} is too large: {_short(max_tokens)}. This server allows at most "
             f"{cfg.max_tokens_limit} completion tokens.")
 
     def number(name: str, default: float, lo: float, hi: float, lo_open: bool = False) -> float:
@@ -457,18 +546,23 @@ def parse_request(body: bytes, cfg) -> dict:
             return default
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             bad(name, f"'{name}' must be a number")
-        if value > hi or value < lo or (lo_open and value == lo):
-            bad(name, f"'{name}' must be {'>' if lo_open else '>='} {lo} and <= {hi}, got {value}")
+        if not (lo < value <= hi if lo_open else lo <= value <= hi):
+            bad(name, f"'{name}' must be {'>' if lo_open else '>='} {lo} and <= {hi}, got {_short(value)}")
         return float(value)
 
     temperature = number("temperature", 1.0, 0.0, 2.0)
+    if temperature < MIN_TEMPERATURE:
+        temperature = 0.0
     top_p = number("top_p", 1.0, 0.0, 1.0, lo_open=True)
-    n = obj.get("n", 1)
-    if n not in (1, None):
+    n = obj.get("n")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n != 1):
         bad("n", "only n=1 is supported")
     seed = obj.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        bad("seed", "'seed' must be an integer")
+    if seed is not None:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            bad("seed", "'seed' must be an integer")
+        if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+            bad("seed", f"'seed' must be a 64-bit integer ({SEED_RANGE[0]} to {SEED_RANGE[1]}), got {_short(seed)}")
     stop = obj.get("stop")
     if stop is None:
         stop = []
@@ -476,15 +570,23 @@ def parse_request(body: bytes, cfg) -> dict:
         stop = [stop]
     if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
         bad("stop", "'stop' must be a string or a list of up to 4 non-empty strings")
-    stream = obj.get("stream", False)
+    if any(len(s) > MAX_STOP_CHARS for s in stop):
+        bad("stop", f"each stop string may be at most {MAX_STOP_CHARS} characters long")
+    stream = obj.get("stream")
+    if stream is None:
+        stream = False
     if not isinstance(stream, bool):
         bad("stream", "'stream' must be true or false")
-    options = obj.get("stream_options") or {}
+    options = obj.get("stream_options")
+    if options is None:
+        options = {}
     if not isinstance(options, dict):
         bad("stream_options", "'stream_options' must be an object")
+    include_usage = options.get("include_usage")
+    if include_usage is not None and not isinstance(include_usage, bool):
+        bad("stream_options.include_usage", "'stream_options.include_usage' must be true or false")
     return {"model": model, "messages": clean, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-            "seed": seed, "stop": tuple(stop), "stream": stream,
-            "include_usage": bool(options.get("include_usage"))}
+            "seed": seed, "stop": tuple(stop), "stream": stream, "include_usage": bool(include_usage)}
 
 
 def create_app(generator, cfg, model_id: str | None = None, aliases: tuple[str, ...] = ()):
@@ -501,7 +603,10 @@ def create_app(generator, cfg, model_id: str | None = None, aliases: tuple[str, 
     max_context = None
     with contextlib.suppress(Exception):
         max_context = int(generator.model.config.max_position_embeddings)
-    batcher = Batcher(generator, cfg.max_queue, cfg.max_batch, cfg.batch_wait_ms / 1000.0, max_context)
+    batcher = Batcher(generator, cfg.max_queue, cfg.max_batch, cfg.batch_wait_ms / 1000.0)
+    # One thread encodes prompts (chat template + tokenizer) off the event loop, one request at a
+    # time: a long prompt never blocks the loop, and requests never encode in many threads at once.
+    encoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ccr-serve-encode")
     created = int(time.time())
     state = {"last_request": time.time()}
 
@@ -512,6 +617,7 @@ def create_app(generator, cfg, model_id: str | None = None, aliases: tuple[str, 
             yield
         finally:
             batcher.stop()
+            encoder.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="ccr OpenAI-compatible API", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -534,6 +640,25 @@ def create_app(generator, cfg, model_id: str | None = None, aliases: tuple[str, 
     @app.exception_handler(Exception)
     async def internal_error(request, exc):
         return _json_response(500, RequestError(500, f"internal error: {type(exc).__name__}", "server_error").body())
+
+    def encode(messages: list[dict], max_tokens: int) -> list[int]:
+        """One request's prompt ids, checked against the context; a RequestError for it alone."""
+        try:
+            ids = list(generator.prompt_ids(messages))
+        except Exception as exc:  # the chat template or the tokenizer refused these messages
+            raise RequestError(400, f"'messages' could not be encoded for this model ({type(exc).__name__}: "
+                               f"{_short(exc, 200)})", param="messages", code="invalid_value") from None
+        if max_context and len(ids) + max_tokens > max_context:
+            raise RequestError(400, f"This model's maximum context length is {max_context} tokens. However, you "
+                               f"requested {len(ids) + max_tokens} tokens ({len(ids)} in the messages, {max_tokens} "
+                               f"in the completion). Please reduce the length of the messages or completion.",
+                               param="messages", code="context_length_exceeded")
+        return ids
+
+    def busy() -> RequestError:
+        return RequestError(429, f"The server is busy: {batcher.capacity} requests are already waiting. "
+                            "Retry shortly.", "rate_limit_error", code="rate_limit_exceeded",
+                            headers={"Retry-After": "1"})
 
     def model_card() -> dict:
         return {"id": model_id, "object": "model", "created": created, "owned_by": "ccr"}
@@ -559,10 +684,19 @@ def create_app(generator, cfg, model_id: str | None = None, aliases: tuple[str, 
         state["last_request"] = time.time()
         req = parse_request(await request.body(), cfg)
         if req["model"] not in names:
-            raise RequestError(404, f"The model `{req['model']}` does not exist. This server serves `{model_id}`.",
-                               param="model", code="model_not_found")
+            raise RequestError(404, f"The model `{_short(req['model'])}` does not exist. This server serves "
+                               f"`{model_id}`.", param="model", code="model_not_found")
+        if batcher.depth() >= batcher.capacity:  # at once, before spending the tokenizer on it
+            batcher.stats["rejected"] += 1
+            raise busy()
         loop = asyncio.get_running_loop()
-        item = Pending(req["messages"], req["max_tokens"], req["temperature"], req["top_p"], req["seed"],
+        try:
+            ids = await loop.run_in_executor(encoder, encode, req["messages"], req["max_tokens"])
+        except RuntimeError as exc:  # the executor is shut down: the server is stopping
+            if "shutdown" not in str(exc):
+                raise
+            raise RequestError(503, "the server is shutting down", "server_error") from None
+        item = Pending(req["messages"], ids, req["max_tokens"], req["temperature"], req["top_p"], req["seed"],
                        req["stop"], req["stream"], loop)
         if req["stream"]:
             item.events = asyncio.Queue()
@@ -571,9 +705,7 @@ def create_app(generator, cfg, model_id: str | None = None, aliases: tuple[str, 
         try:
             batcher.submit(item)
         except QueueFull:
-            raise RequestError(429, f"The server is busy: {batcher.capacity} requests are already waiting. "
-                               "Retry shortly.", "rate_limit_error", code="rate_limit_exceeded",
-                               headers={"Retry-After": "1"}) from None
+            raise busy() from None
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if not req["stream"]:
             try:
@@ -584,12 +716,13 @@ def create_app(generator, cfg, model_id: str | None = None, aliases: tuple[str, 
             if isinstance(result, RequestError):
                 raise result
             state["last_request"] = time.time()
-            return {"id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model_id,
-                    "system_fingerprint": None,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                                 "logprobs": None, "finish_reason": result.finish_reason}],
-                    "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                              "total_tokens": result.prompt_tokens + result.completion_tokens}}
+            return _json_response(200, {
+                "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model_id,
+                "system_fingerprint": None,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
+                             "logprobs": None, "finish_reason": result.finish_reason}],
+                "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                          "total_tokens": result.prompt_tokens + result.completion_tokens}})
         # Streamed: wait for the batcher to accept the prompt (or refuse it) before the 200 goes out.
         try:
             kind, payload = await item.events.get()
@@ -607,7 +740,7 @@ def create_app(generator, cfg, model_id: str | None = None, aliases: tuple[str, 
                     if choices else []}
             if usage is not None or (req["include_usage"] and choices):
                 body["usage"] = usage
-            return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+            return f"data: {_dumps(body)}\n\n"
 
         async def events():
             try:

@@ -54,7 +54,9 @@ def client(server, key=KEY) -> openai.OpenAI:
 def _post(server, body, key=KEY, **kw):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     headers.update(kw.pop("headers", {}))
-    return httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=300, **kw)
+    if body is not None:
+        kw["json"] = body
+    return httpx.post(f"{server.url}/v1/chat/completions", headers=headers, timeout=300, **kw)
 
 
 @pytest.mark.slow
@@ -142,6 +144,65 @@ def test_bad_requests_get_400_with_the_field_named(real_server, body, param):
     assert r.status_code == 400
     err = r.json()["error"]
     assert err["param"] == param and err["message"] and err["type"] == "invalid_request_error"
+
+
+HI = '"messages": [{"role": "user", "content": "hi"}]'
+
+
+@pytest.mark.parametrize("raw,param", [
+    # Each of these was a 500 (for its whole batch, in the first two cases) or a 200 before.
+    ('{"model": "%s", "messages": [{"role": "user", "content": "hi \\ud83d"}]}' % MODEL, "messages[0].content"),
+    ('{"model": "%s", "messages": [{"role": "user", "content": [{"type": "text", "text": "\\udfff"}]}]}' % MODEL,
+     "messages[0].content[0].text"),
+    ('{"model": "%s", %s, "seed": %d}' % (MODEL, HI, 2 ** 70), "seed"),
+    ('{"model": "%s", %s, "seed": %d}' % (MODEL, HI, -2 ** 63 - 1), "seed"),
+    ('{"model": "%s", %s, "user": %s}' % (MODEL, HI, "9" * 5000), "user"),
+    ('{"model": "%s", %s, "max_tokens": %s}' % (MODEL, HI, "9" * 5000), "max_tokens"),
+    ('{"model": "%s", %s, "temperature": NaN}' % (MODEL, HI), "temperature"),
+    ('{"model": "%s", %s, "temperature": Infinity}' % (MODEL, HI), "temperature"),
+    ('{"model": "%s", %s, "top_p": NaN}' % (MODEL, HI), "top_p"),
+    ('{"model": "%s", %s, "top_p": -Infinity}' % (MODEL, HI), "top_p"),
+    ('{"model": "%s", %s, "temperature": 1e400}' % (MODEL, HI), "temperature"),
+    ('{"model": "%s", %s, "metadata": {"x": [1, 1e999]}}' % (MODEL, HI), "metadata.x[1]"),
+    ('{"model": "%s", %s, "\\ud800": 1}' % (MODEL, HI), '["\\ud800"]'),
+    ('{"model": "\\ud83d", %s}' % HI, "model"),
+    ('{"model": "%s", "messages": "hi"}' % MODEL, "messages"),
+    ('{"model": "%s", "messages": [1]}' % MODEL, "messages[0]"),
+    ('{"model": "%s", "messages": [{"role": "user", "content": 5}]}' % MODEL, "messages[0].content"),
+    ('{"model": "%s", "messages": [{"role": "user", "content": {"text": "hi"}}]}' % MODEL, "messages[0].content"),
+    ('{"model": "%s", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}' % MODEL,
+     "messages[0].content[0]"),
+    ('{"model": "%s", "messages": [{"role": ["user"], "content": "hi"}]}' % MODEL, "messages[0]"),
+    ('{"model": "%s", %s, "max_completion_tokens": %d}' % (MODEL, HI, 10 ** 30), "max_completion_tokens"),
+    ('{"model": "%s", %s, "max_tokens": 4.0}' % (MODEL, HI), "max_tokens"),
+    ('{"model": "%s", %s, "n": true}' % (MODEL, HI), "n"),
+    ('{"model": "%s", %s, "n": "1"}' % (MODEL, HI), "n"),
+    ('{"model": "%s", %s, "seed": 1.5}' % (MODEL, HI), "seed"),
+    ('{"model": "%s", %s, "stop": [1]}' % (MODEL, HI), "stop"),
+    ('{"model": "%s", %s, "stop": ["a", "b", "c", "d", "e"]}' % (MODEL, HI), "stop"),
+    ('{"model": "%s", %s, "stop": "%s"}' % (MODEL, HI, "x" * 101), "stop"),
+    ('{"model": "%s", %s, "stop": ["\\ud800"]}' % (MODEL, HI), "stop[0]"),
+    ('{"model": "%s", %s, "stream": "yes"}' % (MODEL, HI), "stream"),
+    ('{"model": "%s", %s, "stream_options": 3}' % (MODEL, HI), "stream_options"),
+    ('{"model": "%s", %s, "stream_options": {"include_usage": "yes"}}' % (MODEL, HI), "stream_options.include_usage"),
+    ('{"model": "%s", %s, "top_p": 0}' % (MODEL, HI), "top_p"),
+])
+def test_hostile_values_get_400_naming_the_field(real_server, raw, param):
+    """Surrogates, numbers out of range, NaN, Infinity and wrong types, each named by its field,
+    against the real tokenizer and model."""
+    r = _post(real_server, None, content=raw.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and err["message"] and err["code"] == "invalid_value", err
+
+
+@pytest.mark.parametrize("raw", [
+    b"[]", b'"hi"', b"null", b"1", b"NaN", b"9" * 5000, b"\xff\xfe{}", b"", b"{" * 50_000, b"[" * 50_000,
+    b'{"model": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+])
+def test_bodies_that_are_no_request_get_400(real_server, raw):
+    r = _post(real_server, None, content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] in ("invalid_json", "invalid_value"), r.text
 
 
 def test_malformed_json_and_unknown_model(real_server):
@@ -275,3 +336,70 @@ def test_round_trip_phase1_openai_teacher_generates_through_ccr_serve(real_serve
     monkeypatch.setenv("CCR_TEST_SERVE_KEY", "wrong")
     with pytest.raises(teacher.TeacherError, match="API key"):
         teacher.teach([_teacher_example()], cfg)
+
+
+class HeldStream:
+    """A streamed model that makes one piece, then waits for the server to say stop (bounded, so a
+    broken server fails the test instead of hanging it). A prompt of "free" streams without waiting."""
+
+    name = "held"
+    device = "cpu"
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.pieces = 0
+        self.stopped = threading.Event()
+
+    def prompt_ids(self, messages, continuation=""):
+        return [1, 2, 3]
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def stream(self, messages, max_new_tokens=256, temperature=0.0, top_p=1.0, seed=None, should_stop=None):
+        with self.lock:
+            for i in range(max_new_tokens):
+                if should_stop():
+                    self.stopped.set()
+                    return
+                self.pieces += 1
+                yield f"w{i} "
+                deadline = time.monotonic() + 60
+                while messages[-1]["content"] != "free" and not should_stop() and time.monotonic() < deadline:
+                    time.sleep(0.005)
+
+
+def test_a_dropped_stream_stops_generation_at_once():
+    """The client reads the first piece and hangs up: the model's should_stop() turns true and
+    generation ends there (1 piece of a possible 4000), and the next request is served."""
+    gen = HeldStream()
+    server = serve.Server(ServeConfig(model="held", port=0), generator=gen).start()
+    try:
+        body = {"model": "held", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4000, "stream": True}
+        with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=120) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if line.startswith("data: ") and '"w0 "' in line:
+                    break  # leaving the block closes the connection mid-stream
+        assert gen.stopped.wait(120)
+        assert gen.pieces == 1
+        free = {"model": "held", "messages": [{"role": "user", "content": "free"}], "max_tokens": 3, "stream": True}
+        with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=free, timeout=120) as r:
+            lines = [x for x in r.iter_lines() if x]
+        chunks = [json.loads(x[6:]) for x in lines[:-1]]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+        assert (r.status_code, text, lines[-1]) == (200, "w0 w1 w2 ", "data: [DONE]")
+        assert gen.pieces == 4
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_tiny_temperature_is_greedy_not_a_5xx(real_server, embedded_generator):
+    """temperature 1e-300 divided the logits into inf and the sampler raised (a 500 for the whole
+    batch); below 1e-5 the server now decodes greedily."""
+    messages = [{"role": "user", "content": "Say hello."}]
+    r = _post(real_server, {"model": MODEL, "messages": messages, "max_tokens": 4, "temperature": 1e-300, "seed": 1})
+    assert r.status_code == 200, r.text
+    greedy = embedded_generator.generate([messages], max_new_tokens=4)[0].text
+    assert r.json()["choices"][0]["message"]["content"] == greedy
