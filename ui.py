@@ -35,6 +35,71 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
 
 
+RATE_UNITS = {"generate": "ex/s", "eval": "ex/s", "infer": "lines/s", "train": "steps/s", "demo": "ex/s",
+              "synth": "lines/s", "import": "lines/s"}
+
+
+def job_times(job: dict, now: float | None = None) -> dict:
+    """Elapsed, rate and ETA of a job, computed now (not frozen at its last progress write).
+
+    Elapsed runs from the job's ``started_at`` to now (or to ``finished_at``); the ETA the job
+    wrote counts down from the time it wrote it (``stats["at"]``); ``stale_s`` says how long ago
+    that was, so a job that stopped reporting is not shown as if it were on time.
+    """
+    now = now or time.time()
+    stats = job.get("stats") or {}
+    active = job.get("status") in ("running", "pausing")
+    started = job.get("started_at")
+    end = now if active else (job.get("finished_at") or now)
+    elapsed = max(0.0, end - started) if started else None
+    eta = stale = None
+    if active and stats.get("eta_s") is not None:
+        at = stats.get("at")
+        stale = max(0.0, now - at) if at else None
+        eta = max(0.0, stats["eta_s"] - (stale or 0.0))
+    rate = stats.get("rate") if stats.get("rate") is not None else stats.get("steps_per_s")
+    return {"elapsed_s": elapsed, "eta_s": eta, "stale_s": stale, "rate": rate,
+            "rate_unit": RATE_UNITS.get(job.get("kind"), "/s")}
+
+
+def progress_line(job: dict, now: float | None = None) -> str:
+    """One line a person reads: done of total, what the current batch is doing, rate, elapsed, ETA."""
+    stats = job.get("stats") or {}
+    t = job_times(job, now)
+    parts = []
+    if job.get("status") == "queued":
+        return "queued: waiting for the engine"
+    if stats.get("total"):
+        parts.append(f"{fmt_count(stats.get('done', 0))} / {fmt_count(stats['total'])}")
+    batch = stats.get("batch")
+    if batch and job.get("status") in ("running", "pausing"):
+        if batch.get("stage") == "prefill":
+            parts.append(f"batch of {batch.get('examples')}: reading the transcripts")
+        else:
+            unit = "requests" if batch.get("stage") == "requests" else "parts"
+            parts.append(f"batch of {batch.get('examples')}: {batch.get('done', 0)}/{batch.get('of', 0)} {unit} done, "
+                         f"{fmt_count(batch.get('tokens', 0))} tokens")
+    if stats.get("stage") and not batch:
+        parts.append(str(stats["stage"]))
+    if t["rate"]:
+        parts.append(f"{t['rate']:.3g} {t['rate_unit']}")
+    if stats.get("tokens_per_s"):
+        parts.append(f"{stats['tokens_per_s']:.1f} tokens/s")
+    if t["elapsed_s"] is not None:
+        parts.append(f"elapsed {fmt_duration(t['elapsed_s'])}")
+    if t["eta_s"] is not None:
+        parts.append(f"ETA {fmt_duration(t['eta_s'])}" + (
+            f" (last update {fmt_duration(t['stale_s'])} ago)" if t["stale_s"] and t["stale_s"] > 30 else ""))
+    return " · ".join(parts)
+
+
+def fmt_count(n) -> str:
+    """Whole numbers with a thousands separator (32,238); others as they are."""
+    if isinstance(n, float) and n.is_integer():
+        n = int(n)
+    return f"{n:,}" if isinstance(n, int) else str(n)
+
+
 def sidebar(worker) -> None:
     with st.sidebar:
         _engine_box(worker)
@@ -43,24 +108,25 @@ def sidebar(worker) -> None:
 @st.fragment(run_every=2)
 def _engine_box(worker) -> None:
     status = api.engine_status(worker)
+    active = status["active"]
+    queued = sum(j["status"] == "queued" for j in active)
+    running = len(active) - queued
+    load = f"{running} running, {queued} queued" if active else "idle"
     if status["alive"]:
-        st.caption(f"Engine: running ({status['name']})")
+        st.caption(f"Engine: running — {load}")
     elif worker is None:
-        st.caption("Engine: off in this process (CCR_ENGINE=0); `ccr worker` runs the jobs")
+        st.caption(f"Engine: off in this process (CCR_ENGINE=0; `ccr worker` runs the jobs) — {load}")
     else:
-        st.caption("Engine: stopped")
+        st.caption(f"Engine: stopped — {load}")
     if status.get("last_error"):
         st.caption("Engine error:")
         st.text(status["last_error"])
-    active = status["active"]
     if not active:
         st.caption("No job running.")
     for job in active[:3]:
-        stats = job["stats"] or {}
         label = f"#{job['id']} {job['kind']} · {job['status']}"
         st.progress(min(1.0, job["progress"] or 0.0), text=label)
-        if stats.get("eta_s") is not None:
-            st.caption(f"ETA {fmt_duration(stats['eta_s'])}")
+        st.caption(progress_line(job))
 
 
 def job_panel(job_id: int, key: str, show_log: bool = True) -> dict | None:
@@ -71,17 +137,15 @@ def job_panel(job_id: int, key: str, show_log: bool = True) -> dict | None:
         return None
     icon = STATE_ICONS.get(job["status"], "")
     st.write(f"{icon} Job #{job['id']} · {job['kind']} · **{job['status']}**")
-    st.progress(min(1.0, job["progress"] or 0.0))
+    st.progress(min(1.0, job["progress"] or 0.0), text=progress_line(job))
     stats = job["stats"] or {}
-    if stats:
-        cols = st.columns(4)
-        if stats.get("total"):
-            cols[0].metric("Done", f"{stats.get('done', 0)} / {stats['total']}")
-        if stats.get("rate") is not None:
-            cols[1].metric("Rate", f"{stats['rate']:.2f}/s")
-        if stats.get("eta_s") is not None:
-            cols[2].metric("ETA", fmt_duration(stats["eta_s"]))
-        cols[3].metric("Elapsed", fmt_duration(stats.get("elapsed_s")))
+    t = job_times(job)
+    cols = st.columns(4)
+    if stats.get("total"):
+        cols[0].metric("Done", f"{fmt_count(stats.get('done', 0))} / {fmt_count(stats['total'])}")
+    cols[1].metric("Rate", f"{t['rate']:.3g} {t['rate_unit']}" if t["rate"] else "-")
+    cols[2].metric("ETA", fmt_duration(t["eta_s"]) if t["eta_s"] is not None else "-")
+    cols[3].metric("Elapsed", fmt_duration(t["elapsed_s"]) if t["elapsed_s"] is not None else "-")
     if job.get("error"):
         st.error("Error:")
         st.code(job["error"], language=None)

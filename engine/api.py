@@ -168,10 +168,11 @@ def list_jobs(limit: int = 50, kind: str | None = None) -> list[dict]:
     if kind:
         where, params = "WHERE kind = ?", [kind]
     rows = _rows(db().execute(
-        f"SELECT id, kind, title, status, progress, stats, error, created_at, started_at, finished_at, heartbeat, pid "
-        f"FROM jobs {where} ORDER BY id DESC LIMIT ?", params + [limit]))
+        f"SELECT id, kind, title, status, progress, stats, config, error, created_at, started_at, finished_at, "
+        f"heartbeat, pid FROM jobs {where} ORDER BY id DESC LIMIT ?", params + [limit]))
     for r in rows:
         r["stats"] = json.loads(r["stats"] or "{}")
+        r["config"] = json.loads(r["config"] or "{}")
     return rows
 
 
@@ -180,10 +181,11 @@ def job(job_id: int) -> dict | None:
 
 
 def active_jobs() -> list[dict]:
-    rows = _rows(db().execute("SELECT id, kind, title, status, progress, stats FROM jobs "
-                              "WHERE status IN ('queued', 'running', 'pausing') ORDER BY id"))
+    rows = _rows(db().execute("SELECT id, kind, title, status, progress, stats, config, started_at, finished_at "
+                              "FROM jobs WHERE status IN ('queued', 'running', 'pausing') ORDER BY id"))
     for r in rows:
         r["stats"] = json.loads(r["stats"] or "{}")
+        r["config"] = json.loads(r["config"] or "{}")
     return rows
 
 
@@ -927,3 +929,70 @@ def score_chatml(content: bytes, filename: str = "upload.jsonl") -> dict:
         os.unlink(tmp)
     return {"file": filename, "summary": quality.summarize(results), "lines": results,
             "threshold": quality.THRESHOLD, "weights": dict(quality.WEIGHTS)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimates before launch (engine/estimate.py): the pages and the `--dry-run` commands show the same
+# ---------------------------------------------------------------------------------------------
+
+
+def estimate(kind: str, **params) -> dict:
+    """How long a job would take, from the speed this machine measured (``engine.estimate``).
+
+    ``kind`` and its parameters:
+
+    - ``generate``: ``values`` (the Generate page's settings, as for ``start_generate``);
+    - ``train``: ``preset``, ``data``, ``overrides`` (as for ``start_training``; runs the dry run);
+    - ``eval``: ``model``, ``base``, ``data``, ``dataset``, ``split``, ``limit``, ``max_new_tokens``,
+      ``batch_size`` (as for ``start_eval``);
+    - ``infer``: ``model``, ``lines`` (input lines), ``batch_size``, ``max_new_tokens``;
+    - ``demo``: ``train_limit``, ``eval_limit``, ``seed`` (as for ``start_demo``).
+
+    Returns ``{"seconds" (None: unknown), "text" (the duration and its basis), "long" (over
+    30 minutes or unknown: the pages ask for a confirmation), ...}``; ``{"error": message}`` when
+    the inputs cannot be estimated (no dataset, a bad file).
+    """
+    from engine import estimate as E
+
+    conn = db()
+    try:
+        if kind == "generate":
+            config = generate_config(params["values"])
+            return E.generate(conn, config, E.generate_pending(conn, config))
+        if kind == "train":
+            from engine.config import TrainConfig, load_config, to_dict
+
+            dry = train_estimate(params["preset"], params.get("data"), params.get("overrides"))
+            if dry.get("error"):
+                return {"error": dry["error"]}
+            if not dry.get("data"):
+                return {"error": "no training data: the dry run cannot count steps"}
+            cfg = to_dict(load_config(TrainConfig, params["preset"], _parse_overrides(params.get("overrides"))))
+            cfg["device"], cfg["precision"] = dry["device"], dry["precision"]
+            return E.train(conn, cfg, dry["data"]["total_steps"], dry["data"]["mean_length"])
+        if kind == "eval":
+            from engine import evaluate
+
+            examples, _, _ = evaluate.load_examples(home(), params.get("data"), params.get("dataset"),
+                                                    params.get("split", "test"), int(params.get("limit") or 0))
+            models = [params["model"]] + ([params["base"]] if params.get("base") else [])
+            return E.evaluate(conn, models, len(examples), int(params.get("max_new_tokens", 512)),
+                              int(params.get("batch_size", 8)), home())
+        if kind == "infer":
+            return E.infer(conn, params["model"], int(params["lines"]), int(params.get("max_new_tokens", 512)),
+                           int(params.get("batch_size", 8)), home())
+        if kind == "demo":
+            return E.demo_plan(conn, seed=int(params.get("seed", 0)), train_limit=params.get("train_limit"),
+                               eval_limit=int(params.get("eval_limit") or 0), home=home())
+    except (ValueError, OSError) as exc:  # ConfigError, EvalDataError, no dataset: say why
+        return {"error": str(exc)}
+    raise ValueError(f"unknown kind {kind!r} (expected generate, train, eval, infer or demo)")
+
+
+def count_lines(content: bytes | None = None, path: str | None = None) -> int:
+    """Non-blank lines of an uploaded file's bytes or of a file (batch inference's input size)."""
+    if content is None and path:
+        from engine import models as m
+
+        content = m.check_path_allowed(path, home(), "input file").read_bytes()
+    return sum(1 for line in (content or b"").splitlines() if line.strip())

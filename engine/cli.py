@@ -142,14 +142,38 @@ def cmd_jobs_list(args) -> int:
     db = store.connect(_home(args))
     where = "" if args.all else "WHERE status IN ('queued', 'running', 'pausing') OR finished_at > ?"
     params = [] if args.all else [time.time() - 86400]
-    rows = [dict(zip(["id", "kind", "title", "status", "progress", "error"], r)) for r in db.execute(
-        f"SELECT id, kind, title, status, progress, error FROM jobs {where} ORDER BY id DESC LIMIT ?",
-        params + [args.limit])]
+    cols = ["id", "kind", "title", "status", "progress", "error", "stats", "started_at", "finished_at"]
+    rows = [dict(zip(cols, r)) for r in db.execute(
+        f"SELECT {', '.join(cols)} FROM jobs {where} ORDER BY id DESC LIMIT ?", params + [args.limit])]
+    now = time.time()
     for r in rows:
+        r.update(_job_times(r, now))
         r["progress"] = f"{100 * (r['progress'] or 0):.0f}%"
         r["error"] = (r["error"] or "")[:60]
-    _print_table(rows, ["id", "kind", "status", "progress", "title", "error"])
+    _print_table(rows, ["id", "kind", "status", "progress", "elapsed", "rate", "eta", "title", "error"])
     return 0
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def _job_times(row: dict, now: float) -> dict:
+    """Elapsed, rate and ETA as of now (the same rule as the pages' ui.job_times): elapsed from the
+    job's start, the ETA it last wrote counted down from when it wrote it."""
+    stats = json.loads(row.get("stats") or "{}")
+    active = row["status"] in ("running", "pausing")
+    start = row.get("started_at")
+    elapsed = (now if active else (row.get("finished_at") or now)) - start if start else None
+    eta = None
+    if active and stats.get("eta_s") is not None:
+        eta = max(0.0, stats["eta_s"] - max(0.0, now - (stats.get("at") or now)))
+    rate = stats.get("rate") if stats.get("rate") is not None else stats.get("steps_per_s")
+    return {"elapsed": _duration(elapsed), "eta": _duration(eta), "rate": f"{rate:.3g}/s" if rate else ""}
 
 
 def _job_or_fail(db, job_id: int):

@@ -302,15 +302,27 @@ def run_generate_job(ctx, config: dict) -> dict:
     gen_seconds = 0.0
     done = len(done_ids)
 
-    def report(force: bool = False):
+    def report(force: bool = False, live: dict | None = None):
+        """Write progress; ``live`` is the teacher's event inside the current call (a decode step, a
+        finished request), so the bar, rate and ETA move within a batch, not only between them."""
         elapsed = max(1e-6, time.time() - t_start)
+        in_call = 0.0
+        if live:  # the share of the current call done: rows (or requests) finished, or decode steps
+            in_call = max(live["done"] / max(1, live["of"]), live.get("step", 0) / max(1, live.get("budget") or 1))
+            in_call = min(0.99, in_call) * live["examples"]
+        tokens = gen_tokens + (live or {}).get("tokens", 0)
+        progressed = new_chains + in_call  # examples' worth of work this run has done
         rate = new_chains / elapsed if new_chains else None
-        ctx.progress(done, total, force=force, rate=rate, examples_per_s=rate,
-                     tokens_per_s=round(gen_tokens / elapsed, 2) if gen_tokens else None,
-                     eta_s=round((total - done) / rate, 1) if rate else None,
+        speed = progressed / elapsed if progressed else None
+        extra = {"batch": {k: live.get(k) for k in ("stage", "done", "of", "tokens", "step", "budget", "examples")}
+                 } if live else {}
+        ctx.progress(done, total, force=force, fraction=(done + in_call) / total if total else None, rate=rate,
+                     examples_per_s=rate, tokens_per_s=round(tokens / elapsed, 2) if tokens else None,
+                     eta_s=round((total - done - in_call) / speed, 1) if speed else None,
                      passed=counts["passed"], flagged=counts["flagged"], attempts=n_attempts, retries=retries,
                      average=round(sum(scores) / len(scores), 2) if scores else None,
-                     distribution=distribution(scores), threshold=cfg.threshold, teacher=tid, prompt_version=pk)
+                     distribution=distribution(scores), threshold=cfg.threshold, teacher=tid, prompt_version=pk,
+                     **extra)
 
     report(force=True)
     step = max(1, int(cfg.batch_size))
@@ -356,7 +368,8 @@ def run_generate_job(ctx, config: dict) -> dict:
                 temperature = cfg.temperatures[min(k, len(cfg.temperatures)) - 1] if cfg.temperatures else 0.0
                 seed = cfg.seed + 1000 * k
                 t0 = time.time()
-                outs = teacher.teach(group, cfg, temperature=temperature, seed=seed, home=ctx.home)
+                outs = teacher.teach(group, cfg, temperature=temperature, seed=seed, home=ctx.home,
+                                     progress=lambda event, n=len(group): report(live={**event, "examples": n}))
                 gen_seconds += time.time() - t0
                 for ex, out in zip(group, outs):
                     r = score_for(ex, out.text)
