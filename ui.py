@@ -167,6 +167,67 @@ def job_panel(job_id: int, key: str, show_log: bool = True) -> dict | None:
     return job
 
 
+def estimate_duration(estimate: dict) -> str:
+    """'about 3 h 10 min', or 'an unknown time' when nothing was measured for this model."""
+    from engine.estimate import format_duration
+
+    return format_duration(estimate["seconds"]) if estimate.get("seconds") is not None else "an unknown time"
+
+
+def confirm_long(estimate: dict | None, key: str, what: str = "job") -> bool:
+    """Show the estimate before a launch; a job over 30 minutes (or of unknown length) asks for a
+    confirmation that names its duration. Returns whether the launch may go ahead."""
+    if not estimate:
+        return True
+    if estimate.get("error"):
+        st.caption(f"No estimate: {estimate['error']}")
+        return True
+    (st.warning if estimate["long"] else st.info)(f"Estimate: {estimate['text']}")
+    if not estimate["long"]:
+        return True
+    return st.checkbox(f"I know this {what} takes {estimate_duration(estimate)}: launch it anyway", key=key)
+
+
+def rerun_on_change(key: str, value) -> None:
+    """Inside a polling fragment: redraw the whole page once when ``value`` changes (a job ended,
+    a dataset appeared), so the panels outside the fragment follow the work without a reload."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+    elif st.session_state[key] != value:
+        st.session_state[key] = value
+        st.rerun(scope="app")
+
+
+SCORE_BINS = [f"{b}-{b + 9}" for b in range(0, 90, 10)] + ["90-100"]
+
+
+def score_bins(scores) -> dict[str, int]:
+    """Counts of 0-100 scores in the ten fixed bins (0-9 ... 90-100), every bin present."""
+    out = {b: 0 for b in SCORE_BINS}
+    for s in scores:
+        out[SCORE_BINS[min(9, max(0, int(float(s) // 10)))]] += 1
+    return out
+
+
+def score_histogram(counts: dict[str, int], title: str):
+    """A bar chart of scores in the fixed 10-point bins, every bin drawn even when empty, so two
+    charts (or two moments of one run) compare bin for bin."""
+    import plotly.graph_objects as go
+
+    y = [int(counts.get(b, 0)) for b in SCORE_BINS]
+    fig = go.Figure(go.Bar(x=SCORE_BINS, y=y, text=[str(v) if v else "" for v in y], textposition="outside"))
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10), title=title, xaxis_title="score",
+                      yaxis_title="chains", xaxis=dict(type="category", categoryorder="array", categoryarray=SCORE_BINS))
+    return fig
+
+
+def small_sample_note(n: int, what: str = "chains") -> None:
+    """Under 10 items a share or a histogram says little: say so beside it."""
+    if 0 < n < 10:
+        st.caption(f":material/warning: Small sample: {n} {what}. Percentages and shapes can change a lot with "
+                   "a few more.")
+
+
 def show_json(value) -> None:
     st.code(json.dumps(value, indent=2, ensure_ascii=False), language="json")
 

@@ -251,10 +251,17 @@ def cmd_eval(args) -> int:
     from engine import evaluate
 
     try:  # unusable data is exit status 2, before any job is created
-        evaluate.load_examples(home, args.data, args.dataset, args.split, args.limit)
+        examples, _, _ = evaluate.load_examples(home, args.data, args.dataset, args.split, args.limit)
     except evaluate.EvalDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from engine import estimate
+
+    est = estimate.evaluate(store.connect(home), [model] + ([args.base] if args.base else []), len(examples),
+                            args.max_new_tokens, args.batch_size, home)
+    print(f"estimate: {est['text']}", flush=True)
+    if args.dry_run:
+        return 0
     config = {"model": model, "base": args.base, "data": os.path.abspath(args.data) if args.data else None,
               "dataset": args.dataset, "split": args.split, "limit": args.limit,
               "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
@@ -289,6 +296,14 @@ def cmd_infer(args) -> int:
         return 2
     if not _check_model(home, model):
         return 2
+    from engine import estimate
+
+    with open(args.input, "rb") as fh:
+        lines = sum(1 for line in fh if line.strip())
+    est = estimate.infer(store.connect(home), model, lines, args.max_new_tokens, args.batch_size, home)
+    print(f"estimate: {est['text']}", file=sys.stderr, flush=True)
+    if args.dry_run:
+        return 0
     config = {"model": model, "input": os.path.abspath(args.input), "output": os.path.abspath(args.output),
               "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
               "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed, "device": args.device,
@@ -312,6 +327,14 @@ def cmd_demo(args) -> int:
     home = _home(args)
     if not _check_model(home, "smollm2-135m-instruct"):
         return 2
+    from engine import estimate
+
+    est = estimate.demo_plan(store.connect(home), seed=args.seed, train_limit=args.train_limit,
+                             validation_limit=args.validation_limit, eval_limit=args.eval_limit,
+                             max_new_tokens=args.max_new_tokens, train_overrides=args.train_override or [], home=home)
+    print(f"estimate: {est['text']}", flush=True)
+    if args.dry_run:
+        return 0
     t0 = time.time()
     try:
         summary = demo.run_demo(home, seed=args.seed, train_limit=args.train_limit,
@@ -385,7 +408,15 @@ def cmd_train(args) -> int:
                 path = args.config or str(train.DEFAULT_PRESET)
                 cfg, title = load_config(TrainConfig, path, overrides), path
             data = args.data or cfg.data or str(train.default_data(home))
-            print(dryrun.format_estimate(dryrun.estimate(cfg, home, data), title))
+            e = dryrun.estimate(cfg, home, data)
+            print(dryrun.format_estimate(e, title))
+            if e.get("data"):
+                from engine import estimate
+                from engine.config import to_dict
+
+                c = {**to_dict(cfg), "device": e["device"], "precision": e["precision"]}
+                t = estimate.train(store.connect(home), c, e["data"]["total_steps"], e["data"]["mean_length"])
+                print(f"time         {t['text']}")
             return 0
         launch = train.prepare_launch(home, config_path=args.config, overrides=overrides, data=args.data,
                                       eval_data=args.eval_data, run=args.run, resume=resume)
@@ -473,6 +504,14 @@ def cmd_generate(args) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.dry_run or not (args.test or cfg.test):
+        from engine import estimate
+
+        db = store.connect(home)
+        est = estimate.generate(db, to_dict(cfg), estimate.generate_pending(db, to_dict(cfg)))
+        print(f"estimate: {est['text']}", flush=True)
+        if args.dry_run:
+            return 0
     if cfg.backend == "local" and not _check_model(home, cfg.teacher):
         return 2
     if args.test or cfg.test:
@@ -706,6 +745,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=512, help="longest answer per example (default 512)")
     p.add_argument("--batch-size", type=int, default=8, help="examples generated together (default 8)")
     p.add_argument("--report", help="JSON report path; the HTML goes beside it (default HOME/reports/eval-JOB.json)")
+    p.add_argument("--dry-run", action="store_true", help="print the number of examples and how long the evaluation "
+                   "would take (from the speed measured on this machine), and exit")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("infer", help="batch inference over a JSONL file (resumable: rerun to continue)",
@@ -720,6 +761,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--dry-run", action="store_true", help="print how long the input would take (from the speed "
+                   "measured on this machine), and exit")
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("demo", help="the whole loop on CPU: synth -> generate -> export -> train -> evaluate base "
@@ -733,6 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-override", action="append", metavar="KEY=VALUE",
                    help="override a training setting of configs/smollm2_cpu.yaml (repeatable)")
     p.add_argument("--report", help="report path (default HOME/reports/RUN.json)")
+    p.add_argument("--dry-run", action="store_true", help="print how long the whole loop would take (from the speed "
+                   "measured on this machine), and exit")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="serve a model over an OpenAI-compatible chat API (foreground; Ctrl-C stops)",
@@ -788,6 +833,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", action="store_true", help="generate one example, show it and its score, record the gate")
     p.add_argument("--override", action="store_true", help="launch without a passing test (recorded)")
     p.add_argument("--reason", help="why the gate is overridden (stored with the override)")
+    p.add_argument("--dry-run", action="store_true", help="print how many examples are left and how long they "
+                   "would take (from the speed measured on this machine), and exit")
     p.set_defaults(func=cmd_generate)
 
     review_p = sub.add_parser("review", help="list, show, approve, reject and edit reasoning chains",

@@ -32,7 +32,7 @@ DEFAULTS = {
     "eval": 0.029,                                  # seconds per max_new_token per example
     "infer": 0.029,
 }
-DEFAULT_LABEL = "no measurement yet: rough default for the embedded model on CPU (docs/benchmarks.md)"
+DEFAULT_LABEL = "(no measurement yet: rough default for the embedded model on CPU, from docs/benchmarks.md)"
 # Tokens a demo-sized chat takes in training (prompt 320-520 + guided chain 540-700, docs/benchmarks.md).
 DEMO_TOKENS_PER_EXAMPLE = 1000
 
@@ -71,21 +71,24 @@ def result(kind: str, units: float, unit: str, rate: float | None, basis: str, *
     >>> r = result("generate", 300, "examples", 0.026, "measured on job #4", job_id=4, measured=True)
     >>> r["text"], r["long"]
     ('about 3 h 12 min: 300 examples at 0.026 ex/s measured on job #4', True)
+    >>> result("train", 4000, "tokens", 40.0, "measured on job #2", note="2 steps of 4 examples")["text"]
+    'about 2 min: 4,000 tokens (2 steps of 4 examples) at 40 tokens/s measured on job #2'
+
     >>> result("train", 10, "tokens", None, "no measurement yet and no default for this model")["long"]
     True
     """
     seconds = units / rate if rate else None
     if units <= 0:
         seconds = 0.0
-    what = f"{units:,.0f} {unit}"
+    what = f"{units:,.0f} {unit[:-1] if units == 1 and unit.endswith('s') else unit}"
+    if note:
+        what += f" ({note})"
     if seconds is None:
         text = f"duration unknown: {what}; {basis}"
     elif units <= 0:
         text = f"nothing to do: 0 {unit}"
     else:
         text = f"{format_duration(seconds)}: {what} at {_rate_text(rate, unit)} {basis}"
-    if note:
-        text += f" ({note})"
     return {"kind": kind, "seconds": None if seconds is None else round(seconds, 1), "units": units, "unit": unit,
             "rate": rate, "measured": measured, "job_id": job_id, "basis": basis, "text": text,
             "long": seconds is None or seconds > LONG_S}
@@ -299,7 +302,7 @@ def demo(db, generate_config: dict, train_config: dict, n_generate: int, n_train
         steps = math.ceil(math.ceil(n_train_examples / per_step) * epochs)
     parts = [generate(db, generate_config, n_generate),
              train(db, train_config, steps, min(DEMO_TOKENS_PER_EXAMPLE, train_config.get("max_length", 1e9))),
-             evaluate(db, [EMBEDDED, EMBEDDED], n_eval, max_new_tokens, eval_batch_size, home)]
+             evaluate(db, [EMBEDDED], 2 * n_eval, max_new_tokens, eval_batch_size, home)]  # base and tuned
     return combine("demo", parts)
 
 

@@ -18,8 +18,8 @@ The full run (``run_generate_job``, job kind ``generate``):
 - ``ctx.check()`` runs between rounds: pause, cancel and resume cost at most one round.
 
 The gate: ``run_test`` generates one example, scores it and records it in ``gate_tests``; a full
-run starts only when a test for the same teacher and prompt version reached ``gate_threshold``
-or an override (with its reason) was recorded.
+run starts only when a test for the same teacher and prompt version on the same dataset reached
+``gate_threshold`` or an override (with its reason) was recorded for that dataset.
 """
 
 from __future__ import annotations
@@ -153,13 +153,23 @@ def distribution(scores) -> dict[str, int]:
 
 
 def gate_status(home: Home | str | None, cfg) -> dict:
-    """Whether a full run may start: a recorded test >= gate threshold, or an override."""
+    """Whether a full run may start: a recorded test >= gate threshold, or an override, for this
+    teacher and prompt version ON THIS DATASET (a test on another dataset's example, or an
+    override recorded for another dataset, does not open the gate here)."""
     cfg = config_from(cfg)
     tid, pk = _keys(cfg)
     db = store.connect(home)
-    rows = [dict(zip(["id", "example_id", "score", "override", "reason", "created_at"], r)) for r in db.execute(
-        "SELECT id, example_id, score, override, reason, created_at FROM gate_tests WHERE teacher = ? AND "
-        "prompt_version = ? ORDER BY id DESC", [tid, pk])]
+    try:
+        ds_id, ds_name = resolve_dataset(db, cfg.dataset)
+    except ValueError:
+        ds_id = ds_name = None
+    rows = [dict(zip(["id", "example_id", "score", "override", "reason", "created_at", "dataset_id", "dataset"], r))
+            for r in db.execute(
+                "SELECT g.id, g.example_id, g.score, g.override, g.reason, g.created_at, e.dataset_id, "
+                "json_extract(g.config, '$.dataset') FROM gate_tests g LEFT JOIN examples e ON e.id = g.example_id "
+                "WHERE g.teacher = ? AND g.prompt_version = ? ORDER BY g.id DESC", [tid, pk])]
+    rows = [r for r in rows if (r["dataset_id"] is not None and r["dataset_id"] == ds_id)
+            or (r["override"] and ds_name is not None and r["dataset"] == ds_name)]
     tests = [r for r in rows if not r["override"]]
     passing = [r for r in tests if r["score"] is not None and r["score"] >= cfg.gate_threshold]
     overrides = [r for r in rows if r["override"]]
@@ -172,7 +182,10 @@ def record_override(home: Home | str | None, cfg, reason: str | None = None) -> 
     """Record that a person launched the full run without a passing test."""
     cfg = config_from(cfg)
     tid, pk = _keys(cfg)
-    return store.add_gate_test(store.connect(home), None, tid, pk, to_dict(cfg), None, None, None, override=True,
+    db = store.connect(home)
+    # The override holds for the dataset it was recorded on (the working one when none is named).
+    config = {**to_dict(cfg), "dataset": resolve_dataset(db, cfg.dataset)[1]}
+    return store.add_gate_test(db, None, tid, pk, config, None, None, None, override=True,
                                reason=reason or "override without a passing test")
 
 
