@@ -252,25 +252,32 @@ def pipeline_state() -> list[dict]:
         return "done" if done else ("ready" if ready else "waiting")
 
     flagged = chains.get("flagged", 0)
+    trained = runs.get("succeeded", 0)
+    if trained:
+        train_next = (f"{trained:,} run(s) trained. Next: evaluate base vs tuned (Evaluate page), or train again "
+                      "on more chains.")
+    elif n_chains:
+        train_next = "Export the chains (Review page), then train a LoRA adapter on the Train page."
+    else:
+        train_next = "Needs reasoning chains (or any ChatML file)."
     rows = [
         {"phase": "data", "state": state("synth", n_examples > 0, True),
-         "counts": f"{n_examples} examples ({n_train} train) in {ds_name}" if ds_name else "no dataset yet",
+         "counts": f"{n_examples:,} examples ({n_train:,} train) in {ds_name}" if ds_name else "no dataset yet",
          "next": "Create a demo dataset or upload your own JSONL/CSV on the Data page." if not n_examples
          else "Data is in. Next: generate reasoning chains.", "page": "data"},
         {"phase": "generate", "state": state("generate", n_chains >= n_train > 0, n_examples > 0),
-         "counts": f"{n_chains} of {n_train} train chains" + (f", average score {avg:.1f}" if avg else ""),
+         "counts": f"{n_chains:,} of {n_train:,} train chains" + (f", average score {avg:.1f}" if avg else ""),
          "next": "Test one example, then launch the full run on the Generate page." if n_examples
          else "Needs a dataset first.", "page": "generate"},
         {"phase": "review", "state": "ready" if flagged else state("review", n_chains > 0, False),
-         "counts": f"{flagged} flagged, {chains.get('approved', 0)} approved, {chains.get('rejected', 0)} rejected",
-         "next": f"Review the {flagged} flagged chains." if flagged else "Nothing waiting for review.",
+         "counts": f"{flagged:,} flagged, {chains.get('approved', 0):,} approved, {chains.get('rejected', 0):,} rejected",
+         "next": f"Review the {flagged:,} flagged chains." if flagged else "Nothing waiting for review.",
          "page": "review"},
-        {"phase": "train", "state": state("train", runs.get("succeeded", 0) > 0, n_chains > 0),
-         "counts": ", ".join(f"{v} {k}" for k, v in runs.items()) or "no runs yet",
-         "next": "Export the chains (Review page), then train a LoRA adapter on the Train page." if n_chains
-         else "Needs reasoning chains (or any ChatML file).", "page": "train"},
-        {"phase": "evaluate", "state": state("eval", evals > 0, runs.get("succeeded", 0) > 0),
-         "counts": f"{evals} evaluations", "next": "Evaluate base vs tuned on the test split.", "page": "evaluate"},
+        {"phase": "train", "state": state("train", trained > 0, n_chains > 0),
+         "counts": ", ".join(f"{v:,} {k}" for k, v in runs.items()) or "no runs yet",
+         "next": train_next, "page": "train"},
+        {"phase": "evaluate", "state": state("eval", evals > 0, trained > 0),
+         "counts": f"{evals:,} evaluations", "next": "Evaluate base vs tuned on the test split.", "page": "evaluate"},
         {"phase": "deploy", "state": "running" if serving else ("ready" if runs.get("succeeded", 0) else "waiting"),
          "counts": f"{serving} API server(s) running", "next": "Serve the tuned model over an OpenAI-compatible API.",
          "page": "deploy"},
@@ -830,7 +837,21 @@ def train_runs() -> list[dict]:
             r["status"] = "interrupted"
         if r["job_status"] in ("queued", "pausing"):
             r["status"] = r["job_status"]
-    return rows
+    # A run whose job is queued (or just starting) has no row yet: list it from its job, so the
+    # Train page can show the run it launched at once.
+    named = {r["name"] for r in rows}
+    pending = []
+    for j in list_jobs(limit=50, kind="train"):
+        name = (j["config"] or {}).get("run")
+        if j["status"] in ("queued", "running", "pausing") and name and name not in named:
+            cfg = j["config"].get("config") or {}
+            pending.append({"name": name, "job_id": j["id"], "base_model": cfg.get("base_model"),
+                            "data_path": cfg.get("data"), "status": j["status"],
+                            "dir": str(home().models / name), "final_metrics": {}, "created_at": j["created_at"],
+                            "finished_at": None, "job_status": j["status"], "progress": j["progress"],
+                            "stats": j["stats"], "heartbeat": j["heartbeat"]})
+            named.add(name)
+    return pending + rows
 
 
 def train_run(name: str) -> dict | None:
