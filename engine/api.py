@@ -142,13 +142,45 @@ def start_synth(preset: str = "demo", seed: int = 0) -> int:
 
 
 def start_import(content: bytes, filename: str, dataset: str | None = None, split: str | None = None) -> int:
-    """Save an uploaded file under the home's uploads folder and queue its import."""
+    """Save an uploaded file under the home's uploads folder and queue its import. A dataset name
+    is trimmed; one that is blank after trimming (but not empty: empty means "from the file
+    name") or otherwise unusable raises ValueError before anything is saved."""
+    if dataset is not None and dataset != "":
+        dataset = store.clean_dataset_name(dataset)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).name)[:120] or "upload.jsonl"
     target = home().data / "uploads" / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(content)
     config = {"path": str(target), "dataset": dataset or None, "split": split or None, "display_name": filename}
     return _enqueue("import", config, f"import {filename}")
+
+
+def clean_dataset_name(name: str) -> str:
+    """A dataset name trimmed, or ValueError saying why it cannot be used (blank, too long...)."""
+    return store.clean_dataset_name(name)
+
+
+def dataset_usage(name: str) -> dict:
+    """What deleting dataset ``name`` would remove (examples, chains, attempts, reviews)."""
+    ds = dataset_id(name)
+    if ds is None:
+        raise ValueError(f"no dataset named {name!r}")
+    return store.dataset_usage(db(), ds)
+
+
+def rename_dataset(old: str, new: str) -> str:
+    """Rename a dataset (``ccr data rename``); returns the new (trimmed) name. Refused while a job
+    works on it, for a blank or taken name."""
+    return store.rename_dataset(db(), old, new)
+
+
+def delete_dataset(name: str) -> dict:
+    """Delete a dataset with its examples, chains, attempts and reviews (``ccr data delete``);
+    returns what was removed. Refused while a job works on it."""
+    ds = dataset_id(name)
+    if ds is None:
+        raise ValueError(f"no dataset named {name!r}")
+    return {"dataset": name, **store.delete_dataset(db(), ds)}
 
 
 def _enqueue(kind: str, config: dict, title: str, dedupe_key: str | None = None) -> int:
@@ -390,10 +422,39 @@ def start_server(model: str, host: str = "127.0.0.1", port: int = 8000, api_key:
     from engine import serve
 
     serve.check_bind(host, api_key)  # ServeError is a ValueError: the page shows it
+    if port:
+        check_port_free(host, int(port))
     config = {"model": model, "host": host, "port": int(port), "api_key": api_key or None,
               "max_queue": int(max_queue), "max_batch": int(max_batch), "idle_shutdown_s": float(idle_shutdown_s)}
     return _enqueue("serve", config, f"serve {model} on {host}:{port}",
                     dedupe_key=dedupe_key or (f"serve:{host}:{port}" if port else None))
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ValueError saying why ``host:port`` cannot take a new server: one of ours is queued or
+    running there, or another program listens on it (checked by binding it, as the server would)."""
+    import socket
+
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {port}: a port is a number from 1 to 65535 (or 0 for any free one)")
+    for r in db().execute("SELECT id, config FROM jobs WHERE kind = 'serve' AND status IN ('queued', 'running', "
+                          "'pausing')").fetchall():
+        c = json.loads(r[1] or "{}")
+        if int(c.get("port") or 0) == int(port):
+            raise ValueError(f"port {port} is taken by server job #{r[0]} ({c.get('model')} on {c.get('host')}): "
+                             "stop it first, or pick another port")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ValueError(f"host {host!r}: {exc.strerror or exc}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise ValueError(f"port {port} on {host} is in use by another program ({exc.strerror or exc}): pick "
+                             "another port, or 0 for any free one") from None
 
 
 def server_info(job_id: int) -> dict | None:
@@ -426,14 +487,18 @@ def compare_servers(model_names_: list[str], idle_shutdown_s: float = 900.0) -> 
     return out
 
 
-def api_snippets(url: str, api_key: str | None, model: str) -> dict:
-    """Copyable curl and openai-client snippets for a running server."""
-    key = api_key or "none"
-    auth = f" \\\n  -H 'Authorization: Bearer {key}'" if api_key else ""
+def api_snippets(url: str, api_key: str | None, model: str, reveal: bool = False) -> dict:
+    """Copyable curl and openai-client snippets for a running server. The key is never in them
+    unless ``reveal``: they read it from the environment variable CCR_API_KEY instead."""
+    masked = bool(api_key) and not reveal
+    key_expr = 'os.environ["CCR_API_KEY"]' if masked else f'"{api_key or "none"}"'
+    shell_key = "$CCR_API_KEY" if masked else api_key
+    auth = f" \\\n  -H \"Authorization: Bearer {shell_key}\"" if api_key else ""
     curl = (f"curl {url}/v1/chat/completions \\\n  -H 'Content-Type: application/json'{auth} \\\n"
             f"  -d '{{\"model\": \"{model}\", \"max_tokens\": 256, \"messages\": "
             f"[{{\"role\": \"user\", \"content\": \"Call transcript: ... Predict the CSAT.\"}}]}}'")
-    python = (f"from openai import OpenAI\n\nclient = OpenAI(base_url=\"{url}/v1\", api_key=\"{key}\")\n"
+    python = ((f"import os\n" if masked else "") +
+              f"from openai import OpenAI\n\nclient = OpenAI(base_url=\"{url}/v1\", api_key={key_expr})\n"
               f"reply = client.chat.completions.create(\n    model=\"{model}\",\n"
               f"    messages=[{{\"role\": \"user\", \"content\": \"Call transcript: ... Predict the CSAT.\"}}],\n"
               f"    max_tokens=256,\n)\nprint(reply.choices[0].message.content)\n\n"

@@ -47,6 +47,12 @@ def _job_exit(job: dict) -> int:
 
 
 def cmd_data_synth(args) -> int:
+    if args.dataset is not None:
+        try:
+            args.dataset = store.clean_dataset_name(args.dataset)
+        except ValueError as exc:
+            print(f"error: --dataset: {exc}", file=sys.stderr)
+            return 2
     config = {"preset": args.preset, "seed": args.seed, "out": args.out, "dataset": args.dataset}
     job = jobs.run_inline(_home(args), "synth", config, title=f"synthesize {args.preset} (seed {args.seed})")
     if job["status"] != "succeeded":
@@ -71,6 +77,12 @@ def cmd_data_import(args) -> int:
     if args.split and importer.SPLIT_ALIASES.get(args.split.lower()) is None:
         print(f"error: unknown split {args.split!r} (expected train, validation or test)", file=sys.stderr)
         return 2
+    if args.dataset is not None:
+        try:
+            args.dataset = store.clean_dataset_name(args.dataset)
+        except ValueError as exc:
+            print(f"error: --dataset: {exc}", file=sys.stderr)
+            return 2
     config = {"path": os.path.abspath(args.file), "dataset": args.dataset, "split": args.split,
               "display_name": args.file}
     job = jobs.run_inline(home, "import", config, title=f"import {os.path.basename(args.file)}", echo=False)
@@ -93,6 +105,38 @@ def cmd_data_export(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {r['lines']} lines to {r['out']}")
+    return 0
+
+
+def cmd_data_rename(args) -> int:
+    db = store.connect(_home(args))
+    try:
+        new = store.rename_dataset(db, args.old, args.new)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"renamed dataset {args.old!r} to {new!r}")
+    return 0
+
+
+def cmd_data_delete(args) -> int:
+    db = store.connect(_home(args))
+    row = db.execute("SELECT id FROM datasets WHERE name = ?", [args.name]).fetchone()
+    if not row:
+        print(f"error: no dataset named {args.name!r}", file=sys.stderr)
+        return 2
+    usage = store.dataset_usage(db, row[0])
+    what = (f"dataset {args.name!r}: {usage['examples']:,} examples, {usage['chains']:,} reasoning chains "
+            f"({usage['attempts']:,} attempts, {usage['reviews']:,} review decisions)")
+    if not args.yes:
+        print(f"would delete {what}; nothing deleted. Run again with --yes to delete it.", file=sys.stderr)
+        return 2
+    try:
+        store.delete_dataset(db, row[0])
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"deleted {what}")
     return 0
 
 
@@ -698,6 +742,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_export)
     p = dsub.add_parser("list", help="list datasets with their split sizes", parents=[home_parent])
     p.set_defaults(func=cmd_data_list)
+    p = dsub.add_parser("rename", help="rename a dataset (its examples and chains stay with it)", parents=[home_parent])
+    p.add_argument("old", help="the dataset's name")
+    p.add_argument("new", help="the new name (surrounding spaces are trimmed; it must not be blank or taken)")
+    p.set_defaults(func=cmd_data_rename)
+    p = dsub.add_parser("delete", help="delete a dataset with its examples, chains and reviews (asks for --yes)",
+                        parents=[home_parent])
+    p.add_argument("name", help="the dataset's name")
+    p.add_argument("--yes", action="store_true", help="really delete (without it: say what would be deleted)")
+    p.set_defaults(func=cmd_data_delete)
 
     models = sub.add_parser("models", help="the model registry", parents=[home_parent])
     msub = models.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
