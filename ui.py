@@ -105,19 +105,24 @@ def sidebar(worker) -> None:
         _engine_box(worker)
 
 
+def engine_line(status: dict, worker) -> str:
+    """The sidebar's first line: whether the engine runs and how many jobs run and wait (no host
+    or process names: they mean nothing to the people reading it)."""
+    active = status["active"]
+    queued = sum(j["status"] == "queued" for j in active)
+    load = f"{len(active) - queued} running, {queued} queued"
+    if status["alive"]:
+        return f"Engine: running — {load}"
+    if worker is None:
+        return f"Engine: off in this process (CCR_ENGINE=0; `ccr worker` runs the jobs) — {load}"
+    return f"Engine: stopped — {load}"
+
+
 @st.fragment(run_every=2)
 def _engine_box(worker) -> None:
     status = api.engine_status(worker)
     active = status["active"]
-    queued = sum(j["status"] == "queued" for j in active)
-    running = len(active) - queued
-    load = f"{running} running, {queued} queued" if active else "idle"
-    if status["alive"]:
-        st.caption(f"Engine: running — {load}")
-    elif worker is None:
-        st.caption(f"Engine: off in this process (CCR_ENGINE=0; `ccr worker` runs the jobs) — {load}")
-    else:
-        st.caption(f"Engine: stopped — {load}")
+    st.caption(engine_line(status, worker))
     if status.get("last_error"):
         st.caption("Engine error:")
         st.text(status["last_error"])
@@ -174,9 +179,12 @@ def estimate_duration(estimate: dict) -> str:
     return format_duration(estimate["seconds"]) if estimate.get("seconds") is not None else "an unknown time"
 
 
-def confirm_long(estimate: dict | None, key: str, what: str = "job") -> bool:
+def confirm_long(estimate: dict | None, key: str, what: str = "job", settings=None) -> bool:
     """Show the estimate before a launch; a job over 30 minutes (or of unknown length) asks for a
-    confirmation that names its duration. Returns whether the launch may go ahead."""
+    confirmation that names its duration. Returns whether the launch may go ahead.
+
+    ``settings``: what the confirmation is for; when they change, the box is unticked again (a
+    confirmed 2-hour run must not carry its tick over to a 3-day one)."""
     if not estimate:
         return True
     if estimate.get("error"):
@@ -185,6 +193,10 @@ def confirm_long(estimate: dict | None, key: str, what: str = "job") -> bool:
     (st.warning if estimate["long"] else st.info)(f"Estimate: {estimate['text']}")
     if not estimate["long"]:
         return True
+    signature = repr((settings, estimate.get("text")))
+    if st.session_state.get(key + "-for") != signature:
+        st.session_state[key + "-for"] = signature
+        st.session_state[key] = False
     return st.checkbox(f"I know this {what} takes {estimate_duration(estimate)}: launch it anyway", key=key)
 
 

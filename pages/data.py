@@ -76,6 +76,8 @@ if not datasets:
 st.divider()
 names = [d["name"] for d in datasets]
 current = api.current_dataset()
+if "data-dataset-next" in st.session_state:  # a rename or delete below chose the next dataset to show
+    st.session_state["data-dataset"] = st.session_state.pop("data-dataset-next")
 if st.session_state.get("data-dataset") not in names:
     st.session_state["data-dataset"] = current if current in names else names[0]
 name = st.selectbox("Dataset", names, key="data-dataset")
@@ -101,7 +103,7 @@ with st.expander("Rename or delete this dataset"):
         except ValueError as exc:
             st.error(f"Cannot rename: {exc}")
         else:
-            st.session_state["data-dataset"] = renamed
+            st.session_state["data-dataset-next"] = renamed  # (the picker above is already drawn)
             st.session_state["data-notice"] = f"Renamed {name} to {renamed}."
             st.rerun()
     usage = api.dataset_usage(name)
@@ -123,7 +125,7 @@ with st.expander("Rename or delete this dataset"):
                 st.error(f"Cannot delete: {exc}")
             else:
                 st.session_state.pop("data-delete-ask", None)
-                st.session_state.pop("data-dataset", None)
+                st.session_state["data-dataset-next"] = None
                 st.session_state["data-notice"] = (f"Deleted {gone['dataset']}: {gone['examples']:,} examples, "
                                                    f"{gone['chains']:,} chains.")
                 st.rerun()

@@ -100,8 +100,8 @@ with batch_tab:
         else:
             infer_estimate = api.estimate("infer", model=b_model, lines=lines, batch_size=int(b_batch),
                                           max_new_tokens=int(b_max))
-    go_ahead = ui.confirm_long(infer_estimate, f"infer-confirm-{b_model}-{b_batch}-{b_max}-{bool(upload)}-{path}",
-                               "batch job")
+    go_ahead = ui.confirm_long(infer_estimate, "infer-confirm", "batch job",
+                               settings=(b_model, b_batch, b_max, upload.name if upload else None, path))
     if st.button("Start batch inference", type="primary", disabled=not (upload or path) or not go_ahead,
                  key="infer-start", help=None if go_ahead else "Confirm the estimated duration above first"):
         try:

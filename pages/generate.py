@@ -180,15 +180,11 @@ if gate:
 # --- launch and progress ------------------------------------------------------------------------
 st.subheader("2. Full run")
 estimate = api.estimate("generate", values=config) if config else None
-confirmed = True
 if estimate and estimate.get("error"):
     st.error(f"Estimate: {estimate['error']}")
-elif estimate:
-    (st.warning if estimate["long"] else st.info)(f"Estimate: {estimate['text']}")
-    if estimate["long"]:
-        # The key follows the settings: a changed run must be confirmed again.
-        confirmed = st.checkbox(f"I know this run takes {ui.estimate_duration(estimate)}: launch it anyway",
-                                key="gen-confirm-" + str(abs(hash(str(sorted(config.items()))))))
+    confirmed = True
+else:  # a run over 30 minutes is confirmed first; changed settings must be confirmed again
+    confirmed = ui.confirm_long(estimate, "gen-confirm", "run", settings=sorted((config or {}).items()))
 reasons = []
 if config is None:
     reasons.append("the settings above have errors")

@@ -109,8 +109,8 @@ with st.expander("New run", expanded=not api.train_runs()):
             command += [o.strip() for o in overrides.splitlines() if o.strip() and not o.strip().startswith("#")]
             st.caption("Launch: the same run from a terminal")
             st.code(" ".join(shlex.quote(c) for c in command), language="bash")
-            go_ahead = ui.confirm_long(duration, "train-confirm-" + str(abs(hash((preset["path"], data, overrides)))),
-                                       "training run")
+            go_ahead = ui.confirm_long(duration, "train-confirm", "training run",
+                                       settings=(preset["path"], data, eval_data, overrides))
             if st.button("Launch training", type="primary", key="train-launch", disabled=not go_ahead,
                          help=None if go_ahead else "Confirm the estimated duration above first"):
                 try:
