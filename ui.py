@@ -221,7 +221,7 @@ def score_bins(scores) -> dict[str, int]:
     return out
 
 
-def score_histogram(counts: dict[str, int], title: str):
+def score_histogram(counts: dict[str, int], title: str, y_title: str = "chains"):
     """A bar chart of scores in the fixed 10-point bins, every bin drawn even when empty, so two
     charts (or two moments of one run) compare bin for bin."""
     import plotly.graph_objects as go
@@ -229,7 +229,7 @@ def score_histogram(counts: dict[str, int], title: str):
     y = [int(counts.get(b, 0)) for b in SCORE_BINS]
     fig = go.Figure(go.Bar(x=SCORE_BINS, y=y, text=[str(v) if v else "" for v in y], textposition="outside"))
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10), title=title, xaxis_title="score",
-                      yaxis_title="chains", xaxis=dict(type="category", categoryorder="array", categoryarray=SCORE_BINS))
+                      yaxis_title=y_title, xaxis=dict(type="category", categoryorder="array", categoryarray=SCORE_BINS))
     return fig
 
 

@@ -200,14 +200,19 @@ with labels_tab:
         st.info("No labels in this dataset.")
     cols = st.columns(2)
     for i, (key, counts) in enumerate(sorted(dist.items())):
-        values = sorted(counts, key=lambda v: (len(v), v)) if key in ("csat", "quality") else sorted(counts)
-        if key == "quality":  # bucket the 0-100 score by tens
-            buckets: dict[str, int] = {}
-            for v, n in counts.items():
-                b = min(90, int(float(v)) // 10 * 10)
-                buckets[f"{b}-{b + 9 if b < 90 else 100}"] = buckets.get(f"{b}-{b + 9 if b < 90 else 100}", 0) + n
-            counts, values = buckets, sorted(buckets, key=lambda s: int(s.split("-")[0]))
-        fig = px.bar(x=values, y=[counts[v] for v in values], labels={"x": key, "y": "examples"}, title=key)
-        fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10))
-        cols[i % 2].plotly_chart(fig, width="stretch", key=f"dist-{key}")
+        n = sum(counts.values())
+        if key == "quality":  # the 0-100 QA score in the fixed 10-point bins used everywhere
+            bins = dict.fromkeys(ui.SCORE_BINS, 0)
+            for v, k in counts.items():
+                bins[ui.SCORE_BINS[min(9, max(0, int(float(v)) // 10))]] += k
+            fig = ui.score_histogram(bins, f"{key} ({n:,} examples)", "examples")
+            fig.update_layout(height=300)
+        else:
+            values = sorted(counts, key=lambda v: (len(v), v)) if key == "csat" else sorted(counts)
+            fig = px.bar(x=values, y=[counts[v] for v in values], labels={"x": key, "y": "examples"},
+                         title=f"{key} ({n:,} examples)")
+            fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10))
+        with cols[i % 2]:
+            st.plotly_chart(fig, width="stretch", key=f"dist-{key}")
+            ui.small_sample_note(n, "examples")
     st.dataframe(pd.DataFrame(api.task_counts(name)), hide_index=True)

@@ -29,6 +29,7 @@ def job_table() -> None:
     } for r in rows])
     st.dataframe(df, hide_index=True, width="stretch",
                  column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=100)})
+    ui.rerun_on_change("jobs-ids", tuple(r["id"] for r in rows))  # a new job appears in the picker below
 
 
 job_table()
