@@ -86,7 +86,7 @@ def result(kind: str, units: float, unit: str, rate: float | None, basis: str, *
     if seconds is None:
         text = f"duration unknown: {what}; {basis}"
     elif units <= 0:
-        text = f"nothing to do: 0 {unit}"
+        text = f"nothing left to do: 0 {unit}"
     else:
         text = f"{format_duration(seconds)}: {what} at {_rate_text(rate, unit)} {basis}"
     return {"kind": kind, "seconds": None if seconds is None else round(seconds, 1), "units": units, "unit": unit,

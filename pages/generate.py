@@ -192,6 +192,8 @@ elif not (gate and gate["ok"]):
     reasons.append("no test has passed the gate yet (or record an override)")
 elif not confirmed:
     reasons.append("confirm the estimated duration above")
+elif estimate and estimate.get("units") == 0:
+    reasons.append("every example of this selection already has a chain")
 launch_ok = not reasons
 if st.button("Launch full run", type="primary", disabled=not launch_ok, key="gen-launch",
              help=None if launch_ok else "Disabled: " + "; ".join(reasons)):
@@ -208,7 +210,7 @@ mine = st.session_state.get("gen-job") or {}
 job_id = mine["job"] if mine.get("dataset") == dataset else (run_jobs[0]["id"] if run_jobs else None)
 
 
-@st.fragment(run_every=2)
+@st.fragment(run_every=1)
 def progress_panel() -> None:
     if not job_id:
         st.caption(f"No run on {dataset} yet.")

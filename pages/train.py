@@ -240,8 +240,8 @@ def live(run_name: str, overlay: list[str]) -> None:
     train_rows = [r for r in mine if r["kind"] == "train"]
     eval_rows = [r for r in mine if r["kind"] == "eval"]
     last = train_rows[-1] if train_rows else {}
-    st.write(f"{ui.STATE_ICONS.get(run['status'], '')} **{run['status']}** · base {run['base_model']} · "
-             f"job #{run['job_id']}")
+    st.write(f"{ui.STATE_ICONS.get(run['status'], '')} **{run['status']}** · run {run_name} · base "
+             f"{run['base_model']} · job #{run['job_id']}")
     if stats.get("total"):
         st.progress(min(1.0, (stats.get("done") or 0) / stats["total"]),
                     text=f"step {stats.get('done', 0)} of {stats['total']}")
