@@ -251,7 +251,7 @@ def live(run_name: str, overlay: list[str]) -> None:
     c[2].metric("Eval loss", f"{eval_rows[-1]['loss']:.4f}" if eval_rows else "-")
     c[3].metric("Learning rate", f"{last['learning_rate']:.2e}" if last.get("learning_rate") is not None else "-")
     c[4].metric("Tokens/s", f"{last['tokens_per_s']:.0f}" if last.get("tokens_per_s") else "-")
-    eta = stats.get("eta_s") if run["status"] in ACTIVE else None
+    eta = ui.job_times(job)["eta_s"] if job and run["status"] in ACTIVE else None  # counted down to now
     c[5].metric("ETA", ui.fmt_duration(eta) if eta is not None else "-")
     if last.get("memory_mb"):
         st.caption(f"memory {last['memory_mb'] / 1024:.2f} GiB · epoch {last.get('epoch') or 0:.2f} · grad norm "
