@@ -152,3 +152,26 @@ def test_ccr_jobs_list_shows_elapsed_rate_and_eta(home, capsys):
     header, row = out.splitlines()[:2]
     assert "elapsed" in header and "eta" in header
     assert "2m0" in row and "0.031/s" in row and "1h0" in row, out
+
+
+def test_batch_inference_reports_inside_its_batch(home, tmp_path):
+    """Batch inference (Deploy page, `ccr infer`): the one batch's decode steps reach the job row."""
+    from engine.config import InferConfig
+    from engine.generation import LocalGenerator
+    from engine.infer import run_infer
+
+    model, tok = tiny_model()
+    gen = LocalGenerator(loaded=(model, tok, {"name": "tiny"}))
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text('{"prompt": "Say hello."}\n{"prompt": "Say goodbye."}\n')
+    db = store.connect(home)
+    job_id = store.enqueue_job(db, "infer", {})
+    store.claim_job(db, "test", job_id=job_id)
+    ctx = RecordingContext(home, job_id)
+    result = run_infer(InferConfig(input=str(src), output=str(out), batch_size=2, max_new_tokens=8), ctx=ctx,
+                       generator=gen)
+    assert result["generated"] == 2
+    inside = [(p, s) for p, s in ctx.writes if s.get("batch")]
+    assert len(inside) >= 3 and all(s["done"] == 0 and s["total"] == 2 for _, s in inside)
+    assert [s["batch"]["step"] for _, s in inside] == sorted(s["batch"]["step"] for _, s in inside)
+    assert inside[0][0] < inside[-1][0] < 1.0
