@@ -7,6 +7,7 @@ or ``st.code``, or inside dataframes, never as markdown or HTML.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pandas as pd
@@ -172,6 +173,20 @@ def job_panel(job_id: int, key: str, show_log: bool = True) -> dict | None:
     return job
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!<>|~$:])")
+
+
+def md_escape(text) -> str:
+    """Text (a dataset or model name, an error quoting one) made literal inside a markdown element
+    (st.info, st.caption...): every markdown character backslash-escaped, so a name like
+    ``![x](http://...)`` is shown, never fetched or linked.
+
+    >>> md_escape("![x](http://e.invalid/a.png) *b*")
+    '\\!\\[x\\]\\(http\\://e\\.invalid/a\\.png\\) \\*b\\*'
+    """
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
 def estimate_duration(estimate: dict) -> str:
     """'about 3 h 10 min', or 'an unknown time' when nothing was measured for this model."""
     from engine.estimate import format_duration
@@ -188,9 +203,9 @@ def confirm_long(estimate: dict | None, key: str, what: str = "job", settings=No
     if not estimate:
         return True
     if estimate.get("error"):
-        st.caption(f"No estimate: {estimate['error']}")
+        st.caption(f"No estimate: {md_escape(estimate['error'])}")
         return True
-    (st.warning if estimate["long"] else st.info)(f"Estimate: {estimate['text']}")
+    (st.warning if estimate["long"] else st.info)(f"Estimate: {md_escape(estimate['text'])}")
     if not estimate["long"]:
         return True
     signature = repr((settings, estimate.get("text")))

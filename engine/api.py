@@ -423,16 +423,20 @@ def start_server(model: str, host: str = "127.0.0.1", port: int = 8000, api_key:
 
     serve.check_bind(host, api_key)  # ServeError is a ValueError: the page shows it
     if port:
-        check_port_free(host, int(port))
+        same = check_port_free(host, int(port), {"model": model, "host": host, "api_key": api_key or None})
+        if same:  # the same server asked for again (a double press): that job
+            return same
     config = {"model": model, "host": host, "port": int(port), "api_key": api_key or None,
               "max_queue": int(max_queue), "max_batch": int(max_batch), "idle_shutdown_s": float(idle_shutdown_s)}
     return _enqueue("serve", config, f"serve {model} on {host}:{port}",
                     dedupe_key=dedupe_key or (f"serve:{host}:{port}" if port else None))
 
 
-def check_port_free(host: str, port: int) -> None:
-    """ValueError saying why ``host:port`` cannot take a new server: one of ours is queued or
-    running there, or another program listens on it (checked by binding it, as the server would)."""
+def check_port_free(host: str, port: int, wanted: dict | None = None) -> int | None:
+    """ValueError saying why ``host:port`` cannot take a new server: another of ours is queued or
+    running there, or another program listens on it (checked by binding it, as the server would).
+    Returns the job id when the active server there is ``wanted`` itself (same model, host and
+    key: a second press of the same Start), else None."""
     import socket
 
     if not 1 <= int(port) <= 65535:
@@ -441,6 +445,8 @@ def check_port_free(host: str, port: int) -> None:
                           "'pausing')").fetchall():
         c = json.loads(r[1] or "{}")
         if int(c.get("port") or 0) == int(port):
+            if wanted and all(c.get(k) == v for k, v in wanted.items()):
+                return r[0]
             raise ValueError(f"port {port} is taken by server job #{r[0]} ({c.get('model')} on {c.get('host')}): "
                              "stop it first, or pick another port")
     try:
@@ -455,6 +461,7 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             raise ValueError(f"port {port} on {host} is in use by another program ({exc.strerror or exc}): pick "
                              "another port, or 0 for any free one") from None
+    return None
 
 
 def server_info(job_id: int) -> dict | None:

@@ -38,7 +38,7 @@ with upload_tab:
         try:
             ds_name = api.clean_dataset_name(ds_name)
         except ValueError as exc:
-            name_problem = f"Dataset name: {exc}"
+            name_problem = f"Dataset name: {ui.md_escape(exc)}"
             st.error(name_problem)
     if st.button("Import", type="primary", disabled=uploaded is None or name_problem is not None, key="upload-start",
                  help=name_problem):
@@ -61,7 +61,7 @@ if st.session_state.get("data-job"):
                             language=None)
             else:
                 counts = result.get("counts") or {}
-                st.success(f"Dataset {result['dataset']}: " + " / ".join(
+                st.success(f"Dataset {ui.md_escape(result['dataset'])}: " + " / ".join(
                     f"{counts.get(split, 0):,} {split}" for split in ("train", "validation", "test")) + " examples")
 
     data_job()
@@ -101,10 +101,10 @@ with st.expander("Rename or delete this dataset"):
         try:
             renamed = api.rename_dataset(name, new_name)
         except ValueError as exc:
-            st.error(f"Cannot rename: {exc}")
+            st.error(f"Cannot rename: {ui.md_escape(exc)}")
         else:
             st.session_state["data-dataset-next"] = renamed  # (the picker above is already drawn)
-            st.session_state["data-notice"] = f"Renamed {name} to {renamed}."
+            st.session_state["data-notice"] = f"Renamed {ui.md_escape(name)} to {ui.md_escape(renamed)}."
             st.rerun()
     usage = api.dataset_usage(name)
     st.caption(f"Deleting removes {usage['examples']:,} examples, {usage['chains']:,} reasoning chains "
@@ -115,18 +115,18 @@ with st.expander("Rename or delete this dataset"):
             st.session_state["data-delete-ask"] = name
             st.rerun()
     else:
-        st.warning(f"Delete {name} with its {usage['examples']:,} examples and {usage['chains']:,} chains? "
+        st.warning(f"Delete {ui.md_escape(name)} with its {usage['examples']:,} examples and {usage['chains']:,} chains? "
                    "This cannot be undone.")
         d1, d2 = st.columns(2)
-        if d1.button(f"Yes, delete {name}", type="primary", key="data-delete-confirm"):
+        if d1.button("Yes, delete it", type="primary", key="data-delete-confirm"):
             try:
                 gone = api.delete_dataset(name)
             except ValueError as exc:
-                st.error(f"Cannot delete: {exc}")
+                st.error(f"Cannot delete: {ui.md_escape(exc)}")
             else:
                 st.session_state.pop("data-delete-ask", None)
                 st.session_state["data-dataset-next"] = None
-                st.session_state["data-notice"] = (f"Deleted {gone['dataset']}: {gone['examples']:,} examples, "
+                st.session_state["data-notice"] = (f"Deleted {ui.md_escape(gone['dataset'])}: {gone['examples']:,} examples, "
                                                    f"{gone['chains']:,} chains.")
                 st.rerun()
         if d2.button("Keep it", key="data-delete-cancel"):

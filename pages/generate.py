@@ -13,7 +13,7 @@ dataset = api.current_dataset()
 if not dataset:
     st.info("No dataset yet: create or upload one on the Data page first.")
     st.stop()
-st.caption(f"Working dataset: {dataset}. A teacher model rewrites each example's answer into a chain "
+st.caption(f"Working dataset: {ui.md_escape(dataset)}. A teacher model rewrites each example's answer into a chain "
            "(thinking, analysis, insights, final answer); each chain is scored, retried below the threshold "
            "and flagged for review when it still fails.")
 
@@ -181,7 +181,7 @@ if gate:
 st.subheader("2. Full run")
 estimate = api.estimate("generate", values=config) if config else None
 if estimate and estimate.get("error"):
-    st.error(f"Estimate: {estimate['error']}")
+    st.error(f"Estimate: {ui.md_escape(estimate['error'])}")
     confirmed = True
 else:  # a run over 30 minutes is confirmed first; changed settings must be confirmed again
     confirmed = ui.confirm_long(estimate, "gen-confirm", "run", settings=sorted((config or {}).items()))
@@ -213,7 +213,7 @@ job_id = mine["job"] if mine.get("dataset") == dataset else (run_jobs[0]["id"] i
 @st.fragment(run_every=1)
 def progress_panel() -> None:
     if not job_id:
-        st.caption(f"No run on {dataset} yet.")
+        st.caption(f"No run on {ui.md_escape(dataset)} yet.")
         return
     job = ui.job_panel(job_id, key="gen")
     if not job:
@@ -246,7 +246,7 @@ def latest_chains() -> None:
     st.subheader("Latest chains")
     rows, total = api.chains(dataset=dataset, limit=20, order="recent")
     if not rows:
-        st.caption(f"No chains on {dataset} yet.")
+        st.caption(f"No chains on {ui.md_escape(dataset)} yet.")
         return
     st.dataframe(pd.DataFrame([{"chain": r["id"], "example": r["ex_id"], "task": r["task"], "status": r["status"],
                                 "score": r["score"], "attempts": r["attempts"], "teacher": r["teacher"],
