@@ -7,6 +7,7 @@ or ``st.code``, or inside dataframes, never as markdown or HTML.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pandas as pd
@@ -35,32 +36,103 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
 
 
+RATE_UNITS = {"generate": "ex/s", "eval": "ex/s", "infer": "lines/s", "train": "steps/s", "demo": "ex/s",
+              "synth": "lines/s", "import": "lines/s"}
+
+
+def job_times(job: dict, now: float | None = None) -> dict:
+    """Elapsed, rate and ETA of a job, computed now (not frozen at its last progress write).
+
+    Elapsed runs from the job's ``started_at`` to now (or to ``finished_at``); the ETA the job
+    wrote counts down from the time it wrote it (``stats["at"]``); ``stale_s`` says how long ago
+    that was, so a job that stopped reporting is not shown as if it were on time.
+    """
+    now = now or time.time()
+    stats = job.get("stats") or {}
+    active = job.get("status") in ("running", "pausing")
+    started = job.get("started_at")
+    end = now if active else (job.get("finished_at") or now)
+    elapsed = max(0.0, end - started) if started else None
+    eta = stale = None
+    if active and stats.get("eta_s") is not None:
+        at = stats.get("at")
+        stale = max(0.0, now - at) if at else None
+        eta = max(0.0, stats["eta_s"] - (stale or 0.0))
+    rate = stats.get("rate") if stats.get("rate") is not None else stats.get("steps_per_s")
+    return {"elapsed_s": elapsed, "eta_s": eta, "stale_s": stale, "rate": rate,
+            "rate_unit": RATE_UNITS.get(job.get("kind"), "/s")}
+
+
+def progress_line(job: dict, now: float | None = None) -> str:
+    """One line a person reads: done of total, what the current batch is doing, rate, elapsed, ETA."""
+    stats = job.get("stats") or {}
+    t = job_times(job, now)
+    parts = []
+    if job.get("status") == "queued":
+        return "queued: waiting for the engine"
+    if stats.get("total"):
+        parts.append(f"{fmt_count(stats.get('done', 0))} / {fmt_count(stats['total'])}")
+    batch = stats.get("batch")
+    if batch and job.get("status") in ("running", "pausing"):
+        if batch.get("stage") == "prefill":
+            parts.append(f"batch of {batch.get('examples')}: reading the transcripts")
+        else:
+            unit = "requests" if batch.get("stage") == "requests" else "parts"
+            parts.append(f"batch of {batch.get('examples')}: {batch.get('done', 0)}/{batch.get('of', 0)} {unit} done, "
+                         f"{fmt_count(batch.get('tokens', 0))} tokens")
+    if stats.get("stage") and not batch:
+        parts.append(str(stats["stage"]))
+    if t["rate"]:
+        parts.append(f"{t['rate']:.3g} {t['rate_unit']}")
+    if stats.get("tokens_per_s"):
+        parts.append(f"{stats['tokens_per_s']:.1f} tokens/s")
+    if t["elapsed_s"] is not None:
+        parts.append(f"elapsed {fmt_duration(t['elapsed_s'])}")
+    if t["eta_s"] is not None:
+        parts.append(f"ETA {fmt_duration(t['eta_s'])}" + (
+            f" (last update {fmt_duration(t['stale_s'])} ago)" if t["stale_s"] and t["stale_s"] > 30 else ""))
+    return " · ".join(parts)
+
+
+def fmt_count(n) -> str:
+    """Whole numbers with a thousands separator (32,238); others as they are."""
+    if isinstance(n, float) and n.is_integer():
+        n = int(n)
+    return f"{n:,}" if isinstance(n, int) else str(n)
+
+
 def sidebar(worker) -> None:
     with st.sidebar:
         _engine_box(worker)
 
 
+def engine_line(status: dict, worker) -> str:
+    """The sidebar's first line: whether the engine runs and how many jobs run and wait (no host
+    or process names: they mean nothing to the people reading it)."""
+    active = status["active"]
+    queued = sum(j["status"] == "queued" for j in active)
+    load = f"{len(active) - queued} running, {queued} queued"
+    if status["alive"]:
+        return f"Engine: running — {load}"
+    if worker is None:
+        return f"Engine: off in this process (CCR_ENGINE=0; `ccr worker` runs the jobs) — {load}"
+    return f"Engine: stopped — {load}"
+
+
 @st.fragment(run_every=2)
 def _engine_box(worker) -> None:
     status = api.engine_status(worker)
-    if status["alive"]:
-        st.caption(f"Engine: running ({status['name']})")
-    elif worker is None:
-        st.caption("Engine: off in this process (CCR_ENGINE=0); `ccr worker` runs the jobs")
-    else:
-        st.caption("Engine: stopped")
+    active = status["active"]
+    st.caption(engine_line(status, worker))
     if status.get("last_error"):
         st.caption("Engine error:")
         st.text(status["last_error"])
-    active = status["active"]
     if not active:
         st.caption("No job running.")
     for job in active[:3]:
-        stats = job["stats"] or {}
         label = f"#{job['id']} {job['kind']} · {job['status']}"
         st.progress(min(1.0, job["progress"] or 0.0), text=label)
-        if stats.get("eta_s") is not None:
-            st.caption(f"ETA {fmt_duration(stats['eta_s'])}")
+        st.caption(progress_line(job))
 
 
 def job_panel(job_id: int, key: str, show_log: bool = True) -> dict | None:
@@ -71,17 +143,15 @@ def job_panel(job_id: int, key: str, show_log: bool = True) -> dict | None:
         return None
     icon = STATE_ICONS.get(job["status"], "")
     st.write(f"{icon} Job #{job['id']} · {job['kind']} · **{job['status']}**")
-    st.progress(min(1.0, job["progress"] or 0.0))
+    st.progress(min(1.0, job["progress"] or 0.0), text=progress_line(job))
     stats = job["stats"] or {}
-    if stats:
-        cols = st.columns(4)
-        if stats.get("total"):
-            cols[0].metric("Done", f"{stats.get('done', 0)} / {stats['total']}")
-        if stats.get("rate") is not None:
-            cols[1].metric("Rate", f"{stats['rate']:.2f}/s")
-        if stats.get("eta_s") is not None:
-            cols[2].metric("ETA", fmt_duration(stats["eta_s"]))
-        cols[3].metric("Elapsed", fmt_duration(stats.get("elapsed_s")))
+    t = job_times(job)
+    cols = st.columns(4)
+    if stats.get("total"):
+        cols[0].metric("Done", f"{fmt_count(stats.get('done', 0))} / {fmt_count(stats['total'])}")
+    cols[1].metric("Rate", f"{t['rate']:.3g} {t['rate_unit']}" if t["rate"] else "-")
+    cols[2].metric("ETA", fmt_duration(t["eta_s"]) if t["eta_s"] is not None else "-")
+    cols[3].metric("Elapsed", fmt_duration(t["elapsed_s"]) if t["elapsed_s"] is not None else "-")
     if job.get("error"):
         st.error("Error:")
         st.code(job["error"], language=None)
@@ -101,6 +171,88 @@ def job_panel(job_id: int, key: str, show_log: bool = True) -> dict | None:
         with st.expander("Log"):
             st.code(api.job_log(job_id, 8000) or "(empty)", language=None)
     return job
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!<>|~$:])")
+
+
+def md_escape(text) -> str:
+    """Text (a dataset or model name, an error quoting one) made literal inside a markdown element
+    (st.info, st.caption...): every markdown character backslash-escaped, so a name like
+    ``![x](http://...)`` is shown, never fetched or linked.
+
+    >>> md_escape("![x](http://e.invalid/a.png) *b*")
+    '\\!\\[x\\]\\(http\\://e\\.invalid/a\\.png\\) \\*b\\*'
+    """
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def estimate_duration(estimate: dict) -> str:
+    """'about 3 h 10 min', or 'an unknown time' when nothing was measured for this model."""
+    from engine.estimate import format_duration
+
+    return format_duration(estimate["seconds"]) if estimate.get("seconds") is not None else "an unknown time"
+
+
+def confirm_long(estimate: dict | None, key: str, what: str = "job", settings=None) -> bool:
+    """Show the estimate before a launch; a job over 30 minutes (or of unknown length) asks for a
+    confirmation that names its duration. Returns whether the launch may go ahead.
+
+    ``settings``: what the confirmation is for; when they change, the box is unticked again (a
+    confirmed 2-hour run must not carry its tick over to a 3-day one)."""
+    if not estimate:
+        return True
+    if estimate.get("error"):
+        st.caption(f"No estimate: {md_escape(estimate['error'])}")
+        return True
+    (st.warning if estimate["long"] else st.info)(f"Estimate: {md_escape(estimate['text'])}")
+    if not estimate["long"]:
+        return True
+    signature = repr((settings, estimate.get("text")))
+    if st.session_state.get(key + "-for") != signature:
+        st.session_state[key + "-for"] = signature
+        st.session_state[key] = False
+    return st.checkbox(f"I know this {what} takes {estimate_duration(estimate)}: launch it anyway", key=key)
+
+
+def rerun_on_change(key: str, value) -> None:
+    """Inside a polling fragment: redraw the whole page once when ``value`` changes (a job ended,
+    a dataset appeared), so the panels outside the fragment follow the work without a reload."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+    elif st.session_state[key] != value:
+        st.session_state[key] = value
+        st.rerun(scope="app")
+
+
+SCORE_BINS = [f"{b}-{b + 9}" for b in range(0, 90, 10)] + ["90-100"]
+
+
+def score_bins(scores) -> dict[str, int]:
+    """Counts of 0-100 scores in the ten fixed bins (0-9 ... 90-100), every bin present."""
+    out = {b: 0 for b in SCORE_BINS}
+    for s in scores:
+        out[SCORE_BINS[min(9, max(0, int(float(s) // 10)))]] += 1
+    return out
+
+
+def score_histogram(counts: dict[str, int], title: str, y_title: str = "chains"):
+    """A bar chart of scores in the fixed 10-point bins, every bin drawn even when empty, so two
+    charts (or two moments of one run) compare bin for bin."""
+    import plotly.graph_objects as go
+
+    y = [int(counts.get(b, 0)) for b in SCORE_BINS]
+    fig = go.Figure(go.Bar(x=SCORE_BINS, y=y, text=[str(v) if v else "" for v in y], textposition="outside"))
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10), title=title, xaxis_title="score",
+                      yaxis_title=y_title, xaxis=dict(type="category", categoryorder="array", categoryarray=SCORE_BINS))
+    return fig
+
+
+def small_sample_note(n: int, what: str = "chains") -> None:
+    """Under 10 items a share or a histogram says little: say so beside it."""
+    if 0 < n < 10:
+        st.caption(f":material/warning: Small sample: {n} {what}. Percentages and shapes can change a lot with "
+                   "a few more.")
 
 
 def show_json(value) -> None:

@@ -142,13 +142,45 @@ def start_synth(preset: str = "demo", seed: int = 0) -> int:
 
 
 def start_import(content: bytes, filename: str, dataset: str | None = None, split: str | None = None) -> int:
-    """Save an uploaded file under the home's uploads folder and queue its import."""
+    """Save an uploaded file under the home's uploads folder and queue its import. A dataset name
+    is trimmed; one that is blank after trimming (but not empty: empty means "from the file
+    name") or otherwise unusable raises ValueError before anything is saved."""
+    if dataset is not None and dataset != "":
+        dataset = store.clean_dataset_name(dataset)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).name)[:120] or "upload.jsonl"
     target = home().data / "uploads" / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(content)
     config = {"path": str(target), "dataset": dataset or None, "split": split or None, "display_name": filename}
     return _enqueue("import", config, f"import {filename}")
+
+
+def clean_dataset_name(name: str) -> str:
+    """A dataset name trimmed, or ValueError saying why it cannot be used (blank, too long...)."""
+    return store.clean_dataset_name(name)
+
+
+def dataset_usage(name: str) -> dict:
+    """What deleting dataset ``name`` would remove (examples, chains, attempts, reviews)."""
+    ds = dataset_id(name)
+    if ds is None:
+        raise ValueError(f"no dataset named {name!r}")
+    return store.dataset_usage(db(), ds)
+
+
+def rename_dataset(old: str, new: str) -> str:
+    """Rename a dataset (``ccr data rename``); returns the new (trimmed) name. Refused while a job
+    works on it, for a blank or taken name."""
+    return store.rename_dataset(db(), old, new)
+
+
+def delete_dataset(name: str) -> dict:
+    """Delete a dataset with its examples, chains, attempts and reviews (``ccr data delete``);
+    returns what was removed. Refused while a job works on it."""
+    ds = dataset_id(name)
+    if ds is None:
+        raise ValueError(f"no dataset named {name!r}")
+    return {"dataset": name, **store.delete_dataset(db(), ds)}
 
 
 def _enqueue(kind: str, config: dict, title: str, dedupe_key: str | None = None) -> int:
@@ -168,10 +200,11 @@ def list_jobs(limit: int = 50, kind: str | None = None) -> list[dict]:
     if kind:
         where, params = "WHERE kind = ?", [kind]
     rows = _rows(db().execute(
-        f"SELECT id, kind, title, status, progress, stats, error, created_at, started_at, finished_at, heartbeat, pid "
-        f"FROM jobs {where} ORDER BY id DESC LIMIT ?", params + [limit]))
+        f"SELECT id, kind, title, status, progress, stats, config, error, created_at, started_at, finished_at, "
+        f"heartbeat, pid FROM jobs {where} ORDER BY id DESC LIMIT ?", params + [limit]))
     for r in rows:
         r["stats"] = json.loads(r["stats"] or "{}")
+        r["config"] = json.loads(r["config"] or "{}")
     return rows
 
 
@@ -180,10 +213,11 @@ def job(job_id: int) -> dict | None:
 
 
 def active_jobs() -> list[dict]:
-    rows = _rows(db().execute("SELECT id, kind, title, status, progress, stats FROM jobs "
-                              "WHERE status IN ('queued', 'running', 'pausing') ORDER BY id"))
+    rows = _rows(db().execute("SELECT id, kind, title, status, progress, stats, config, started_at, finished_at "
+                              "FROM jobs WHERE status IN ('queued', 'running', 'pausing') ORDER BY id"))
     for r in rows:
         r["stats"] = json.loads(r["stats"] or "{}")
+        r["config"] = json.loads(r["config"] or "{}")
     return rows
 
 
@@ -250,25 +284,32 @@ def pipeline_state() -> list[dict]:
         return "done" if done else ("ready" if ready else "waiting")
 
     flagged = chains.get("flagged", 0)
+    trained = runs.get("succeeded", 0)
+    if trained:
+        train_next = (f"{trained:,} run(s) trained. Next: evaluate base vs tuned (Evaluate page), or train again "
+                      "on more chains.")
+    elif n_chains:
+        train_next = "Export the chains (Review page), then train a LoRA adapter on the Train page."
+    else:
+        train_next = "Needs reasoning chains (or any ChatML file)."
     rows = [
         {"phase": "data", "state": state("synth", n_examples > 0, True),
-         "counts": f"{n_examples} examples ({n_train} train) in {ds_name}" if ds_name else "no dataset yet",
+         "counts": f"{n_examples:,} examples ({n_train:,} train) in {ds_name}" if ds_name else "no dataset yet",
          "next": "Create a demo dataset or upload your own JSONL/CSV on the Data page." if not n_examples
          else "Data is in. Next: generate reasoning chains.", "page": "data"},
         {"phase": "generate", "state": state("generate", n_chains >= n_train > 0, n_examples > 0),
-         "counts": f"{n_chains} of {n_train} train chains" + (f", average score {avg:.1f}" if avg else ""),
+         "counts": f"{n_chains:,} of {n_train:,} train chains" + (f", average score {avg:.1f}" if avg else ""),
          "next": "Test one example, then launch the full run on the Generate page." if n_examples
          else "Needs a dataset first.", "page": "generate"},
         {"phase": "review", "state": "ready" if flagged else state("review", n_chains > 0, False),
-         "counts": f"{flagged} flagged, {chains.get('approved', 0)} approved, {chains.get('rejected', 0)} rejected",
-         "next": f"Review the {flagged} flagged chains." if flagged else "Nothing waiting for review.",
+         "counts": f"{flagged:,} flagged, {chains.get('approved', 0):,} approved, {chains.get('rejected', 0):,} rejected",
+         "next": f"Review the {flagged:,} flagged chains." if flagged else "Nothing waiting for review.",
          "page": "review"},
-        {"phase": "train", "state": state("train", runs.get("succeeded", 0) > 0, n_chains > 0),
-         "counts": ", ".join(f"{v} {k}" for k, v in runs.items()) or "no runs yet",
-         "next": "Export the chains (Review page), then train a LoRA adapter on the Train page." if n_chains
-         else "Needs reasoning chains (or any ChatML file).", "page": "train"},
-        {"phase": "evaluate", "state": state("eval", evals > 0, runs.get("succeeded", 0) > 0),
-         "counts": f"{evals} evaluations", "next": "Evaluate base vs tuned on the test split.", "page": "evaluate"},
+        {"phase": "train", "state": state("train", trained > 0, n_chains > 0),
+         "counts": ", ".join(f"{v:,} {k}" for k, v in runs.items()) or "no runs yet",
+         "next": train_next, "page": "train"},
+        {"phase": "evaluate", "state": state("eval", evals > 0, trained > 0),
+         "counts": f"{evals:,} evaluations", "next": "Evaluate base vs tuned on the test split.", "page": "evaluate"},
         {"phase": "deploy", "state": "running" if serving else ("ready" if runs.get("succeeded", 0) else "waiting"),
          "counts": f"{serving} API server(s) running", "next": "Serve the tuned model over an OpenAI-compatible API.",
          "page": "deploy"},
@@ -425,10 +466,46 @@ def start_server(model: str, host: str = "127.0.0.1", port: int = 8000, api_key:
     from engine import serve
 
     serve.check_bind(host, api_key)  # ServeError is a ValueError: the page shows it
+    if port:
+        same = check_port_free(host, int(port), {"model": model, "host": host, "api_key": api_key or None})
+        if same:  # the same server asked for again (a double press): that job
+            return same
     config = {"model": model, "host": host, "port": int(port), "api_key": api_key or None,
               "max_queue": int(max_queue), "max_batch": int(max_batch), "idle_shutdown_s": float(idle_shutdown_s)}
     return _enqueue("serve", config, f"serve {model} on {host}:{port}",
                     dedupe_key=dedupe_key or (f"serve:{host}:{port}" if port else None))
+
+
+def check_port_free(host: str, port: int, wanted: dict | None = None) -> int | None:
+    """ValueError saying why ``host:port`` cannot take a new server: another of ours is queued or
+    running there, or another program listens on it (checked by binding it, as the server would).
+    Returns the job id when the active server there is ``wanted`` itself (same model, host and
+    key: a second press of the same Start), else None."""
+    import socket
+
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {port}: a port is a number from 1 to 65535 (or 0 for any free one)")
+    for r in db().execute("SELECT id, config FROM jobs WHERE kind = 'serve' AND status IN ('queued', 'running', "
+                          "'pausing')").fetchall():
+        c = json.loads(r[1] or "{}")
+        if int(c.get("port") or 0) == int(port):
+            if wanted and all(c.get(k) == v for k, v in wanted.items()):
+                return r[0]
+            raise ValueError(f"port {port} is taken by server job #{r[0]} ({c.get('model')} on {c.get('host')}): "
+                             "stop it first, or pick another port")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ValueError(f"host {host!r}: {exc.strerror or exc}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise ValueError(f"port {port} on {host} is in use by another program ({exc.strerror or exc}): pick "
+                             "another port, or 0 for any free one") from None
+    return None
 
 
 def server_info(job_id: int) -> dict | None:
@@ -461,14 +538,18 @@ def compare_servers(model_names_: list[str], idle_shutdown_s: float = 900.0) -> 
     return out
 
 
-def api_snippets(url: str, api_key: str | None, model: str) -> dict:
-    """Copyable curl and openai-client snippets for a running server."""
-    key = api_key or "none"
-    auth = f" \\\n  -H 'Authorization: Bearer {key}'" if api_key else ""
+def api_snippets(url: str, api_key: str | None, model: str, reveal: bool = False) -> dict:
+    """Copyable curl and openai-client snippets for a running server. The key is never in them
+    unless ``reveal``: they read it from the environment variable CCR_API_KEY instead."""
+    masked = bool(api_key) and not reveal
+    key_expr = 'os.environ["CCR_API_KEY"]' if masked else f'"{api_key or "none"}"'
+    shell_key = "$CCR_API_KEY" if masked else api_key
+    auth = f" \\\n  -H \"Authorization: Bearer {shell_key}\"" if api_key else ""
     curl = (f"curl {url}/v1/chat/completions \\\n  -H 'Content-Type: application/json'{auth} \\\n"
             f"  -d '{{\"model\": \"{model}\", \"max_tokens\": 256, \"messages\": "
             f"[{{\"role\": \"user\", \"content\": \"Call transcript: ... Predict the CSAT.\"}}]}}'")
-    python = (f"from openai import OpenAI\n\nclient = OpenAI(base_url=\"{url}/v1\", api_key=\"{key}\")\n"
+    python = ((f"import os\n" if masked else "") +
+              f"from openai import OpenAI\n\nclient = OpenAI(base_url=\"{url}/v1\", api_key={key_expr})\n"
               f"reply = client.chat.completions.create(\n    model=\"{model}\",\n"
               f"    messages=[{{\"role\": \"user\", \"content\": \"Call transcript: ... Predict the CSAT.\"}}],\n"
               f"    max_tokens=256,\n)\nprint(reply.choices[0].message.content)\n\n"
@@ -872,7 +953,21 @@ def train_runs() -> list[dict]:
             r["status"] = "interrupted"
         if r["job_status"] in ("queued", "pausing"):
             r["status"] = r["job_status"]
-    return rows
+    # A run whose job is queued (or just starting) has no row yet: list it from its job, so the
+    # Train page can show the run it launched at once.
+    named = {r["name"] for r in rows}
+    pending = []
+    for j in list_jobs(limit=50, kind="train"):
+        name = (j["config"] or {}).get("run")
+        if j["status"] in ("queued", "running", "pausing") and name and name not in named:
+            cfg = j["config"].get("config") or {}
+            pending.append({"name": name, "job_id": j["id"], "base_model": cfg.get("base_model"),
+                            "data_path": cfg.get("data"), "status": j["status"],
+                            "dir": str(home().models / name), "final_metrics": {}, "created_at": j["created_at"],
+                            "finished_at": None, "job_status": j["status"], "progress": j["progress"],
+                            "stats": j["stats"], "heartbeat": j["heartbeat"]})
+            named.add(name)
+    return pending + rows
 
 
 def train_run(name: str) -> dict | None:
@@ -971,3 +1066,70 @@ def score_chatml(content: bytes, filename: str = "upload.jsonl") -> dict:
         os.unlink(tmp)
     return {"file": filename, "summary": quality.summarize(results), "lines": results,
             "threshold": quality.THRESHOLD, "weights": dict(quality.WEIGHTS)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimates before launch (engine/estimate.py): the pages and the `--dry-run` commands show the same
+# ---------------------------------------------------------------------------------------------
+
+
+def estimate(kind: str, **params) -> dict:
+    """How long a job would take, from the speed this machine measured (``engine.estimate``).
+
+    ``kind`` and its parameters:
+
+    - ``generate``: ``values`` (the Generate page's settings, as for ``start_generate``);
+    - ``train``: ``preset``, ``data``, ``overrides`` (as for ``start_training``; runs the dry run);
+    - ``eval``: ``model``, ``base``, ``data``, ``dataset``, ``split``, ``limit``, ``max_new_tokens``,
+      ``batch_size`` (as for ``start_eval``);
+    - ``infer``: ``model``, ``lines`` (input lines), ``batch_size``, ``max_new_tokens``;
+    - ``demo``: ``train_limit``, ``eval_limit``, ``seed`` (as for ``start_demo``).
+
+    Returns ``{"seconds" (None: unknown), "text" (the duration and its basis), "long" (over
+    30 minutes or unknown: the pages ask for a confirmation), ...}``; ``{"error": message}`` when
+    the inputs cannot be estimated (no dataset, a bad file).
+    """
+    from engine import estimate as E
+
+    conn = db()
+    try:
+        if kind == "generate":
+            config = generate_config(params["values"])
+            return E.generate(conn, config, E.generate_pending(conn, config))
+        if kind == "train":
+            from engine.config import TrainConfig, load_config, to_dict
+
+            dry = train_estimate(params["preset"], params.get("data"), params.get("overrides"))
+            if dry.get("error"):
+                return {"error": dry["error"]}
+            if not dry.get("data"):
+                return {"error": "no training data: the dry run cannot count steps"}
+            cfg = to_dict(load_config(TrainConfig, params["preset"], _parse_overrides(params.get("overrides"))))
+            cfg["device"], cfg["precision"] = dry["device"], dry["precision"]
+            return E.train(conn, cfg, dry["data"]["total_steps"], dry["data"]["mean_length"])
+        if kind == "eval":
+            from engine import evaluate
+
+            examples, _, _ = evaluate.load_examples(home(), params.get("data"), params.get("dataset"),
+                                                    params.get("split", "test"), int(params.get("limit") or 0))
+            models = [params["model"]] + ([params["base"]] if params.get("base") else [])
+            return E.evaluate(conn, models, len(examples), int(params.get("max_new_tokens", 512)),
+                              int(params.get("batch_size", 8)), home())
+        if kind == "infer":
+            return E.infer(conn, params["model"], int(params["lines"]), int(params.get("max_new_tokens", 512)),
+                           int(params.get("batch_size", 8)), home())
+        if kind == "demo":
+            return E.demo_plan(conn, seed=int(params.get("seed", 0)), train_limit=params.get("train_limit"),
+                               eval_limit=int(params.get("eval_limit") or 0), home=home())
+    except (ValueError, OSError) as exc:  # ConfigError, EvalDataError, no dataset: say why
+        return {"error": str(exc)}
+    raise ValueError(f"unknown kind {kind!r} (expected generate, train, eval, infer or demo)")
+
+
+def count_lines(content: bytes | None = None, path: str | None = None) -> int:
+    """Non-blank lines of an uploaded file's bytes or of a file (batch inference's input size)."""
+    if content is None and path:
+        from engine import models as m
+
+        content = m.check_path_allowed(path, home(), "input file").read_bytes()
+    return sum(1 for line in (content or b"").splitlines() if line.strip())

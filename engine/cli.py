@@ -63,6 +63,12 @@ def _job_exit(job: dict) -> int:
 
 
 def cmd_data_synth(args) -> int:
+    if args.dataset is not None:
+        try:
+            args.dataset = store.clean_dataset_name(args.dataset)
+        except ValueError as exc:
+            print(f"error: --dataset: {exc}", file=sys.stderr)
+            return 2
     config = {"preset": args.preset, "seed": args.seed, "out": args.out, "dataset": args.dataset}
     job = jobs.run_inline(_home(args), "synth", config, title=f"synthesize {args.preset} (seed {args.seed})")
     if job["status"] != "succeeded":
@@ -87,6 +93,12 @@ def cmd_data_import(args) -> int:
     if args.split and importer.SPLIT_ALIASES.get(args.split.lower()) is None:
         print(f"error: unknown split {args.split!r} (expected train, validation or test)", file=sys.stderr)
         return 2
+    if args.dataset is not None:
+        try:
+            args.dataset = store.clean_dataset_name(args.dataset)
+        except ValueError as exc:
+            print(f"error: --dataset: {exc}", file=sys.stderr)
+            return 2
     config = {"path": os.path.abspath(args.file), "dataset": args.dataset, "split": args.split,
               "display_name": args.file}
     job = jobs.run_inline(home, "import", config, title=f"import {os.path.basename(args.file)}", echo=False)
@@ -109,6 +121,38 @@ def cmd_data_export(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {r['lines']} lines to {r['out']}")
+    return 0
+
+
+def cmd_data_rename(args) -> int:
+    db = store.connect(_home(args))
+    try:
+        new = store.rename_dataset(db, args.old, args.new)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"renamed dataset {args.old!r} to {new!r}")
+    return 0
+
+
+def cmd_data_delete(args) -> int:
+    db = store.connect(_home(args))
+    row = db.execute("SELECT id FROM datasets WHERE name = ?", [args.name]).fetchone()
+    if not row:
+        print(f"error: no dataset named {args.name!r}", file=sys.stderr)
+        return 2
+    usage = store.dataset_usage(db, row[0])
+    what = (f"dataset {args.name!r}: {usage['examples']:,} examples, {usage['chains']:,} reasoning chains "
+            f"({usage['attempts']:,} attempts, {usage['reviews']:,} review decisions)")
+    if not args.yes:
+        print(f"would delete {what}; nothing deleted. Run again with --yes to delete it.", file=sys.stderr)
+        return 2
+    try:
+        store.delete_dataset(db, row[0])
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"deleted {what}")
     return 0
 
 
@@ -158,14 +202,38 @@ def cmd_jobs_list(args) -> int:
     db = store.connect(_home(args))
     where = "" if args.all else "WHERE status IN ('queued', 'running', 'pausing') OR finished_at > ?"
     params = [] if args.all else [time.time() - 86400]
-    rows = [dict(zip(["id", "kind", "title", "status", "progress", "error"], r)) for r in db.execute(
-        f"SELECT id, kind, title, status, progress, error FROM jobs {where} ORDER BY id DESC LIMIT ?",
-        params + [args.limit])]
+    cols = ["id", "kind", "title", "status", "progress", "error", "stats", "started_at", "finished_at"]
+    rows = [dict(zip(cols, r)) for r in db.execute(
+        f"SELECT {', '.join(cols)} FROM jobs {where} ORDER BY id DESC LIMIT ?", params + [args.limit])]
+    now = time.time()
     for r in rows:
+        r.update(_job_times(r, now))
         r["progress"] = f"{100 * (r['progress'] or 0):.0f}%"
         r["error"] = (r["error"] or "")[:60]
-    _print_table(rows, ["id", "kind", "status", "progress", "title", "error"])
+    _print_table(rows, ["id", "kind", "status", "progress", "elapsed", "rate", "eta", "title", "error"])
     return 0
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def _job_times(row: dict, now: float) -> dict:
+    """Elapsed, rate and ETA as of now (the same rule as the pages' ui.job_times): elapsed from the
+    job's start, the ETA it last wrote counted down from when it wrote it."""
+    stats = json.loads(row.get("stats") or "{}")
+    active = row["status"] in ("running", "pausing")
+    start = row.get("started_at")
+    elapsed = (now if active else (row.get("finished_at") or now)) - start if start else None
+    eta = None
+    if active and stats.get("eta_s") is not None:
+        eta = max(0.0, stats["eta_s"] - max(0.0, now - (stats.get("at") or now)))
+    rate = stats.get("rate") if stats.get("rate") is not None else stats.get("steps_per_s")
+    return {"elapsed": _duration(elapsed), "eta": _duration(eta), "rate": f"{rate:.3g}/s" if rate else ""}
 
 
 def _job_or_fail(db, job_id: int):
@@ -243,10 +311,17 @@ def cmd_eval(args) -> int:
     from engine import evaluate
 
     try:  # unusable data is exit status 2, before any job is created
-        evaluate.load_examples(home, args.data, args.dataset, args.split, args.limit)
+        examples, _, _ = evaluate.load_examples(home, args.data, args.dataset, args.split, args.limit)
     except evaluate.EvalDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from engine import estimate
+
+    est = estimate.evaluate(store.connect(home), [model] + ([args.base] if args.base else []), len(examples),
+                            args.max_new_tokens, args.batch_size, home)
+    print(f"estimate: {est['text']}", flush=True)
+    if args.dry_run:
+        return 0
     config = {"model": model, "base": args.base, "data": os.path.abspath(args.data) if args.data else None,
               "dataset": args.dataset, "split": args.split, "limit": args.limit,
               "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
@@ -298,6 +373,14 @@ def cmd_infer(args) -> int:
         return 2
     if not _check_model(home, model):
         return 2
+    from engine import estimate
+
+    with open(args.input, "rb") as fh:
+        lines = sum(1 for line in fh if line.strip())
+    est = estimate.infer(store.connect(home), model, lines, args.max_new_tokens, args.batch_size, home)
+    print(f"estimate: {est['text']}", file=sys.stderr, flush=True)
+    if args.dry_run:
+        return 0
     config = {"model": model, "input": os.path.abspath(args.input), "output": os.path.abspath(args.output),
               "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
               "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed, "device": args.device,
@@ -321,6 +404,14 @@ def cmd_demo(args) -> int:
     home = _home(args)
     if not _check_model(home, "smollm2-135m-instruct"):
         return 2
+    from engine import estimate
+
+    est = estimate.demo_plan(store.connect(home), seed=args.seed, train_limit=args.train_limit,
+                             validation_limit=args.validation_limit, eval_limit=args.eval_limit,
+                             max_new_tokens=args.max_new_tokens, train_overrides=args.train_override or [], home=home)
+    print(f"estimate: {est['text']}", flush=True)
+    if args.dry_run:
+        return 0
     t0 = time.time()
     try:
         summary = demo.run_demo(home, seed=args.seed, train_limit=args.train_limit,
@@ -394,7 +485,15 @@ def cmd_train(args) -> int:
                 path = args.config or str(train.DEFAULT_PRESET)
                 cfg, title = load_config(TrainConfig, path, overrides), path
             data = args.data or cfg.data or str(train.default_data(home))
-            print(dryrun.format_estimate(dryrun.estimate(cfg, home, data), title))
+            e = dryrun.estimate(cfg, home, data)
+            print(dryrun.format_estimate(e, title))
+            if e.get("data"):
+                from engine import estimate
+                from engine.config import to_dict
+
+                c = {**to_dict(cfg), "device": e["device"], "precision": e["precision"]}
+                t = estimate.train(store.connect(home), c, e["data"]["total_steps"], e["data"]["mean_length"])
+                print(f"time         {t['text']}")
             return 0
         launch = train.prepare_launch(home, config_path=args.config, overrides=overrides, data=args.data,
                                       eval_data=args.eval_data, run=args.run, resume=resume)
@@ -482,6 +581,14 @@ def cmd_generate(args) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.dry_run or not (args.test or cfg.test):
+        from engine import estimate
+
+        db = store.connect(home)
+        est = estimate.generate(db, to_dict(cfg), estimate.generate_pending(db, to_dict(cfg)))
+        print(f"estimate: {est['text']}", flush=True)
+        if args.dry_run:
+            return 0
     if cfg.backend == "local" and not _check_model(home, cfg.teacher):
         return 2
     if args.test or cfg.test:
@@ -675,6 +782,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_export)
     p = dsub.add_parser("list", help="list datasets with their split sizes", parents=[home_parent])
     p.set_defaults(func=cmd_data_list)
+    p = dsub.add_parser("rename", help="rename a dataset (its examples and chains stay with it)", parents=[home_parent])
+    p.add_argument("old", help="the dataset's name")
+    p.add_argument("new", help="the new name (surrounding spaces are trimmed; it must not be blank or taken)")
+    p.set_defaults(func=cmd_data_rename)
+    p = dsub.add_parser("delete", help="delete a dataset with its examples, chains and reviews (asks for --yes)",
+                        parents=[home_parent])
+    p.add_argument("name", help="the dataset's name")
+    p.add_argument("--yes", action="store_true", help="really delete (without it: say what would be deleted)")
+    p.set_defaults(func=cmd_data_delete)
 
     models = sub.add_parser("models", help="the model registry", parents=[home_parent])
     msub = models.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
@@ -722,6 +838,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=512, help="longest answer per example (default 512)")
     p.add_argument("--batch-size", type=int, default=8, help="examples generated together (default 8)")
     p.add_argument("--report", help="JSON report path; the HTML goes beside it (default HOME/reports/eval-JOB.json)")
+    p.add_argument("--dry-run", action="store_true", help="print the number of examples and how long the evaluation "
+                   "would take (from the speed measured on this machine), and exit")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("infer", help="batch inference over a JSONL file (resumable: rerun to continue)",
@@ -736,6 +854,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--dry-run", action="store_true", help="print how long the input would take (from the speed "
+                   "measured on this machine), and exit")
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("demo", help="the whole loop on CPU: synth -> generate -> export -> train -> evaluate base "
@@ -749,6 +869,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-override", action="append", metavar="KEY=VALUE",
                    help="override a training setting of configs/smollm2_cpu.yaml (repeatable)")
     p.add_argument("--report", help="report path (default HOME/reports/RUN.json)")
+    p.add_argument("--dry-run", action="store_true", help="print how long the whole loop would take (from the speed "
+                   "measured on this machine), and exit")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="serve a model over an OpenAI-compatible chat API (foreground; Ctrl-C stops)",
@@ -804,6 +926,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", action="store_true", help="generate one example, show it and its score, record the gate")
     p.add_argument("--override", action="store_true", help="launch without a passing test (recorded)")
     p.add_argument("--reason", help="why the gate is overridden (stored with the override)")
+    p.add_argument("--dry-run", action="store_true", help="print how many examples are left and how long they "
+                   "would take (from the speed measured on this machine), and exit")
     p.set_defaults(func=cmd_generate)
 
     review_p = sub.add_parser("review", help="list, show, approve, reject and edit reasoning chains",

@@ -371,6 +371,10 @@ class TrainConfig:
                          "of them; off: use one device.")
     accelerate_config: str | None = opt(None, "accelerate config file for multi-GPU runs (e.g. FSDP); default "
                                         "plain DDP on every visible GPU.")
+    report_to: list[str] | str = opt([], "Also send the training metrics to these trackers through the HF "
+                                     "Trainer's own integrations: tensorboard (written to <run>/tensorboard, or "
+                                     "$TENSORBOARD_LOGGING_DIR), mlflow, trackio, wandb... Each needs its package "
+                                     "installed. Empty: only the app's database (the Train page's charts).")
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapter settings."})
 
 

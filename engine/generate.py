@@ -18,8 +18,8 @@ The full run (``run_generate_job``, job kind ``generate``):
 - ``ctx.check()`` runs between rounds: pause, cancel and resume cost at most one round.
 
 The gate: ``run_test`` generates one example, scores it and records it in ``gate_tests``; a full
-run starts only when a test for the same teacher and prompt version reached ``gate_threshold``
-or an override (with its reason) was recorded.
+run starts only when a test for the same teacher and prompt version on the same dataset reached
+``gate_threshold`` or an override (with its reason) was recorded for that dataset.
 """
 
 from __future__ import annotations
@@ -153,13 +153,23 @@ def distribution(scores) -> dict[str, int]:
 
 
 def gate_status(home: Home | str | None, cfg) -> dict:
-    """Whether a full run may start: a recorded test >= gate threshold, or an override."""
+    """Whether a full run may start: a recorded test >= gate threshold, or an override, for this
+    teacher and prompt version ON THIS DATASET (a test on another dataset's example, or an
+    override recorded for another dataset, does not open the gate here)."""
     cfg = config_from(cfg)
     tid, pk = _keys(cfg)
     db = store.connect(home)
-    rows = [dict(zip(["id", "example_id", "score", "override", "reason", "created_at"], r)) for r in db.execute(
-        "SELECT id, example_id, score, override, reason, created_at FROM gate_tests WHERE teacher = ? AND "
-        "prompt_version = ? ORDER BY id DESC", [tid, pk])]
+    try:
+        ds_id, ds_name = resolve_dataset(db, cfg.dataset)
+    except ValueError:
+        ds_id = ds_name = None
+    rows = [dict(zip(["id", "example_id", "score", "override", "reason", "created_at", "dataset_id", "dataset"], r))
+            for r in db.execute(
+                "SELECT g.id, g.example_id, g.score, g.override, g.reason, g.created_at, e.dataset_id, "
+                "json_extract(g.config, '$.dataset') FROM gate_tests g LEFT JOIN examples e ON e.id = g.example_id "
+                "WHERE g.teacher = ? AND g.prompt_version = ? ORDER BY g.id DESC", [tid, pk])]
+    rows = [r for r in rows if (r["dataset_id"] is not None and r["dataset_id"] == ds_id)
+            or (r["override"] and ds_name is not None and r["dataset"] == ds_name)]
     tests = [r for r in rows if not r["override"]]
     passing = [r for r in tests if r["score"] is not None and r["score"] >= cfg.gate_threshold]
     overrides = [r for r in rows if r["override"]]
@@ -172,7 +182,10 @@ def record_override(home: Home | str | None, cfg, reason: str | None = None) -> 
     """Record that a person launched the full run without a passing test."""
     cfg = config_from(cfg)
     tid, pk = _keys(cfg)
-    return store.add_gate_test(store.connect(home), None, tid, pk, to_dict(cfg), None, None, None, override=True,
+    db = store.connect(home)
+    # The override holds for the dataset it was recorded on (the working one when none is named).
+    config = {**to_dict(cfg), "dataset": resolve_dataset(db, cfg.dataset)[1]}
+    return store.add_gate_test(db, None, tid, pk, config, None, None, None, override=True,
                                reason=reason or "override without a passing test")
 
 
@@ -302,15 +315,27 @@ def run_generate_job(ctx, config: dict) -> dict:
     gen_seconds = 0.0
     done = len(done_ids)
 
-    def report(force: bool = False):
+    def report(force: bool = False, live: dict | None = None):
+        """Write progress; ``live`` is the teacher's event inside the current call (a decode step, a
+        finished request), so the bar, rate and ETA move within a batch, not only between them."""
         elapsed = max(1e-6, time.time() - t_start)
+        in_call = 0.0
+        if live:  # the share of the current call done: rows (or requests) finished, or decode steps
+            in_call = max(live["done"] / max(1, live["of"]), live.get("step", 0) / max(1, live.get("budget") or 1))
+            in_call = min(0.99, in_call) * live["examples"]
+        tokens = gen_tokens + (live or {}).get("tokens", 0)
+        progressed = new_chains + in_call  # examples' worth of work this run has done
         rate = new_chains / elapsed if new_chains else None
-        ctx.progress(done, total, force=force, rate=rate, examples_per_s=rate,
-                     tokens_per_s=round(gen_tokens / elapsed, 2) if gen_tokens else None,
-                     eta_s=round((total - done) / rate, 1) if rate else None,
+        speed = progressed / elapsed if progressed else None
+        extra = {"batch": {k: live.get(k) for k in ("stage", "done", "of", "tokens", "step", "budget", "examples")}
+                 } if live else {}
+        ctx.progress(done, total, force=force, fraction=(done + in_call) / total if total else None, rate=rate,
+                     examples_per_s=rate, tokens_per_s=round(tokens / elapsed, 2) if tokens else None,
+                     eta_s=round((total - done - in_call) / speed, 1) if speed else None,
                      passed=counts["passed"], flagged=counts["flagged"], attempts=n_attempts, retries=retries,
                      average=round(sum(scores) / len(scores), 2) if scores else None,
-                     distribution=distribution(scores), threshold=cfg.threshold, teacher=tid, prompt_version=pk)
+                     distribution=distribution(scores), threshold=cfg.threshold, teacher=tid, prompt_version=pk,
+                     **extra)
 
     report(force=True)
     step = max(1, int(cfg.batch_size))
@@ -356,7 +381,8 @@ def run_generate_job(ctx, config: dict) -> dict:
                 temperature = cfg.temperatures[min(k, len(cfg.temperatures)) - 1] if cfg.temperatures else 0.0
                 seed = cfg.seed + 1000 * k
                 t0 = time.time()
-                outs = teacher.teach(group, cfg, temperature=temperature, seed=seed, home=ctx.home)
+                outs = teacher.teach(group, cfg, temperature=temperature, seed=seed, home=ctx.home,
+                                     progress=lambda event, n=len(group): report(live={**event, "examples": n}))
                 gen_seconds += time.time() - t0
                 for ex, out in zip(group, outs):
                     r = score_for(ex, out.text)

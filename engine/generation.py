@@ -40,6 +40,27 @@ def _sampling(temperature: float, top_p: float, seed: int | None) -> dict:
     return dict(do_sample=False, temperature=None, top_p=None, top_k=None)
 
 
+class _Progress:
+    """A stopping criterion that never stops: it reports each decode step to ``progress``
+    (generate() calls its stopping criteria once per new token)."""
+
+    def __init__(self, progress, width: int, budget: int, end_ids: list[int]):
+        self.progress, self.width, self.budget, self.end_ids = progress, width, budget, end_ids
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        new = input_ids[:, self.width:]
+        ended = torch.isin(new, torch.tensor(self.end_ids, device=new.device)).any(dim=1)
+        rows = int(new.shape[0])
+        # tokens before each row's end token (or all of them): what the rows have written so far
+        first_end = torch.where(ended, torch.isin(new, torch.tensor(self.end_ids, device=new.device)).int().argmax(1),
+                                torch.full((rows,), new.shape[1], device=new.device))
+        self.progress({"stage": "decode", "done": int(ended.sum()), "of": rows, "tokens": int(first_end.sum()),
+                       "step": int(new.shape[1]), "budget": self.budget})
+        return torch.zeros((rows,), dtype=torch.bool, device=input_ids.device)
+
+
 class LocalGenerator:
     """A loaded model and tokenizer plus batched generation over chat messages.
 
@@ -79,29 +100,35 @@ class LocalGenerator:
 
     def generate(self, prompts: list[list[dict]], max_new_tokens: int = 256, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None, batch_size: int = 8,
-                 continuations: list[str] | None = None, max_prompt_tokens: int | None = None) -> list[Completion]:
-        """Complete every chat in ``prompts``; results come back in the input order."""
+                 continuations: list[str] | None = None, max_prompt_tokens: int | None = None,
+                 progress=None) -> list[Completion]:
+        """Complete every chat in ``prompts``; results come back in the input order.
+
+        ``progress(event)``, when given, is called after every decode step with ``stage``
+        ("decode"), ``done``/``of`` (rows finished of the batch's rows), ``tokens`` (new tokens so
+        far in the batch), ``step`` and ``budget`` (max_new_tokens), so a caller can show motion
+        inside a long batch."""
         ids = [self.prompt_ids(p, continuations[i] if continuations else "") for i, p in enumerate(prompts)]
         if max_prompt_tokens:
             ids = [x[-max_prompt_tokens:] for x in ids]  # keep the end: the instruction and the assistant cue
-        return self.generate_ids(ids, max_new_tokens, temperature, top_p, seed, stop, batch_size)
+        return self.generate_ids(ids, max_new_tokens, temperature, top_p, seed, stop, batch_size, progress)
 
     def generate_ids(self, ids: list[list[int]], max_new_tokens: int = 256, temperature: float = 0.0,
                      top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None,
-                     batch_size: int = 8) -> list[Completion]:
+                     batch_size: int = 8, progress=None) -> list[Completion]:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # group similar lengths
         out: list[Completion | None] = [None] * len(ids)
         with self.lock:
             for start in range(0, len(order), max(1, batch_size)):
                 chunk = order[start:start + batch_size]
                 results = self._generate_batch([ids[i] for i in chunk], max_new_tokens, temperature, top_p,
-                                               None if seed is None else seed + start, stop)
+                                               None if seed is None else seed + start, stop, progress)
                 for i, r in zip(chunk, results):
                     out[i] = r
         return out  # type: ignore[return-value]
 
     def _generate_batch(self, batch: list[list[int]], max_new_tokens: int, temperature: float, top_p: float,
-                        seed: int | None, stop: list[str] | None) -> list[Completion]:
+                        seed: int | None, stop: list[str] | None, progress=None) -> list[Completion]:
         import torch
 
         t0 = time.time()
@@ -117,6 +144,8 @@ class LocalGenerator:
         kwargs.update(_sampling(temperature, top_p, seed))
         if stop:
             kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
+        if progress:
+            kwargs["stopping_criteria"] = [_Progress(progress, width, max_new_tokens, self.end_ids)]
         with torch.inference_mode():
             generated = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                             **kwargs)

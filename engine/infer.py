@@ -131,6 +131,8 @@ def _append(fh, rows: list[dict]) -> None:
 
 def run_infer(cfg, ctx=None, generator=None) -> dict:
     """Answer every input line not yet in the output; returns counts and timings."""
+    import inspect
+
     from engine.metrics import parse_prediction
 
     if not cfg.input or not cfg.output:
@@ -173,9 +175,24 @@ def run_infer(cfg, ctx=None, generator=None) -> dict:
             if ctx:
                 ctx.check()
             chunk = todo[start:start + bs]
+            extra = {}
+            if ctx and "progress" in inspect.signature(generator.generate).parameters:  # (test doubles: no steps)
+                def live(event, finished=len(done) + len(errors) + generated, made=generated, n=len(chunk)):
+                    # motion inside a batch: decode steps and rows finished, as a share of the batch
+                    part = min(0.99, max(event["done"] / max(1, event["of"]), event["step"] / max(1, event["budget"])))
+                    elapsed = time.time() - t0
+                    speed = (made + part * n) / elapsed if elapsed > 0 and made + part * n > 0 else None
+                    ctx.progress(finished, total, fraction=(finished + part * n) / total,
+                                 rate=made / elapsed if made and elapsed else None,
+                                 tokens_per_s=(tokens + event["tokens"]) / elapsed if elapsed else None,
+                                 eta_s=round((len(todo) - made - part * n) / speed, 1) if speed else None,
+                                 batch={**event, "examples": n})
+
+                extra["progress"] = live
             completions = generator.generate([r["messages"] for _, r in chunk], max_new_tokens=cfg.max_new_tokens,
                                              temperature=cfg.temperature, top_p=cfg.top_p,
-                                             seed=cfg.seed + start if cfg.temperature else None, batch_size=bs)
+                                             seed=cfg.seed + start if cfg.temperature else None, batch_size=bs,
+                                             **extra)
             rows = []
             for (n, req), c in zip(chunk, completions):
                 rows.append({"line": n, "id": req["id"], "task": req["task"], "output": c.text,

@@ -139,14 +139,23 @@ class JobContext:
     def log_tail(self) -> str:
         return "\n".join(self._log_lines)
 
-    def progress(self, done: int | float, total: int | float | None = None, force: bool = False, **stats) -> None:
-        """Report ``done`` of ``total`` plus any stats (rates, eta, quality...) to the job row."""
+    def progress(self, done: int | float, total: int | float | None = None, force: bool = False,
+                 fraction: float | None = None, **stats) -> None:
+        """Report ``done`` of ``total`` plus any stats (rates, eta, quality...) to the job row.
+
+        ``fraction`` (0..1) overrides ``done / total`` for the progress bar when the work inside
+        a unit is known (a generation batch half decoded). The payload carries ``at``, the time
+        it was written, so a reader can count an ETA down (``eta_s - (now - at)``) and compute
+        the elapsed time from the job's ``started_at`` at read time instead of showing this
+        write's figure frozen."""
         t = time.time()
         if not force and t - self._last_progress < self.min_interval and not (total and done >= total):
             return
         self._last_progress = t
         frac = min(1.0, done / total) if total else None
-        payload = {"done": done, "total": total, "elapsed_s": round(t - self.started, 1), **stats}
+        if fraction is not None:
+            frac = min(1.0, max(0.0, fraction))
+        payload = {"done": done, "total": total, "elapsed_s": round(t - self.started, 1), "at": round(t, 3), **stats}
         store.update_job_progress(self._db, self.job_id, frac, payload)
 
     def stop_requested(self) -> str | None:

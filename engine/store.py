@@ -300,9 +300,34 @@ def now() -> float:
 # ---------------------------------------------------------------------------------------------
 
 
+DATASET_NAME_MAX = 100
+
+
+def clean_dataset_name(name) -> str:
+    """``name`` without surrounding spaces; ValueError (saying why) for an empty name, a name of
+    spaces, one over 100 characters, or one with control characters (a line break in a picker).
+
+    >>> clean_dataset_name("  calls 2024 ")
+    'calls 2024'
+    >>> clean_dataset_name("   ")
+    Traceback (most recent call last):
+    ...
+    ValueError: a dataset name cannot be empty or only spaces
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("a dataset name cannot be empty or only spaces")
+    name = name.strip()
+    if len(name) > DATASET_NAME_MAX:
+        raise ValueError(f"a dataset name has at most {DATASET_NAME_MAX} characters (this one has {len(name)})")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError("a dataset name cannot contain line breaks, tabs or other control characters")
+    return name
+
+
 def create_dataset(db: Database, name: str, kind: str, source: str | None = None,
                    preset: str | None = None, seed: int | None = None) -> int:
-    """Create (or return the existing) dataset called ``name``."""
+    """Create (or return the existing) dataset called ``name`` (trimmed; see ``clean_dataset_name``)."""
+    name = clean_dataset_name(name)
     with immediate(db):
         row = db.execute("SELECT id FROM datasets WHERE name = ?", [name]).fetchone()
         if row:
@@ -314,9 +339,72 @@ def create_dataset(db: Database, name: str, kind: str, source: str | None = None
         return cur.lastrowid
 
 
-def delete_dataset(db: Database, dataset_id: int) -> None:
+def jobs_using_dataset(db: Database, name: str) -> list[tuple[int, str]]:
+    """(id, kind) of active jobs that read or write dataset ``name``: named in their config, or a
+    generation or evaluation of the working dataset when that is ``name``."""
+    working = get_setting(db, "current_dataset")
+    out = []
+    for job_id, kind, config in db.execute(
+            "SELECT id, kind, config FROM jobs WHERE status IN ('queued', 'running', 'pausing') AND kind IN "
+            "('synth', 'import', 'generate', 'eval', 'demo') ORDER BY id"):
+        c = json.loads(config or "{}")
+        if c.get("dataset") == name or (kind in ("generate", "eval") and not c.get("dataset") and not c.get("data")
+                                        and name == working):
+            out.append((job_id, kind))
+    return out
+
+
+def _refuse_busy(db: Database, name: str) -> None:
+    busy = jobs_using_dataset(db, name)
+    if busy:
+        raise ValueError(f"job #{busy[0][0]} ({busy[0][1]}) is working on dataset {name!r}: wait for it to end "
+                         "or cancel it first")
+
+
+def dataset_usage(db: Database, dataset_id: int) -> dict:
+    """What deleting a dataset would remove: its examples, their chains, attempts and reviews."""
+    q = "SELECT COUNT(*) FROM {} WHERE example_id IN (SELECT id FROM examples WHERE dataset_id = ?)"
+    return {"examples": db.execute("SELECT COUNT(*) FROM examples WHERE dataset_id = ?", [dataset_id]).fetchone()[0],
+            "chains": db.execute(q.format("chains"), [dataset_id]).fetchone()[0],
+            "attempts": db.execute(q.format("chain_attempts"), [dataset_id]).fetchone()[0],
+            "reviews": db.execute("SELECT COUNT(*) FROM reviews WHERE chain_id IN (SELECT c.id FROM chains c JOIN "
+                                  "examples e ON e.id = c.example_id WHERE e.dataset_id = ?)", [dataset_id]).fetchone()[0]}
+
+
+def delete_dataset(db: Database, dataset_id: int) -> dict:
+    """Delete a dataset with its examples, chains, attempts and reviews (foreign keys cascade) and
+    its gate tests, in one transaction; returns what was removed. Refused (ValueError) while an
+    active job works on it."""
+    row = db.execute("SELECT name FROM datasets WHERE id = ?", [dataset_id]).fetchone()
+    if row:
+        _refuse_busy(db, row[0])
+    usage = dataset_usage(db, dataset_id)
     with immediate(db):
+        db.execute("DELETE FROM gate_tests WHERE example_id IN (SELECT id FROM examples WHERE dataset_id = ?) OR "
+                   "(override = 1 AND json_extract(config, '$.dataset') = ?)", [dataset_id, row[0] if row else None])
         db.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
+        if row and get_setting(db, "current_dataset") == row[0]:
+            db.execute("DELETE FROM settings WHERE key = 'current_dataset'")
+    return usage
+
+
+def rename_dataset(db: Database, old: str, new: str) -> str:
+    """Rename dataset ``old`` to ``new`` (trimmed, validated, unused); the working-dataset setting
+    and the gate overrides recorded for it follow. Returns the new name."""
+    new = clean_dataset_name(new)
+    _refuse_busy(db, old)
+    with immediate(db):
+        if not db.execute("SELECT 1 FROM datasets WHERE name = ?", [old]).fetchone():
+            raise ValueError(f"no dataset named {old!r}")
+        if new != old and db.execute("SELECT 1 FROM datasets WHERE name = ?", [new]).fetchone():
+            raise ValueError(f"a dataset named {new!r} already exists")
+        db.execute("UPDATE datasets SET name = ? WHERE name = ?", [new, old])
+        db.execute("UPDATE gate_tests SET config = json_set(config, '$.dataset', ?) "
+                   "WHERE override = 1 AND json_extract(config, '$.dataset') = ?", [new, old])
+        if get_setting(db, "current_dataset") == old:
+            db.execute("UPDATE settings SET value = ?, updated_at = ? WHERE key = 'current_dataset'",
+                       [dumps(new), now()])
+    return new
 
 
 def insert_examples(db: Database, dataset_id: int, rows: Iterable[dict]) -> tuple[int, list[str]]:

@@ -64,21 +64,26 @@ def prompt_key(cfg) -> str:
     return f"{P.PROMPT_VERSION}-{'guided' if cfg.guided else 'free'}"
 
 
-def teach(examples: list[dict], cfg, temperature: float = 0.0, seed: int = 0, home=None) -> list[TeacherOutput]:
+def teach(examples: list[dict], cfg, temperature: float = 0.0, seed: int = 0, home=None,
+          progress=None) -> list[TeacherOutput]:
     """Chains for ``examples`` (dicts with transcript, messages, task, labels) in input order.
 
     The one entry point for every backend and mode; ``temperature``/``seed`` are the attempt's
-    sampling (a retry passes other values).
+    sampling (a retry passes other values). ``progress(event)``, when given, is called as the
+    work inside the call advances (a decode step, a finished request), so a job can show motion
+    within one batch: ``event`` has ``stage`` (prefill, decode, requests), ``done`` and ``of``
+    (rows or requests finished of all in the current chunk), ``tokens`` (new tokens so far in the
+    chunk) and for decoding ``step`` of ``budget``.
     """
     if not examples:
         return []
     if cfg.backend == "local":
         gen = local_generator(cfg, home)
         if cfg.guided:
-            return _guided_local(gen, examples, cfg, temperature, seed)
-        return _free_local(gen, examples, cfg, temperature, seed)
+            return _guided_local(gen, examples, cfg, temperature, seed, progress)
+        return _free_local(gen, examples, cfg, temperature, seed, progress)
     if cfg.backend == "openai":
-        return _http(examples, cfg, temperature, seed)
+        return _http(examples, cfg, temperature, seed, progress)
     raise TeacherError(f"unknown backend {cfg.backend!r} (expected local or openai)")
 
 
@@ -110,10 +115,11 @@ def _newline_ids(tokenizer) -> list[int]:
     return _NEWLINE_IDS[key]
 
 
-def _free_local(gen, examples, cfg, temperature, seed) -> list[TeacherOutput]:
+def _free_local(gen, examples, cfg, temperature, seed, progress=None) -> list[TeacherOutput]:
     prompts = [P.free_messages(ex) for ex in examples]
     outs = gen.generate(prompts, max_new_tokens=cfg.max_new_tokens, temperature=temperature, top_p=cfg.top_p,
-                        seed=seed, batch_size=cfg.batch_size, continuations=[P.FREE_LEAD] * len(prompts))
+                        seed=seed, batch_size=cfg.batch_size, continuations=[P.FREE_LEAD] * len(prompts),
+                        progress=progress)
     return [TeacherOutput(P.finish_free(ex, P.FREE_LEAD + o.text), o.prompt_tokens, o.completion_tokens, o.seconds)
             for ex, o in zip(examples, outs)]
 
@@ -136,7 +142,7 @@ def _part_ids(gen, example: dict) -> tuple[list[int], list[list[int]], list[dict
     return prefix_ids, suffixes, specs
 
 
-def _guided_local(gen, examples, cfg, temperature, seed) -> list[TeacherOutput]:
+def _guided_local(gen, examples, cfg, temperature, seed, progress=None) -> list[TeacherOutput]:
     """All parts of ``cfg.batch_size`` examples at a time, one shared-prefix cache per example."""
     prepared = [_part_ids(gen, ex) for ex in examples]
     order = sorted(range(len(examples)), key=lambda i: len(prepared[i][0]))  # group similar lengths
@@ -146,8 +152,10 @@ def _guided_local(gen, examples, cfg, temperature, seed) -> list[TeacherOutput]:
         for start in range(0, len(order), step):
             chunk = order[start:start + step]
             t0 = time.time()
+            if progress:
+                progress({"stage": "prefill", "done": 0, "of": len(chunk) * len(prepared[chunk[0]][1]), "tokens": 0})
             texts, n_prompt, n_new = _decode_parts(gen, [prepared[i] for i in chunk], cfg, temperature,
-                                                   seed + start)
+                                                   seed + start, progress)
             seconds = (time.time() - t0) / len(chunk)
             for j, i in enumerate(chunk):
                 specs = prepared[i][2]
@@ -157,7 +165,7 @@ def _guided_local(gen, examples, cfg, temperature, seed) -> list[TeacherOutput]:
     return results  # type: ignore[return-value]
 
 
-def _decode_parts(gen, prepared, cfg, temperature: float, seed: int):
+def _decode_parts(gen, prepared, cfg, temperature: float, seed: int, progress=None):
     """Decode every part of a few examples together; returns (texts per example per part,
     prompt tokens per example, new tokens per example).
 
@@ -230,6 +238,7 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int):
         seen = torch.zeros((rows, vocab), dtype=torch.bool, device=dev)
         penalty = float(cfg.repetition_penalty)
         rng = torch.Generator(device=dev).manual_seed(int(seed))
+        n_tokens = 0
         for t in range(budget):
             if penalty != 1.0:
                 sl = seen[torch.tensor(present, device=dev)]
@@ -262,6 +271,10 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int):
             if marked_rows:
                 seen[torch.tensor(marked_rows, device=dev), torch.tensor(marked_tokens, device=dev)] = True
             n_active = sum(active)
+            n_tokens += len(marked_rows)
+            if progress:  # every decode step: the job throttles what it writes
+                progress({"stage": "decode", "done": rows - n_active, "of": rows, "tokens": n_tokens,
+                          "step": t + 1, "budget": budget})
             if not n_active or t == budget - 1:
                 break
             col = lp + ls + t
@@ -347,7 +360,7 @@ def chat_completion(client, cfg, messages: list[dict], temperature: float, seed:
     raise TeacherError(f"{url} failed after {int(cfg.http_retries) + 1} tries; last error: {last}")
 
 
-def _http(examples, cfg, temperature, seed) -> list[TeacherOutput]:
+def _http(examples, cfg, temperature, seed, progress=None) -> list[TeacherOutput]:
     import httpx
 
     jobs = []  # (example index, part spec or None, messages, max tokens)
@@ -365,6 +378,12 @@ def _http(examples, cfg, temperature, seed) -> list[TeacherOutput]:
             concurrent.futures.ThreadPoolExecutor(max_workers=max(1, cfg.concurrency)) as pool:
         futures = [pool.submit(chat_completion, client, cfg, msgs, temperature, seed + n, max_tokens)
                    for n, (_, _, msgs, max_tokens) in enumerate(jobs)]
+        if progress:  # one event per finished request, in the order they finish
+            tokens = 0
+            for k, f in enumerate(concurrent.futures.as_completed(futures), 1):
+                if f.exception() is None:
+                    tokens += f.result()["completion_tokens"]
+                progress({"stage": "requests", "done": k, "of": len(futures), "tokens": tokens})
         answers = [f.result() for f in futures]
     seconds = (time.time() - t0) / len(examples)
     outs = []

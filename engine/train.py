@@ -648,6 +648,16 @@ def _callbacks(trainer_state: dict, *, run: str, home: Home, device: str, should
     return Checkpoints, Stop, Metrics
 
 
+def report_trackers(cfg: TrainConfig) -> list[str]:
+    """``cfg.report_to`` as the Trainer's list of integrations ("none" and blanks dropped).
+
+    >>> report_trackers(TrainConfig(report_to="tensorboard")), report_trackers(TrainConfig(report_to=["none"]))
+    (['tensorboard'], [])
+    """
+    names = [cfg.report_to] if isinstance(cfg.report_to, str) else list(cfg.report_to or [])
+    return [n.strip() for n in names if n and n.strip() and n.strip() != "none"]
+
+
 def _agree_on_stop(how: str | None, args) -> str | None:
     """Under DDP every rank must stop at the same step: the most severe request of any rank wins."""
     import torch.distributed as dist
@@ -772,7 +782,7 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
         # (renamed activation_checkpointing in transformers 5.2x; the old name works in every 5.x)
         gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        report_to="none",
+        report_to=report_trackers(cfg) or "none",  # the Trainer's own integrations (TensorBoard, MLflow...)
         remove_unused_columns=False,
         prediction_loss_only=True,
         include_num_input_tokens_seen="non_padding",
@@ -806,6 +816,11 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
             sampler.set_epoch(math.floor(round(state.epoch or 0.0, 6)))
             return control
 
+    # TensorBoard's callback takes its folder from the environment when the Trainer builds it: the
+    # run's own folder (HOME/models/RUN/tensorboard) unless the user named one.
+    tb_env = os.environ.get("TENSORBOARD_LOGGING_DIR")
+    if "tensorboard" in report_trackers(cfg) and not tb_env:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(folder / "tensorboard")
     shared: dict = {}
     Checkpoints, Stop, Metrics = _callbacks(shared, run=run, home=home, device=device, should_stop=should_stop,
                                             on_progress=on_progress, log=log)
@@ -817,6 +832,8 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
         processing_class=tokenizer,
         callbacks=[Epochs(), Checkpoints(cfg.save_total_limit), Stop(), Metrics(), *callbacks],
     )
+    if tb_env is None:
+        os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
 
     # Our Metrics callback logs one line per logging step; the Trainer's own printer would repeat it.
     trainer.remove_callback(transformers.trainer_callback.PrinterCallback)

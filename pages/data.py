@@ -30,11 +30,23 @@ with upload_tab:
              "Bad lines are reported with their line number; every good line is kept.")
     uploaded = st.file_uploader("File", type=["jsonl", "csv", "json"], key="upload-file")
     c1, c2 = st.columns(2)
-    ds_name = c1.text_input("Dataset name (optional)", key="upload-dataset")
+    ds_name = c1.text_input("Dataset name (optional)", key="upload-dataset",
+                            help="Empty: named after the file. Spaces around the name are trimmed.")
     split = c2.selectbox("Split", ["(from file)", "train", "validation", "test"], key="upload-split")
-    if st.button("Import", type="primary", disabled=uploaded is None, key="upload-start"):
-        st.session_state["data-job"] = api.start_import(uploaded.getvalue(), uploaded.name, ds_name or None,
-                                                        None if split == "(from file)" else split)
+    name_problem = None
+    if ds_name:
+        try:
+            ds_name = api.clean_dataset_name(ds_name)
+        except ValueError as exc:
+            name_problem = f"Dataset name: {ui.md_escape(exc)}"
+            st.error(name_problem)
+    if st.button("Import", type="primary", disabled=uploaded is None or name_problem is not None, key="upload-start",
+                 help=name_problem):
+        try:
+            st.session_state["data-job"] = api.start_import(uploaded.getvalue(), uploaded.name, ds_name or None,
+                                                            None if split == "(from file)" else split)
+        except ValueError as exc:
+            st.error(str(exc))
 
 if st.session_state.get("data-job"):
     @st.fragment(run_every=1)
@@ -50,10 +62,14 @@ if st.session_state.get("data-job"):
                     st.code("\n".join(f"{result['file']}:{line}: {reason}" for line, reason in result["errors"]),
                             language=None)
             else:
-                st.success(f"Dataset {result['dataset']}: {result['counts']}")
+                counts = result.get("counts") or {}
+                st.success(f"Dataset {ui.md_escape(result['dataset'])}: " + " / ".join(
+                    f"{counts.get(split, 0):,} {split}" for split in ("train", "validation", "test")) + " examples")
 
     data_job()
 
+if st.session_state.get("data-notice"):
+    st.success(st.session_state.pop("data-notice"))
 datasets = api.datasets()
 if not datasets:
     st.info("No dataset yet: create a synthetic one or upload a file above.")
@@ -62,17 +78,62 @@ if not datasets:
 st.divider()
 names = [d["name"] for d in datasets]
 current = api.current_dataset()
-name = st.selectbox("Dataset", names, index=names.index(current) if current in names else 0, key="data-dataset")
+if "data-dataset-next" in st.session_state:  # a rename or delete below chose the next dataset to show
+    st.session_state["data-dataset"] = st.session_state.pop("data-dataset-next")
+if st.session_state.get("data-dataset") not in names:
+    st.session_state["data-dataset"] = current if current in names else names[0]
+name = st.selectbox("Dataset", names, key="data-dataset")
 if name != current and st.button("Make this the working dataset", key="data-make-current"):
     api.set_current_dataset(name)
     st.rerun()
 info = next(d for d in datasets if d["name"] == name)
 c = st.columns(4)
-c[0].metric("Train", info["train"])
-c[1].metric("Validation", info["validation"])
-c[2].metric("Test", info["test"])
-c[3].metric("Total", info["total"])
+c[0].metric("Train", f"{info['train']:,}")
+c[1].metric("Validation", f"{info['validation']:,}")
+c[2].metric("Test", f"{info['test']:,}")
+c[3].metric("Total", f"{info['total']:,}")
 st.caption(f"{info['kind']} · source {info['source'] or ''}")
+
+# `ccr data rename` / `ccr data delete`: the dataset picked above, its chains going with it.
+with st.expander("Rename or delete this dataset"):
+    r1, r2 = st.columns([3, 1], vertical_alignment="bottom")
+    new_name = r1.text_input("New name", value=name, key=f"data-rename-{name}",
+                             help="Spaces around the name are trimmed; a blank or taken name is refused.")
+    if r2.button("Rename", key="data-rename", disabled=new_name.strip() == name):
+        try:
+            renamed = api.rename_dataset(name, new_name)
+        except ValueError as exc:
+            st.error(f"Cannot rename: {ui.md_escape(exc)}")
+        else:
+            st.session_state["data-dataset-next"] = renamed  # (the picker above is already drawn)
+            st.session_state["data-notice"] = f"Renamed {ui.md_escape(name)} to {ui.md_escape(renamed)}."
+            st.rerun()
+    usage = api.dataset_usage(name)
+    st.caption(f"Deleting removes {usage['examples']:,} examples, {usage['chains']:,} reasoning chains "
+               f"({usage['attempts']:,} attempts) and {usage['reviews']:,} review decisions. Files already "
+               "exported (JSONL, trained models, reports) stay.")
+    if st.session_state.get("data-delete-ask") != name:
+        if st.button("Delete this dataset...", key="data-delete"):
+            st.session_state["data-delete-ask"] = name
+            st.rerun()
+    else:
+        st.warning(f"Delete {ui.md_escape(name)} with its {usage['examples']:,} examples and {usage['chains']:,} chains? "
+                   "This cannot be undone.")
+        d1, d2 = st.columns(2)
+        if d1.button("Yes, delete it", type="primary", key="data-delete-confirm"):
+            try:
+                gone = api.delete_dataset(name)
+            except ValueError as exc:
+                st.error(f"Cannot delete: {ui.md_escape(exc)}")
+            else:
+                st.session_state.pop("data-delete-ask", None)
+                st.session_state["data-dataset-next"] = None
+                st.session_state["data-notice"] = (f"Deleted {ui.md_escape(gone['dataset'])}: {gone['examples']:,} examples, "
+                                                   f"{gone['chains']:,} chains.")
+                st.rerun()
+        if d2.button("Keep it", key="data-delete-cancel"):
+            st.session_state.pop("data-delete-ask", None)
+            st.rerun()
 
 # `ccr data export`: the dataset (or one split) as ChatML JSONL in the home folder, and a download.
 x1, x2, x3 = st.columns([1, 1, 2], vertical_alignment="bottom")
@@ -141,14 +202,19 @@ with labels_tab:
         st.info("No labels in this dataset.")
     cols = st.columns(2)
     for i, (key, counts) in enumerate(sorted(dist.items())):
-        values = sorted(counts, key=lambda v: (len(v), v)) if key in ("csat", "quality") else sorted(counts)
-        if key == "quality":  # bucket the 0-100 score by tens
-            buckets: dict[str, int] = {}
-            for v, n in counts.items():
-                b = min(90, int(float(v)) // 10 * 10)
-                buckets[f"{b}-{b + 9 if b < 90 else 100}"] = buckets.get(f"{b}-{b + 9 if b < 90 else 100}", 0) + n
-            counts, values = buckets, sorted(buckets, key=lambda s: int(s.split("-")[0]))
-        fig = px.bar(x=values, y=[counts[v] for v in values], labels={"x": key, "y": "examples"}, title=key)
-        fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10))
-        cols[i % 2].plotly_chart(fig, width="stretch", key=f"dist-{key}")
+        n = sum(counts.values())
+        if key == "quality":  # the 0-100 QA score in the fixed 10-point bins used everywhere
+            bins = dict.fromkeys(ui.SCORE_BINS, 0)
+            for v, k in counts.items():
+                bins[ui.SCORE_BINS[min(9, max(0, int(float(v)) // 10))]] += k
+            fig = ui.score_histogram(bins, f"{key} ({n:,} examples)", "examples")
+            fig.update_layout(height=300)
+        else:
+            values = sorted(counts, key=lambda v: (len(v), v)) if key == "csat" else sorted(counts)
+            fig = px.bar(x=values, y=[counts[v] for v in values], labels={"x": key, "y": "examples"},
+                         title=f"{key} ({n:,} examples)")
+            fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10))
+        with cols[i % 2]:
+            st.plotly_chart(fig, width="stretch", key=f"dist-{key}")
+            ui.small_sample_note(n, "examples")
     st.dataframe(pd.DataFrame(api.task_counts(name)), hide_index=True)

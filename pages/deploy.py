@@ -21,7 +21,8 @@ with api_tab:
         model = c1.selectbox("Model", names, index=names.index(runs[-1]) if runs else 0, key="serve-model")
         host = c2.text_input("Host", value="127.0.0.1", key="serve-host",
                              help="127.0.0.1 keeps it on this machine; any other address requires an API key.")
-        port = c3.number_input("Port", min_value=1, max_value=65535, value=8000, key="serve-port")
+        port = c3.number_input("Port", min_value=1, max_value=65535, value=8000, key="serve-port",
+                               help="A port already in use (by one of these servers or another program) is refused.")
         c1, c2, c3 = st.columns([2, 1, 1])
         use_key = c1.checkbox("Require an API key", value=True, key="serve-use-key")
         max_queue = c2.number_input("Max queue", min_value=1, max_value=4096, value=64, key="serve-queue",
@@ -38,6 +39,14 @@ with api_tab:
 
     @st.fragment(run_every=2)
     def server_list() -> None:
+        # The server started from this page: if its job failed (its port taken meanwhile, a model
+        # that does not load), say so with its error instead of dropping it from the list.
+        mine = api.job(st.session_state["serve-job"]) if st.session_state.get("serve-job") else None
+        if mine and mine["status"] in ("failed", "interrupted"):
+            st.error(f"Server job #{mine['id']} {mine['status']}:")
+            st.code(mine.get("error") or "(no message)", language=None)
+            with st.expander("Its log"):
+                st.code(api.job_log(mine["id"], 4000) or "(empty)", language=None)
         servers = [s for s in api.servers() if not str(s.get("port")) == "0"]  # the Compare page's are private
         if not servers:
             st.info("No API server running.")
@@ -53,13 +62,12 @@ with api_tab:
                     c3.metric("Queued now", s["queue"])
                     st.caption("Endpoint (OpenAI base URL)")
                     st.code(f"{s['url']}/v1", language=None)
+                    reveal = False
                     if s["api_key"]:
-                        st.caption("API key")
-                        if st.toggle("Show the key", key=f"show-key-{s['job_id']}"):
-                            st.code(s["api_key"], language=None)
-                        else:
-                            st.code(s["api_key"][:6] + "…", language=None)
-                    snippets = api.api_snippets(s["url"], s["api_key"], s["model"])
+                        st.caption("API key (the snippets read it from $CCR_API_KEY unless it is shown)")
+                        reveal = st.toggle("Show the key", key=f"show-key-{s['job_id']}")
+                        st.code(s["api_key"] if reveal else s["api_key"][:6] + "…", language=None)
+                    snippets = api.api_snippets(s["url"], s["api_key"], s["model"], reveal=reveal)
                     t1, t2 = st.tabs(["curl", "Python (openai)"])
                     t1.code(snippets["curl"], language="bash")
                     t2.code(snippets["python"], language="python")
@@ -83,7 +91,19 @@ with batch_tab:
         upload = st.file_uploader("JSONL file", type=["jsonl", "json"], key="infer-upload")
     else:
         path = st.text_input("Path (under the home folder or the checkout)", key="infer-path")
-    if st.button("Start batch inference", type="primary", disabled=not (upload or path), key="infer-start"):
+    infer_estimate = None
+    if upload or path:
+        try:
+            lines = api.count_lines(upload.getvalue() if upload else None, None if upload else path)
+        except (ValueError, OSError) as exc:
+            st.error(f"Input: {exc}")
+        else:
+            infer_estimate = api.estimate("infer", model=b_model, lines=lines, batch_size=int(b_batch),
+                                          max_new_tokens=int(b_max))
+    go_ahead = ui.confirm_long(infer_estimate, "infer-confirm", "batch job",
+                               settings=(b_model, b_batch, b_max, upload.name if upload else None, path))
+    if st.button("Start batch inference", type="primary", disabled=not (upload or path) or not go_ahead,
+                 key="infer-start", help=None if go_ahead else "Confirm the estimated duration above first"):
         try:
             st.session_state["infer-job"] = api.start_infer(
                 b_model, content=upload.getvalue() if upload else None, filename=upload.name if upload else None,
@@ -102,6 +122,8 @@ with batch_tab:
                 if data:
                     st.download_button("Download the output", data, file_name=r["output"].rsplit("/", 1)[-1],
                                        mime="application/json", key="infer-download")
+            if job:
+                ui.rerun_on_change("infer-status", (job["id"], job["status"]))  # the table below follows
 
         infer_job()
 

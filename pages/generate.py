@@ -2,7 +2,6 @@
 watch its progress, ETA and live score distribution; read the latest chains. UI only."""
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 import ui
@@ -14,7 +13,7 @@ dataset = api.current_dataset()
 if not dataset:
     st.info("No dataset yet: create or upload one on the Data page first.")
     st.stop()
-st.caption(f"Working dataset: {dataset}. A teacher model rewrites each example's answer into a chain "
+st.caption(f"Working dataset: {ui.md_escape(dataset)}. A teacher model rewrites each example's answer into a chain "
            "(thinking, analysis, insights, final answer); each chain is scored, retried below the threshold "
            "and flagged for review when it still fails.")
 
@@ -29,38 +28,70 @@ CHOICES = {"backend": ["local", "openai"], "split": ["train", "validation", "tes
 MAIN = ["teacher", "backend", "guided", "split", "limit", "batch_size", "threshold", "attempts", "gate_threshold"]
 HTTP = ["base_url", "api_key_env", "concurrency", "timeout_s", "http_retries"]
 SKIP = {"test", "dataset"}
+# Words for people; the config key (what `ccr generate key=value` and the YAML presets use) is in the help.
+LABELS = {"teacher": "Teacher model", "backend": "Backend", "guided": "Structure-guided (fills each part)",
+          "split": "Split", "limit": "Examples to generate (empty: all)", "batch_size": "Examples per batch",
+          "threshold": "Retry chains scoring below", "attempts": "Attempts per example",
+          "gate_threshold": "Test must score at least", "device": "Device", "dtype": "Precision",
+          "max_new_tokens": "Free mode: tokens per chain", "part_tokens": "Guided mode: tokens per part",
+          "temperatures": "Temperature of attempt 1, 2, 3...", "top_p": "Top-p (retries)",
+          "repetition_penalty": "Repetition penalty", "seed": "Seed", "base_url": "Server base URL",
+          "api_key_env": "Environment variable with the API key", "concurrency": "Requests in flight",
+          "timeout_s": "Timeout per request (s)", "http_retries": "Retries per request",
+          "test_example": "Test example (row id; empty: the first)"}
+# Sane bounds for every number (min, max); a value outside them cannot be typed in.
+BOUNDS = {"batch_size": (1, 256), "threshold": (0.0, 100.0), "gate_threshold": (0.0, 100.0), "attempts": (1, 10),
+          "max_new_tokens": (16, 8192), "part_tokens": (4, 1024), "top_p": (0.01, 1.0),
+          "repetition_penalty": (1.0, 3.0), "seed": (0, 2**31 - 1), "concurrency": (1, 256),
+          "timeout_s": (1.0, 3600.0), "http_retries": (0, 20)}
+problems: list[str] = []  # why the test and the launch are refused, in words
 
 
 def widget(name: str, col) -> object:
     help_, default = fields[name]
     value = base.get(name, default)
     key = f"gen-{preset}-{name}"
+    label = LABELS.get(name, name)
+    help_ = f"{help_} (config key `{name}`)"
     if name in CHOICES:
         options = CHOICES[name]
-        return col.selectbox(name, options, index=options.index(value) if value in options else 0, help=help_, key=key)
+        return col.selectbox(label, options, index=options.index(value) if value in options else 0, help=help_,
+                             key=key)
     if isinstance(default, bool):
-        return col.checkbox(name, value=bool(value), help=help_, key=key)
+        return col.checkbox(label, value=bool(value), help=help_, key=key)
     if isinstance(default, list):
-        text = col.text_input(name, ", ".join(str(v) for v in value), help=help_, key=key)
+        text = col.text_input(label, ", ".join(str(v) for v in value), help=help_, key=key)
         try:
-            return [float(x) for x in text.split(",") if x.strip()]
+            numbers = [float(x) for x in text.split(",") if x.strip()]
         except ValueError:
-            col.error(f"{name}: numbers separated by commas")
+            numbers = None
+        if not numbers or any(not 0.0 <= t <= 2.0 for t in numbers):
+            problems.append(f"{label}: numbers from 0 to 2 separated by commas")
+            col.error(problems[-1])
             return value
-    if isinstance(default, int):
-        return int(col.number_input(name, value=int(value), step=1, help=help_, key=key))
-    if isinstance(default, float):
-        return float(col.number_input(name, value=float(value), help=help_, key=key))
-    text = col.text_input(name, "" if value is None else str(value), help=help_, key=key)
+        return numbers
+    if isinstance(default, (int, float)):
+        lo, hi = BOUNDS.get(name, (0, None))
+        kind = int if isinstance(default, int) else float
+        value = kind(value)
+        value = max(kind(lo), value if hi is None else min(kind(hi), value))
+        return kind(col.number_input(label, min_value=kind(lo), max_value=None if hi is None else kind(hi),
+                                     value=value, step=1 if kind is int else None, help=help_, key=key))
+    text = col.text_input(label, "" if value is None else str(value), help=help_, key=key)
     if default is None or name in ("limit", "test_example"):
         if not text.strip():
             return None
         if name in ("limit", "test_example"):
             try:
-                return int(text)
+                number = int(text.strip().replace(",", "").replace("_", ""))
             except ValueError:
-                col.error(f"{name}: a whole number, or empty")
+                number = None
+            if number is None or number < 1 or number > 10**7:
+                problems.append(f"{label}: a whole number from 1 up, or empty for all" if name == "limit"
+                                else f"{label}: an example's row id (a whole number), or empty")
+                col.error(problems[-1])
                 return None
+            return number
     return text
 
 
@@ -84,17 +115,22 @@ try:
 except Exception as exc:  # ConfigError: show which field is wrong
     config, config_error = None, str(exc)
     st.error(f"Configuration: {exc}")
+if problems:  # a field that could not be read never becomes a job: not even as its default
+    config = None
+    st.warning("Fix the fields marked above: the test and the full run stay disabled until then.")
 
 # --- test gate --------------------------------------------------------------------------------
 st.subheader("1. Test on one example")
 c1, c2 = st.columns([1, 3])
 if c1.button("Test on one example", type="primary", disabled=config is None, key="gen-test"):
-    st.session_state["gen-test-job"] = api.start_generate_test(config)
+    st.session_state["gen-test-job"] = {"dataset": dataset, "job": api.start_generate_test(config)}
 
-if st.session_state.get("gen-test-job"):
+# Every panel below belongs to the working dataset: a test or a run started on another one is not shown.
+test_job = (st.session_state.get("gen-test-job") or {})
+if test_job.get("dataset") == dataset:
     @st.fragment(run_every=2)
     def test_result() -> None:
-        job = api.job(st.session_state["gen-test-job"])
+        job = api.job(test_job["job"])
         if not job:
             return
         if job["status"] in ("queued", "running", "pausing"):
@@ -143,22 +179,41 @@ if gate:
 
 # --- launch and progress ------------------------------------------------------------------------
 st.subheader("2. Full run")
-launch_ok = bool(gate and gate["ok"])
+estimate = api.estimate("generate", values=config) if config else None
+if estimate and estimate.get("error"):
+    st.error(f"Estimate: {ui.md_escape(estimate['error'])}")
+    confirmed = True
+else:  # a run over 30 minutes is confirmed first; changed settings must be confirmed again
+    confirmed = ui.confirm_long(estimate, "gen-confirm", "run", settings=sorted((config or {}).items()))
+reasons = []
+if config is None:
+    reasons.append("the settings above have errors")
+elif not (gate and gate["ok"]):
+    reasons.append("no test has passed the gate yet (or record an override)")
+elif not confirmed:
+    reasons.append("confirm the estimated duration above")
+elif estimate and estimate.get("units") == 0:
+    reasons.append("every example of this selection already has a chain")
+launch_ok = not reasons
 if st.button("Launch full run", type="primary", disabled=not launch_ok, key="gen-launch",
-             help=None if launch_ok else "Enabled once a test scores >= the gate, or with a recorded override"):
+             help=None if launch_ok else "Disabled: " + "; ".join(reasons)):
     try:
-        st.session_state["gen-job"] = api.start_generate(config)
+        st.session_state["gen-job"] = {"dataset": dataset, "job": api.start_generate(config)}
     except ValueError as exc:
         st.error(str(exc))
+if reasons:
+    st.caption("Launch is disabled: " + "; ".join(reasons) + ".")
 
-run_jobs = [j for j in api.generate_jobs(20) if not (j["title"] or "").startswith("test generation")]
-job_id = st.session_state.get("gen-job") or (run_jobs[0]["id"] if run_jobs else None)
+run_jobs = [j for j in api.generate_jobs(50) if not j["config"].get("test")
+            and (j["config"].get("dataset") or dataset) == dataset]
+mine = st.session_state.get("gen-job") or {}
+job_id = mine["job"] if mine.get("dataset") == dataset else (run_jobs[0]["id"] if run_jobs else None)
 
 
-@st.fragment(run_every=2)
+@st.fragment(run_every=1)
 def progress_panel() -> None:
     if not job_id:
-        st.caption("No run yet.")
+        st.caption(f"No run on {ui.md_escape(dataset)} yet.")
         return
     job = ui.job_panel(job_id, key="gen")
     if not job:
@@ -172,22 +227,27 @@ def progress_panel() -> None:
     c[4].metric("Average score", f"{stats['average']:.1f}" if stats.get("average") is not None else "-")
     dist = stats.get("distribution") or {}
     if any(dist.values()):
-        fig = px.bar(x=list(dist), y=list(dist.values()), labels={"x": "score", "y": "chains"},
-                     title="Live score distribution")
-        fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10))
-        st.plotly_chart(fig, width="stretch", key="gen-dist")
+        n = sum(dist.values())
+        st.plotly_chart(ui.score_histogram(dist, f"Live score distribution ({n} chains)"), width="stretch",
+                        key="gen-dist")
+        ui.small_sample_note(n)
     if job.get("result") and job["result"].get("summary"):
         st.text(job["result"]["summary"])
+    # The chains below and the gate above follow the run: redraw the page once when it ends.
+    ui.rerun_on_change("gen-run-status", (job["id"], job["status"]))
 
 
 progress_panel()
 
+
 # --- latest chains ------------------------------------------------------------------------------
-st.subheader("Latest chains")
-rows, total = api.chains(limit=20, order="recent")
-if not rows:
-    st.caption("No chains yet.")
-else:
+@st.fragment(run_every=5)
+def latest_chains() -> None:
+    st.subheader("Latest chains")
+    rows, total = api.chains(dataset=dataset, limit=20, order="recent")
+    if not rows:
+        st.caption(f"No chains on {ui.md_escape(dataset)} yet.")
+        return
     st.dataframe(pd.DataFrame([{"chain": r["id"], "example": r["ex_id"], "task": r["task"], "status": r["status"],
                                 "score": r["score"], "attempts": r["attempts"], "teacher": r["teacher"],
                                 "updated": ui.fmt_time(r["updated_at"])} for r in rows]),
@@ -203,3 +263,6 @@ else:
         with right:
             st.caption("Score breakdown")
             ui.show_criteria(detail["criteria"])
+
+
+latest_chains()

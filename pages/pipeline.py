@@ -20,6 +20,9 @@ if names:
 
 @st.fragment(run_every=3)
 def phases() -> None:
+    # On a first start the demo dataset is still being made: the picker above appears (and follows
+    # renames and deletions) as soon as the list of datasets changes, without a reload.
+    ui.rerun_on_change("pipeline-datasets", (tuple(d["name"] for d in api.datasets()), api.current_dataset()))
     rows = api.pipeline_state()
     next_row = next((r for r in rows if r["state"] in ("ready", "running")), None)
     if next_row:

@@ -2,6 +2,8 @@
 (train and eval loss, learning rate, throughput, ETA, checkpoints); stop, resume, compare runs;
 export a finished run's adapter or merged model (`ccr export model`, as a job)."""
 
+import shlex
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -72,7 +74,9 @@ with st.expander("New run", expanded=not api.train_runs()):
         preset_name = st.selectbox("Preset", names, key="train-preset",
                                    format_func=lambda n: f"{n} ({next(p for p in presets if p['name'] == n)['base_model']})")
         preset = next(p for p in presets if p["name"] == preset_name)
-        st.code(preset["header"], language=None)
+        # The preset's own "Launch:" comment names the demo file; the command for what is picked here is below.
+        st.code("\n".join(line for line in preset["header"].splitlines() if not line.startswith("Launch:")),
+                language=None)
         files = api.train_data_files()
         options = [f["path"] for f in files]
         labels = {f["path"]: f["name"] + (" (Phase 1 export)" if f["default"] else "") for f in files}
@@ -94,14 +98,30 @@ with st.expander("New run", expanded=not api.train_runs()):
                 estimate = api.train_estimate(preset["path"], data, overrides)
             st.subheader("Estimate")
             show_estimate(estimate)
-            if st.button("Launch training", type="primary", key="train-launch"):
+            duration = api.estimate("train", preset=preset["path"], data=data, overrides=overrides) \
+                if not estimate.get("error") else None
+            # The command that launches the same run headless: the file picked here and this home.
+            command = ["ccr", "--home", str(api.home().data), "train", "--config", preset["path"], "--data", data]
+            if eval_data:
+                command += ["--eval-data", eval_data]
+            if run_name:
+                command += ["--run", run_name]
+            command += [o.strip() for o in overrides.splitlines() if o.strip() and not o.strip().startswith("#")]
+            st.caption("Launch: the same run from a terminal")
+            st.code(" ".join(shlex.quote(c) for c in command), language="bash")
+            go_ahead = ui.confirm_long(duration, "train-confirm", "training run",
+                                       settings=(preset["path"], data, eval_data, overrides))
+            if st.button("Launch training", type="primary", key="train-launch", disabled=not go_ahead,
+                         help=None if go_ahead else "Confirm the estimated duration above first"):
                 try:
                     job_id, run = api.start_training(preset["path"], data, eval_data, overrides, run_name or None)
                 except ValueError as exc:
                     st.error(str(exc))
                 else:
+                    # Show that run below at once: the picker switches to it and follows it live.
                     st.session_state["train-run"] = run
-                    st.success(f"Queued run {run} (job {job_id}).")
+                    st.session_state["train-pick"] = run
+                    st.success(f"Queued run {run} (job {job_id}); it is shown below.")
 
 # ---------------------------------------------------------------------------------------------
 # Runs
@@ -110,50 +130,108 @@ with st.expander("New run", expanded=not api.train_runs()):
 runs = api.train_runs()
 if not runs:
     st.info("No training run yet.")
+
+    @st.fragment(run_every=3)
+    def wait_for_runs() -> None:  # a run started elsewhere (`ccr train`, another tab) appears without a reload
+        ui.rerun_on_change("train-runs-sig", tuple((r["name"], r["status"]) for r in api.train_runs()))
+
+    wait_for_runs()
     st.stop()
 
 run_names = [r["name"] for r in runs]
+status_of = {r["name"]: r["status"] for r in runs}
 default = st.session_state.get("train-run")
 if default not in run_names:
     active = [r["name"] for r in runs if r["status"] in ACTIVE]
     default = active[0] if active else run_names[0]
-picked = st.selectbox("Run", run_names, index=run_names.index(default), key="train-pick",
-                      format_func=lambda n: f"{n} ({next(r for r in runs if r['name'] == n)['status']})")
+if st.session_state.get("train-pick") not in run_names:
+    st.session_state["train-pick"] = default
+# (the picker's value lives in the session: a launch above sets it to the new run)
+picked = st.selectbox("Run", run_names, key="train-pick", format_func=lambda n: f"{n} ({status_of.get(n, '?')})")
 others = st.multiselect("Overlay past runs", [n for n in run_names if n != picked], key="train-overlay")
+v1, v2, v3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+x_axis = v1.radio("x axis", ["step", "epoch", "time"], horizontal=True, key="train-x",
+                  help="time: minutes since the run's first logged step")
+smoothing = v2.slider("Smoothing", 0.0, 0.95, 0.0, 0.05, key="train-smooth",
+                      help="Exponential moving average of the train loss (0: raw); the raw curve stays faint behind")
+log_y = v3.checkbox("Log scale", key="train-log")
 
 
-def loss_figure(rows: list[dict], main: str) -> go.Figure:
+def smooth(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased at the start.
+
+    >>> [round(v, 3) for v in smooth([1.0, 0.0, 0.0], 0.5)]
+    [1.0, 0.333, 0.143]
+    """
+    out, last, n = [], 0.0, 0
+    for v in values:
+        n += 1
+        last = weight * last + (1 - weight) * v
+        out.append(last / (1 - weight ** n) if weight else v)
+    return out
+
+
+def x_values(points: list[dict], axis: str, t0: float | None) -> list:
+    if axis == "epoch":
+        return [r["epoch"] for r in points]
+    if axis == "time":
+        return [round((r["created_at"] - t0) / 60, 2) for r in points]
+    return [r["step"] for r in points]
+
+
+def loss_figure(rows: list[dict], main: str, axis: str = "step", weight: float = 0.0, log_y: bool = False) -> go.Figure:
+    """Train and eval loss of every run on one chart; the train curve smoothed when asked."""
     fig = go.Figure()
     for name in dict.fromkeys(r["run_name"] for r in rows):
         width = 3 if name == main else 1.5
-        train = [r for r in rows if r["run_name"] == name and r["kind"] == "train"]
-        evals = [r for r in rows if r["run_name"] == name and r["kind"] == "eval"]
+        train = [r for r in rows if r["run_name"] == name and r["kind"] == "train" and r["loss"] is not None]
+        evals = [r for r in rows if r["run_name"] == name and r["kind"] == "eval" and r["loss"] is not None]
+        t0 = min((r["created_at"] for r in train + evals), default=None)
         if train:
-            fig.add_trace(go.Scatter(x=[r["step"] for r in train], y=[r["loss"] for r in train], mode="lines",
-                                     name=f"{name} train", line=dict(width=width)))
+            xs, ys = x_values(train, axis, t0), [r["loss"] for r in train]
+            if weight:
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{name} train (raw)", opacity=0.25,
+                                         line=dict(width=1), showlegend=False))
+            fig.add_trace(go.Scatter(x=xs, y=smooth(ys, weight), mode="lines", name=f"{name} train",
+                                     line=dict(width=width)))
         if evals:
-            fig.add_trace(go.Scatter(x=[r["step"] for r in evals], y=[r["loss"] for r in evals],
+            fig.add_trace(go.Scatter(x=x_values(evals, axis, t0), y=[r["loss"] for r in evals],
                                      mode="lines+markers", name=f"{name} eval", line=dict(width=width, dash="dash")))
-    fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step", yaxis_title="loss",
-                      title="Loss", legend=dict(orientation="h"))
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis_title={"step": "step", "epoch": "epoch", "time": "minutes"}[axis], yaxis_title="loss",
+                      yaxis_type="log" if log_y else "linear",
+                      title="Loss (train" + (f", smoothed {weight:g}" if weight else "") + " and eval)",
+                      legend=dict(orientation="h"))
     return fig
 
 
-def small_figure(rows: list[dict], field: str, title: str) -> go.Figure:
+def small_figure(rows: list[dict], field: str, title: str, axis: str = "step") -> go.Figure:
     fig = go.Figure()
     for name in dict.fromkeys(r["run_name"] for r in rows):
         pts = [r for r in rows if r["run_name"] == name and r["kind"] == "train" and r[field] is not None]
         if pts:
-            fig.add_trace(go.Scatter(x=[r["step"] for r in pts], y=[r[field] for r in pts], mode="lines", name=name))
+            t0 = min(r["created_at"] for r in pts)
+            fig.add_trace(go.Scatter(x=x_values(pts, axis, t0), y=[r[field] for r in pts], mode="lines", name=name))
     fig.update_layout(height=220, margin=dict(l=10, r=10, t=30, b=10), title=title, showlegend=False)
     return fig
 
 
 @st.fragment(run_every=3)
 def live(run_name: str, overlay: list[str]) -> None:
+    # Statuses elsewhere on the page (the picker's "(running)", the export box) follow the runs:
+    # the page is redrawn once when any run's status changes or a new run appears.
+    ui.rerun_on_change("train-runs-sig", tuple((r["name"], r["status"]) for r in api.train_runs()))
     run = api.train_run(run_name)
     if not run:
         st.warning(f"Run {run_name} not found.")
+        return
+    if run["status"] == "queued" or (run["status"] in ACTIVE and not api.train_metrics([run_name])):
+        job = run.get("job") or {}
+        st.write(f"{ui.STATE_ICONS.get(run['status'], '')} **{run['status']}** · run {run_name} · job #{run['job_id']}")
+        st.info("Waiting for the engine to start this run..." if run["status"] == "queued" else
+                "Loading the model and the data; the first metrics appear after the first logged step.")
+        if job:
+            st.caption(ui.progress_line(job))
         return
     job = run.get("job") or {}
     stats = job.get("stats") or {}
@@ -162,8 +240,8 @@ def live(run_name: str, overlay: list[str]) -> None:
     train_rows = [r for r in mine if r["kind"] == "train"]
     eval_rows = [r for r in mine if r["kind"] == "eval"]
     last = train_rows[-1] if train_rows else {}
-    st.write(f"{ui.STATE_ICONS.get(run['status'], '')} **{run['status']}** · base {run['base_model']} · "
-             f"job #{run['job_id']}")
+    st.write(f"{ui.STATE_ICONS.get(run['status'], '')} **{run['status']}** · run {run_name} · base "
+             f"{run['base_model']} · job #{run['job_id']}")
     if stats.get("total"):
         st.progress(min(1.0, (stats.get("done") or 0) / stats["total"]),
                     text=f"step {stats.get('done', 0)} of {stats['total']}")
@@ -173,16 +251,19 @@ def live(run_name: str, overlay: list[str]) -> None:
     c[2].metric("Eval loss", f"{eval_rows[-1]['loss']:.4f}" if eval_rows else "-")
     c[3].metric("Learning rate", f"{last['learning_rate']:.2e}" if last.get("learning_rate") is not None else "-")
     c[4].metric("Tokens/s", f"{last['tokens_per_s']:.0f}" if last.get("tokens_per_s") else "-")
-    eta = stats.get("eta_s") if run["status"] in ACTIVE else None
+    eta = ui.job_times(job)["eta_s"] if job and run["status"] in ACTIVE else None  # counted down to now
     c[5].metric("ETA", ui.fmt_duration(eta) if eta is not None else "-")
     if last.get("memory_mb"):
         st.caption(f"memory {last['memory_mb'] / 1024:.2f} GiB · epoch {last.get('epoch') or 0:.2f} · grad norm "
                    f"{last.get('grad_norm') or 0:.3f}")
+    if job and run["status"] in ACTIVE:
+        st.caption(ui.progress_line(job))
     if rows:
-        st.plotly_chart(loss_figure(rows, run_name), width="stretch", key="train-loss-chart")
+        st.plotly_chart(loss_figure(rows, run_name, x_axis, smoothing, log_y), width="stretch", key="train-loss-chart")
         l1, l2 = st.columns(2)
-        l1.plotly_chart(small_figure(rows, "learning_rate", "Learning rate"), width="stretch", key="train-lr-chart")
-        l2.plotly_chart(small_figure(rows, "tokens_per_s", "Throughput (tokens/s)"), width="stretch",
+        l1.plotly_chart(small_figure(rows, "learning_rate", "Learning rate", x_axis), width="stretch",
+                        key="train-lr-chart")
+        l2.plotly_chart(small_figure(rows, "tokens_per_s", "Throughput (tokens/s)", x_axis), width="stretch",
                         key="train-tps-chart")
     else:
         st.info("No metrics yet: the first ones appear after the first logged step.")

@@ -322,7 +322,7 @@ def test_paths_typed_into_the_pages_are_refused(demo_home, outside, monkeypatch)
 
     at.switch_page("pages/generate.py")
     at.run()
-    teacher_inputs = [t for t in at.text_input if t.label == "teacher"]
+    teacher_inputs = [t for t in at.text_input if t.label == "Teacher model"]
     assert teacher_inputs, [t.label for t in at.text_input]
     teacher_inputs[0].input(str(outside / "model")).run()
     assert not at.exception, at.exception

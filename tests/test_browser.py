@@ -322,18 +322,44 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
         # 2. Generate: tiny sizes; a threshold no chain of this small teacher reaches, so both chains
         # of the run are flagged for review; the gate at 1 so the test on one example opens it.
         b.open(app, "generate", "Generate reasoning chains")
-        b.fill("limit", 2)
-        b.fill("batch_size", 2)
-        b.fill("threshold", 99)
-        b.fill("attempts", 1)
-        b.fill("gate_threshold", 1)
+        # An invalid limit is refused with its reason, and both launches stay disabled.
+        b.fill("Examples to generate (empty: all)", "abc")
+        b.wait_text(r"a whole number from 1 up, or empty for all", timeout=30)
+        assert b.page.get_by_role("button", name="Launch full run").is_disabled()
+        assert b.page.get_by_role("button", name="Test on one example").is_disabled()
+        b.shot("generate-invalid-limit")
+        b.fill("Examples to generate (empty: all)", 2)
+        b.fill("Examples per batch", 2)
+        b.fill("Retry chains scoring below", 99)
+        b.fill("Attempts per example", 1)
+        b.fill("Test must score at least", 1)
         b.page.get_by_text("Sampling, batching and device").click()
-        b.fill("part_tokens", 16)
+        b.fill("Guided mode: tokens per part", 24)
         b.click("Test on one example")
         b.wait_text(r"Test score [\d.]+ passes the gate", timeout=300)
         b.wait_text(r"Gate passed", timeout=30)
+        # The estimate is on the page before the launch (the test generation measured nothing yet).
+        b.wait_text(r"Estimate: about .*2 examples at", timeout=30)
         b.shot("generate-test")
         b.click("Launch full run")
+        # Progress inside the one batch (2 examples x 13 parts): the page's own progress text, read
+        # whenever it changes, moves at least three times before the batch's first chain is stored.
+        main = b.page.locator('[data-testid="stMain"]')
+        batch_text = main.get_by_text(re.compile(r"batch of 2: "))
+        seen: list[str] = []
+
+        def sample() -> bool:
+            b.no_exception("generating")
+            if db.execute("SELECT COUNT(*) FROM chains").fetchone()[0]:
+                return True  # the batch is over
+            for i in range(batch_text.count()):
+                m = re.search(r"batch of 2: [^·]+", batch_text.nth(i).inner_text())
+                if m and (not seen or seen[-1] != m.group(0).strip()):
+                    seen.append(m.group(0).strip())
+            return False
+
+        wait_for(sample, 600, 0.2, "the batch to end")
+        assert len(seen) >= 3, seen
         b.wait_text(r"generated 2, passed 0, flagged 2", timeout=400)
         b.shot("generate-run")
         assert db.execute("SELECT COUNT(*) FROM chains WHERE status = 'flagged'").fetchone()[0] == 2
@@ -364,16 +390,19 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
         b.page.get_by_label("Run name (optional)").fill("walk")
         b.page.get_by_label("Run name (optional)").press("Enter")
         b.settle(120)
-        b.wait_text(r"Estimate", timeout=180)
+        b.wait_text(r"Estimate: about .* tokens", timeout=180)  # the duration, before the launch
         b.click("Launch training")
         train_job = wait_for(lambda: db.execute("SELECT id FROM jobs WHERE kind = 'train'").fetchone(), 60, 1,
                              "the training job")[0]
+        # Without any navigation the page shows the launched run, live, then its end.
+        b.wait_text(r"(queued|running) · run walk · ", timeout=60)
+        b.shot("train-launched")
         wait_for(lambda: store.get_job(db, train_job)["status"] in store.FINAL_JOB_STATES, 900, 2,
                  "the training run to end")
         assert store.get_job(db, train_job)["status"] == "succeeded", store.get_job(db, train_job)["error"]
-        b.open(app, "train", "Train")
+        b.wait_text(r"succeeded · run walk · ", timeout=60)
         b.page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=60_000)
-        b.wait_text(r"succeeded", timeout=60)
+        b.settle()
         b.shot("train")
 
         # 6. Evaluate the run against its base on two test examples.
@@ -421,6 +450,9 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
         from engine import api
 
         server = next(s for s in api.servers() if s["port"] == port)
+        # The key is nowhere in the page's text (the snippets read $CCR_API_KEY) until it is shown.
+        assert server["api_key"] not in b.page.inner_text("body")
+        b.wait_text(re.escape("Bearer $CCR_API_KEY"), timeout=30)
         b.page.get_by_text("Show the key").click()
         b.wait_text(re.escape(server["api_key"]), timeout=30)
         b.shot("deploy-key")
@@ -433,7 +465,22 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
         b.click("Stop server")
         wait_for(lambda: not _health(port), 120, 1, "the API server to stop")
 
-        # 9. Jobs: everything above ran as a job; none failed.
+        # 9. Another working dataset: no panel shows the first one's run, chains or gate.
+        from engine import data
+
+        data.synthesize(home, "demo", 1)
+        b.open(app, "", "Pipeline")
+        b.choose("Working dataset", "demo-seed1")
+        b.open(app, "generate", "Generate reasoning chains")
+        b.wait_text(r"Working dataset: demo-seed1", timeout=30)
+        b.wait_text(r"No run on demo-seed1 yet\.", timeout=30)
+        b.wait_text(r"No chains on demo-seed1 yet\.", timeout=30)
+        assert b.page.get_by_text("Gate passed").count() == 0
+        assert b.page.get_by_text("generated 2, passed 0, flagged 2").count() == 0
+        assert b.page.get_by_role("button", name="Launch full run").is_disabled()
+        b.shot("generate-other-dataset")
+
+        # 10. Jobs: everything above ran as a job; none failed.
         b.open(app, "jobs", "Jobs")
         b.no_exception("jobs")
         b.shot("jobs")

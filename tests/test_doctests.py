@@ -21,6 +21,8 @@ MODULES = [
     "engine.evaluate",
     "engine.infer",
     "engine.serve",
+    "engine.estimate",
+    "engine.store",
 ]
 
 

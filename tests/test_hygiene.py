@@ -118,6 +118,8 @@ PAGE_FOR_COMMAND = {
     "ccr data import": ("pages/data.py", "api.start_import"),
     "ccr data export": ("pages/data.py", "api.export_dataset"),
     "ccr data list": ("pages/data.py", "api.datasets"),
+    "ccr data rename": ("pages/data.py", "api.rename_dataset"),
+    "ccr data delete": ("pages/data.py", "api.delete_dataset"),
     "ccr models list": ("pages/deploy.py", "api.models"),
     "ccr worker": ("app.py", "jobs.Worker"),  # the app's engine thread is the same loop
     "ccr jobs list": ("pages/jobs.py", "api.list_jobs"),
@@ -145,6 +147,8 @@ PAGE_FOR_OPTION = {
     ("ccr train", "--dry-run"): ("pages/train.py", "api.train_estimate"),
     ("ccr train", "--resume"): ("pages/train.py", "api.resume_training"),
     ("ccr generate", "--test"): ("pages/generate.py", "api.start_generate_test"),
+    ("ccr generate", "--dry-run"): ("pages/generate.py", "api.estimate"),
+    ("ccr infer", "--dry-run"): ("pages/deploy.py", "api.estimate"),
     ("ccr generate", "--override"): ("pages/generate.py", "api.record_generate_override"),
     ("ccr review approve", "--all"): ("pages/review.py", "api.bulk_review"),
     ("ccr export reasoning", "--include-flagged"): ("pages/review.py", "api.export_reasoning"),
