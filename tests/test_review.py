@@ -143,7 +143,10 @@ def test_quality_report_targets(demo_home):
     assert r["average"] == round(avg, 2)
     assert r["share_all_sections"] == 1.0  # the bad chains have every header, just no content
     assert r["share_ge_threshold"] == 0.5
-    assert [t["met"] for t in r["targets"]] == [avg >= 75, False, True]
+    assert [t["met"] for t in r["targets"]] == [avg >= 75, False, True, True]
+    # the good chains are faithful; the bad ones are empty, not unfaithful
+    assert r["targets"][3]["value"] == "100.0%" and "faithful" in r["targets"][3]["target"]
+    assert r["share_contradiction"] == r["share_invented"] == 0.0 and r["unchecked"] == 0
     assert set(r["criteria_pass"]) == set(quality.CRITERIA) and r["per_task"]
 
 
