@@ -116,7 +116,7 @@ if st.session_state.get("gen-test-job"):
             f"{r['seconds']:.0f} s")
         left, right = st.columns([3, 2])
         with left:
-            ui.show_chain(r["text"])
+            ui.show_chain(r["text"], api.at_fault(r["criteria"]))
         with right:
             st.caption("Score breakdown")
             ui.show_criteria(r["criteria"])
@@ -199,7 +199,7 @@ else:
     if detail:
         left, right = st.columns([3, 2])
         with left:
-            ui.show_chain(detail["text"])
+            ui.show_chain(detail["text"], detail.get("at_fault"))
         with right:
             st.caption("Score breakdown")
             ui.show_criteria(detail["criteria"])
