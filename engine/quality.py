@@ -382,9 +382,9 @@ class _Transcript:
         self.mood = _evidence_mood(transcript)
         self.has_hold = not words.isdisjoint(("hold", "holding"))
         self.maybe_hold = self.has_hold or not words.isdisjoint(("hang", "wait", "waiting", "sec", "moment", "back"))
-        self.has_transfer = not words.isdisjoint(_TRANSFER_WORDS)
-        low = " ".join(toks)
-        self.maybe_transfer = self.has_transfer or "put you through" in low or "bring in" in low
+        low = f" {' '.join(toks)} "
+        self.has_transfer = not words.isdisjoint(_TRANSFER_WORDS) or any(p in low for p in _TRANSFER_PHRASES)
+        self.maybe_transfer = self.has_transfer or " bring in " in low or " through to " in low
 
 
 @lru_cache(maxsize=256)
@@ -655,6 +655,21 @@ _MOOD = {
     **dict.fromkeys("angry anger furious livid irate enraged outraged infuriated hostile fuming".split(), -2.0),
 }
 _MOOD_WORDS = frozenset(_MOOD)
+# Words that describe a mood only as a predicate of the customer ("the customer was positive"),
+# not before a noun ("a positive outcome", "negative impact").
+_AMBIGUOUS_MOODS = frozenset(("positive", "negative"))
+_COPULAS = frozenset("""was is were are felt feel feels seemed seems remained remains stayed stays became
+    becomes sounded sounds appeared appears be been""".split())
+_ADVERBS = frozenset("very quite rather still more mostly generally largely overall fairly really".split())
+
+
+def _predicative(toks: list[str], j: int, start: int) -> bool:
+    """Token ``j`` follows a copula directly or after one adverb ("was positive", "stayed very
+    negative"), not a determiner ("a positive outcome")."""
+    k = j - 1
+    if k >= start and toks[k] in _ADVERBS:
+        k -= 1
+    return k >= start and toks[k] in _COPULAS
 _PRAISE = frozenset("""excellent exceptional exceptionally outstanding flawless flawlessly perfect perfectly
     superb superbly exemplary brilliant brilliantly impeccable impeccably fantastic amazing stellar""".split())
 _PRAISE_OVERALL = _vocab("performed well, performed very well, performed strongly, good job, great job, "
@@ -743,7 +758,8 @@ _BEHAVIOUR_PRAISE = frozenset("""well good great excellent strong strongly prope
 _SKIPPED = frozenset("skipped skip skipping missed omitted bypassed failed neglected".split())
 _NO_COACHING = _vocab("no coaching, nothing to coach, no areas for improvement, no improvement needed, "
                       "no coaching needed, needs no coaching, no need for coaching")
-_HOLD_WORDS = frozenset(("hold", "holds", "held"))
+_TRANSFER_PHRASES = (" connect you to ", " put you through ", " bring in our ", " pass you to ", " hand you over ")
+_HOLD_WORDS = frozenset(("hold", "holds"))   # not "held": "held back", "held accountable"
 _TRANSFER_WORDS = frozenset(("transfer", "transfers", "transferred", "transferring"))
 _CLAIM_REGIONS_SKIP = ("insights", "analysis:Patterns & Trends")   # proposals and generalisations
 
@@ -789,7 +805,9 @@ _CAPS_OK = frozenset("""csat qa nps aht fcr sla roi kpi kpis crm ivr faq vip ceo
     sentiment performance evaluation interaction assessment impact overall however therefore also
     additionally furthermore moreover overall note first second third next finally then this that
     these the a an in on at for of and or but if because since while when after before during i
-    mr mrs ms dr sir madam ok okay yes no thank thanks hello hi please sorry""".split())
+    mr mrs ms dr sir madam ok okay yes no thank thanks hello hi please sorry assurance service services
+    experience satisfaction score scores rubric management center centre contact department policy
+    product products account accounts company resolution retention churn report begin end transcript""".split())
 _NAME_SUFFIXES = ("ly", "ed", "ing", "tion", "sion", "ment", "ness", "ous", "ive", "ful", "able", "ible",
                   "ity", "ance", "ence", "ism", "ist", "less", "ship", "ize", "ise", "ical", "ial")
 _LOWER_WORD_RE = re.compile(r"(?<![A-Za-z])[a-z]+")
@@ -1038,6 +1056,8 @@ def _consistency(a: "Analysed", lv: dict, tr: "_Transcript | None", hits: list) 
                 start, end, idx = cl.bounds(j)
                 if _hedged(toks, j, start, end) or _subject(toks, j, start, end, region) != "customer":
                     continue
+                if t in _AMBIGUOUS_MOODS and not _predicative(toks, j, start):
+                    continue    # "a positive outcome", "negative impact": not the customer's mood
                 p = _MOOD[t]
                 if _negated(toks, j, start):
                     if p <= 0:
@@ -1250,6 +1270,8 @@ def _grounding(a: "Analysed", tr: "_Transcript", label_words: frozenset, label_n
             lower_words = set(_LOWER_WORD_RE.findall(joined))
         if all(w in lower_words for w in unknown):
             continue    # common words written with capitals ("the Refund", "Poor Service")
+        if all(len(w) >= 3 and any(h.startswith(w) for h in _HEADER_WORDS) for w in unknown):
+            continue    # a header cut off by the token budget ("Process Improv")
         what = "date" if parts[0] in _MONTHS else "name"
         fault(i, "c:" + " ".join(parts), f"the {what} '{cap}' is not in the transcript")
     # Channels, products, payment methods, weekdays, relative dates and spelled-out durations.

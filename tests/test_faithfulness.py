@@ -308,6 +308,10 @@ def test_transcript_decides_when_there_is_no_label():
     r = q.score_chain(swap(mixed, "one hold without permission", "no hold at all"), "csat", {"csat": 3}, MIXED)
     assert [f["reason"] for f in r["criteria"]["consistency"]["faults"]] == [
         "says there was no hold, but the transcript has one"]
+    # an idiom is no hold
+    r = q.score_chain(swap(happy, "with no hold and no transfer", "and nothing held the change back"),
+                      "quality", {"quality": 96}, HAPPY)
+    assert r["criteria"]["consistency"]["faults"] == []
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,6 +355,9 @@ def contradictions(sentence: str, labels: dict, region: int = 1) -> list[str]:
      ["says the customer was satisfied, but the customer's sentiment is negative"]),
     # an agent's calm is not the customer's mood
     ("The agent stayed calm and positive while the customer shouted.", {"csat": 1}, []),
+    # "positive" and "negative" are moods only as predicates, not before a noun
+    ("The customer was unhappy about the refund, which is a positive outcome overall.", {"csat": 1}, []),
+    ("The customer was positive about the fix.", {"csat": 1}, ["says the customer was positive, but CSAT is 1/5"]),
     # a negation covers a list ("no friction or negative feedback")
     ("The customer ended the call delighted, with no friction or negative feedback.", {"csat": 5,
                                                                                       "sentiment": "positive"}, []),
