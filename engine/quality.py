@@ -361,15 +361,18 @@ class _Transcript:
     (``words``), for each word the bit set of its positions (``positions``: bit p set when it
     is the p-th word; the words' sets are disjoint and add up to ``all_positions``), the
     grounding vocabulary (``vocab``) and ``signal``: ``_SIGNAL`` and the words, the set each
-    sentence is intersected with. For the faithfulness checks: the numbers it states
-    (``numbers``, as ``_number_key`` writes them), the customer's mood in their last words
-    (``mood``: -1, 0, 1) and whether it has a hold or a transfer (``has_*``: named; ``maybe_*``:
-    named or possibly meant, "hang on", "put you through")."""
+    sentence is intersected with. For the faithfulness checks, computed on first use (most
+    chains need few of them): the numbers it states (``numbers()``, as ``_number_key`` writes
+    them), the customer's mood in their last words (``mood()``: -1, 0, 1) and whether it has a
+    hold or a transfer (``events()``: has_hold, maybe_hold, has_transfer, maybe_transfer; has:
+    named, maybe: named or possibly meant, "hang on", "bring in")."""
 
-    __slots__ = ("toks", "words", "positions", "all_positions", "vocab", "signal", "numbers", "mood",
-                 "has_hold", "maybe_hold", "has_transfer", "maybe_transfer")
+    __slots__ = ("toks", "words", "positions", "all_positions", "vocab", "signal", "text", "_numbers", "_mood",
+                 "_events")
 
     def __init__(self, transcript: str):
+        self.text = transcript
+        self._numbers = self._mood = self._events = None
         self.toks = toks = _tokens(transcript)
         self.words = words = frozenset(toks)
         self.positions = positions = dict.fromkeys(words, 0)
@@ -378,13 +381,27 @@ class _Transcript:
         self.all_positions = (1 << len(toks)) - 1
         self.vocab = frozenset(t for t in words if len(t) > 3 and t not in _STOP and t not in _TRANSCRIPT_GENERIC)
         self.signal = _SIGNAL | words
-        self.numbers = frozenset(map(_number_key, _NUM_RE.findall(transcript)))
-        self.mood = _evidence_mood(transcript)
-        self.has_hold = not words.isdisjoint(("hold", "holding"))
-        self.maybe_hold = self.has_hold or not words.isdisjoint(("hang", "wait", "waiting", "sec", "moment", "back"))
-        low = f" {' '.join(toks)} "
-        self.has_transfer = not words.isdisjoint(_TRANSFER_WORDS) or any(p in low for p in _TRANSFER_PHRASES)
-        self.maybe_transfer = self.has_transfer or " bring in " in low or " through to " in low
+
+    def numbers(self) -> frozenset:
+        if self._numbers is None:
+            self._numbers = frozenset(map(_number_key, _NUM_RE.findall(self.text)))
+        return self._numbers
+
+    def mood(self) -> int:
+        if self._mood is None:
+            self._mood = _evidence_mood(self.text)
+        return self._mood
+
+    def events(self) -> tuple[bool, bool, bool, bool]:
+        if self._events is None:
+            words = self.words
+            has_hold = not words.isdisjoint(("hold", "holding"))
+            maybe_hold = has_hold or not words.isdisjoint(("hang", "wait", "waiting", "sec", "moment", "back"))
+            low = f" {' '.join(self.toks)} "
+            has_transfer = not words.isdisjoint(_TRANSFER_WORDS) or any(p in low for p in _TRANSFER_PHRASES)
+            maybe_transfer = has_transfer or " bring in " in low or " through to " in low
+            self._events = (has_hold, maybe_hold, has_transfer, maybe_transfer)
+        return self._events
 
 
 @lru_cache(maxsize=256)
@@ -1024,7 +1041,7 @@ _EVENT_NOUN_AFTER = frozenset("""times time etiquette handling queues queue poli
 def _consistency(a: "Analysed", lv: dict, tr: "_Transcript | None", hits: list) -> list[dict]:
     """Sentences whose claims contradict the labels (or, without a label, the transcript)."""
     faults: list[dict] = []
-    evidence = tr.mood if tr is not None else 0
+    evidence = tr.mood() if tr is not None and "csat" not in lv and "sentiment" not in lv else 0
     mood_ok = "csat" in lv or "sentiment" in lv or evidence != 0
     traj = lv.get("sentiment_trajectory")
     traj_wrong = _TRAJ_DOWN if traj == "improving" else _TRAJ_UP if traj == "worsening" else None
@@ -1129,8 +1146,9 @@ def _consistency(a: "Analysed", lv: dict, tr: "_Transcript | None", hits: list) 
                                    "area of this call (it was done)")
                     break
         if claims_ok and tr is not None and not _EVENT_WORDS.isdisjoint(hit):
-            for words, has, maybe, what in ((_HOLD_WORDS, tr.has_hold, tr.maybe_hold, "hold"),
-                                            (_TRANSFER_WORDS, tr.has_transfer, tr.maybe_transfer, "transfer")):
+            has_hold, maybe_hold, has_transfer, maybe_transfer = tr.events()
+            for words, has, maybe, what in ((_HOLD_WORDS, has_hold, maybe_hold, "hold"),
+                                            (_TRANSFER_WORDS, has_transfer, maybe_transfer, "transfer")):
                 if words.isdisjoint(hit):
                     continue
                 j = min(map(toks.index, hit & words))
@@ -1160,16 +1178,19 @@ class _Clauses:
     """A sentence's clauses: it breaks at contrast and sequence words (but, although, then...);
     most sentences have none, and are one clause."""
 
-    __slots__ = ("breaks", "n")
+    __slots__ = ("breaks", "n", "toks")
 
     def __init__(self, toks: list[str], ts: set):
         self.n = len(toks)
-        self.breaks = [k for k, t in enumerate(toks) if t in _CLAUSE] if not _CLAUSE.isdisjoint(ts) else []
+        self.toks = toks if not _CLAUSE.isdisjoint(ts) else None
+        self.breaks = None   # found on first use: most sentences need no clause at all
 
     def bounds(self, j: int) -> tuple[int, int, int]:
         """(start, end, index) of the clause holding token ``j``."""
-        if not self.breaks:
+        if self.toks is None:
             return 0, self.n, 0
+        if self.breaks is None:
+            self.breaks = [k for k, t in enumerate(self.toks) if t in _CLAUSE]
         idx = bisect_left(self.breaks, j)
         start = self.breaks[idx - 1] + 1 if idx else 0
         end = self.breaks[idx] if idx < len(self.breaks) else self.n
@@ -1214,7 +1235,8 @@ def _grounding(a: "Analysed", tr: "_Transcript", label_words: frozenset, label_n
     seen: set[str] = set()
     checked = 0
     kinds, regions, texts = a.kinds, a.regions, a.texts
-    words, numbers = tr.words, tr.numbers
+    words = tr.words
+    numbers = None   # the transcript's numbers, read at the first number of the chain
     joined = "\n".join(texts)
     ends = list(map(add, accumulate(map(len, texts)), count()))   # each line's end offset in ``joined``
     lower_words: set | None = None
@@ -1226,11 +1248,19 @@ def _grounding(a: "Analysed", tr: "_Transcript", label_words: frozenset, label_n
 
     # Numbers and amounts (two plain regexes: one with an alternation and look-behinds costs
     # several times more); the character before a match is tested here instead.
+    # Speed: a supported specific (most of them) is counted and left before any other test.
     for m in _NUM_RE.finditer(joined):
         pos = m.start()
         prev = joined[pos - 1:pos]
         if prev and (prev.isalnum() or prev in "./"):
             continue    # "B2B", "v2", ".5", "2/5"
+        num = m.group()
+        key = _number_key(num)
+        if numbers is None:
+            numbers = tr.numbers()
+        if key in numbers or key in label_numbers or _NUMBER_NAMES.get(key, "\0") in words:
+            checked += 1
+            continue
         i = bisect_left(ends, pos)
         if kinds[i] in _UNCHECKED_KINDS or regions[i].startswith("insights"):
             continue
@@ -1240,10 +1270,6 @@ def _grounding(a: "Analysed", tr: "_Transcript", label_words: frozenset, label_n
         if after in (".", ")") and (pos == 0 or joined[max(0, pos - 2):pos] in (": ", "; ") or prev == "\n"):
             continue    # a list marker: "did well by: 1.", "; 2."
         checked += 1
-        num = m.group()
-        key = _number_key(num)
-        if key in numbers or key in label_numbers or _NUMBER_NAMES.get(key, "\0") in words:
-            continue
         shown = (prev if prev in "$\u00a3\u20ac" else "") + num.rstrip(".,")
         fault(i, "n:" + key, f"'{shown}' is not in the transcript or the labels")
     # Names of people, companies, products and months: capitalised words inside a sentence.
@@ -1252,6 +1278,10 @@ def _grounding(a: "Analysed", tr: "_Transcript", label_words: frozenset, label_n
         if pos == 0 or joined[pos - 1] not in _MID_SENTENCE:
             continue
         cap = m.group()[1:]
+        low = cap.lower()
+        if (low in words and low not in _WEEKDAYS) or low in _CAPS_OK:
+            checked += 1
+            continue    # one word the transcript has ("Priya") or a known one ("CSAT")
         parts = _tokens(cap)
         if not parts or parts[0] in _WEEKDAYS:
             continue    # weekdays are counted with the dates below
@@ -1291,7 +1321,7 @@ def _grounding(a: "Analysed", tr: "_Transcript", label_words: frozenset, label_n
                 if t in _NUMBER_UNIT and toks[j + 1] in _UNITS:
                     checked += 1
                     n = _NUMBER_WORDS[t]
-                    if t not in words and n not in numbers and n not in label_numbers:
+                    if t not in words and n not in tr.numbers() and n not in label_numbers:
                         fault(i, "n:" + n, f"'{t} {toks[j + 1]}' is not in the transcript")
         if not (_CHANNELS[1].isdisjoint(hit) and _CHANNELS[3].isdisjoint(hit)):
             for _, canon in _find(toks, hit, _CHANNELS):
