@@ -1,11 +1,15 @@
 """Small UI helpers shared by the pages (UI only: no torch, no transformers).
 
 Untrusted text (transcripts, model output, file names from uploads) is shown with ``st.text``
-or ``st.code``, or inside dataframes, never as markdown or HTML.
+or ``st.code``, or inside dataframes, never as markdown. The one HTML path, ``highlight_html``
+(the sentences of a chain at fault, marked), escapes every character of the text with
+``html.escape`` before adding its own ``<mark>`` tags, and goes through ``st.html``, which
+renders no markdown and runs no script.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -264,12 +268,57 @@ def show_json(value) -> None:
 SECTION_TITLES = {"thinking": "Thinking", "analysis": "Analysis", "insights": "Insights"}
 
 
-def show_chain(text: str) -> None:
-    """Sections, steps and parts laid out with headings; the raw text in an expander."""
+FAULT_KINDS = {"contradiction": "contradicts the labels", "invented": "unsupported specific"}
+
+
+def highlight_html(body: str, faults: list[dict] | None) -> str | None:
+    """``body`` as HTML with the at-fault sentences in ``<mark>`` (the reasons in its title), or
+    None when no fault's sentence is in it. Every piece of ``body`` and of the reasons is escaped
+    first, so the chain's own text can never become markup.
+
+    >>> highlight_html("Fine. <b>Bad</b> claim.", [{"sentence": "<b>Bad</b> claim.", "kind": "invented", "reason": "x"}])
+    'Fine. <mark title="unsupported specific: x">&lt;b&gt;Bad&lt;/b&gt; claim.</mark>'
+    """
+    spans: dict[tuple[int, int], list[str]] = {}
+    for f in faults or []:
+        sentence = f.get("sentence") or ""
+        pos = body.find(sentence) if sentence else -1
+        if pos != -1:
+            kind = FAULT_KINDS.get(f.get("kind"), str(f.get("kind")))
+            spans.setdefault((pos, pos + len(sentence)), []).append(f"{kind}: {f.get('reason', '')}")
+    if not spans:
+        return None
+    out, last = [], 0
+    for (start, end), reasons in sorted(spans.items()):
+        if start < last:
+            continue     # overlaps a sentence already marked
+        tip = html.escape("; ".join(reasons), quote=True)
+        out.append(html.escape(body[last:start]))
+        out.append(f'<mark title="{tip}">{html.escape(body[start:end])}</mark>')
+        last = end
+    out.append(html.escape(body[last:]))
+    return "".join(out)
+
+
+def _body(body: str, faults: list[dict] | None) -> None:
+    """One step's or part's text: plain (``st.text``), or with its faulty sentences marked."""
+    marked = highlight_html(body, faults) if faults else None
+    if marked is None:
+        st.text(body or "(empty)")
+    else:
+        st.html(f'<div style="white-space: pre-wrap; font-family: monospace; font-size: 0.85rem">{marked}</div>')
+
+
+def show_chain(text: str, at_fault: list[dict] | None = None) -> None:
+    """Sections, steps and parts laid out with headings; the raw text in an expander. With
+    ``at_fault`` (``quality.at_fault`` of the breakdown), the sentences at fault are marked in
+    place and listed with their reasons."""
     parsed = api.chain_parts(text or "")
+    if at_fault:
+        show_faults(at_fault)
     if not any(parsed["present"].values()):
         st.caption("No sections found; the raw text:")
-        st.text(text or "")
+        _body(text or "", at_fault)
         return
     for name, title in SECTION_TITLES.items():
         body = parsed["sections"].get(name)
@@ -283,13 +332,13 @@ def show_chain(text: str) -> None:
                     st.caption(f"Step {int(step['n'])} - {step['title']}")
                 else:
                     st.text(f"Step {int(step['n'])} - {step['title']}")
-                st.text(step["body"] or "(empty)")
+                _body(step["body"], at_fault)
         elif parsed["parts"].get(name):
             for part, part_body in parsed["parts"][name].items():
                 st.caption(part)  # a name from our fixed list
-                st.text(part_body or "(empty)")
+                _body(part_body, at_fault)
         else:
-            st.text(body)
+            _body(body, at_fault)
     st.markdown("**Final answer**")
     st.text(parsed["final_answer"] or "(none)")
     if parsed["problems"]:
@@ -297,6 +346,14 @@ def show_chain(text: str) -> None:
         st.text("\n".join(parsed["problems"]))
     with st.expander("Raw chain text"):
         st.code(text or "", language=None)
+
+
+def show_faults(at_fault: list[dict]) -> None:
+    """The sentences at fault with why, in a table (cells are never markup)."""
+    st.caption("Sentences at fault (marked in the chain below): a contradiction of the labels or the transcript, "
+               "or a specific the transcript does not support.")
+    st.dataframe(pd.DataFrame([{"kind": FAULT_KINDS.get(f.get("kind"), f.get("kind")), "sentence": f.get("sentence"),
+                                "why": f.get("reason")} for f in at_fault]), hide_index=True, width="stretch")
 
 
 def show_criteria(criteria: dict) -> None:

@@ -35,9 +35,10 @@ NAMES = ["Priya", "Marco", "Leah", "Sam", "Ana", "Kofi", "Mei", "Omar", "Ines", 
 ROUNDS = 3
 
 
-def vary(chain: str, rng: random.Random, chars: int | None = None) -> str:
-    """A variant of a fixture chain; with ``chars``, trimmed to about that length by dropping
-    the last sentence of the longest step until it fits."""
+def vary(chain: str, rng: random.Random, chars: int | None = None, transcript: str = "") -> tuple[str, str]:
+    """A variant of a fixture chain and its transcript (the same names and amounts swapped in
+    both, so the variant stays faithful to its call); with ``chars``, trimmed to about that
+    length by dropping the last sentence of the longest step until it fits."""
     p = parse_chain(chain)
     steps = {}
     for s in p["steps"]:
@@ -55,8 +56,13 @@ def vary(chain: str, rng: random.Random, chars: int | None = None) -> str:
             break
         longest.pop()
     for name in ("Priya", "Marco", "Leah"):
-        text = text.replace(name, rng.choice(NAMES))
-    text = re.sub(r"\$(\d+)\.(\d\d)", lambda m: f"${rng.randint(10, 200)}.{m.group(2)}", text)
+        new = rng.choice(NAMES)
+        text, transcript = text.replace(name, new), transcript.replace(name, new)
+    amounts: dict[str, str] = {}
+    for m in re.finditer(r"\$(\d+)\.(\d\d)", text):
+        amounts.setdefault(m.group(), f"${rng.randint(10, 200)}.{m.group(2)}")
+    for old, new in amounts.items():
+        text, transcript = text.replace(old, new), transcript.replace(old, new)
     if rng.random() < 0.3:  # typographic punctuation, as models often write
         text = text.replace("'", "\u2019").replace(" - ", " \u2013 ", 3)
     roll = rng.random()
@@ -64,7 +70,7 @@ def vary(chain: str, rng: random.Random, chars: int | None = None) -> str:
         text = text[: rng.randint(300, len(text))]
     elif roll < 0.10:    # missing closer and chatter around
         text = "Sure, here is the analysis.\n" + text.replace("</analysis>", "") + "\nLet me know!"
-    return text
+    return text, transcript
 
 
 def build(n: int, seed: int = 0, chars: int | None = None):
@@ -72,7 +78,8 @@ def build(n: int, seed: int = 0, chars: int | None = None):
     out = []
     for i in range(n):
         task, labels, transcript, chain = FIXTURES[i % len(FIXTURES)]
-        out.append((vary(chain, rng, chars), task, labels, transcript))
+        text, transcript = vary(chain, rng, chars, transcript)
+        out.append((text, task, labels, transcript))
     return out
 
 

@@ -769,6 +769,13 @@ def chain_parts(text: str) -> dict:
     return parse_chain(text)
 
 
+def at_fault(criteria: dict | None) -> list[dict]:
+    """The sentences a score breakdown names as contradicting the labels or inventing specifics."""
+    from engine import quality
+
+    return quality.at_fault(criteria)
+
+
 def review_chains(chain_ids: list[int], decision: str, reviewer: str | None = None) -> int:
     from engine import generate
 

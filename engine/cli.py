@@ -536,9 +536,16 @@ def cmd_export_model(args) -> int:
 
 
 def _print_breakdown(criteria: dict) -> None:
+    from engine import quality
+
     rows = [{"criterion": k, "points": f"{c['points']:g}/{c['max']:g}", "reason": c["reason"]}
             for k, c in criteria.items()]
     _print_table(rows, ["criterion", "points", "reason"])
+    faults = quality.at_fault(criteria)
+    if faults:
+        print("sentences at fault:")
+        for f in faults:
+            print(f"  [{f['kind']}] >>{f['sentence']}<<  {f['reason']}")
 
 
 def _generate_test(home, cfg) -> dict | None:
@@ -619,7 +626,7 @@ def cmd_generate(args) -> int:
 
 def _review_filters(args) -> dict:
     return {"status": args.status or None, "task": args.task, "min_score": args.min_score,
-            "max_score": args.max_score, "search": args.search}
+            "max_score": args.max_score, "search": args.search, "reason": args.reason}
 
 
 def cmd_review_list(args) -> int:
@@ -629,7 +636,9 @@ def cmd_review_list(args) -> int:
     for r in rows:
         r["score"] = f"{r['score']:.1f}"
         r["updated"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["updated_at"]))
-    _print_table(rows, ["id", "ex_id", "split", "task", "status", "score", "attempts", "teacher", "updated"])
+        r["reasons"] = ",".join(r["reasons"]) or "-"
+    _print_table(rows, ["id", "ex_id", "split", "task", "status", "score", "reasons", "attempts", "teacher",
+                        "updated"])
     print(f"{len(rows)} of {total} chains")
     return 0
 
@@ -666,7 +675,7 @@ def _cmd_review_decide(args, decision: str) -> int:
         n = generate.bulk_review(home, decision, args.dataset, args.reviewer, **_review_filters(args))
     else:
         print("error: give chain ids, or --all to decide every chain matching the filters "
-              "(--status, --task, --min-score, --max-score, --search)", file=sys.stderr)
+              "(--status, --task, --min-score, --max-score, --search, --reason)", file=sys.stderr)
         return 2
     print(f"{decision}d {n} chain(s)" if decision == "approve" else f"rejected {n} chain(s)")
     return 0
@@ -737,7 +746,9 @@ def cmd_score(args) -> int:
     if not args.json:
         print(f"scored {s['count']} chains ({s['errors']} unreadable lines): average {s['average']:.1f}, "
               f"{100 * s['share_ge_70']:.1f}% >= {quality.THRESHOLD}, "
-              f"{100 * s['share_all_sections']:.1f}% with all sections")
+              f"{100 * s['share_all_sections']:.1f}% with all sections; "
+              f"{100 * s['share_faithful']:.1f}% faithful ({100 * s['share_contradiction']:.1f}% with a "
+              f"contradiction, {100 * s['share_invented']:.1f}% with an unsupported specific)")
         _print_table([{"criterion": k, "average points": f"{v:g}/{quality.WEIGHTS.get(k, 0):g}"}
                       for k, v in s["criteria"].items()], ["criterion", "average points"])
     return 0 if s["errors"] == 0 else 1
@@ -942,6 +953,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--min-score", type=float)
         p.add_argument("--max-score", type=float)
         p.add_argument("--search", help="text in the example id or the chain")
+        p.add_argument("--reason", choices=["contradiction", "invented", "form"],
+                       help="why the chain falls short: contradiction (a statement contradicts the labels), "
+                            "invented (a specific the transcript does not support), form (structure or content "
+                            "below the threshold)")
 
     p = rsub.add_parser("list", help="chains matching the filters, lowest score first", parents=[home_parent])
     review_filters(p, "flagged")

@@ -35,6 +35,7 @@ from engine.fileio import atomic_write
 from engine.paths import Home, resolve_home
 
 STATUSES = ("passed", "flagged", "approved", "rejected")
+FAITHFUL_TARGET = 0.95   # share of chains with no contradiction and no unsupported specific
 BUCKETS = [f"{b}-{b + 9}" for b in range(0, 90, 10)] + ["90-100"]
 
 
@@ -135,6 +136,20 @@ def accepted(result: dict, threshold: float) -> bool:
     return quality.passes(result, threshold) and not result.get("faults")
 
 
+def chain_reasons(result: dict, threshold: float = quality.THRESHOLD) -> list[str]:
+    """Why a scored chain falls short, as the review list filters it: ``quality.reasons`` of its
+    breakdown, plus ``form`` for a missing section or a structure fault (``result["faults"]``).
+
+    >>> chain_reasons({"criteria": {"sections": {"points": 20.0, "max": 20.0}, "steps": {"points": 70.0}},
+    ...                "sections_ok": True, "faults": ["Step 3 appears 2 times"]})
+    ['form']
+    """
+    why = quality.reasons(result.get("criteria"), threshold)
+    if "form" not in why and (result.get("faults") or not result.get("sections_ok", True)):
+        why.append("form")
+    return why
+
+
 def distribution(scores) -> dict[str, int]:
     """Counts of scores in ten buckets (0-9 ... 90-100).
 
@@ -229,27 +244,34 @@ def run_test(home: Home | str | None, cfg, log=print) -> dict:
 
 def selection_summary(db, ids: list[int], tid: str, pk: str) -> dict:
     """Counts and average over the chains of a selection (what the summary line reports)."""
-    n = passed = flagged = 0
+    n = passed = flagged = contradiction = invented = 0
     total = 0.0
     scores = []
     for start in range(0, len(ids), 500):
         part = ids[start:start + 500]
         q = ", ".join("?" for _ in part)
-        for status, score in db.execute(
-                f"SELECT status, score FROM chains WHERE prompt_version = ? AND teacher = ? AND example_id IN ({q})",
-                [pk, tid, *part]):
+        for status, score, reasons in db.execute(
+                f"SELECT status, score, reasons FROM chains WHERE prompt_version = ? AND teacher = ? "
+                f"AND example_id IN ({q})", [pk, tid, *part]):
             n += 1
             total += score
             scores.append(score)
             passed += status in ("passed", "approved")
             flagged += status == "flagged"
+            contradiction += ",contradiction," in (reasons or "")
+            invented += ",invented," in (reasons or "")
     return {"generated": n, "passed": passed, "flagged": flagged,
-            "average": round(total / n, 2) if n else 0.0, "scores": scores}
+            "average": round(total / n, 2) if n else 0.0, "scores": scores,
+            "with_contradiction": contradiction, "with_invented": invented}
 
 
 def summary_line(result: dict) -> str:
-    return (f"generated {result['generated']}, passed {result['passed']}, flagged {result['flagged']}, "
+    line = (f"generated {result['generated']}, passed {result['passed']}, flagged {result['flagged']}, "
             f"average score {result['average']:.1f}")
+    if result.get("with_contradiction") is not None:
+        line += (f"; {result['with_contradiction']} with a contradiction, {result['with_invented']} with "
+                 f"invented specifics")
+    return line
 
 
 def _settle(attempts: list[dict], cfg) -> tuple[str | None, dict | None]:
@@ -357,6 +379,7 @@ def run_generate_job(ctx, config: dict) -> dict:
                     finished.append({"example_id": ex["id"], "prompt_version": pk, "teacher": tid,
                                      "text": best["text"], "score": best["score"], "criteria": best["criteria"],
                                      "status": status, "attempts": len(attempts[ex["id"]]),
+                                     "reasons": chain_reasons(best, cfg.threshold),
                                      "tokens": sum(a.get("tokens") or 0 for a in attempts[ex["id"]]),
                                      "seconds": sum(a.get("seconds") or 0 for a in attempts[ex["id"]]),
                                      "job_id": ctx.job_id})
@@ -476,12 +499,17 @@ def export_reasoning(home: Home | str | None = None, out: str | Path | None = No
 # ---------------------------------------------------------------------------------------------
 
 _LIST_COLS = ("c.id, c.example_id, e.ex_id, e.split, e.task, c.status, c.score, c.attempts, c.teacher, "
-              "c.prompt_version, c.updated_at")
+              "c.prompt_version, c.updated_at, c.reasons")
 
 
 def _filter(dataset_id: int | None, status=None, task=None, min_score=None, max_score=None, search=None,
-            teacher=None, prompt_version=None, split=None, ids=None) -> tuple[str, list]:
+            teacher=None, prompt_version=None, split=None, ids=None, reason=None) -> tuple[str, list]:
     where, params = [], []
+    if reason:
+        if reason not in quality.REASONS:
+            raise ValueError(f"reason must be one of {', '.join(quality.REASONS)}, got {reason!r}")
+        where.append("c.reasons LIKE ?")
+        params.append(f"%,{reason},%")
     if dataset_id is not None:
         where.append("e.dataset_id = ?")
         params.append(dataset_id)
@@ -512,7 +540,8 @@ def _filter(dataset_id: int | None, status=None, task=None, min_score=None, max_
 def list_chains(home: Home | str | None = None, dataset: str | None = None, limit: int | None = 100,
                 offset: int = 0, order: str = "score", **filters) -> tuple[list[dict], int]:
     """A page of chains matching the filters (status, task, min_score, max_score, search,
-    teacher, prompt_version, split) and the total count. ``order``: score (lowest first) or recent."""
+    teacher, prompt_version, split, reason: contradiction | invented | form) and the total count.
+    ``order``: score (lowest first) or recent. Each row's ``reasons`` lists why it falls short."""
     db = store.connect(home)
     try:
         ds_id = resolve_dataset(db, dataset)[0]
@@ -526,20 +555,28 @@ def list_chains(home: Home | str | None = None, dataset: str | None = None, limi
     if limit is not None:
         sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
     cols = ["id", "example_id", "ex_id", "split", "task", "status", "score", "attempts", "teacher",
-            "prompt_version", "updated_at"]
-    return [dict(zip(cols, r)) for r in db.execute(sql, params)], total
+            "prompt_version", "updated_at", "reasons"]
+    rows = [dict(zip(cols, r)) for r in db.execute(sql, params)]
+    for r in rows:
+        r["reasons"] = [x for x in (r["reasons"] or "").split(",") if x]
+    return rows, total
 
 
 def chain_detail(home: Home | str | None, chain_id: int) -> dict | None:
-    """A chain with its example (transcript, labels, reference), criteria, attempts and reviews."""
+    """A chain with its example (transcript, labels, reference), criteria, why it falls short
+    (``reasons``), the sentences at fault (``at_fault``: sentence, reason, kind), attempts and
+    reviews."""
     db = store.connect(home)
     row = db.execute("SELECT id, example_id, prompt_version, teacher, text, score, criteria, status, attempts, "
-                     "tokens, seconds, job_id, created_at, updated_at FROM chains WHERE id = ?", [chain_id]).fetchone()
+                     "tokens, seconds, job_id, created_at, updated_at, reasons FROM chains WHERE id = ?",
+                     [chain_id]).fetchone()
     if not row:
         return None
     c = dict(zip(["id", "example_id", "prompt_version", "teacher", "text", "score", "criteria", "status", "attempts",
-                  "tokens", "seconds", "job_id", "created_at", "updated_at"], row))
+                  "tokens", "seconds", "job_id", "created_at", "updated_at", "reasons"], row))
     c["criteria"] = json.loads(c["criteria"])
+    c["reasons"] = [x for x in (c["reasons"] or "").split(",") if x]
+    c["at_fault"] = quality.at_fault(c["criteria"])   # the sentences to highlight
     ex = load_examples(db, [c["example_id"]])
     c["example"] = ex[0] if ex else None
     if ex:
@@ -577,9 +614,10 @@ def edit_chain(home: Home | str | None, chain_id: int, text: str, reviewer: str 
     if not isinstance(text, str) or not text.strip():
         raise ValueError("the edited chain is empty")
     r = score_for(c["example"] or {}, text)
-    status = "approved" if quality.passes(r, threshold) and not structure_faults(text) else "flagged"
+    r["faults"] = structure_faults(text)
+    status = "approved" if quality.passes(r, threshold) and not r["faults"] else "flagged"
     store.review_chains(db, [chain_id], "edit", reviewer, edited_text=text, new_score=r["score"],
-                        new_criteria=r["criteria"], new_status=status)
+                        new_criteria=r["criteria"], new_status=status, new_reasons=chain_reasons(r, threshold))
     return {"id": chain_id, "score_before": c["score"], "score": r["score"], "criteria": r["criteria"],
             "sections_ok": r["sections_ok"], "status": status}
 
@@ -600,7 +638,7 @@ def quality_report(home: Home | str | None = None, dataset: str | None = None, t
     except ValueError:
         return {"count": 0}
     where, params = _filter(ds_id, **filters)
-    rows = db.execute(f"SELECT c.score, c.criteria, c.status, e.task FROM chains c JOIN examples e "
+    rows = db.execute(f"SELECT c.score, c.criteria, c.status, e.task, c.reasons FROM chains c JOIN examples e "
                       f"ON e.id = c.example_id{where}", params).fetchall()
     n = len(rows)
     if not n:
@@ -609,20 +647,32 @@ def quality_report(home: Home | str | None = None, dataset: str | None = None, t
     crit_ok: dict[str, int] = {}
     sections_all = 0
     per_task: dict[str, list] = {}
-    for score, criteria, status, task in rows:
+    contradicting = inventing = unchecked = faithful = 0
+    for score, criteria, status, task, reasons in rows:
         crit = json.loads(criteria)
         for name, c in crit.items():
-            crit_ok[name] = crit_ok.get(name, 0) + (c.get("max") and c["points"] >= 0.7 * c["max"])
+            if c.get("max"):
+                crit_ok[name] = crit_ok.get(name, 0) + (c["points"] >= 0.7 * c["max"])
+            else:   # faithfulness: a deduction; passing it means none
+                crit_ok[name] = crit_ok.get(name, 0) + (c.get("points", 0) >= 0 and not c.get("faults"))
+        reasons = reasons or ""
+        unchecked += "consistency" not in crit
+        contradicting += ",contradiction," in reasons
+        inventing += ",invented," in reasons
+        faithful += "consistency" in crit and ",contradiction," not in reasons and ",invented," not in reasons
         sec = crit.get("sections")
         sections_all += bool(sec and sec["points"] >= sec["max"] - 1e-6)
         per_task.setdefault(task or "(none)", []).append(score)
     avg = sum(scores) / n
     share = sum(s >= threshold for s in scores) / n
     share_sections = sections_all / n
+    share_faithful = faithful / n
     return {
         "count": n, "dataset": ds_name, "scores": scores, "average": round(avg, 2),
         "share_ge_threshold": round(share, 4), "share_all_sections": round(share_sections, 4),
         "threshold": threshold,
+        "share_faithful": round(share_faithful, 4), "share_contradiction": round(contradicting / n, 4),
+        "share_invented": round(inventing / n, 4), "unchecked": unchecked,
         "criteria_pass": {k: round(v / n, 4) for k, v in crit_ok.items()},
         "per_task": {t: {"count": len(s), "average": round(sum(s) / len(s), 2),
                          "pass_rate": round(sum(x >= threshold for x in s) / len(s), 4)} for t, s in sorted(per_task.items())},
@@ -631,5 +681,10 @@ def quality_report(home: Home | str | None = None, dataset: str | None = None, t
             {"target": "average score >= 75", "value": round(avg, 2), "met": avg >= 75},
             {"target": f"more than 80% of chains >= {threshold:g}", "value": f"{100 * share:.1f}%", "met": share > 0.8},
             {"target": "all sections present", "value": f"{100 * share_sections:.1f}%", "met": sections_all == n},
+            # Not the plan's own line: form targets can read "met" over chains that contradict their
+            # labels or invent facts, so faithfulness has its own (a chain scored before the checks
+            # existed counts as not shown to be faithful).
+            {"target": f"at least {100 * FAITHFUL_TARGET:g}% of chains faithful (no contradiction, no invented "
+                       f"specific)", "value": f"{100 * share_faithful:.1f}%", "met": share_faithful >= FAITHFUL_TARGET},
         ],
     }

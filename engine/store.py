@@ -757,13 +757,47 @@ def finish_evaluation(db: Database, evaluation_id: int, status: str, metrics: di
 # ---------------------------------------------------------------------------------------------
 
 
+@migrations()
+def m_faith_001_chain_reasons(db: Database) -> None:
+    """Why each chain falls short (``quality.reasons``: contradiction, invented, form), stored as
+    ",contradiction,invented," so the review list filters with one LIKE. Existing chains get it
+    from their stored breakdown; one scored before the faithfulness checks can only show
+    ``form`` (re-score it by editing, or generate again under a new prompt version)."""
+    db.execute("ALTER TABLE chains ADD COLUMN reasons TEXT")
+    rows = db.execute("SELECT id, criteria, status FROM chains").fetchall()
+    for chain_id, criteria, status in rows:
+        try:
+            crit = json.loads(criteria)
+        except ValueError:
+            crit = {}
+        db.execute("UPDATE chains SET reasons = ? WHERE id = ?", [reasons_text(derived_reasons(crit, status)), chain_id])
+
+
+def derived_reasons(criteria, status: str | None) -> list[str]:
+    """``quality.reasons`` of a stored breakdown; a flagged chain with none was flagged for its
+    structure (a duplicated header, a control token): ``form``."""
+    from engine import quality
+
+    why = quality.reasons(criteria if isinstance(criteria, dict) else {})
+    if status == "flagged" and not why:
+        why = ["form"]
+    return why
+
+
+def reasons_text(reasons) -> str:
+    """``["contradiction", "invented"]`` -> ``",contradiction,invented,"``; none -> ``""``."""
+    reasons = list(reasons or [])
+    return "," + ",".join(reasons) + "," if reasons else ""
+
+
 def save_generation_step(db: Database, attempts: list[dict], chains: list[dict]) -> int:
     """Record a batch's attempts and the chains it finished, in one transaction.
 
     Attempts are keyed (example, prompt version, teacher, attempt) and upserted, so a batch redone
     after a kill overwrites its own rows. A chain is keyed (example, prompt version, teacher) and
     inserted only if absent: a chain, once written (and perhaps reviewed), is never replaced by
-    a later run. Returns how many chains were new.
+    a later run. A chain's ``reasons`` (why it falls short) are derived from its criteria when
+    not given. Returns how many chains were new.
     """
     t = now()
     new = 0
@@ -783,10 +817,13 @@ def save_generation_step(db: Database, attempts: list[dict], chains: list[dict])
         for c in chains:
             cur = db.execute(
                 "INSERT INTO chains (example_id, prompt_version, teacher, text, score, criteria, status, attempts, "
-                "tokens, seconds, job_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "tokens, seconds, job_id, created_at, updated_at, reasons) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(example_id, prompt_version, teacher) DO NOTHING",
                 [c["example_id"], c["prompt_version"], c["teacher"], c["text"], c["score"], dumps(c["criteria"]),
-                 c["status"], c["attempts"], c.get("tokens"), c.get("seconds"), c.get("job_id"), t, t],
+                 c["status"], c["attempts"], c.get("tokens"), c.get("seconds"), c.get("job_id"), t, t,
+                 reasons_text(c["reasons"] if c.get("reasons") is not None
+                              else derived_reasons(c["criteria"], c["status"]))],
             )
             new += cur.rowcount
     return new
@@ -794,11 +831,11 @@ def save_generation_step(db: Database, attempts: list[dict], chains: list[dict])
 
 def review_chains(db: Database, chain_ids: Iterable[int], decision: str, reviewer: str | None = None,
                   edited_text: str | None = None, new_score: float | None = None, new_criteria: dict | None = None,
-                  new_status: str | None = None) -> int:
+                  new_status: str | None = None, new_reasons: list[str] | None = None) -> int:
     """Store reviewers' decisions and apply them to the chains, in one transaction.
 
-    approve -> status approved, reject -> rejected, edit -> the chain's text, score and criteria
-    replaced (status ``new_status``). Each decision is a ``reviews`` row with its time and the
+    approve -> status approved, reject -> rejected, edit -> the chain's text, score, criteria and
+    reasons replaced (status ``new_status``). Each decision is a ``reviews`` row with its time and the
     score before and after. Returns the number of chains changed.
     """
     assert decision in ("approve", "reject", "edit"), decision
@@ -812,8 +849,10 @@ def review_chains(db: Database, chain_ids: Iterable[int], decision: str, reviewe
                 continue
             before = row[0]
             if decision == "edit":
-                db.execute("UPDATE chains SET text = ?, score = ?, criteria = ?, status = ?, updated_at = ? "
-                           "WHERE id = ?", [edited_text, new_score, dumps(new_criteria or {}), status, t, cid])
+                db.execute("UPDATE chains SET text = ?, score = ?, criteria = ?, status = ?, reasons = ?, "
+                           "updated_at = ? WHERE id = ?",
+                           [edited_text, new_score, dumps(new_criteria or {}), status, reasons_text(new_reasons), t,
+                            cid])
                 after = new_score
             else:
                 db.execute("UPDATE chains SET status = ?, updated_at = ? WHERE id = ?", [status, t, cid])

@@ -22,6 +22,12 @@ Modes (``cfg.guided``):
 Why a hand-written decode loop instead of ``model.generate``: generate cannot start from a
 cache shared by several rows, stops all rows at one rule, and costs several ms of Python per
 step for logits processors we don't need; here a step is one forward and a few tensor ops.
+
+Faithful by construction: each row of the guided decode has a mask of tokens it may not write
+(``_ban_ids``): every token with a digit (a 135M model's numbers are invented: "10 minutes",
+"2019") and the single-token forms of ``prompt.banned_words`` (channels the transcript never
+mentions, praise the QA score rules out, moods the sentiment rules out). Real amounts and scores
+reach the chain through the lead-ins, which are ours. One ``masked_fill`` per step.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 from engine import prompt as P
@@ -38,7 +45,17 @@ from engine import prompt as P
 # One loaded local model per process (a job loads it once and reuses it for every batch).
 _LOCAL: dict[tuple, object] = {}
 _LOCAL_LOCK = threading.Lock()
-_NEWLINE_IDS: dict[int, list[int]] = {}
+# Token-id lists computed once per tokenizer (newline ids, digit ids, a banned word's ids). Keyed
+# by the tokenizer object itself, weakly: an ``id()`` key could be inherited by the next
+# tokenizer once the previous model is freed, handing it the wrong ids.
+_TOKEN_IDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _ids_cache(tokenizer) -> dict:
+    cache = _TOKEN_IDS.get(tokenizer)
+    if cache is None:
+        cache = _TOKEN_IDS[tokenizer] = {}
+    return cache
 
 
 class TeacherError(RuntimeError):
@@ -107,12 +124,33 @@ def local_generator(cfg, home=None):
 
 def _newline_ids(tokenizer) -> list[int]:
     """Token ids whose text contains a line break (a guided part is one paragraph)."""
-    key = id(tokenizer)
-    if key not in _NEWLINE_IDS:
+    cache = _ids_cache(tokenizer)
+    if "newline" not in cache:
         vocab = tokenizer.get_vocab()
         # byte-level BPE writes "\n" as "Ċ"; sentencepiece vocabularies hold "<0x0A>" or "\n"
-        _NEWLINE_IDS[key] = sorted(i for t, i in vocab.items() if "Ċ" in t or "\n" in t or t == "<0x0A>")
-    return _NEWLINE_IDS[key]
+        cache["newline"] = sorted(i for t, i in vocab.items() if "Ċ" in t or "\n" in t or t == "<0x0A>")
+    return cache["newline"]
+
+
+def _ban_ids(tokenizer, example: dict) -> list[int]:
+    """Token ids a guided part of ``example`` may not produce: any token holding a digit, and
+    the single-token forms (" word", " Word", "word", "Word") of ``prompt.banned_words``; a word
+    that is several tokens is left alone (masking its first piece would ban other words)."""
+    cache = _ids_cache(tokenizer)
+    if "digit" not in cache:
+        cache["digit"] = sorted(i for t, i in tokenizer.get_vocab().items() if any(c.isdigit() for c in t))
+    ids = set(cache["digit"])
+    for word in P.banned_words(example):
+        wkey = ("word", word)
+        if wkey not in cache:
+            found = set()
+            for form in (" " + word, " " + word.capitalize(), word, word.capitalize()):
+                t = tokenizer(form, add_special_tokens=False)["input_ids"]
+                if len(t) == 1:
+                    found.add(t[0])
+            cache[wkey] = sorted(found)
+        ids.update(cache[wkey])
+    return sorted(ids)
 
 
 def _free_local(gen, examples, cfg, temperature, seed, progress=None) -> list[TeacherOutput]:
@@ -129,9 +167,14 @@ def _part_ids(gen, example: dict) -> tuple[list[int], list[list[int]], list[dict
 
     The prompts differ only after the shared context, so the text is split there and the two
     halves tokenized apart: the prefix ids are then identical for every part by construction.
+    Each spec carries ``ban_ids``, the tokens its decode masks (``_ban_ids``; one list shared by
+    the example's parts).
     """
     tok = gen.tokenizer
     specs = P.guided_prompts(example)
+    ban = _ban_ids(tok, example)
+    for s in specs:
+        s["ban_ids"] = ban
     texts = [tok.apply_chat_template(s["messages"], tokenize=False, add_generation_prompt=True) + s["lead"]
              for s in specs]
     shared = P.shared_prefix(example)
@@ -186,6 +229,7 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int, progress=No
     suffixes = [s for p in prepared for s in p[1]]
     rows = len(suffixes)
     lp = max(len(p[0]) for p in prepared)
+    bans = [p[2][0].get("ban_ids") or [] if p[2] else [] for p in prepared]
     ls = max(len(s) for s in suffixes)
     total = lp + ls + budget
 
@@ -223,11 +267,18 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int, progress=No
         logits = out.logits[:, -1, :].float()
         dev = logits.device  # sampling happens where the logits are (a GPU, or the CPU)
         next_pos = pos[:, -1] + 1
+        vocab = logits.shape[-1]
+        ban = None
+        if any(bans):
+            ban = torch.zeros((rows, vocab), dtype=torch.bool, device=dev)
+            for e, ids_e in enumerate(bans):
+                ids_e = [i for i in ids_e if i < vocab]
+                if ids_e:
+                    ban[e * n_parts:(e + 1) * n_parts, torch.tensor(ids_e, device=dev)] = True
 
         # 4. decode: a row stops at a line break, an end token or its budget
         min_tokens = min(6, budget)
         stop_ids = torch.tensor(sorted(set(_newline_ids(tok)) | set(gen.end_ids)), dtype=torch.long)
-        vocab = logits.shape[-1]
         stop_ids = stop_ids[stop_ids < vocab]
         stop_set = frozenset(stop_ids.tolist())
         stop_ids = stop_ids.to(dev)
@@ -243,6 +294,8 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int, progress=No
             if penalty != 1.0:
                 sl = seen[torch.tensor(present, device=dev)]
                 logits = torch.where(sl, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+            if ban is not None:
+                logits.masked_fill_(ban, float("-inf"))
             if t < min_tokens:
                 logits[:, stop_ids] = float("-inf")  # a part is at least a few words
             if temperature and temperature > 0:
@@ -285,6 +338,8 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int, progress=No
                     layer.values = layer.values.index_select(0, keep.to(device))
                     layer.batch_size = len(keep)
                 mask, next_pos, nxt = mask[keep], next_pos[keep], nxt[keep.to(dev)]
+                if ban is not None:
+                    ban = ban[keep.to(dev)]
                 present = [present[j] for j in keep.tolist()]
                 active = [True] * len(present)
             mask[:, col] = 1

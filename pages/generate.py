@@ -152,7 +152,7 @@ if test_job.get("dataset") == dataset:
             f"{r['seconds']:.0f} s")
         left, right = st.columns([3, 2])
         with left:
-            ui.show_chain(r["text"])
+            ui.show_chain(r["text"], api.at_fault(r["criteria"]))
         with right:
             st.caption("Score breakdown")
             ui.show_criteria(r["criteria"])
@@ -259,7 +259,7 @@ def latest_chains() -> None:
     if detail:
         left, right = st.columns([3, 2])
         with left:
-            ui.show_chain(detail["text"])
+            ui.show_chain(detail["text"], detail.get("at_fault"))
         with right:
             st.caption("Score breakdown")
             ui.show_criteria(detail["criteria"])

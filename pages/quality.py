@@ -25,12 +25,15 @@ with st.expander("Score a ChatML JSONL file"):
                 cached = {"upload_id": upload_id, **api.score_chatml(upload.getvalue(), upload.name)}
             st.session_state["q-score-result"] = cached
         s = cached["summary"]
-        m = st.columns(5)
+        m = st.columns(6)
         m[0].metric("Chains scored", s["count"])
         m[1].metric("Unreadable lines", s["errors"])
         m[2].metric("Average score", f"{s['average']:.1f}")
         m[3].metric(f"Share >= {cached['threshold']:g}", f"{100 * s['share_ge_70']:.1f}%")
         m[4].metric("All sections present", f"{100 * s['share_all_sections']:.1f}%")
+        m[5].metric("Faithful", f"{100 * s['share_faithful']:.1f}%",
+                    help=f"No contradiction ({100 * s['share_contradiction']:.1f}% have one) and no unsupported "
+                         f"specific ({100 * s['share_invented']:.1f}% have one)")
         st.dataframe(pd.DataFrame([{"criterion": k, "average points": v, "max": cached["weights"].get(k)}
                                    for k, v in s["criteria"].items()]), hide_index=True)
         # Ids and error messages come from the file: dataframe cells only, never markdown.
@@ -51,12 +54,16 @@ if not report.get("count"):
     st.stop()
 
 st.subheader("The plan's targets")
-cols = st.columns(3)
+cols = st.columns(len(report["targets"]))
 for col, t in zip(cols, report["targets"]):
     col.metric(t["target"], t["value"], "met" if t["met"] else "not met",
                delta_color="normal" if t["met"] else "inverse")
 st.caption(f"{report['count']} chains in {report['dataset']}; status counts: "
-           + ", ".join(f"{k} {v}" for k, v in report["status"].items()))
+           + ", ".join(f"{k} {v}" for k, v in report["status"].items())
+           + f". Faithfulness: {100 * report['share_contradiction']:.1f}% contradict their labels, "
+             f"{100 * report['share_invented']:.1f}% name a specific the transcript does not support"
+           + (f"; {report['unchecked']} chains were scored before these checks existed (not counted as faithful)"
+              if report["unchecked"] else "") + ".")
 
 threshold = report["threshold"]
 fig = px.histogram(x=report["scores"], nbins=20, range_x=[0, 100], labels={"x": "score", "count": "chains"},
@@ -67,7 +74,8 @@ st.plotly_chart(fig, width="stretch", key="q-hist")
 
 left, right = st.columns(2)
 with left:
-    st.caption("Pass rate per criterion (share of chains with at least 70% of the criterion's points)")
+    st.caption("Pass rate per criterion (share of chains with at least 70% of the criterion's points; for "
+               "consistency and grounding, the share with no fault)")
     crit = pd.DataFrame([{"criterion": k, "pass rate": v} for k, v in report["criteria_pass"].items()])
     fig = px.bar(crit, x="criterion", y="pass rate", range_y=[0, 1])
     fig.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10))
@@ -93,6 +101,6 @@ if rows:
     if detail:
         a, b = st.columns([3, 2])
         with a:
-            ui.show_chain(detail["text"])
+            ui.show_chain(detail["text"], detail.get("at_fault"))
         with b:
             ui.show_criteria(detail["criteria"])

@@ -31,14 +31,21 @@ with st.container(border=True):
             st.success(f"Exported {t['lines']} train and {v['lines']} validation chains ({statuses}) to "
                        f"`{t['path']}` and `{v['path']}`.")
 
-c1, c2, c3, c4 = st.columns(4)
+REASONS = {"(any)": None, "contradicts the labels": "contradiction", "invented specifics": "invented",
+           "form (structure, content)": "form"}
+c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1.4, 1.4])
 status = c1.selectbox("Status", ["flagged", "passed", "approved", "rejected", "(any)"], key="rv-status")
 task = c2.selectbox("Task", ["(all)"] + api.chain_tasks(), key="rv-task")
-lo, hi = c3.slider("Score", 0.0, 100.0, (0.0, 100.0), step=1.0, key="rv-range")
-search = c4.text_input("Search (example id or chain text)", key="rv-search")
+reason = c3.selectbox("Reason", list(REASONS), key="rv-reason",
+                      help="Why the chain falls short: a statement that contradicts the labels, a specific "
+                           "(amount, name, date, product, channel) the transcript does not support, or its form. "
+                           "Same as `ccr review list --reason`.")
+lo, hi = c4.slider("Score", 0.0, 100.0, (0.0, 100.0), step=1.0, key="rv-range")
+search = c5.text_input("Search (example id or chain text)", key="rv-search")
 reviewer = st.sidebar.text_input("Reviewer name", key="rv-reviewer") or None
 filters = {"status": None if status == "(any)" else status, "task": None if task == "(all)" else task,
-           "min_score": lo if lo > 0 else None, "max_score": hi if hi < 100 else None, "search": search or None}
+           "min_score": lo if lo > 0 else None, "max_score": hi if hi < 100 else None, "search": search or None,
+           "reason": REASONS[reason]}
 rows, total = api.chains(limit=500, **filters)
 st.caption(f"{total} chains match" + (" (first 500 in the queue)" if total > 500 else "") + ", lowest score first.")
 
@@ -62,7 +69,8 @@ if not rows:
     st.stop()
 
 st.dataframe(pd.DataFrame([{"chain": r["id"], "example": r["ex_id"], "task": r["task"], "status": r["status"],
-                            "score": r["score"], "attempts": r["attempts"]} for r in rows]),
+                            "score": r["score"], "reasons": ", ".join(r["reasons"]) or "-",
+                            "attempts": r["attempts"]} for r in rows]),
              hide_index=True, width="stretch", height=180)
 
 idx = min(st.session_state.get("rv-idx", 0), len(rows) - 1)
@@ -83,6 +91,8 @@ if not detail:
 ex = detail.get("example") or {}
 st.subheader(f"#{detail['id']} · {ex.get('ex_id')} · {ex.get('task')} · {detail['status']} · "
              f"score {detail['score']:.1f}")
+if detail.get("reasons"):
+    st.caption("Falls short for: " + ", ".join(detail["reasons"]))  # from our fixed list
 
 act = st.columns([1, 1, 4])
 if act[0].button("Approve", type="primary", key="rv-approve", shortcut="a"):
@@ -106,7 +116,7 @@ with left:
 with right:
     st.markdown("**Why it scored this way**")
     ui.show_criteria(detail["criteria"])
-    ui.show_chain(detail["text"])
+    ui.show_chain(detail["text"], detail.get("at_fault"))
 
 st.markdown("**Edit and re-score**")
 with st.form(f"rv-edit-{detail['id']}"):

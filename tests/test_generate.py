@@ -266,7 +266,9 @@ def test_guided_decoder_matches_an_uncached_reference(demo_home):
 
     stops = set(teacher._newline_ids(tok)) | set(end_ids)
     lengths = set()
-    for e, (prefix, suffixes, _) in enumerate(prepared):
+    for e, (prefix, suffixes, specs) in enumerate(prepared):
+        ban = specs[0]["ban_ids"]   # digits and the example's banned words: never written
+        assert ban and all(sp["ban_ids"] == ban for sp in specs)
         for k, suffix in enumerate(suffixes):
             ids, out = list(prefix) + list(suffix), []
             for t in range(cfg.part_tokens):
@@ -274,9 +276,11 @@ def test_guided_decoder_matches_an_uncached_reference(demo_home):
                     logits = model(input_ids=torch.tensor([ids + out]), logits_to_keep=1).logits[0, -1].float()
                 for tid in set(out):
                     logits[tid] = logits[tid] / 1.3 if logits[tid] > 0 else logits[tid] * 1.3
+                logits[ban] = float("-inf")
                 if t < 6:
                     logits[sorted(stops)] = float("-inf")
                 nxt = int(logits.argmax())
+                assert nxt not in ban
                 if nxt in stops:
                     break
                 out.append(nxt)

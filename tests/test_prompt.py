@@ -108,3 +108,95 @@ def test_clean_part_keeps_whole_sentences_and_drops_loops():
     out = P.clean_part("The agent was calm. The agent was calm. It helped a lot because the")
     assert out == "The agent was calm."
     assert P.clean_part("Final answer: done because it was fixed") == "done because it was fixed."
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompt version 4: faithful by construction
+# ---------------------------------------------------------------------------------------------
+
+
+def test_context_states_labels_in_words_the_last_words_and_the_rule():
+    ex = example(transcript="Agent: Hi.\nCustomer: My bill is wrong.\nAgent: Fixed.\nCustomer: Thanks, lovely.",
+                 labels={"csat": 1, "quality": 45, "churn": "high", "sentiment": "negative",
+                         "sentiment_trajectory": "worsening", "root_cause": "billing_dispute", "coaching": []})
+    ctx = P.context(ex)
+    assert "Known facts: CSAT 1/5 (very dissatisfied); QA score 45/100 (a weak call); churn risk high;" in ctx
+    assert "sentiment negative (worsening)" in ctx
+    assert "The customer's last words: \"Thanks, lovely.\"" in ctx
+    assert ctx.endswith(P.FAITHFUL_RULE)
+    # only what the example has: an imported example with one label gets one fact and no mood line
+    one = P.context(example(labels={"csat": 4}))
+    assert "Known facts: CSAT 4/5 (satisfied)." in one and "sentiment" not in one.split("Known facts")[1]
+    # the free-mode instruction asks for the same
+    assert "agree with the known facts" in P.free_messages(ex)[1]["content"]
+
+
+LABEL_GRID = [{"sentiment": s, "sentiment_trajectory": t, "csat": c, "quality": q, "churn": ch,
+               "root_cause": "billing_dispute", "coaching": co}
+              for s, t, c in (("negative", "worsening", 1), ("negative", "stable", 2), ("negative", "improving", 2),
+                              ("neutral", "worsening", 3), ("neutral", "stable", 3), ("neutral", "improving", 3),
+                              ("positive", "worsening", 4), ("positive", "stable", 5), ("positive", "improving", 5),
+                              ("positive", "improving", 2), ("negative", "stable", 4))
+              for q in (20, 59, 60, 84, 85, 100) for ch in ("low", "medium", "high")
+              for co in ([], ["identity_verification", "empathy"])]
+
+
+def test_no_lead_in_contradicts_its_own_labels():
+    """Every lead-in, for every combination of labels, passes the scorer's consistency check:
+    the part starts true to the call, whatever the model writes after it."""
+    for labels in LABEL_GRID:
+        ex = example(transcript="Customer: hello.", labels=labels)
+        specs = P.guided_prompts(ex)
+        bodies = {s["part"]: s["lead"] + " the call went as described." for s in specs}
+        r = quality.score_chain(P.assemble_guided(ex, bodies), "csat", labels, ex["transcript"])
+        assert r["criteria"]["consistency"]["faults"] == [], (labels, r["criteria"]["consistency"]["faults"])
+        assert r["criteria"]["grounding"]["faults"] == [], (labels, r["criteria"]["grounding"]["faults"])
+    # the lead-ins carry the label: the mood, the QA band
+    specs = P.guided_prompts(example(labels=LABEL_GRID[0]))
+    assert specs[0]["lead"] == "The customer grew more frustrated as the call went on because"
+    assert specs[1]["lead"] == "The agent fell short (QA 20/100) because"
+    assert specs[6]["lead"] == "The one thing the agent did reasonably well was"
+
+
+def test_banned_words_follow_the_transcript_and_the_labels():
+    weak_angry = {"transcript": "Customer: I tried the app and sent an email.",
+                  "labels": {"quality": 30, "sentiment": "negative", "sentiment_trajectory": "stable"}}
+    banned = P.banned_words(weak_angry)
+    assert "app" not in banned and "email" not in banned and "chatbot" in banned and "cash" in banned
+    assert "excellent" in banned and "satisfied" in banned and "rude" not in banned
+    assert "verified" not in banned
+    assert {"verified", "listened"} <= set(P.banned_words({"labels": {"coaching": ["identity_verification",
+                                                                                   "active_listening"]}}))
+    strong_happy = {"transcript": "Customer: thanks.",
+                    "labels": {"quality": 95, "sentiment": "positive", "sentiment_trajectory": "stable"}}
+    banned = P.banned_words(strong_happy)
+    assert "rude" in banned and "frustrated" in banned and "excellent" not in banned and "satisfied" not in banned
+    # an improving positive call may have started upset: its negative moods stay allowed
+    assert "frustrated" not in P.banned_words({"labels": {"sentiment": "positive", "sentiment_trajectory": "improving"}})
+    # no labels: only the channels the transcript lacks
+    assert set(P.banned_words({"transcript": "Customer: hi"})) <= set(P._CHANNEL_BANS)
+
+
+def test_token_id_caches_belong_to_their_tokenizer():
+    """The newline and banned-digit ids are cached per tokenizer object (weakly), not per id():
+    a freed tokenizer's id can be reused by the next one, which must not inherit its ids."""
+    import gc
+    import weakref
+
+    from engine import teacher
+
+    class Tok:
+        def __init__(self, vocab):
+            self.vocab = vocab
+
+        def get_vocab(self):
+            return self.vocab
+
+    first = Tok({"a": 0, "\n": 1, "7": 2})
+    assert teacher._newline_ids(first) == [1]
+    ref = weakref.ref(first)
+    del first
+    gc.collect()
+    assert ref() is None  # the cache does not keep a freed tokenizer (nor its ids) alive
+    second = Tok({"b": 0, "c": 1, "Ċ": 2})
+    assert teacher._newline_ids(second) == [2]

@@ -143,7 +143,10 @@ def test_quality_report_targets(demo_home):
     assert r["average"] == round(avg, 2)
     assert r["share_all_sections"] == 1.0  # the bad chains have every header, just no content
     assert r["share_ge_threshold"] == 0.5
-    assert [t["met"] for t in r["targets"]] == [avg >= 75, False, True]
+    assert [t["met"] for t in r["targets"]] == [avg >= 75, False, True, True]
+    # the good chains are faithful; the bad ones are empty, not unfaithful
+    assert r["targets"][3]["value"] == "100.0%" and "faithful" in r["targets"][3]["target"]
+    assert r["share_contradiction"] == r["share_invented"] == 0.0 and r["unchecked"] == 0
     assert set(r["criteria_pass"]) == set(quality.CRITERIA) and r["per_task"]
 
 
@@ -221,3 +224,113 @@ def test_review_page(app, demo_home):
     at.button[[b.label for b in at.button].index("Save edit and re-score")].click().run()
     assert not at.exception
     assert db.execute("SELECT COUNT(*) FROM reviews WHERE decision = 'edit'").fetchone()[0] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Faithfulness in review: reasons stored per chain, the filter, the highlighted sentences
+# ---------------------------------------------------------------------------------------------
+
+INJECTED = "<b onmouseover=alert(1)>Sarah</b>"
+
+
+def make_unfaithful_chains(home) -> dict[str, int]:
+    """Three flagged chains for the first train examples: one contradicting its churn label, one
+    inventing specifics (one of them inside markup, as a hostile teacher would write it), one
+    empty (form). Returns chain ids by what is wrong."""
+    db = store.connect(home)
+    ds_id, _ = generate.resolve_dataset(db, None)
+    exs = generate.load_examples(db, generate.selection_ids(db, ds_id, "train", 3))
+    out, chains = {}, []
+    for kind, ex in zip(("contradiction", "invented", "form"), exs):
+        text = prompt.finish_free(ex, good_chain(prompt.free_messages(ex)[-1]["content"]))
+        churn = ex["labels"]["churn"]
+        if kind == "contradiction":
+            opposite = "high" if churn == "low" else "low"
+            text = text.replace(f"churn risk is {churn} because", f"churn risk is {opposite} because")
+        elif kind == "invented":
+            text = text.replace("Interaction quality was", f"After {INJECTED} took over on Monday at 9:45, "
+                                "interaction quality was", 1)
+        else:
+            text = prompt.finish_free(ex, BAD_CHAIN)
+        r = generate.score_for(ex, text)
+        assert not quality.passes(r)
+        chains.append({"example_id": ex["id"], "prompt_version": PK, "teacher": TID, "text": text, "score": r["score"],
+                       "criteria": r["criteria"], "status": "flagged", "attempts": 3,
+                       "reasons": generate.chain_reasons({**r, "faults": generate.structure_faults(text)})})
+    assert store.save_generation_step(db, [], chains) == 3
+    for kind, (cid,) in zip(("contradiction", "invented", "form"), db.execute("SELECT id FROM chains ORDER BY id")):
+        out[kind] = cid
+    return out
+
+
+def test_review_list_filters_by_reason(demo_home, capsys):
+    ids = make_unfaithful_chains(demo_home)
+    for reason, cid in ids.items():
+        rows, total = generate.list_chains(demo_home, status="flagged", reason=reason)
+        assert [r["id"] for r in rows] == [cid] and total == 1 and rows[0]["reasons"] == [reason]
+    with pytest.raises(ValueError, match="reason must be one of"):
+        generate.list_chains(demo_home, reason="typo")
+    detail = generate.chain_detail(demo_home, ids["contradiction"])
+    assert detail["reasons"] == ["contradiction"]
+    assert [f["kind"] for f in detail["at_fault"]] == ["contradiction"]
+    assert detail["at_fault"][0]["sentence"] in detail["text"] and "churn risk is" in detail["at_fault"][0]["reason"]
+    # the CLI: the same filter, the reasons column, and `show` names the sentences at fault
+    home = ["--home", str(demo_home.data)]
+    assert cli.main(["review", "list", "--reason", "invented", *home]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 1 chains" in out and "invented" in out
+    assert cli.main(["review", "list", "--reason", "contradiction", "--status", "flagged", *home]) == 0
+    assert "1 of 1 chains" in capsys.readouterr().out
+    assert cli.main(["review", "show", str(ids["invented"]), *home]) == 0
+    out = capsys.readouterr().out
+    assert "sentences at fault:" in out and "[invented]" in out and "'Monday' is not in the transcript" in out
+    # bulk decisions take the filter too
+    assert cli.main(["review", "reject", "--all", "--reason", "contradiction", *home]) == 0
+    assert "rejected 1 chain" in capsys.readouterr().out
+    assert generate.list_chains(demo_home, status="rejected")[0][0]["id"] == ids["contradiction"]
+    # an edit re-derives the reasons
+    ex = detail["example"]
+    fixed = prompt.finish_free(ex, good_chain(prompt.free_messages(ex)[-1]["content"]))
+    assert generate.edit_chain(demo_home, ids["contradiction"], fixed)["status"] == "approved"
+    assert generate.chain_detail(demo_home, ids["contradiction"])["reasons"] == []
+
+
+def test_reasons_migration_backfills_existing_chains(demo_home):
+    """A database from before the reasons column: the migration derives them from the stored
+    breakdowns (a flagged chain without a faithfulness fault counts as form)."""
+    ids = make_unfaithful_chains(demo_home)
+    db = store.connect(demo_home)
+    # back to the old schema: no column, the migration not applied
+    db.execute("ALTER TABLE chains DROP COLUMN reasons")
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm_faith_001_chain_reasons'")
+    store.migrate(db, demo_home.db)
+    got = dict(db.execute("SELECT id, reasons FROM chains").fetchall())
+    assert got == {ids["contradiction"]: ",contradiction,", ids["invented"]: ",invented,", ids["form"]: ",form,"}
+    store.migrate(db, demo_home.db)   # applied once only
+    assert dict(db.execute("SELECT id, reasons FROM chains").fetchall()) == got
+
+
+def test_review_page_filters_by_reason_and_marks_sentences(demo_home, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CCR_ENGINE", "0")
+    ids = make_unfaithful_chains(demo_home)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/review.py").run()
+    assert not at.exception
+    at.selectbox(key="rv-reason").select("invented specifics").run()
+    assert not at.exception
+    text = _texts(at)
+    assert "1 chains match" in text and "Falls short for: invented" in text
+    marked = [h.value for h in at.get("html")]
+    assert marked and all("<mark" in h for h in marked)
+    body = "\n".join(marked)
+    # the chain's own markup arrives escaped inside our <mark>, never as a tag
+    assert "&lt;b onmouseover=alert(1)&gt;Sarah&lt;/b&gt;" in body and "<b " not in body
+    assert generate.chain_detail(demo_home, ids["invented"])["at_fault"]
+    at.selectbox(key="rv-reason").select("contradicts the labels").run()
+    assert not at.exception and "Falls short for: contradiction" in _texts(at)
+    assert any("<mark" in h.value for h in at.get("html"))
+    at.selectbox(key="rv-reason").select("form (structure, content)").run()
+    assert not at.exception and "Falls short for: form" in _texts(at) and not at.get("html")
