@@ -669,7 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default smollm2-135m-instruct)")
         group.add_argument("--run", help="a trained run's adapter (same as --model run:RUN)")
         p.add_argument("--device", help="cuda, mps or cpu (default: the best present)")
-        p.add_argument("--dtype", help="bf16, fp16 or fp32 (default: the best for the device)")
+        p.add_argument("--dtype", help="weights' precision: auto (default: bf16 on CUDA and on CPUs with AMX-BF16 or "
+                       "AVX512-BF16, fp16 on MPS, else fp32), fp32, bf16 or fp16")
 
     p = sub.add_parser("eval", help="evaluate a model (and its base) on a test set: structure, quality score, "
                        "task accuracy; writes a JSON and an HTML report", parents=[home_parent])

@@ -297,6 +297,9 @@ def run_generate_job(ctx, config: dict) -> dict:
     ctx.log(f"generate: {ds_name}/{cfg.split}, {total} examples selected, {len(done_ids)} already done, "
             f"{len(pending)} to go; teacher {tid}, prompt {pk}, batch {cfg.batch_size}, "
             f"{'guided' if cfg.guided else 'free'} mode")
+    if cfg.backend == "local" and pending:  # loaded now rather than in the first round, to log its precision
+        info = teacher.local_generator(cfg, ctx.home).info
+        ctx.log(f"teacher on {info.get('device')}; precision {info.get('precision_reason') or info.get('dtype')}")
     t_start = time.time()
     new_chains = gen_tokens = n_attempts = retries = 0
     gen_seconds = 0.0

@@ -686,7 +686,7 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
     import transformers
     from peft import LoraConfig, get_peft_model
 
-    from engine.models import load_model, pick_device
+    from engine.models import load_model, pick_device, precision_choice
 
     home = resolve_home(home)
     check_run_name(run)
@@ -715,9 +715,9 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
     if world > 1 and device.startswith("cuda"):
         torch.cuda.set_device(local_rank)
         device = f"cuda:{local_rank}"
-    dtype = None if cfg.precision == "auto" else cfg.precision
-    log(f"loading {cfg.base_model} on {device} ({cfg.precision})")
-    model, tokenizer, info = load_model(cfg.base_model, home=home, device=device, dtype=dtype, for_training=True)
+    precision, reason = precision_choice(device, cfg.precision)
+    log(f"loading {cfg.base_model} on {device}; precision {reason}")
+    model, tokenizer, info = load_model(cfg.base_model, home=home, device=device, dtype=precision, for_training=True)
     if ensure_chat_template(tokenizer):
         log(f"{cfg.base_model} has no chat template: using ChatML")
     if should_stop and should_stop():
@@ -831,7 +831,7 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
             "run": run, "base_model": cfg.base_model, "base_source": info.get("source"),
             "status": "running", "data": data_info, "code_version": code_version(),
             "started_at": manifest.get("started_at") or started, "finished_at": None,
-            "device": device, "weights_dtype": weights_dtype, "world_size": world,
+            "device": device, "weights_dtype": weights_dtype, "precision_reason": reason, "world_size": world,
             "trainable_params": trainable, "total_params": total,
             "trainable_percent": round(100 * trainable / total, 4), "config_file": "config.yaml",
             "resumes": manifest.get("resumes", []) + ([{"from": Path(resume_from).name, "at": started}]
