@@ -772,6 +772,40 @@ def train_estimate(preset: str, data: str | None = None, overrides: str | list |
     return result
 
 
+_PRECISIONS: dict = {}
+
+
+def precision_choice(device: str | None = "auto", precision: str | None = "auto", timeout: float = 120.0) -> dict:
+    """The device and weights' precision a job would use on this machine, and why
+    (``models.hardware_choice``: device, precision, reason, and ``text``, the line the Train and
+    Generate pages show). The probe needs torch, which must not load in the UI process, so it
+    runs in a subprocess (``python -m engine.models precision``), once per (device, precision)."""
+    import subprocess
+    import sys
+
+    key = (device or "auto", precision or "auto")
+    if key in _PRECISIONS:
+        return _PRECISIONS[key]
+    if "torch" in sys.modules:  # an engine process (the command line, a test) has it loaded already
+        from engine.models import hardware_choice
+
+        result = hardware_choice(*key)
+    else:
+        cmd = [sys.executable, "-m", "engine.models", "precision", "--device", key[0], "--precision", key[1]]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                  cwd=str(Path(__file__).resolve().parents[1]))
+        except subprocess.TimeoutExpired:
+            return {"error": f"the probe took over {timeout:.0f} s", "text": "Precision: the hardware probe timed out"}
+        lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+        if not lines:
+            why = (proc.stderr or "no output").strip().splitlines()[-1:] or ["no output"]
+            return {"error": why[0], "text": f"Precision: the hardware probe failed ({why[0]})"}
+        result = json.loads(lines[-1])
+    _PRECISIONS[key] = result
+    return result
+
+
 def start_training(preset: str, data: str | None = None, eval_data: str | None = None,
                    overrides: str | list | None = None, run: str | None = None) -> tuple[int, str]:
     """Queue a new training run; returns (job id, run name). Raises ValueError with a readable message."""

@@ -73,6 +73,7 @@ with st.expander("New run", expanded=not api.train_runs()):
                                    format_func=lambda n: f"{n} ({next(p for p in presets if p['name'] == n)['base_model']})")
         preset = next(p for p in presets if p["name"] == preset_name)
         st.code(preset["header"], language=None)
+        st.caption(api.precision_choice(preset.get("device") or "auto", preset.get("precision") or "auto")["text"])
         files = api.train_data_files()
         options = [f["path"] for f in files]
         labels = {f["path"]: f["name"] + (" (Phase 1 export)" if f["default"] else "") for f in files}
