@@ -615,7 +615,7 @@ def start_generate(values: dict) -> int:
     gate = generate.gate_status(home(), config)
     if not gate["ok"]:
         raise ValueError(f"run a test that scores >= {gate['threshold']:g} first, or record an override")
-    limit = f", first {config['limit']}" if config.get("limit") is not None else ""
+    limit = f", {config.get('select', 'first')} {config['limit']}" if config.get("limit") is not None else ""
     key = f"generate:{config.get('dataset') or current_dataset()}:{config['split']}:{gate['teacher']}:{gate['prompt_version']}"
     return _enqueue("generate", config, f"generate chains ({config['split']}{limit})", dedupe_key=key)
 
@@ -668,10 +668,12 @@ def quality_report(**filters) -> dict:
     return generate.quality_report(home(), **filters)
 
 
-def export_reasoning(include_flagged: bool = False) -> dict:
+def export_reasoning(include_flagged: bool = False, balanced: bool = False, limit: int | None = None) -> dict:
+    """``ccr export reasoning [--include-flagged] [--balanced] [--limit N]``: the report has each
+    file's lines, ``left_out`` and ``by_label`` ({task: {label value: lines}})."""
     from engine import generate
 
-    return generate.export_reasoning(home(), None, include_flagged)
+    return generate.export_reasoning(home(), None, include_flagged, balanced=balanced, limit=limit)
 
 
 def chain_tasks() -> list[str]:

@@ -367,7 +367,14 @@ class ServeConfig:
 class GenerateConfig:
     dataset: str | None = opt(None, "Dataset to generate chains for; default the working dataset.")
     split: typing.Literal["train", "validation", "test"] = opt("train", "Split to generate for (train, validation or test).")
-    limit: int | None = opt(None, "Only the first N examples of the split (in id order); default all.")
+    limit: int | None = opt(None, "How many examples of the split to generate for (which ones: see select); "
+                            "default all.")
+    select: typing.Literal["first", "balanced"] = opt("first", "Which examples a limit takes: first (in id order) "
+                                                      "or balanced (round-robin over the six tasks and, within a "
+                                                      "task, over label values: CSAT 1-5, QA score bands, churn "
+                                                      "level, sentiment, root cause, coaching none/one/several; "
+                                                      "seeded by seed; a value with too few examples is used up "
+                                                      "and the others fill its share).")
     teacher: str = opt("smollm2-135m-instruct", "Teacher model: a registry name, HF id or local folder for the "
                        "local backend; the model name the server knows for the openai backend.")
     backend: typing.Literal["local", "openai"] = opt("local", "local (transformers in the job's process) or openai (an OpenAI-compatible "
