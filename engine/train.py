@@ -1085,7 +1085,8 @@ def export_model(home: Home | str | None, run: str, merge: bool = False, out: st
             from engine.models import load_model
 
             log(f"loading {manifest.get('base_model')} with the adapter of {run}")
-            model, tokenizer, _ = load_model(f"run:{run}", home=home, device="cpu", dtype=dtype)
+            # the saved weights' precision, not a speed choice: fp32 unless asked, whatever the CPU
+            model, tokenizer, _ = load_model(f"run:{run}", home=home, device="cpu", dtype=dtype or "fp32")
             merged = model.merge_and_unload()
             merged.save_pretrained(tmp, safe_serialization=True)
             ensure_chat_template(tokenizer)
