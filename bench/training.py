@@ -1,10 +1,12 @@
 """Training throughput and peak memory: padding to max length vs dynamic padding, fp32 vs bf16.
 
     .venv/bin/python bench/training.py [--steps 12] [--pad-steps 3] [--variants a,b,...]
+                                       [--data FILE] [--max-length N]
 
 Every variant trains the embedded SmolLM2-135M with the product's own code path
 (``engine.train.train``: LoRA r=16 on every projection, batch 2, length-grouped batches) on the
-synthetic demo data (ChatML examples of ~400 tokens), each in a fresh subprocess so that its
+synthetic demo data (ChatML examples of ~400 tokens; ``--data`` trains on another ChatML file instead,
+e.g. exported reasoning chains of ~1,000 tokens), each in a fresh subprocess so that its
 peak memory (``resource.getrusage(...).ru_maxrss`` of that process) is its own. All variants
 see the same batches in the same order (same seed), so their per-step losses are comparable.
 
@@ -48,12 +50,13 @@ COMMON = ["base_model=smollm2-135m-instruct", "device=cpu", "batch_size=2", "gra
           "eval_steps=0", "save_steps=100000", "lora.r=16", "group_by_length=true", "seed=0"]
 
 
-def child(variant: str, data: str, home: str, steps: int) -> None:
+def child(variant: str, data: str, home: str, steps: int, max_length: int) -> None:
     from engine import store, train
     from engine.config import TrainConfig, load_config
 
     overrides, _ = VARIANTS[variant]
-    cfg = load_config(TrainConfig, None, COMMON + overrides + [f"max_steps={steps}", f"data={data}"])
+    cfg = load_config(TrainConfig, None, COMMON + overrides + [f"max_steps={steps}", f"data={data}",
+                                                               f"max_length={max_length}"])
     cfg.eval_data = None
     from transformers import TrainerCallback
 
@@ -89,27 +92,31 @@ def main() -> int:
     parser.add_argument("--variants", default=DEFAULT_VARIANTS,
                         help=f"comma-separated, of {', '.join(VARIANTS)} (dynamic_bf16 is very slow on CPUs "
                         "without native bf16, e.g. AVX2-only ones)")
+    parser.add_argument("--data", help="ChatML JSONL to train on (default: the synthetic demo train split)")
+    parser.add_argument("--max-length", type=int, default=2048, help="max_length of every variant (default 2048)")
     parser.add_argument("--child")
-    parser.add_argument("--data")
     parser.add_argument("--home")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.child:
-        child(args.child, args.data, args.home, args.steps)
+        child(args.child, args.data, args.home, args.steps, args.max_length)
         return 0
 
     from engine import synth
 
     with tempfile.TemporaryDirectory(prefix="ccr-bench-train-") as tmp:
-        written = synth.write_synth(Path(tmp) / "demo", preset="demo", seed=0)
-        data = str(written["files"]["train"])
+        if args.data:
+            data = str(Path(args.data).resolve())
+        else:
+            data = str(synth.write_synth(Path(tmp) / "demo", preset="demo", seed=0)["files"]["train"])
         results = {}
         for variant in args.variants.split(","):
             steps = args.pad_steps if VARIANTS[variant][1] else args.steps
             home = Path(tmp) / f"home-{variant}"
             proc = subprocess.run([sys.executable, __file__, "--child", variant, "--data", data, "--home", str(home),
-                                   "--steps", str(steps)], capture_output=True, text=True, cwd=str(REPO))
+                                   "--steps", str(steps), "--max-length", str(args.max_length)],
+                                  capture_output=True, text=True, cwd=str(REPO))
             line = [x for x in proc.stdout.splitlines() if x.startswith("{")]
             if proc.returncode != 0 or not line:
                 print(f"{variant}: failed (exit code {proc.returncode}; -9 is usually the out-of-memory killer)\n"

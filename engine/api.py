@@ -740,7 +740,7 @@ def start_generate(values: dict) -> int:
     gate = generate.gate_status(home(), config)
     if not gate["ok"]:
         raise ValueError(f"run a test that scores >= {gate['threshold']:g} first, or record an override")
-    limit = f", first {config['limit']}" if config.get("limit") is not None else ""
+    limit = f", {config.get('select', 'first')} {config['limit']}" if config.get("limit") is not None else ""
     key = f"generate:{config.get('dataset') or current_dataset()}:{config['split']}:{gate['teacher']}:{gate['prompt_version']}"
     return _enqueue("generate", config, f"generate chains ({config['split']}{limit})", dedupe_key=key)
 
@@ -800,10 +800,12 @@ def quality_report(**filters) -> dict:
     return generate.quality_report(home(), **filters)
 
 
-def export_reasoning(include_flagged: bool = False) -> dict:
+def export_reasoning(include_flagged: bool = False, balanced: bool = False, limit: int | None = None) -> dict:
+    """``ccr export reasoning [--include-flagged] [--balanced] [--limit N]``: the report has each
+    file's lines, ``left_out`` and ``by_label`` ({task: {label value: lines}})."""
     from engine import generate
 
-    return generate.export_reasoning(home(), None, include_flagged)
+    return generate.export_reasoning(home(), None, include_flagged, balanced=balanced, limit=limit)
 
 
 def chain_tasks() -> list[str]:
@@ -901,6 +903,40 @@ def train_estimate(preset: str, data: str | None = None, overrides: str | list |
     result = json.loads(lines[-1]) if lines else {"error": (proc.stderr or "dry run failed").strip()[-2000:]}
     if "error" not in result:
         _ESTIMATES[key] = result
+    return result
+
+
+_PRECISIONS: dict = {}
+
+
+def precision_choice(device: str | None = "auto", precision: str | None = "auto", timeout: float = 120.0) -> dict:
+    """The device and weights' precision a job would use on this machine, and why
+    (``models.hardware_choice``: device, precision, reason, and ``text``, the line the Train and
+    Generate pages show). The probe needs torch, which must not load in the UI process, so it
+    runs in a subprocess (``python -m engine.models precision``), once per (device, precision)."""
+    import subprocess
+    import sys
+
+    key = (device or "auto", precision or "auto")
+    if key in _PRECISIONS:
+        return _PRECISIONS[key]
+    if "torch" in sys.modules:  # an engine process (the command line, a test) has it loaded already
+        from engine.models import hardware_choice
+
+        result = hardware_choice(*key)
+    else:
+        cmd = [sys.executable, "-m", "engine.models", "precision", "--device", key[0], "--precision", key[1]]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                  cwd=str(Path(__file__).resolve().parents[1]))
+        except subprocess.TimeoutExpired:
+            return {"error": f"the probe took over {timeout:.0f} s", "text": "Precision: the hardware probe timed out"}
+        lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+        if not lines:
+            why = (proc.stderr or "no output").strip().splitlines()[-1:] or ["no output"]
+            return {"error": why[0], "text": f"Precision: the hardware probe failed ({why[0]})"}
+        result = json.loads(lines[-1])
+    _PRECISIONS[key] = result
     return result
 
 

@@ -616,7 +616,7 @@ def cmd_generate(args) -> int:
                 print(f"error: the test scored {r['score']:.1f} < {cfg.gate_threshold:g}; change the configuration, "
                       "or run again with --override (recorded) to generate anyway", file=sys.stderr)
                 return 1
-    title = f"generate chains ({cfg.split}" + (f", first {cfg.limit}" if cfg.limit is not None else "") + ")"
+    title = f"generate chains ({cfg.split}" + (f", {cfg.select} {cfg.limit}" if cfg.limit is not None else "") + ")"
     job = jobs.run_inline(home, "generate", to_dict(cfg), title=title)
     if job["status"] != "succeeded":
         return _job_exit(job)
@@ -711,14 +711,18 @@ def cmd_export_reasoning(args) -> int:
     from engine import generate
 
     try:
-        r = generate.export_reasoning(_home(args), args.out, args.include_flagged, args.dataset)
+        r = generate.export_reasoning(_home(args), args.out, args.include_flagged, args.dataset,
+                                      balanced=args.balanced, limit=args.limit, seed=args.seed)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for split in ("train", "validation"):
         s = r[split]
         print(f"wrote {s['lines']} {split} lines to {s['path']} ("
-              + ", ".join(f"{k} {v}" for k, v in s["by_status"].items()) + ")")
+              + ", ".join(f"{k} {v}" for k, v in s["by_status"].items())
+              + (f"; {s['left_out']} usable chains left out to balance or limit" if s["left_out"] else "") + ")")
+        if args.balanced and s["lines"]:
+            print(f"  by task and label value: {generate.format_balance(s['by_label'])}")
     return 0
 
 
@@ -836,7 +840,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default smollm2-135m-instruct)")
         group.add_argument("--run", help="a trained run's adapter (same as --model run:RUN)")
         p.add_argument("--device", help="cuda, mps or cpu (default: the best present)")
-        p.add_argument("--dtype", help="bf16, fp16 or fp32 (default: the best for the device)")
+        p.add_argument("--dtype", help="weights' precision: auto (default: bf16 on CUDA and on CPUs with AMX-BF16 or "
+                       "AVX512-BF16, fp16 on MPS, else fp32), fp32, bf16 or fp16")
 
     p = sub.add_parser("eval", help="evaluate a model (and its base) on a test set: structure, quality score, "
                        "task accuracy; writes a JSON and an HTML report", parents=[home_parent])
@@ -872,7 +877,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole loop on CPU: synth -> generate -> export -> train -> evaluate base "
                        "vs tuned (rerun to continue after a stop)", parents=[home_parent])
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    p.add_argument("--train-limit", type=int, default=None, help="chains for the first N train examples (default all)")
+    p.add_argument("--train-limit", type=int, default=None, help="chains for N train examples, balanced across tasks and label "
+                   "values (default all)")
     p.add_argument("--validation-limit", type=int, default=24, help="chains for N validation examples (default 24)")
     p.add_argument("--eval-limit", type=int, default=0, help="test examples to evaluate on (0: all)")
     p.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer in the evaluation")
@@ -932,7 +938,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "continue)", parents=[home_parent])
     p.add_argument("--config", help="YAML preset (default configs/generate_smollm2_cpu.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="override config fields (see the preset)")
-    p.add_argument("--limit", type=int, help="only the first N examples of the split")
+    p.add_argument("--limit", type=int, help="only N examples of the split (the first N; with select=balanced "
+                   "balanced across tasks and label values)")
     p.add_argument("--split", help="train, validation or test (default from the config: train)")
     p.add_argument("--test", action="store_true", help="generate one example, show it and its score, record the gate")
     p.add_argument("--override", action="store_true", help="launch without a passing test (recorded)")
@@ -987,6 +994,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="train file (default HOME/train_reasoning.jsonl; validation goes beside it)")
     p.add_argument("--include-flagged", action="store_true", help="also chains still flagged for review")
     p.add_argument("--dataset", help="dataset (default: the working dataset)")
+    p.add_argument("--balanced", action="store_true",
+                   help="balance the lines across tasks and, within a task, across label values (CSAT 1-5, QA "
+                   "bands, churn, sentiment, root cause, coaching none/one/several); without --limit every task "
+                   "keeps the smallest task's count; the lines left out are counted")
+    p.add_argument("--limit", type=int, help="at most N lines per file: the first N by example id, or with "
+                   "--balanced the first N of the balanced round-robin")
+    p.add_argument("--seed", type=int, default=0, help="seed of the balanced selection (default 0)")
     p.set_defaults(func=cmd_export_reasoning)
 
     p = sub.add_parser("score", help="score the assistant turn of every line of a ChatML JSONL file",

@@ -106,6 +106,17 @@ def opt(default, help: str, **kwargs):
     return field(default=default, metadata={"help": help}, **kwargs)
 
 
+# The weights' precision, one vocabulary for every phase. Older configs and stored job rows say
+# None (the old "best for the device") or torch's names (float32...): they still load, as auto
+# or the short name.
+Precision = typing.Literal["auto", "fp32", "bf16", "fp16"]
+PRECISION_ALIASES = {None: "auto", "": "auto", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+PRECISION_HELP = ("auto (default): bf16 on CUDA GPUs that support it (else fp16), fp16 on Apple MPS, and on a CPU "
+                  "bf16 when it has native bf16 matmuls (AMX-BF16 or AVX512-BF16), else fp32 (without them bf16 "
+                  "is ~35x slower); fp32, bf16 or fp16 force one. The job log and the dry run say what was "
+                  "picked and why.")
+
+
 def _hints(cls) -> dict:
     return typing.get_type_hints(cls)
 
@@ -116,6 +127,8 @@ def _coerce(value, hint, where: str):
     args = typing.get_args(hint)
     if hint is typing.Any:
         return value
+    if hint == Precision:
+        value = PRECISION_ALIASES.get(value, value) if value is None or isinstance(value, str) else value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -338,8 +351,8 @@ class TrainConfig:
     eval_data: str | None = opt(None, "Validation ChatML JSONL; default the training file's validation_* "
                                 "sibling (e.g. validation_reasoning.jsonl) when it exists, else no evaluation.")
     device: typing.Literal["auto", "cpu", "cuda", "mps"] = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps.")
-    precision: typing.Literal["auto", "fp32", "bf16", "fp16"] = opt("auto", "Weights' precision: auto (bf16 on CUDA, fp16 on MPS, fp32 on CPU), fp32, bf16 "
-                         "or fp16. LoRA weights and optimizer states stay in fp32.")
+    precision: Precision = opt("auto", "Weights' precision: " + PRECISION_HELP + " LoRA weights and optimizer "
+                               "states stay in fp32.")
     batch_size: int = opt(2, "Examples per device per forward pass.")
     gradient_accumulation_steps: int = opt(8, "Forward passes per optimizer step (effective batch = "
                                            "batch_size x this x GPUs).")
@@ -397,7 +410,7 @@ class EvalConfig:
     batch_size: int = opt(8, "Examples generated together in one batch.")
     max_prompt_tokens: int = opt(0, "Cut prompts longer than this from the start (0: no limit).")
     device: str | None = opt(None, "cuda, mps or cpu; default the best one present.")
-    dtype: str | None = opt(None, "bf16, fp16 or fp32; default the best for the device.")
+    dtype: Precision = opt("auto", "Weights' precision: " + PRECISION_HELP)
     report: str | None = opt(None, "Write the report as JSON to this file and as HTML beside it (same name, .html); "
                              "default <home>/reports/eval-<job>.json.")
     examples_in_report: int = opt(20, "How many examples where the models disagree the HTML report shows.")
@@ -415,7 +428,7 @@ class InferConfig:
     top_p: float = opt(1.0, "Nucleus sampling mass (with temperature > 0).")
     seed: int = opt(0, "Sampling seed (with temperature > 0).")
     device: str | None = opt(None, "cuda, mps or cpu; default the best one present.")
-    dtype: str | None = opt(None, "bf16, fp16 or fp32; default the best for the device.")
+    dtype: Precision = opt("auto", "Weights' precision: " + PRECISION_HELP)
     progress_bar: bool = opt(False, "Draw a progress bar on stderr (the command line turns it on).")
 
 
@@ -436,7 +449,7 @@ class ServeConfig:
     idle_shutdown_s: float = opt(0.0, "Stop after this many seconds without a request (0: never); the Compare "
                                  "page's servers use it so they do not outlive the demo.")
     device: str | None = opt(None, "cuda, mps or cpu; default the best one present.")
-    dtype: str | None = opt(None, "bf16, fp16 or fp32; default the best for the device.")
+    dtype: Precision = opt("auto", "Weights' precision: " + PRECISION_HELP)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,7 +461,14 @@ class ServeConfig:
 class GenerateConfig:
     dataset: str | None = opt(None, "Dataset to generate chains for; default the working dataset.")
     split: typing.Literal["train", "validation", "test"] = opt("train", "Split to generate for (train, validation or test).")
-    limit: int | None = opt(None, "Only the first N examples of the split (in id order); default all.")
+    limit: int | None = opt(None, "How many examples of the split to generate for (which ones: see select); "
+                            "default all.")
+    select: typing.Literal["first", "balanced"] = opt("first", "Which examples a limit takes: first (in id order) "
+                                                      "or balanced (round-robin over the six tasks and, within a "
+                                                      "task, over label values: CSAT 1-5, QA score bands, churn "
+                                                      "level, sentiment, root cause, coaching none/one/several; "
+                                                      "seeded by seed; a value with too few examples is used up "
+                                                      "and the others fill its share).")
     teacher: str = opt("smollm2-135m-instruct", "Teacher model: a registry name, HF id or local folder for the "
                        "local backend; the model name the server knows for the openai backend.")
     backend: typing.Literal["local", "openai"] = opt("local", "local (transformers in the job's process) or openai (an OpenAI-compatible "
@@ -456,7 +476,7 @@ class GenerateConfig:
     guided: bool = opt(True, "Structure-guided mode: we write the tags and headers, the model fills each of the "
                        "13 parts (best for small teachers). false: the model writes the whole chain.")
     device: typing.Literal["auto", "cpu", "cuda", "mps"] = opt("auto", "Local backend: cuda, mps, cpu or auto (the best one present).")
-    dtype: typing.Literal["auto", "fp32", "bf16", "fp16"] = opt("auto", "Local backend: bf16, fp16, fp32 or auto (bf16/fp16 on GPUs, fp32 on CPU).")
+    dtype: Precision = opt("auto", "Local backend: the weights' precision: " + PRECISION_HELP)
     batch_size: int = opt(8, "Examples generated together (guided mode decodes batch_size x 13 parts at once; "
                           "the openai backend sends this many examples' requests per round).")
     max_new_tokens: int = opt(900, "Free mode: token budget of a whole chain.")

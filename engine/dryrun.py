@@ -57,17 +57,15 @@ def arch_config(cfg: TrainConfig, home: Home | None = None) -> tuple[dict, str]:
         f"folder with config.json, or an HF id whose config.json is in the HF cache")
 
 
-def resolve_precision(cfg: TrainConfig) -> tuple[str, str]:
-    """(device, precision) as training would pick them on this machine."""
-    from engine.models import pick_device
+def resolve_precision(cfg: TrainConfig) -> tuple[str, str, str]:
+    """(device, precision, reason) as training would pick them on this machine."""
+    from engine.models import pick_device, precision_choice
 
     device = cfg.device
     if device == "auto":
         device = pick_device(None)
-    precision = cfg.precision
-    if precision == "auto":
-        precision = {"cuda": "bf16", "mps": "fp16"}.get(device.split(":")[0], "fp32")
-    return device, precision
+    precision, reason = precision_choice(device, cfg.precision)
+    return device, precision, reason
 
 
 def count_parameters(arch: dict, cfg: TrainConfig) -> dict:
@@ -183,7 +181,7 @@ def estimate(cfg: TrainConfig, home: Home | str | None = None, data: str | None 
     """Everything the dry run prints, as a dict (the Training page shows the same)."""
     home = resolve_home(home)
     arch, arch_source = arch_config(cfg, home)
-    device, precision = resolve_precision(cfg)
+    device, precision, precision_reason = resolve_precision(cfg)
     params = count_parameters(arch, cfg)
     w = DTYPE_BYTES[precision]
     summary = data_summary(data if data is not None else cfg.data, cfg, home)
@@ -221,6 +219,7 @@ def estimate(cfg: TrainConfig, home: Home | str | None = None, data: str | None 
             "merged_export": export_bytes}
     disk["total"] = disk["base_model"] + disk["adapter"] + disk["checkpoints"] + disk["merged_export"]
     return {"base_model": cfg.base_model, "arch_source": arch_source, "device": device, "precision": precision,
+            "precision_reason": precision_reason,
             "params": params, "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "dropout": cfg.lora.dropout,
                                        "target_modules": list(cfg.lora.target_modules)},
             "memory": memory, "disk": disk, "data": summary}
@@ -241,6 +240,7 @@ def format_estimate(e: dict, title: str | None = None) -> str:
         f"model        {e['base_model']} ({p['architecture']}, {p['layers']} layers) from {e['arch_source']}, "
         f"built on the meta device (no weights)",
         f"device       {e['device']}, weights {e['precision']}",
+        f"precision    {e.get('precision_reason', e['precision'])}",
         f"parameters   {p['total']:,} total, {p['trainable']:,} trainable ({p['percent']:.2f}%)",
         f"LoRA         r={e['lora']['r']} alpha={e['lora']['alpha']} dropout={e['lora']['dropout']} on "
         f"{', '.join(p['lora_modules'])}",

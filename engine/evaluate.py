@@ -218,7 +218,8 @@ def evaluate_model(home: Home, model: str, examples: list[dict], source: str, cf
     try:
         if todo and generator is None:
             generator = load_generator(model, home, device=cfg.device, dtype=cfg.dtype)
-            log(f"loaded {model} on {generator.device}")
+            info = getattr(generator, "info", {}) or {}
+            log(f"loaded {model} on {generator.device}; precision {info.get('precision_reason') or info.get('dtype')}")
         bs = max(1, cfg.batch_size)
         # Sorting by prompt length makes each batch pad little; the rows are keyed, so order is free.
         todo.sort(key=lambda e: len(e["prompt"]))

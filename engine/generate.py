@@ -25,6 +25,7 @@ run starts only when a test for the same teacher and prompt version on the same 
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 from pathlib import Path
@@ -77,13 +78,121 @@ def _example(row) -> dict:
     return ex
 
 
-def selection_ids(db, dataset_id: int, split: str, limit: int | None) -> list[int]:
+def selection_ids(db, dataset_id: int, split: str, limit: int | None, balanced: bool = False,
+                  seed: int = 0) -> list[int]:
+    """Row ids of the examples a run works on: the first ``limit`` of the split in id order, or
+    with ``balanced`` the first ``limit`` of ``balanced_order`` (even across tasks and, within a
+    task, across label values). Both are deterministic, so a resumed run selects the same ids."""
+    if balanced:
+        rows = [(i, task, json.loads(labels) if labels else {}) for i, task, labels in db.execute(
+            "SELECT id, task, labels FROM examples WHERE dataset_id = ? AND split = ?", [dataset_id, split])]
+        order = balanced_order(rows, seed)
+        return order if limit is None else order[:max(0, int(limit))]
     sql = "SELECT id FROM examples WHERE dataset_id = ? AND split = ? ORDER BY id"
     params: list = [dataset_id, split]
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))
     return [r[0] for r in db.execute(sql, params)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Balanced selection: a small student trained on skewed labels learns the majority answer (8 of
+# the 16 CSAT chains of the first 96 demo examples were 5/5, and the tuned model answered 5/5 to
+# most CSAT calls), so the demo and `ccr export reasoning --balanced` pick examples round-robin
+# over (task, label value) strata.
+# ---------------------------------------------------------------------------------------------
+
+QA_BANDS = ((0, 49), (50, 69), (70, 84), (85, 100))
+
+
+def label_stratum(task: str | None, labels: dict | None) -> str:
+    """The label value an example is balanced on within its task: the CSAT score, the QA score's
+    band, the churn level, the sentiment, the root cause, and for coaching how many behaviours
+    (none, one, several: the count is what a student over- or under-predicts). Examples without
+    a usable label share one stratum, ``(no label)``.
+
+    >>> [label_stratum("csat", {"csat": 4}), label_stratum("quality", {"quality": 72}),
+    ...  label_stratum("coaching", {"coaching": ["empathy", "ownership"]}), label_stratum("churn", {})]
+    ['4', '70-84', 'several', '(no label)']
+    """
+    labels = labels or {}
+    try:
+        if task == "csat":
+            return str(int(labels["csat"]))
+        if task == "quality":
+            score = float(labels["quality"])
+            return next(f"{lo}-{hi}" for lo, hi in QA_BANDS if score <= hi) if score >= 0 else "(no label)"
+        if task == "coaching":
+            n = len(labels["coaching"])
+            return "none" if n == 0 else "one" if n == 1 else "several"
+        if task in ("churn", "sentiment", "root_cause"):
+            value = labels[task]
+            return str(value) if value not in (None, "") else "(no label)"
+    except (KeyError, TypeError, ValueError, StopIteration):
+        pass
+    return "(no label)"
+
+
+def _round_robin(queues: list[list]) -> list:
+    """One item from each queue in turn; an exhausted queue drops out and the others go on.
+
+    >>> _round_robin([[1, 2, 3], [4], [5, 6]])
+    [1, 4, 5, 2, 6, 3]
+    """
+    out = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
+
+
+def balanced_order(rows, seed: int = 0) -> list[int]:
+    """Order ``rows`` (id, task, labels) so that every prefix is as balanced as the data allows.
+
+    Within a task the ids are grouped by ``label_stratum``, each group shuffled with a seeded
+    generator, and the groups taken round-robin; the tasks are then interleaved round-robin (in
+    ``tasks.TASKS`` order, unknown tasks after). So the first 60 of a split with six tasks are 10
+    per task and, for CSAT, 2 per score. A stratum with too few examples is used up and drops
+    out: the remaining values (or tasks) fill its turns, so a prefix never runs short while
+    examples are left, and the shares are then as even as the data allows. Deterministic: the
+    same rows and seed give the same order (a string seed hashes the same in every process).
+    """
+    from engine.tasks import TASKS
+
+    by_task: dict[str, dict[str, list[int]]] = {}
+    for row_id, task, labels in sorted(rows, key=lambda r: r[0]):
+        by_task.setdefault(task or "", {}).setdefault(label_stratum(task, labels), []).append(row_id)
+    per_task = {}
+    for task, strata in by_task.items():
+        rng = random.Random(f"balanced:{seed}:{task}")
+        values = sorted(strata)
+        rng.shuffle(values)  # which value gets the odd extra pick varies with the seed, not always the first
+        queues = []
+        for value in values:
+            ids = list(strata[value])
+            rng.shuffle(ids)
+            queues.append(ids)
+        per_task[task] = _round_robin(queues)
+    order = [t for t in TASKS if t in per_task] + sorted(t for t in per_task if t not in TASKS)
+    return _round_robin([per_task[t] for t in order])
+
+
+def balance_counts(db, ids: list[int]) -> dict[str, dict[str, int]]:
+    """{task: {label stratum: count}} of the examples ``ids`` (what a balanced selection holds)."""
+    out: dict[str, dict[str, int]] = {}
+    for ex in load_examples(db, list(ids)):
+        counts = out.setdefault(ex["task"] or "", {})
+        value = label_stratum(ex["task"], ex["labels"])
+        counts[value] = counts.get(value, 0) + 1
+    return {t: dict(sorted(v.items())) for t, v in sorted(out.items(), key=_task_key)}
+
+
+def _task_key(item) -> tuple:
+    """Sort key of a (task, ...) pair: the six tasks in their usual order, unknown ones after."""
+    from engine.tasks import TASKS
+
+    task = item[0]
+    return (TASKS.index(task), "") if task in TASKS else (len(TASKS), task or "")
 
 
 def load_examples(db, ids: list[int]) -> list[dict]:
@@ -300,7 +409,7 @@ def run_generate_job(ctx, config: dict) -> dict:
         raise RuntimeError(f"no test for teacher {tid} and prompt {pk} scored >= {cfg.gate_threshold:g}: run a test "
                            "first (Generate page, or `ccr generate --test`) or launch with an override")
     ds_id, ds_name = resolve_dataset(db, cfg.dataset)
-    ids = selection_ids(db, ds_id, cfg.split, cfg.limit)
+    ids = selection_ids(db, ds_id, cfg.split, cfg.limit, balanced=cfg.select == "balanced", seed=cfg.seed)
     total = len(ids)
     done_ids = set()
     for start in range(0, len(ids), 500):
@@ -329,9 +438,14 @@ def run_generate_job(ctx, config: dict) -> dict:
     summary0 = selection_summary(db, ids, tid, pk)
     scores = list(summary0["scores"])
     counts = {"passed": summary0["passed"], "flagged": summary0["flagged"]}
-    ctx.log(f"generate: {ds_name}/{cfg.split}, {total} examples selected, {len(done_ids)} already done, "
+    ctx.log(f"generate: {ds_name}/{cfg.split}, {total} examples selected ({cfg.select}), {len(done_ids)} already done, "
             f"{len(pending)} to go; teacher {tid}, prompt {pk}, batch {cfg.batch_size}, "
             f"{'guided' if cfg.guided else 'free'} mode")
+    if cfg.select == "balanced":
+        ctx.log("selection by task and label value: " + format_balance(balance_counts(db, ids)))
+    if cfg.backend == "local" and pending:  # loaded now rather than in the first round, to log its precision
+        info = teacher.local_generator(cfg, ctx.home).info
+        ctx.log(f"teacher on {info.get('device')}; precision {info.get('precision_reason') or info.get('dtype')}")
     t_start = time.time()
     new_chains = gen_tokens = n_attempts = retries = 0
     gen_seconds = 0.0
@@ -443,7 +557,8 @@ _STATUS_RANK = {"approved": 3, "passed": 2, "flagged": 1}
 
 
 def export_reasoning(home: Home | str | None = None, out: str | Path | None = None, include_flagged: bool = False,
-                     dataset: str | None = None) -> dict:
+                     dataset: str | None = None, balanced: bool = False, limit: int | None = None,
+                     seed: int = 0) -> dict:
     """Write the train and validation chains as ChatML JSONL (temp file + rename).
 
     One line per example that has a usable chain: approved or passed (flagged too with
@@ -452,6 +567,13 @@ def export_reasoning(home: Home | str | None = None, out: str | Path | None = No
     ``prompt_version``. When an example has chains from several teachers or prompt versions,
     the best status wins, then the newest. ``out`` names the train file (default
     ``<home>/train_reasoning.jsonl``); the validation file goes beside it.
+
+    ``limit``: at most N lines per file, the first N by example id or, with ``balanced``, the
+    first N of ``balanced_order`` (seeded by ``seed``). ``balanced`` without a limit keeps the
+    largest set with the same count for every task present (the smallest task's count), the
+    label values within each task as even as the chains allow. Lines left out are counted in
+    the report (``left_out``), never dropped silently; ``by_label`` gives each file's
+    {task: {label value: lines}}.
     """
     home = resolve_home(home).ensure()
     db = store.connect(home)
@@ -461,7 +583,7 @@ def export_reasoning(home: Home | str | None = None, out: str | Path | None = No
     val_name = name.replace("train", "validation") if "train" in name else f"{train_path.stem}.validation{train_path.suffix or '.jsonl'}"
     paths = {"train": train_path, "validation": train_path.with_name(val_name)}
     allowed = ["approved", "passed"] + (["flagged"] if include_flagged else [])
-    report = {"dataset": ds_name, "include_flagged": include_flagged}
+    report = {"dataset": ds_name, "include_flagged": include_flagged, "balanced": balanced, "limit": limit}
     for split, path in paths.items():
         best: dict[int, tuple] = {}
         for row in db.execute(
@@ -471,10 +593,12 @@ def export_reasoning(home: Home | str | None = None, out: str | Path | None = No
             rank = (_STATUS_RANK[row[3]], row[6])
             if row[0] not in best or rank > best[row[0]][0]:
                 best[row[0]] = (rank, row)
+        keep = _export_selection(db, sorted(best), balanced, limit, seed)
         lines = 0
         by_status = {s: 0 for s in allowed}
+        by_label: dict[str, dict[str, int]] = {}
         with atomic_write(path) as fh:
-            for ex in load_examples(db, sorted(best)):
+            for ex in load_examples(db, keep):
                 _, (_, text, score, status, tid, pk, _) = best[ex["id"]]
                 messages = [dict(m) for m in ex["messages"]]
                 idx = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
@@ -490,8 +614,37 @@ def export_reasoning(home: Home | str | None = None, out: str | Path | None = No
                 fh.write(json.dumps({"messages": messages, "meta": meta}, ensure_ascii=False) + "\n")
                 lines += 1
                 by_status[status] += 1
-        report[split] = {"path": str(path), "lines": lines, "by_status": by_status}
+                counts = by_label.setdefault(ex["task"] or "", {})
+                value = label_stratum(ex["task"], ex["labels"])
+                counts[value] = counts.get(value, 0) + 1
+        report[split] = {"path": str(path), "lines": lines, "by_status": by_status, "left_out": len(best) - lines,
+                         "by_label": {t: dict(sorted(v.items())) for t, v in sorted(by_label.items(), key=_task_key)}}
     return report
+
+
+def _export_selection(db, ids: list[int], balanced: bool, limit: int | None, seed: int) -> list[int]:
+    """The example ids (sorted) whose chains an export writes; see ``export_reasoning``."""
+    if limit is not None and int(limit) < 0:
+        raise ValueError(f"limit must be 0 or more, got {limit}")
+    if not balanced:
+        return ids if limit is None else ids[:int(limit)]
+    rows = [(e["id"], e["task"], e["labels"]) for e in load_examples(db, ids)]
+    if limit is None:
+        per_task: dict[str, int] = {}
+        for _, task, _ in rows:
+            per_task[task or ""] = per_task.get(task or "", 0) + 1
+        limit = min(per_task.values()) * len(per_task) if per_task else 0
+    return sorted(balanced_order(rows, seed)[:int(limit)])
+
+
+def format_balance(by_label: dict[str, dict[str, int]]) -> str:
+    """``csat 1:4 2:4 3:3 ...; churn high:5 ...`` for logs and the command line.
+
+    >>> format_balance({"csat": {"1": 2, "5": 2}, "churn": {"low": 3}})
+    'csat 1:2 5:2; churn low:3'
+    """
+    return "; ".join(f"{task or '(no task)'} " + " ".join(f"{v}:{n}" for v, n in counts.items())
+                     for task, counts in by_label.items())
 
 
 # ---------------------------------------------------------------------------------------------

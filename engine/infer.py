@@ -168,7 +168,8 @@ def run_infer(cfg, ctx=None, generator=None) -> dict:
             from engine.evaluate import load_generator
 
             generator = load_generator(cfg.model, ctx.home if ctx else None, device=cfg.device, dtype=cfg.dtype)
-            log(f"loaded {cfg.model} on {generator.device}")
+            log(f"loaded {cfg.model} on {generator.device}; precision "
+                f"{generator.info.get('precision_reason') or generator.info.get('dtype')}")
         name = getattr(generator, "name", cfg.model)
         bs = max(1, cfg.batch_size)
         for start in range(0, len(todo), bs):

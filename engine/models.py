@@ -327,21 +327,99 @@ def pick_device(preferred: str | None = None) -> str:
     return "cpu"
 
 
+# Precision names as configs write them, and the torch dtype names they stand for.
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+_PRECISION_ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+_CPU_CAPS: dict | None = None
+
+
+def cpu_capabilities() -> dict:
+    """What this CPU does natively, probed once per process and cached:
+    ``{"cpu_name", "avx2", "avx512_bf16", "amx_bf16", "source"}``.
+
+    The probe is ``torch.cpu.get_capabilities()`` (what torch's own kernels dispatch on), with
+    the flags of ``/proc/cpuinfo`` as the fallback (older torch, or no torch). Tests fake a CPU
+    by monkeypatching this one function.
+    """
+    global _CPU_CAPS
+    if _CPU_CAPS is None:
+        _CPU_CAPS = _probe_cpu()
+    return dict(_CPU_CAPS)
+
+
+def _probe_cpu() -> dict:
+    import platform
+
+    keys = ("avx2", "avx512_bf16", "amx_bf16")
+    try:
+        import torch
+
+        caps = torch.cpu.get_capabilities()
+        return {"cpu_name": str(caps.get("cpu_name") or platform.processor() or platform.machine()),
+                **{k: bool(caps.get(k)) for k in keys}, "source": "torch.cpu.get_capabilities()"}
+    except (ImportError, AttributeError, RuntimeError):
+        pass
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        text = ""
+    flags: set[str] = set()
+    name = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags" and not flags:
+            flags = set(value.split())
+        elif key.strip() == "model name" and not name:
+            name = value.strip()
+    return {"cpu_name": name or platform.processor() or platform.machine(), **{k: k in flags for k in keys},
+            "source": "/proc/cpuinfo" if flags else "unknown (no torch probe, no /proc/cpuinfo)"}
+
+
+def precision_choice(device: str, preferred: str | None = None) -> tuple[str, str]:
+    """(precision, reason): the weights' precision for ``device`` (fp32, bf16 or fp16) and why.
+
+    ``preferred`` (a config's ``precision``/``dtype``: fp32, bf16, fp16, their torch names, or
+    auto/None) wins when given. Auto picks bf16 on CUDA GPUs that support it (else fp16), fp16
+    on MPS, and on a CPU bf16 only where it has native bf16 matmuls (AMX-BF16 or AVX512-BF16):
+    without them torch emulates bf16, measured ~35x slower than fp32 on an AVX2 CPU
+    (docs/benchmarks.md).
+
+    >>> precision_choice("cpu", "float16")
+    ('fp16', 'fp16 as configured')
+    >>> precision_choice("mps")
+    ('fp16', 'fp16 on Apple MPS')
+    """
+    if preferred and preferred != "auto":
+        name = _PRECISION_ALIASES.get(preferred, preferred)
+        if name not in PRECISIONS:
+            raise ValueError(f"dtype must be one of auto, {', '.join([*PRECISIONS, *_PRECISION_ALIASES])}; "
+                             f"got {preferred!r}")
+        return name, f"{name} as configured"
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():  # a dry run of a GPU preset on a machine without one
+            return "bf16", "bf16 on CUDA (assumed: no CUDA GPU here to ask; GPUs older than Ampere would get fp16)"
+        if torch.cuda.is_bf16_supported():
+            return "bf16", f"bf16 on CUDA ({torch.cuda.get_device_name(device)} supports it)"
+        return "fp16", f"fp16 on CUDA ({torch.cuda.get_device_name(device)} has no bf16)"
+    if device == "mps":
+        return "fp16", "fp16 on Apple MPS"
+    caps = cpu_capabilities()
+    native = [label for key, label in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16")) if caps.get(key)]
+    if native:
+        return "bf16", f"bf16: CPU {caps['cpu_name']} has {' and '.join(native)} (native bf16 matmuls)"
+    if caps.get("source", "").startswith("unknown"):
+        return "fp32", f"fp32: the CPU's bf16 support is unknown ({caps['source']})"
+    has = "has AVX2 but no" if caps.get("avx2") else "has no"
+    return "fp32", f"fp32: CPU {caps['cpu_name']} {has} AVX512-BF16/AMX-BF16: bf16 matmuls would be ~35x slower"
+
+
 def pick_dtype(device: str, preferred: str | None = None):
-    """bf16 on CUDA that supports it (else fp16), fp16 on MPS, fp32 on CPU; or ``preferred``."""
+    """The torch dtype ``precision_choice`` picks for ``device`` (or ``preferred``)."""
     import torch
 
-    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
-             "fp32": torch.float32, "float32": torch.float32}
-    if preferred and preferred != "auto":
-        if preferred not in names:
-            raise ValueError(f"dtype must be one of auto, {', '.join(names)}; got {preferred!r}")
-        return names[preferred]
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device == "mps":
-        return torch.float16
-    return torch.float32
+    return getattr(torch, PRECISIONS[precision_choice(device, preferred)[0]])
 
 
 def embedded_folder(name: str = DEFAULT_MODEL) -> Path:
@@ -398,7 +476,8 @@ def load_model(name: str = DEFAULT_MODEL, *, home: Home | str | None = None, dev
 
     spec = resolve_model(name, home)
     device = pick_device(device)
-    torch_dtype = pick_dtype(device, dtype)
+    precision, reason = precision_choice(device, dtype)
+    torch_dtype = getattr(torch, PRECISIONS[precision])
     if spec.kind == "run":
         base_model, tokenizer, info = load_model(spec.base, home=home, device=device, dtype=dtype)
         from peft import PeftModel
@@ -429,5 +508,40 @@ def load_model(name: str = DEFAULT_MODEL, *, home: Home | str | None = None, dev
     if not for_training:
         model.eval()
     info = {"name": spec.name, "kind": spec.kind, "source": spec.source, "device": device,
-            "dtype": str(torch_dtype).replace("torch.", "")}
+            "dtype": str(torch_dtype).replace("torch.", ""), "precision": precision, "precision_reason": reason}
     return model, tokenizer, info
+
+
+def hardware_choice(device: str | None = "auto", preferred: str | None = "auto") -> dict:
+    """The device and precision a job would use here, with the reason, as one dict (and a
+    ``text`` line for the log and the pages). An impossible request (cuda without CUDA, an
+    unknown precision) comes back as ``error`` rather than raising."""
+    want = device or "auto"
+    try:
+        dev = pick_device(None if want == "auto" else want)
+        precision, reason = precision_choice(dev, preferred)
+    except (RuntimeError, ValueError) as exc:
+        return {"device": want, "precision": None, "reason": str(exc), "error": str(exc),
+                "text": f"Device/precision: {exc}"}
+    how = "detected" if want == "auto" else "configured"
+    return {"device": dev, "precision": precision, "reason": reason, "cpu": cpu_capabilities(),
+            "text": f"Weights' precision on {dev} ({how}): {reason}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m engine.models precision [--device D] [--precision P]``: ``hardware_choice`` as
+    JSON (the pages run this in a subprocess: the UI process never imports torch)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m engine.models")
+    parser.add_argument("what", choices=["precision"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    args = parser.parse_args(argv)
+    sys.stdout.write(json.dumps(hardware_choice(args.device, args.precision)) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

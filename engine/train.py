@@ -697,7 +697,7 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
     import transformers
     from peft import LoraConfig, get_peft_model
 
-    from engine.models import load_model, pick_device
+    from engine.models import load_model, pick_device, precision_choice
 
     home = resolve_home(home)
     check_run_name(run)
@@ -726,9 +726,9 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
     if world > 1 and device.startswith("cuda"):
         torch.cuda.set_device(local_rank)
         device = f"cuda:{local_rank}"
-    dtype = None if cfg.precision == "auto" else cfg.precision
-    log(f"loading {cfg.base_model} on {device} ({cfg.precision})")
-    model, tokenizer, info = load_model(cfg.base_model, home=home, device=device, dtype=dtype, for_training=True)
+    precision, reason = precision_choice(device, cfg.precision)
+    log(f"loading {cfg.base_model} on {device}; precision {reason}")
+    model, tokenizer, info = load_model(cfg.base_model, home=home, device=device, dtype=precision, for_training=True)
     if ensure_chat_template(tokenizer):
         log(f"{cfg.base_model} has no chat template: using ChatML")
     if should_stop and should_stop():
@@ -849,7 +849,7 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
             "run": run, "base_model": cfg.base_model, "base_source": info.get("source"),
             "status": "running", "data": data_info, "code_version": code_version(),
             "started_at": manifest.get("started_at") or started, "finished_at": None,
-            "device": device, "weights_dtype": weights_dtype, "world_size": world,
+            "device": device, "weights_dtype": weights_dtype, "precision_reason": reason, "world_size": world,
             "trainable_params": trainable, "total_params": total,
             "trainable_percent": round(100 * trainable / total, 4), "config_file": "config.yaml",
             "resumes": manifest.get("resumes", []) + ([{"from": Path(resume_from).name, "at": started}]
@@ -1103,7 +1103,8 @@ def export_model(home: Home | str | None, run: str, merge: bool = False, out: st
             from engine.models import load_model
 
             log(f"loading {manifest.get('base_model')} with the adapter of {run}")
-            model, tokenizer, _ = load_model(f"run:{run}", home=home, device="cpu", dtype=dtype)
+            # the saved weights' precision, not a speed choice: fp32 unless asked, whatever the CPU
+            model, tokenizer, _ = load_model(f"run:{run}", home=home, device="cpu", dtype=dtype or "fp32")
             merged = model.merge_and_unload()
             merged.save_pretrained(tmp, safe_serialization=True)
             ensure_chat_template(tokenizer)

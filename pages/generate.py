@@ -104,6 +104,7 @@ with st.expander("Sampling, batching and device"):
     rest = [n for n in fields if n not in MAIN and n not in HTTP and n not in SKIP]
     for i, name in enumerate(rest):
         values[name] = widget(name, cols[i % 3])
+st.caption(api.precision_choice(values.get("device") or "auto", values.get("dtype") or "auto")["text"])
 with st.expander("OpenAI-compatible endpoint (backend: openai)"):
     cols = st.columns(3)
     for i, name in enumerate(HTTP):

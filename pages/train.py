@@ -77,6 +77,7 @@ with st.expander("New run", expanded=not api.train_runs()):
         # The preset's own "Launch:" comment names the demo file; the command for what is picked here is below.
         st.code("\n".join(line for line in preset["header"].splitlines() if not line.startswith("Launch:")),
                 language=None)
+        st.caption(api.precision_choice(preset.get("device") or "auto", preset.get("precision") or "auto")["text"])
         files = api.train_data_files()
         options = [f["path"] for f in files]
         labels = {f["path"]: f["name"] + (" (Phase 1 export)" if f["default"] else "") for f in files}

@@ -88,3 +88,16 @@ def test_the_demo_training_settings_load_on_the_cpu_preset():
     cfg = load_config(config.TrainConfig, CONFIGS / "smollm2_cpu.yaml", list(demo.TRAIN_OVERRIDES))
     assert (cfg.max_length, cfg.gradient_checkpointing, cfg.epochs) == (1280, True, 3)
     assert (cfg.learning_rate, cfg.batch_size * cfg.gradient_accumulation_steps) == (1e-3, 4)
+
+
+def test_precision_is_one_vocabulary_and_old_values_still_load():
+    # auto everywhere; the old None ("best for the device") and torch's names load as before
+    for cls, name in ((config.TrainConfig, "precision"), (config.GenerateConfig, "dtype"), (config.EvalConfig, "dtype"),
+                      (config.InferConfig, "dtype"), (config.ServeConfig, "dtype")):
+        assert getattr(load_config(cls), name) == "auto"
+        assert getattr(load_config(cls, data={name: None}), name) == "auto"
+        assert getattr(load_config(cls, None, [f"{name}=bfloat16"]), name) == "bf16"
+        assert getattr(load_config(cls, None, [f"{name}=fp32"]), name) == "fp32"
+        with pytest.raises(ConfigError, match=f"{name}: must be one of auto, fp32, bf16, fp16, got 'int8'"):
+            load_config(cls, None, [f"{name}=int8"])
+        assert "AMX-BF16" in dict((n, h) for n, h, _ in config.describe(cls))[name]

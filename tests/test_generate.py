@@ -287,3 +287,98 @@ def test_guided_decoder_matches_an_uncached_reference(demo_home):
             assert texts[e][k] == tok.decode(out, skip_special_tokens=True), (e, k)
             lengths.add(len(out))
     assert sum(n_new) > 0 and len(lengths) >= 3  # parts of different lengths: rows were dropped mid-way
+
+
+# ---------------------------------------------------------------------------------------------
+# Balanced selection (issue 13): round-robin over (task, label value) strata
+# ---------------------------------------------------------------------------------------------
+
+def _rows(csat_counts: dict[int, int], others: int = 80) -> list[tuple]:
+    """(id, task, labels) rows: CSAT with the given count per score, ``others`` of every other task
+    spread over its label values."""
+    from engine.tasks import CHURN_LEVELS, ROOT_CAUSES, SENTIMENTS
+
+    rows, i = [], 0
+    for score, n in csat_counts.items():
+        for _ in range(n):
+            rows.append((i, "csat", {"csat": score}))
+            i += 1
+    for k in range(others):
+        rows += [(i, "quality", {"quality": [30, 60, 80, 95][k % 4]}), (i + 1, "churn", {"churn": CHURN_LEVELS[k % 3]}),
+                 (i + 2, "sentiment", {"sentiment": SENTIMENTS[k % 3], "sentiment_trajectory": "stable"}),
+                 (i + 3, "root_cause", {"root_cause": ROOT_CAUSES[k % 10]}),
+                 (i + 4, "coaching", {"coaching": [[], ["empathy"], ["empathy", "ownership"]][k % 3]})]
+        i += 5
+    return rows
+
+
+def _counts(rows: list[tuple], ids: list[int]) -> dict[str, dict[str, int]]:
+    by_id = {r[0]: r for r in rows}
+    out: dict[str, dict[str, int]] = {}
+    for i in ids:
+        _, task, labels = by_id[i]
+        value = generate.label_stratum(task, labels)
+        out.setdefault(task, {}).setdefault(value, 0)
+        out[task][value] += 1
+    return out
+
+
+def test_balanced_order_is_even_across_tasks_and_label_values():
+    rows = _rows({1: 30, 2: 30, 3: 30, 4: 30, 5: 30})
+    order = generate.balanced_order(rows, seed=0)
+    assert sorted(order) == sorted(r[0] for r in rows)  # a permutation: nothing dropped or repeated
+    counts = _counts(rows, order[:360])  # 60 per task
+    assert {t: sum(v.values()) for t, v in counts.items()} == {t: 60 for t in counts} and len(counts) == 6
+    assert counts["csat"] == {"1": 12, "2": 12, "3": 12, "4": 12, "5": 12}
+    assert counts["quality"] == {"0-49": 15, "50-69": 15, "70-84": 15, "85-100": 15}
+    assert counts["churn"] == {"high": 20, "low": 20, "medium": 20}
+    assert counts["sentiment"] == {"negative": 20, "neutral": 20, "positive": 20}
+    assert set(counts["root_cause"].values()) == {6} and len(counts["root_cause"]) == 10
+    assert counts["coaching"] == {"none": 20, "one": 20, "several": 20}
+    # every prefix is balanced, not only the whole: the first 6 are one per task
+    task_of = {r[0]: r[1] for r in rows}
+    assert [task_of[i] for i in order[:6]] == ["csat", "quality", "churn", "sentiment", "root_cause", "coaching"]
+    # deterministic: the same rows and seed give the same order; another seed another order
+    assert generate.balanced_order(list(reversed(rows)), seed=0) == order
+    other = generate.balanced_order(rows, seed=1)
+    assert other != order and _counts(rows, other[:360])["csat"] == counts["csat"]
+
+
+def test_a_short_stratum_is_used_up_and_the_others_fill_its_share():
+    # CSAT 1 has only 2 examples: 60 CSAT picks take both, and the 58 others spread evenly
+    rows = _rows({1: 2, 2: 30, 3: 30, 4: 30, 5: 30})
+    csat = _counts(rows, generate.balanced_order(rows)[:360])["csat"]
+    assert csat["1"] == 2 and sum(csat.values()) == 60 and sorted(csat[v] for v in "2345") == [14, 14, 15, 15]
+    # a task with too few examples: CSAT has 10 in all; the first 120 hold all 10, the other tasks 22 each
+    rows = _rows({1: 2, 2: 2, 3: 2, 4: 2, 5: 2})
+    per_task = {t: sum(v.values()) for t, v in _counts(rows, generate.balanced_order(rows)[:120]).items()}
+    assert per_task == {"csat": 10, "quality": 22, "churn": 22, "sentiment": 22, "root_cause": 22, "coaching": 22}
+    # examples without a usable label (imported data) form one stratum of their task; unknown tasks come last
+    rows = [(1, "csat", {}), (2, "csat", {"csat": 3}), (3, "other", None), (4, None, None)]
+    assert generate.label_stratum("csat", {}) == "(no label)"
+    order = generate.balanced_order(rows)
+    assert order[1:3] == [4, 3] and {order[0], order[3]} == {1, 2}  # one per task a round: csat, then the others
+
+
+def test_balanced_selection_on_the_demo_data_and_in_a_generate_run(demo_home, fake):
+    db = store.connect(demo_home)
+    ds_id, _ = generate.resolve_dataset(db, None)
+    ids = generate.selection_ids(db, ds_id, "train", 60, balanced=True)
+    assert ids == generate.selection_ids(db, ds_id, "train", 60, balanced=True)  # a resumed run selects the same
+    counts = generate.balance_counts(db, ids)
+    assert {t: sum(v.values()) for t, v in counts.items()} == {t: 10 for t in counts} and len(counts) == 6
+    # the demo split's CSAT scores are skewed (15 x 1, 6 x 2, 3 x 3, 5 x 4, 21 x 5): 2 of each all the same
+    assert counts["csat"] == {"1": 2, "2": 2, "3": 2, "4": 2, "5": 2}
+    first = generate.balance_counts(db, generate.selection_ids(db, ds_id, "train", 60))
+    assert first["csat"] != counts["csat"]
+    everything = generate.selection_ids(db, ds_id, "train", None, balanced=True)
+    assert sorted(everything) == generate.selection_ids(db, ds_id, "train", None)
+    # the generate job takes the balanced selection with select=balanced
+    server = fake()
+    cfg = http_cfg(server, select="balanced")
+    generate.record_override(demo_home, cfg, "test")
+    job = jobs.run_inline(demo_home, "generate", {**to_dict(cfg), "limit": 12}, echo=False)
+    assert job["status"] == "succeeded", job["error"]
+    done = [r[0] for r in _chains(demo_home)]
+    assert done == sorted(generate.selection_ids(db, ds_id, "train", 12, balanced=True))
+    assert {t: sum(v.values()) for t, v in generate.balance_counts(db, done).items()} == {t: 2 for t in counts}

@@ -89,3 +89,128 @@ def test_embedded_gguf_converts_once_and_generates(tmp_path, monkeypatch):
     gen = LocalGenerator(loaded=(model, tokenizer, info))
     out = gen.generate([[{"role": "user", "content": "What is 2+2?"}]], max_new_tokens=12)[0]
     assert out.completion_tokens > 0 and out.text.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision chosen by the hardware (issue 13): the probe is faked by monkeypatching one function
+# ---------------------------------------------------------------------------------------------
+
+AVX2_ONLY = {"cpu_name": "AMD EPYC", "avx2": True, "avx512_bf16": False, "amx_bf16": False, "source": "fake"}
+AMX = {"cpu_name": "Intel Xeon Sapphire Rapids", "avx2": True, "avx512_bf16": True, "amx_bf16": True, "source": "fake"}
+AVX512_BF16 = {"cpu_name": "AMD EPYC 9004", "avx2": True, "avx512_bf16": True, "amx_bf16": False, "source": "fake"}
+
+
+def fake_cpu(monkeypatch, caps: dict) -> None:
+    monkeypatch.setattr(models, "cpu_capabilities", lambda: dict(caps))
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch):
+    import torch
+
+    fake_cpu(monkeypatch, AVX2_ONLY)
+    precision, reason = models.precision_choice("cpu")
+    assert precision == "fp32"
+    assert reason == ("fp32: CPU AMD EPYC has AVX2 but no AVX512-BF16/AMX-BF16: bf16 matmuls would be ~35x slower")
+    assert models.pick_dtype("cpu") == models.pick_dtype("cpu", "auto") == torch.float32
+
+    fake_cpu(monkeypatch, AMX)
+    precision, reason = models.precision_choice("cpu", "auto")
+    assert precision == "bf16" and "AMX-BF16" in reason and "Sapphire Rapids" in reason
+    assert models.pick_dtype("cpu") == torch.bfloat16
+
+    fake_cpu(monkeypatch, AVX512_BF16)
+    precision, reason = models.precision_choice("cpu", None)
+    assert precision == "bf16" and "AVX512-BF16" in reason and "AMX" not in reason
+
+    fake_cpu(monkeypatch, {"cpu_name": "?", "avx2": False, "avx512_bf16": False, "amx_bf16": False,
+                           "source": "unknown (no torch probe, no /proc/cpuinfo)"})
+    assert models.precision_choice("cpu") == ("fp32", "fp32: the CPU's bf16 support is unknown (unknown (no torch "
+                                                       "probe, no /proc/cpuinfo))")
+
+
+def test_a_configured_precision_wins_over_the_probe(monkeypatch):
+    import torch
+
+    fake_cpu(monkeypatch, AMX)
+    assert models.precision_choice("cpu", "fp32") == ("fp32", "fp32 as configured")
+    assert models.pick_dtype("cpu", "float32") == torch.float32  # torch's names still work
+    fake_cpu(monkeypatch, AVX2_ONLY)
+    assert models.precision_choice("cpu", "bf16") == ("bf16", "bf16 as configured")
+    with pytest.raises(ValueError, match="dtype must be one of auto, fp32, bf16, fp16"):
+        models.precision_choice("cpu", "int8")
+
+
+def test_gpu_precision_is_unchanged_by_the_cpu_probe(monkeypatch):
+    import torch
+
+    fake_cpu(monkeypatch, AVX2_ONLY)
+    assert models.precision_choice("mps") == ("fp16", "fp16 on Apple MPS")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake H100")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert models.precision_choice("cuda") == ("bf16", "bf16 on CUDA (Fake H100 supports it)")
+    assert models.precision_choice("cuda:1")[0] == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert models.precision_choice("cuda") == ("fp16", "fp16 on CUDA (Fake H100 has no bf16)")
+    assert models.precision_choice("cuda", "fp32") == ("fp32", "fp32 as configured")
+
+
+def test_the_real_probe_is_cached_and_matches_proc_cpuinfo(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(models, "_CPU_CAPS", None)
+    caps = models.cpu_capabilities()
+    assert set(caps) == {"cpu_name", "avx2", "avx512_bf16", "amx_bf16", "source"}
+    assert caps["source"] == "torch.cpu.get_capabilities()"
+    real_probe, calls = models._probe_cpu, []
+    monkeypatch.setattr(models, "_probe_cpu", lambda: calls.append(1) or {})
+    assert models.cpu_capabilities() == caps and calls == []  # cached: probed once per process
+    if os.path.exists("/proc/cpuinfo"):
+        # the fallback (a torch without get_capabilities) reads the same flags from /proc/cpuinfo
+        monkeypatch.delattr(torch.cpu, "get_capabilities")
+        fallback = real_probe()
+        assert fallback["source"] == "/proc/cpuinfo"
+        flags = ("avx2", "avx512_bf16", "amx_bf16")
+        assert {k: fallback[k] for k in flags} == {k: caps[k] for k in flags}
+
+
+def test_the_dry_run_and_the_api_show_the_choice_and_its_reason(home, capsys, monkeypatch):
+    from engine import api, cli
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fake_cpu(monkeypatch, AMX)
+    args = ["train", "--home", str(home.data), "--dry-run", "device=cpu"]  # the CPU preset: precision auto
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "weights bf16" in out and "precision    bf16: CPU Intel Xeon Sapphire Rapids has AMX-BF16" in out
+    assert cli.main(args + ["precision=fp32"]) == 0  # the command-line override wins
+    out = capsys.readouterr().out
+    assert "weights fp32" in out and "precision    fp32 as configured" in out
+    fake_cpu(monkeypatch, AVX2_ONLY)
+    assert cli.main(args) == 0
+    assert "precision    fp32: CPU AMD EPYC has AVX2 but no AVX512-BF16/AMX-BF16" in capsys.readouterr().out
+    # the pages' function: torch is loaded in this process, so it answers directly (the UI process
+    # runs the same function in a subprocess)
+    monkeypatch.setattr(api, "_PRECISIONS", {})
+    choice = api.precision_choice("cpu", "auto")
+    assert choice["precision"] == "fp32" and choice["text"].startswith("Weights' precision on cpu (configured): fp32")
+    assert api.precision_choice("cpu", "bfloat16")["precision"] == "bf16"
+    assert "error" in api.precision_choice("cpu", "int3")
+
+
+def test_the_api_probe_runs_in_a_subprocess_without_torch():
+    """What the Train and Generate pages call, in a process that has not imported torch."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from engine import api; r = api.precision_choice('cpu', 'auto'); "
+            "print(json.dumps([r, 'torch' in sys.modules]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=str(models.REPO))
+    import json
+
+    choice, torch_loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert torch_loaded is False
+    assert choice["device"] == "cpu" and choice["precision"] in ("fp32", "bf16")
+    assert choice["precision"] == ("bf16" if choice["cpu"]["amx_bf16"] or choice["cpu"]["avx512_bf16"] else "fp32")
+    assert choice["reason"] in choice["text"]

@@ -334,3 +334,64 @@ def test_review_page_filters_by_reason_and_marks_sentences(demo_home, monkeypatc
     assert any("<mark" in h.value for h in at.get("html"))
     at.selectbox(key="rv-reason").select("form (structure, content)").run()
     assert not at.exception and "Falls short for: form" in _texts(at) and not at.get("html")
+
+
+def _passed_chains(home, ids: list[int]) -> None:
+    db = store.connect(home)
+    chains = []
+    for ex in generate.load_examples(db, ids):
+        text = prompt.finish_free(ex, good_chain(prompt.free_messages(ex)[-1]["content"]))
+        r = generate.score_for(ex, text)
+        assert quality.passes(r)
+        chains.append({"example_id": ex["id"], "prompt_version": PK, "teacher": TID, "text": text, "score": r["score"],
+                       "criteria": r["criteria"], "status": "passed", "attempts": 1})
+    assert store.save_generation_step(db, [], chains) == len(chains)
+
+
+def _assert_round_robin(kept: dict[str, int], available: dict[str, int]) -> None:
+    """What a round-robin over label values leaves: values not used up differ by at most one, and
+    a used-up value never has more than they do."""
+    open_ = [kept.get(v, 0) for v in available if kept.get(v, 0) < available[v]]
+    if open_:
+        assert max(open_) - min(open_) <= 1, (kept, available)
+        assert all(kept.get(v, 0) <= max(open_) for v in available), (kept, available)
+
+
+def test_balanced_export_evens_tasks_and_label_values(demo_home, capsys):
+    db = store.connect(demo_home)
+    ds_id, _ = generate.resolve_dataset(db, None)
+    train = generate.selection_ids(db, ds_id, "train", None)
+    csat_extra = [e["id"] for e in generate.load_examples(db, train[90:]) if e["task"] == "csat"][:10]
+    _passed_chains(demo_home, train[:90] + csat_extra + generate.selection_ids(db, ds_id, "validation", 12))
+    plain = generate.export_reasoning(demo_home)
+    chained = plain["train"]["by_label"]
+    assert sum(chained["csat"].values()) == 25 and {sum(v.values()) for t, v in chained.items() if t != "csat"} == {15}
+    assert plain["train"]["left_out"] == 0 and plain["balanced"] is False
+
+    r = generate.export_reasoning(demo_home, balanced=True)
+    kept = r["train"]["by_label"]
+    # every task keeps the smallest task's count (15); CSAT's 10 extra chains are left out, and counted
+    assert {t: sum(v.values()) for t, v in kept.items()} == {t: 15 for t in chained}
+    assert r["train"]["lines"] == 90 and r["train"]["left_out"] == 10
+    _assert_round_robin(kept["csat"], chained["csat"])
+    assert kept["csat"].get("5", 0) < chained["csat"].get("5", 0)  # the majority score gave way
+    lines = [json.loads(x) for x in Path(r["train"]["path"]).read_text().splitlines()]
+    assert len(lines) == 90 and len({x["meta"]["id"] for x in lines}) == 90
+    assert sum(x["meta"]["task"] == "csat" for x in lines) == 15
+
+    r = generate.export_reasoning(demo_home, balanced=True, limit=12)
+    assert {t: sum(v.values()) for t, v in r["train"]["by_label"].items()} == {t: 2 for t in chained}
+    assert r["train"]["left_out"] == 100 - 12 and r["validation"]["lines"] == 12  # 12 validation chains in all
+    for task, counts in r["train"]["by_label"].items():
+        _assert_round_robin(counts, chained[task])
+    # deterministic: the same call writes the same file
+    first = Path(r["train"]["path"]).read_bytes()
+    assert generate.export_reasoning(demo_home, balanced=True, limit=12)["train"]["lines"] == 12
+    assert Path(r["train"]["path"]).read_bytes() == first
+    with pytest.raises(ValueError, match="limit must be 0 or more"):
+        generate.export_reasoning(demo_home, limit=-1)
+
+    assert cli.main(["export", "reasoning", "--home", str(demo_home.data), "--balanced", "--limit", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 30 train lines" in out and "70 usable chains left out to balance or limit" in out
+    assert "by task and label value: csat " in out and "coaching " in out
