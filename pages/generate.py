@@ -24,7 +24,8 @@ preset = st.selectbox("Preset", list(presets), key="gen-preset",
 base = presets.get(preset, {})
 fields = {name: (help_, default) for name, help_, default in api.generate_fields()}
 CHOICES = {"backend": ["local", "openai"], "split": ["train", "validation", "test"],
-           "device": ["auto", "cpu", "cuda", "mps"], "dtype": ["auto", "fp32", "bf16", "fp16"]}
+           "device": ["auto", "cpu", "cuda", "mps"], "dtype": ["auto", "fp32", "bf16", "fp16"],
+           "select": ["first", "balanced"]}
 MAIN = ["teacher", "backend", "guided", "split", "limit", "batch_size", "threshold", "attempts", "gate_threshold"]
 HTTP = ["base_url", "api_key_env", "concurrency", "timeout_s", "http_retries"]
 SKIP = {"test", "dataset"}
@@ -38,7 +39,8 @@ LABELS = {"teacher": "Teacher model", "backend": "Backend", "guided": "Structure
           "repetition_penalty": "Repetition penalty", "seed": "Seed", "base_url": "Server base URL",
           "api_key_env": "Environment variable with the API key", "concurrency": "Requests in flight",
           "timeout_s": "Timeout per request (s)", "http_retries": "Retries per request",
-          "test_example": "Test example (row id; empty: the first)"}
+          "test_example": "Test example (row id; empty: the first)",
+          "select": "Which examples (first N, or balanced across tasks and labels)"}
 # Sane bounds for every number (min, max); a value outside them cannot be typed in.
 BOUNDS = {"batch_size": (1, 256), "threshold": (0.0, 100.0), "gate_threshold": (0.0, 100.0), "attempts": (1, 10),
           "max_new_tokens": (16, 8192), "part_tokens": (4, 1024), "top_p": (0.01, 1.0),
