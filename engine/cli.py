@@ -361,6 +361,11 @@ def _print_eval_table(r: dict) -> None:
     _print_table(rows, ["metric"] + names + (["delta", "p", "paired test at 95%"] if comp else []))
     print("value [95% interval], n: Wilson for rates, bootstrap for MAE/means/F1; deltas: exact McNemar or "
           "paired bootstrap (docs/evaluation.md)")
+    for name, f in (r.get("faithfulness") or {}).items():
+        if f and f.get("n"):
+            print(f"faithfulness of {name}: {f['judged']} of {f['n']} answers judged (with reasoning to check; "
+                  f"faithful_rate is over these), {f['with_contradiction']} with a contradiction, "
+                  f"{f['invented']} unsupported specifics in all")
     if r.get("small_sample_warning"):
         print(f"warning: {r['small_sample_warning']}")
 

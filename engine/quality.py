@@ -1758,7 +1758,9 @@ def score_chain(text: str, task: str | None = None, labels: dict | None = None, 
     The form criteria add up to at most 100; ``grounding`` and then ``consistency`` deduct from
     that sum (their ``faults`` list the sentences at fault), so the score is always the sum of
     the criteria's points. ``faithfulness`` counts the contradictions and unsupported specifics
-    (``faithful``: none of either).
+    (``faithful``: none of either), the reasoning sentences the checks read (``sentences``; none
+    in an answer without sections) and whether labels or a transcript were there to check them
+    against (``checked``).
 
     >>> from engine.chain import render_chain
     >>> r = score_chain(render_chain({n: "N/A" for n in range(1, 6)}, {}, {}, "CSAT: 4/5"), "csat", {"csat": 4})
@@ -1793,7 +1795,11 @@ def score_chain(text: str, task: str | None = None, labels: dict | None = None, 
         "sections_ok": all(p["present"].values()) and all(p["closed"].values()) and p["in_order"],
         "problems": p["problems"],
         "faithfulness": {"contradictions": len(a.contradictions), "invented": len(a.invented),
-                         "faithful": not a.contradictions and not a.invented},
+                         "faithful": not a.contradictions and not a.invented,
+                         # what the checks read: reasoning sentences inside the sections, and whether
+                         # there were labels or a transcript to check them against (evaluation
+                         # judges an answer's faithfulness only when both are there)
+                         "sentences": len(a.texts), "checked": a.faith_checked[0]},
     }
 
 
