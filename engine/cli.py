@@ -958,10 +958,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--min-score", type=float)
         p.add_argument("--max-score", type=float)
         p.add_argument("--search", help="text in the example id or the chain")
-        p.add_argument("--reason", choices=["contradiction", "invented", "form"],
+        p.add_argument("--reason", choices=["contradiction", "invented", "judge", "form"],
                        help="why the chain falls short: contradiction (a statement contradicts the labels), "
-                            "invented (a specific the transcript does not support), form (structure or content "
-                            "below the threshold)")
+                            "invented (a specific the transcript does not support), judge (the judge model rated it "
+                            "unfaithful), form (structure or content below the threshold)")
 
     p = rsub.add_parser("list", help="chains matching the filters, lowest score first", parents=[home_parent])
     review_filters(p, "flagged")

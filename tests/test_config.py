@@ -88,3 +88,22 @@ def test_the_demo_training_settings_load_on_the_cpu_preset():
     cfg = load_config(config.TrainConfig, CONFIGS / "smollm2_cpu.yaml", list(demo.TRAIN_OVERRIDES))
     assert (cfg.max_length, cfg.gradient_checkpointing, cfg.epochs) == (1280, True, 3)
     assert (cfg.learning_rate, cfg.batch_size * cfg.gradient_accumulation_steps) == (1e-3, 4)
+
+
+def test_judge_settings_nested_in_the_generate_config():
+    from engine.config import GenerateConfig, JudgeSettings
+
+    default = load_config(GenerateConfig, CONFIGS / "generate_smollm2_cpu.yaml")
+    assert default.judge == JudgeSettings() and default.judge.enabled is False  # off by default
+    cfg = load_config(GenerateConfig, None, ["judge.enabled=true", "judge.base_url=http://10.0.0.5:8000/v1",
+                                             "judge.model=Qwen/Qwen2.5-7B-Instruct", "judge.threshold=4"])
+    assert (cfg.judge.enabled, cfg.judge.base_url, cfg.judge.threshold) == (True, "http://10.0.0.5:8000/v1", 4)
+    names = {name for name, help_, _ in config.describe(GenerateConfig) if name.startswith("judge.") and help_}
+    assert names == {f"judge.{f.name}" for f in dataclasses.fields(JudgeSettings)}
+    for overrides, message in ((["judge.threshold=0"], "judge.threshold: must be from 1 to 5, got 0"),
+                               (["judge.concurrency=0"], "judge.concurrency: must be at least 1"),
+                               (["judge.enabled=true", "judge.model="], "enabled needs judge.base_url and judge.model"),
+                               (["judge.rating=3"], "unknown field 'rating'"),
+                               (["judge.enabled=maybe"], "judge.enabled: expected true or false")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(GenerateConfig, None, overrides)
