@@ -597,7 +597,7 @@ def _filter(dataset_id: int | None, status=None, task=None, min_score=None, max_
 def list_chains(home: Home | str | None = None, dataset: str | None = None, limit: int | None = 100,
                 offset: int = 0, order: str = "score", **filters) -> tuple[list[dict], int]:
     """A page of chains matching the filters (status, task, min_score, max_score, search,
-    teacher, prompt_version, split, reason: contradiction | invented | form) and the total count.
+    teacher, prompt_version, split, reason: contradiction | invented | judge | form) and the total count.
     ``order``: score (lowest first) or recent. Each row's ``reasons`` lists why it falls short."""
     db = store.connect(home)
     try:

@@ -26,7 +26,8 @@ whatever its form; one with ``INVENTED_LIMIT`` (2) or more unsupported specifics
 loses nothing. Each deduction lists the sentences at fault (``faults``: sentence, reason, kind
 contradiction | invented, region) for the Review page; ``reasons`` turns a breakdown into the
 review list's categories. The checks, their vocabularies and the negation and hedging rules are
-described where they are defined (section "Faithfulness" below).
+described where they are defined (section "Faithfulness" below). An optional judge model
+(engine/judge.py, generation only) adds a third deduction, ``judge``, and the reason ``judge``.
 
 How gaming is defeated. Every content criterion (length, step bodies, reasoning, actions, impact)
 counts only *sentences that carry content*, after these filters:
