@@ -84,6 +84,13 @@ def paired_tests(base_id: int, tuned_id: int, home: str, base_done, tuned_done) 
     return api.eval_deltas(base_id, tuned_id)
 
 
+@st.cache_data(max_entries=32, show_spinner="Measuring the faithfulness of older answers…")
+def figures_on_read(evaluation_id: int, home: str, finished) -> dict:
+    """An evaluation finished before faithfulness was measured: its answers are scored again on
+    read (engine/evaluate.py), once per evaluation (home and finish time in the key)."""
+    return api.eval_figures(evaluation_id)
+
+
 def better(d: dict) -> str:
     """Direction of a delta, and "unclear" when the paired test does not support it."""
     if d["delta"] == 0:
@@ -138,7 +145,7 @@ with results_tab:
     shown_evals = [by_id[i] for i in shown]
     for e in shown_evals:  # finished before faithfulness was measured: computed from its stored answers
         if "faithfulness" not in e["metrics"]:
-            e.update(api.eval_figures(e["id"]))
+            e.update(figures_on_read(e["id"], str(api.home().data), e["finished_at"]))
     if base_id and by_id[base_id]["data_path"] != by_id[tuned_id]["data_path"]:
         st.warning("These two evaluations ran on different data; the comparison is not like for like.")
 
