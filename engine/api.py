@@ -419,6 +419,26 @@ def small_sample_warning(metrics: dict | None) -> str | None:
     return M.small_sample_warning(metrics)
 
 
+def eval_figures(evaluation_id: int) -> dict:
+    """An evaluation's ``metrics`` and ``headline`` complete with faithfulness: for an evaluation
+    finished before faithfulness was measured, computed from its stored answers (not written back)."""
+    from engine import evaluate
+    from engine import metrics as M
+
+    try:
+        metrics = evaluate.evaluation_row(db(), evaluation_id)["metrics"]
+    except ValueError:
+        return {"metrics": None, "headline": {}}
+    return {"metrics": metrics, "headline": M.headline(metrics) if metrics else {}}
+
+
+def faithfulness_word(faithfulness: dict | None) -> str:
+    """One answer's faithfulness in words: ``faithful``, ``unfaithful: 1 contradiction``, ``not judged: ...``."""
+    from engine import evaluate
+
+    return evaluate.faithfulness_word(faithfulness)
+
+
 def start_eval(model: str, base: str | None = None, data: str | None = None, dataset: str | None = None,
                split: str = "test", limit: int = 0, max_new_tokens: int = 512, batch_size: int = 8) -> int:
     """Queue an evaluation (of ``model``, and of ``base`` for a comparison)."""

@@ -361,6 +361,11 @@ def _print_eval_table(r: dict) -> None:
     _print_table(rows, ["metric"] + names + (["delta", "p", "paired test at 95%"] if comp else []))
     print("value [95% interval], n: Wilson for rates, bootstrap for MAE/means/F1; deltas: exact McNemar or "
           "paired bootstrap (docs/evaluation.md)")
+    for name, f in (r.get("faithfulness") or {}).items():
+        if f and f.get("n"):
+            print(f"faithfulness of {name}: {f['judged']} of {f['n']} answers judged (with reasoning to check; "
+                  f"faithful_rate is over these), {f['with_contradiction']} with a contradiction, "
+                  f"{f['invented']} unsupported specifics in all")
     if r.get("small_sample_warning"):
         print(f"warning: {r['small_sample_warning']}")
 
@@ -960,10 +965,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--min-score", type=float)
         p.add_argument("--max-score", type=float)
         p.add_argument("--search", help="text in the example id or the chain")
-        p.add_argument("--reason", choices=["contradiction", "invented", "form"],
+        p.add_argument("--reason", choices=["contradiction", "invented", "judge", "form"],
                        help="why the chain falls short: contradiction (a statement contradicts the labels), "
-                            "invented (a specific the transcript does not support), form (structure or content "
-                            "below the threshold)")
+                            "invented (a specific the transcript does not support), judge (the judge model rated it "
+                            "unfaithful), form (structure or content below the threshold)")
 
     p = rsub.add_parser("list", help="chains matching the filters, lowest score first", parents=[home_parent])
     review_filters(p, "flagged")

@@ -458,6 +458,38 @@ class ServeConfig:
 
 
 @dataclass
+class JudgeSettings:
+    """An optional second model that rates each generated chain's faithfulness (engine/judge.py)."""
+
+    enabled: bool = opt(False, "Ask a judge model (any OpenAI-compatible server) to rate each chain's faithfulness "
+                        "to its transcript and labels; its rating and reason join the score breakdown and the "
+                        "review reasons. Off by default.")
+    base_url: str = opt("http://127.0.0.1:8001/v1", "The judge server's base URL (usually ending in /v1), e.g. vLLM "
+                        "serving Qwen2.5-7B-Instruct.")
+    model: str = opt("Qwen/Qwen2.5-7B-Instruct", "The model name the judge server knows.")
+    api_key_env: str = opt("JUDGE_API_KEY", "Name of the environment variable holding the judge server's API key "
+                           "(the key itself is never stored in the job's config); empty or unset: no key sent.")
+    timeout_s: float = opt(60.0, "Seconds to wait for one rating.")
+    max_tokens: int = opt(200, "Longest rating answer, in tokens (a verdict is a short JSON object).")
+    threshold: int = opt(3, "Ratings run from 1 (contradicts or invents) to 5 (fully faithful); a chain rated "
+                         "below this is unfaithful: it cannot pass and goes to review with the judge's reason.")
+    concurrency: int = opt(8, "Ratings requested at once.")
+    http_retries: int = opt(2, "Retries (exponential backoff) per rating on 429, 5xx and connection errors; then "
+                            "the chain is kept with 'judge unavailable' recorded.")
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.threshold <= 5:
+            raise ConfigError(f"judge.threshold: must be from 1 to 5, got {_show(self.threshold)}")
+        for name, low in (("max_tokens", 16), ("concurrency", 1), ("http_retries", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"judge.{name}: must be at least {low}, got {_show(getattr(self, name))}")
+        if not self.timeout_s > 0:
+            raise ConfigError(f"judge.timeout_s: must be above 0, got {_show(self.timeout_s)}")
+        if self.enabled and not (self.base_url.strip() and self.model.strip()):
+            raise ConfigError("judge: enabled needs judge.base_url and judge.model")
+
+
+@dataclass
 class GenerateConfig:
     dataset: str | None = opt(None, "Dataset to generate chains for; default the working dataset.")
     split: typing.Literal["train", "validation", "test"] = opt("train", "Split to generate for (train, validation or test).")
@@ -499,3 +531,5 @@ class GenerateConfig:
     http_retries: int = opt(5, "openai backend: retries (exponential backoff) on 429, 5xx and connection errors.")
     test: bool = opt(False, "Generate for one example only and record the result as the gate test.")
     test_example: int | None = opt(None, "Gate test: the example's row id; default the first of the split.")
+    judge: JudgeSettings = field(default_factory=JudgeSettings, metadata={
+        "help": "Optional judge model rating each chain's faithfulness (judge.enabled=true to use it)."})

@@ -7,8 +7,9 @@
    the example's messages up to its last user turn, exactly what training saw;
 2. answers are generated greedily in batches with ``LocalGenerator`` (greedy: a rerun gives the
    same answers, so a resumed evaluation is consistent with its first half);
-3. each answer is parsed (``metrics.parse_prediction``), scored by Phase 1's quality scorer and
-   checked for the reasoning structure, and the batch is written to ``eval_predictions`` in one
+3. each answer is parsed (``metrics.parse_prediction``), scored by Phase 1's quality scorer,
+   checked for the reasoning structure and for faithfulness (``answer_faithfulness``: the
+   scorer's contradiction and grounding checks), and the batch is written to ``eval_predictions`` in one
    transaction keyed (evaluation, example): a stopped evaluation resumes where it was, with
    nothing generated twice and nothing lost;
 4. the metrics are computed from the stored rows (``metrics.evaluate_predictions``), and the
@@ -140,14 +141,33 @@ def load_examples(home: Home | str | None, data: str | None = None, dataset: str
 # ---------------------------------------------------------------------------------------------
 
 
+def answer_faithfulness(result: dict) -> dict:
+    """One answer's faithfulness from its ``quality.score_chain`` result: ``contradictions`` and
+    ``invented`` (unsupported specifics) counted by the scorer's checks, ``checked`` (the example
+    had labels or a transcript to check against), ``judged`` (checked, and the answer has
+    reasoning sentences inside its sections for the checks to read) and ``faithful`` (judged and
+    neither fault; None when not judged: an answer that asserts nothing is not called faithful).
+
+    >>> answer_faithfulness({"faithfulness": {"contradictions": 0, "invented": 0, "faithful": True,
+    ...                                       "sentences": 0, "checked": True}})
+    {'contradictions': 0, 'invented': 0, 'checked': True, 'judged': False, 'faithful': None}
+    """
+    f = result["faithfulness"]
+    judged = bool(f.get("checked")) and f.get("sentences", 0) > 0
+    return {"contradictions": int(f["contradictions"]), "invented": int(f["invented"]),
+            "checked": bool(f.get("checked")), "judged": judged, "faithful": bool(f["faithful"]) if judged else None}
+
+
 def score_answer(example: dict, text: str) -> dict:
-    """Parsed labels, quality score, structure and correctness of one answer (no model needed)."""
-    from engine.quality import score_chain
+    """Parsed labels, quality score, structure, faithfulness (``answer_faithfulness``, and the
+    sentences at fault in ``at_fault``) and correctness of one answer (no model needed)."""
+    from engine.quality import at_fault, score_chain
 
     task, labels = example.get("task"), example.get("labels") or {}
     parsed = M.parse_prediction(task, text) if task else None
     q = score_chain(text, task, labels or None, example.get("transcript"))
     return {"parsed": parsed, "score": q["score"], "criteria": q["criteria"], "structure": M.structure_of(text),
+            "faithfulness": answer_faithfulness(q), "at_fault": at_fault(q["criteria"]),
             "correct": tasks.agrees(task, parsed, labels) if task else None}
 
 
@@ -249,7 +269,15 @@ def evaluate_model(home: Home, model: str, examples: list[dict], source: str, cf
 
 
 def predictions(db, evaluation_id: int, keys: list[str] | None = None) -> list[dict]:
-    """An evaluation's stored predictions (decoded), in the evaluation's example order."""
+    """An evaluation's stored predictions (decoded), in the evaluation's example order.
+
+    Each row has ``faithfulness`` (``answer_faithfulness``) and ``at_fault`` (the sentences at
+    fault, ``quality.at_fault``). A prediction stored before faithfulness was measured has
+    neither stored: its answer is scored again here, against its labels and the transcript in
+    its stored prompt (``faithfulness["on_read"]`` says so); nothing is written back.
+    """
+    from engine.quality import at_fault
+
     cur = db.execute("SELECT * FROM eval_predictions WHERE evaluation_id = ? ORDER BY position, id", [evaluation_id])
     cols = [d[0] for d in cur.description]
     out = []
@@ -258,9 +286,17 @@ def predictions(db, evaluation_id: int, keys: list[str] | None = None) -> list[d
         r = dict(zip(cols, row))
         if wanted is not None and r["example_key"] not in wanted:
             continue
-        for k in ("parsed", "labels", "criteria", "structure"):
+        for k in ("parsed", "labels", "criteria", "structure", "faithfulness"):
             r[k] = json.loads(r[k]) if r.get(k) else None
         r["correct"] = None if r["correct"] is None else bool(r["correct"])
+        if r["faithfulness"] is None:
+            transcript = tasks.split_user_content(r["prompt"])[0] if r.get("prompt") else None
+            again = score_answer({"task": r["task"], "labels": r["labels"] or {}, "transcript": transcript},
+                                 r["output"])
+            r["faithfulness"] = {**again["faithfulness"], "on_read": True}
+            r["at_fault"] = again["at_fault"]
+        else:
+            r["at_fault"] = at_fault(r["criteria"])
         out.append(r)
     return out
 
@@ -270,7 +306,7 @@ def metric_rows(rows: list[dict]) -> list[dict]:
     models' answers to the same example in the paired tests."""
     return [{"key": r["example_key"], "task": r["task"], "labels": r["labels"], "parsed": r["parsed"],
              "score": r["score"], "structure": r["structure"], "criteria": r.get("criteria"),
-             "finish_reason": r.get("finish_reason")} for r in rows]
+             "finish_reason": r.get("finish_reason"), "faithfulness": r.get("faithfulness")} for r in rows]
 
 
 def compute_metrics(db, evaluation_id: int, keys: list[str] | None = None) -> dict:
@@ -299,7 +335,21 @@ def evaluation_row(db, evaluation_id: int) -> dict:
     r = dict(zip(cols, row))
     r["metrics"] = json.loads(r["metrics"]) if r["metrics"] else None
     r["config"] = json.loads(r["config"]) if r.get("config") else {}
+    if r["metrics"] is not None and "faithfulness" not in r["metrics"]:
+        r["metrics"] = with_faithfulness(db, evaluation_id, r["metrics"])
     return r
+
+
+def with_faithfulness(db, evaluation_id: int, metrics: dict) -> dict:
+    """``metrics`` of an evaluation finished before faithfulness was measured, with its
+    ``faithfulness`` section (and those figures' intervals) computed from the stored answers on
+    read (``predictions``), so old evaluations get the figures, intervals and paired tests too."""
+    rows = metric_rows(predictions(db, evaluation_id))
+    metrics = {**metrics, "faithfulness": M.faithfulness_metrics(rows)}
+    if metrics.get("intervals") is not None:
+        keys = [f"faithfulness.{k}" for k in M.FAITHFULNESS_KEYS]
+        metrics["intervals"] = {**metrics["intervals"], **M.intervals(rows, keys)}
+    return metrics
 
 
 def intervals_of(db, evaluation_id: int, metrics: dict | None = None) -> dict:
@@ -323,27 +373,32 @@ def comparison(db, base_id: int, tuned_id: int, keys: list[str] | None = None) -
 
 
 def disagreements(a: list[dict], b: list[dict], limit: int = 20) -> list[dict]:
-    """Examples where two models' answers differ in correctness (first) or in parsed labels.
+    """Examples where two models' answers differ in correctness (first), in faithfulness (one
+    judged faithful, the other not) or in parsed labels.
 
     ``a`` and ``b`` are ``predictions()`` of the base and the tuned model.
     """
     by_key = {r["example_key"]: r for r in a}
-    flips, others = [], []
+    flips, unfaithful, others = [], [], []
     for rb in b:
         ra = by_key.get(rb["example_key"])
         if ra is None:
             continue
         item = {"key": rb["example_key"], "task": rb["task"], "labels": rb["labels"], "prompt": rb.get("prompt"),
                 "base": _side(ra), "tuned": _side(rb)}
+        fa, fb = ((r.get("faithfulness") or {}).get("faithful") for r in (ra, rb))
         if bool(ra["correct"]) != bool(rb["correct"]):
             flips.append(item)
+        elif fa != fb and False in (fa, fb):  # one answer unfaithful, the other faithful or not judged
+            unfaithful.append(item)
         elif ra["parsed"] != rb["parsed"]:
             others.append(item)
-    return (flips + others)[:limit]
+    return (flips + unfaithful + others)[:limit]
 
 
 def _side(r: dict) -> dict:
-    return {"output": r["output"], "parsed": r["parsed"], "correct": r["correct"], "score": r["score"]}
+    return {"output": r["output"], "parsed": r["parsed"], "correct": r["correct"], "score": r["score"],
+            "faithfulness": r.get("faithfulness"), "at_fault": r.get("at_fault") or []}
 
 
 # How the report's figures are to be read; written into every report so a JSON reader need not
@@ -356,6 +411,9 @@ STATISTICS = {
     "paired_other": f"paired bootstrap, {M.BOOTSTRAP_RESAMPLES} resamples, seed {M.BOOTSTRAP_SEED}, two-sided",
     "significant": f"p < {M.ALPHA}",
     "pairing": "by example id; examples only one model answered are left out of the test",
+    "faithfulness": "the quality scorer's consistency and grounding checks over each answer's reasoning; "
+                    "faithful_rate over the judged answers (with reasoning sentences), contradiction_rate and "
+                    "invented_per_answer over every answer",
 }
 
 
@@ -374,6 +432,7 @@ def build_report(db, evaluation_ids: list[int], roles: list[str], source: str, n
     report = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "data": source, "n_examples": n_examples,
               "models": models, "headline": {m["model"]: m["headline"] for m in models},
               "intervals": {m["model"]: (m["metrics"] or {}).get("intervals", {}) for m in models},
+              "faithfulness": {m["model"]: (m["metrics"] or {}).get("faithfulness") for m in models},
               "statistics": STATISTICS, "sample_sizes": M.sample_sizes(last or {}),
               "small_sample_warning": M.small_sample_warning(last), "comparison": None, "examples": []}
     if len(models) == 2:
@@ -532,12 +591,63 @@ def _task_section(models: list[dict]) -> str:
     return "".join(out)
 
 
+def faithfulness_word(f: dict | None) -> str:
+    """One answer's faithfulness in words (report, pages, CLI).
+
+    >>> faithfulness_word({"judged": True, "faithful": False, "contradictions": 1, "invented": 2})
+    'unfaithful: 1 contradiction, 2 unsupported specifics'
+    >>> faithfulness_word({"judged": False, "checked": True, "faithful": None, "contradictions": 0, "invented": 0})
+    'not judged: no reasoning to check'
+    """
+    if not f:
+        return "n/a"
+    if not f.get("judged"):
+        return "not judged: " + ("no reasoning to check" if f.get("checked") else "no labels or transcript")
+    if f.get("faithful"):
+        return "faithful"
+    bits = []
+    if f["contradictions"]:
+        bits.append(f"{f['contradictions']} contradiction{'s' if f['contradictions'] != 1 else ''}")
+    if f["invented"]:
+        bits.append(f"{f['invented']} unsupported specific{'s' if f['invented'] != 1 else ''}")
+    return "unfaithful: " + ", ".join(bits)
+
+
+def _faults_html(faults: list[dict]) -> str:
+    if not faults:
+        return ""
+    items = "".join(f"<li><i>{_e(f.get('kind'))}</i>: <mark>{_e(f.get('sentence'))}</mark> "
+                    f"<span class=muted>{_e(f.get('reason'))}</span></li>" for f in faults)
+    return f"<div>Sentences at fault:<ul>{items}</ul></div>"
+
+
 def _answer_card(title: str, side: dict) -> str:
     mark = "<span class=ok>right</span>" if side.get("correct") else (
         "<span class=bad>wrong</span>" if side.get("correct") is False else "<span class=muted>no label</span>")
-    return (f"<div class=card><b>{_e(title)}</b> · {mark} · score {_e(_fmt(side.get('score')))}<br>"
+    faith = side.get("faithfulness")
+    fcls = "ok" if faith and faith.get("faithful") else ("bad" if faith and faith.get("judged") else "muted")
+    return (f"<div class=card><b>{_e(title)}</b> · {mark} · score {_e(_fmt(side.get('score')))} · "
+            f"<span class={fcls}>{_e(faithfulness_word(faith))}</span><br>"
             f"parsed: <code>{_e(json.dumps(side.get('parsed'), ensure_ascii=False))}</code>"
-            f"<pre>{_e(side.get('output'))}</pre></div>")
+            f"{_faults_html(side.get('at_fault') or [])}<pre>{_e(side.get('output'))}</pre></div>")
+
+
+_FAITH_ROWS = ("faithful_rate", "contradiction_rate", "invented_per_answer", "judged", "not_judged",
+               "with_contradiction", "with_invented")
+
+
+def _faithfulness_section(models: list[dict]) -> str:
+    head = "".join(f"<th>{_e(m['model'])}</th>" for m in models)
+    rows = "".join(f"<tr><td class=l>faithfulness.{_e(k)}</td>"
+                   + "".join(_figure(m, f"faithfulness.{k}", ((m["metrics"] or {}).get("faithfulness") or {}).get(k))
+                             for m in models) + "</tr>" for k in _FAITH_ROWS)
+    return ("<p class=muted>The quality scorer's faithfulness checks over each answer's reasoning: a contradiction "
+            "is a statement that contradicts the example's labels (or transcript), an unsupported specific a "
+            "name, number, date, product or channel the transcript and labels do not have. faithful_rate is over "
+            "the judged answers only (those with reasoning sentences inside the sections); an answer without "
+            "reasoning, such as a bare label line, asserts nothing and is not counted as faithful (not_judged). "
+            "contradiction_rate and invented_per_answer are over every answer. Lower is better for both.</p>"
+            f"<table><tr><th class=l>metric</th>{head}</tr>{rows}</table>")
 
 
 def _examples_section(report: dict) -> str:
@@ -587,6 +697,7 @@ def render_html(report: dict) -> str:
         f"<h2>Reasoning structure and quality score</h2><table><tr><th class=l>metric</th>{head}</tr>"
         f"{rows('structure', struct_keys)}{rows('quality_score', qs_keys)}</table>"
         f"<h3>Quality-score distribution</h3>{_histogram_svg(models)}"
+        f"<h2>Faithfulness of the answers</h2>{_faithfulness_section(models)}"
         f"<h2>Task accuracy</h2><p class=muted>Unparseable answers count as wrong; MAE is over parsed answers "
         f"(mae_n).</p>{_task_section(models)}"
         f"<h2>{_e(examples_title)}</h2>{_examples_section(report)}"
@@ -646,6 +757,7 @@ def run_evaluation(home: Home | str | None, cfg, ctx=None, generators: dict | No
     log(f"report: {json_path} and {html_path}")
     return {"evaluations": ids, "report": json_path, "html": html_path, "n_examples": len(examples),
             "headline": report["headline"], "intervals": report["intervals"], "skipped": len(problems),
+            "faithfulness": {m["model"]: (m["metrics"] or {}).get("faithfulness") for m in report["models"]},
             "small_sample_warning": report["small_sample_warning"], "comparison": report["comparison"]}
 
 

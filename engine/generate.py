@@ -259,6 +259,33 @@ def chain_reasons(result: dict, threshold: float = quality.THRESHOLD) -> list[st
     return why
 
 
+def judge_attempts(cfg, pairs: list[tuple[dict, dict]], everything: bool = False) -> dict:
+    """Rate scored attempts with the judge model (``cfg.judge``; engine/judge.py) and add its
+    criterion to each, in place. ``pairs``: (example, attempt) where an attempt has ``text``,
+    ``score``, ``criteria``, ``sections_ok`` and ``faults``. Only attempts the scorer accepts are
+    sent (``everything``: all of them, for the gate test); the requests run concurrently. The
+    judge's failures are recorded per attempt ("judge unavailable"), never raised. Returns counts:
+    rated, unfaithful, unavailable, not_sent, and the first error."""
+    from engine import judge
+
+    send = [(ex, a) for ex, a in pairs if everything or accepted(a, cfg.threshold)]
+    verdicts = {id(a): v for (_, a), v in zip(send, judge.rate(cfg.judge, [(ex, a["text"]) for ex, a in send]))}
+    counts = {"rated": 0, "unfaithful": 0, "unavailable": 0, "not_sent": 0, "error": None}
+    for _, a in pairs:
+        verdict = verdicts.get(id(a))
+        e = judge.entry(verdict, cfg.judge, a["score"], cfg.threshold)
+        judge.apply(a, e)
+        if verdict is None:
+            counts["not_sent"] += 1
+        elif e.get("unavailable"):
+            counts["unavailable"] += 1
+            counts["error"] = counts["error"] or verdict["error"]
+        else:
+            counts["rated"] += 1
+            counts["unfaithful"] += e["faithful"] is False
+    return counts
+
+
 def distribution(scores) -> dict[str, int]:
     """Counts of scores in ten buckets (0-9 ... 90-100).
 
@@ -337,6 +364,11 @@ def run_test(home: Home | str | None, cfg, log=print) -> dict:
     out = teacher.teach([ex], cfg, temperature=cfg.temperatures[0], seed=cfg.seed + 1000, home=home)[0]
     seconds = time.time() - t0
     r = score_for(ex, out.text)
+    if cfg.judge.enabled:  # the test shows the judge at work too: its rating is sent whatever the score
+        r.update(text=out.text, faults=structure_faults(out.text))
+        counts = judge_attempts(cfg, [(ex, r)], everything=True)
+        log(f"judge {cfg.judge.model}: {r['criteria']['judge']['reason']}" if not counts["unavailable"]
+            else f"judge {r['criteria']['judge']['reason']} (the chain is scored without it)")
     gate_id = store.add_gate_test(db, ex["id"], tid, pk, to_dict(cfg), out.text, r["score"], r["criteria"])
     passed = r["score"] >= cfg.gate_threshold and r["sections_ok"] and not structure_faults(out.text)
     log(f"test score {r['score']:.1f} (gate {cfg.gate_threshold:g}): {'passed' if passed else 'below the gate'}")
@@ -380,6 +412,10 @@ def summary_line(result: dict) -> str:
     if result.get("with_contradiction") is not None:
         line += (f"; {result['with_contradiction']} with a contradiction, {result['with_invented']} with "
                  f"invented specifics")
+    j = result.get("judge")
+    if j:
+        line += (f"; judge rated {j['rated']} attempts, {j['unfaithful']} unfaithful"
+                 + (f", unavailable for {j['unavailable']}" if j["unavailable"] else ""))
     return line
 
 
@@ -425,14 +461,20 @@ def run_generate_job(ctx, config: dict) -> dict:
     for start in range(0, len(pending), 500):
         part = [e["id"] for e in pending[start:start + 500]]
         q = ", ".join("?" for _ in part)
-        for ex_id, attempt, text, tokens, seconds in db.execute(
-                f"SELECT example_id, attempt, text, tokens, seconds FROM chain_attempts WHERE prompt_version = ? "
-                f"AND teacher = ? AND example_id IN ({q}) ORDER BY attempt", [pk, tid, *part]):
-            prior.setdefault(ex_id, []).append({"attempt": attempt, "text": text, "tokens": tokens, "seconds": seconds})
+        for ex_id, attempt, text, tokens, seconds, criteria in db.execute(
+                f"SELECT example_id, attempt, text, tokens, seconds, criteria FROM chain_attempts WHERE "
+                f"prompt_version = ? AND teacher = ? AND example_id IN ({q}) ORDER BY attempt", [pk, tid, *part]):
+            prior.setdefault(ex_id, []).append({"attempt": attempt, "text": text, "tokens": tokens, "seconds": seconds,
+                                                "judged": (json.loads(criteria or "{}") or {}).get("judge")})
     by_id = {e["id"]: e for e in pending}
     for ex_id, rows in prior.items():  # re-score (cheap) to get sections_ok and current criteria
         for a in rows:
             r = score_for(by_id[ex_id], a["text"])
+            stored_judge = a.pop("judged")
+            if isinstance(stored_judge, dict):  # the judge's recorded rating is kept, not asked again
+                from engine import judge
+
+                judge.reapply(r, stored_judge, cfg.judge, cfg.threshold)
             a.update(score=r["score"], criteria=r["criteria"], sections_ok=r["sections_ok"],
                      faults=structure_faults(a["text"]))
     summary0 = selection_summary(db, ids, tid, pk)
@@ -446,6 +488,10 @@ def run_generate_job(ctx, config: dict) -> dict:
     if cfg.backend == "local" and pending:  # loaded now rather than in the first round, to log its precision
         info = teacher.local_generator(cfg, ctx.home).info
         ctx.log(f"teacher on {info.get('device')}; precision {info.get('precision_reason') or info.get('dtype')}")
+    if cfg.judge.enabled:
+        ctx.log(f"judge: {cfg.judge.model} at {cfg.judge.base_url} rates every chain the scorer accepts "
+                f"(unfaithful below {cfg.judge.threshold}/5)")
+    judge_counts = {"rated": 0, "unfaithful": 0, "unavailable": 0, "not_sent": 0}
     t_start = time.time()
     new_chains = gen_tokens = n_attempts = retries = 0
     gen_seconds = 0.0
@@ -521,6 +567,7 @@ def run_generate_job(ctx, config: dict) -> dict:
                 outs = teacher.teach(group, cfg, temperature=temperature, seed=seed, home=ctx.home,
                                      progress=lambda event, n=len(group): report(live={**event, "examples": n}))
                 gen_seconds += time.time() - t0
+                made = []
                 for ex, out in zip(group, outs):
                     r = score_for(ex, out.text)
                     a = {"example_id": ex["id"], "prompt_version": pk, "teacher": tid, "attempt": k, "text": out.text,
@@ -531,9 +578,17 @@ def run_generate_job(ctx, config: dict) -> dict:
                          "tokens": out.completion_tokens, "seconds": round(out.seconds, 3), "job_id": ctx.job_id}
                     attempts[ex["id"]].append(a)
                     new_attempts.append(a)
+                    made.append((ex, a))
                     gen_tokens += out.completion_tokens
                     n_attempts += 1
                     retries += k > 1
+                if cfg.judge.enabled:  # after scoring, before settling: the rating decides acceptance too
+                    rated = judge_attempts(cfg, made)
+                    for key in judge_counts:
+                        judge_counts[key] += rated[key]
+                    if rated["unavailable"]:
+                        ctx.log(f"judge unavailable for {rated['unavailable']} of {len(group)} chains, kept "
+                                f"without a rating: {rated['error']}")
     report(force=True)
     summary = selection_summary(db, ids, tid, pk)
     elapsed = time.time() - t_start
@@ -544,6 +599,8 @@ def run_generate_job(ctx, config: dict) -> dict:
                    "examples_per_s": round(new_chains / elapsed, 4) if new_chains and elapsed else None,
                    "tokens_per_s": round(gen_tokens / elapsed, 2) if gen_tokens and elapsed else None,
                    "distribution": distribution(summary["scores"]), "teacher": tid, "prompt_version": pk})
+    if cfg.judge.enabled:
+        result["judge"] = {"model": cfg.judge.model, **judge_counts}
     result["summary"] = summary_line(result)
     ctx.log(result["summary"])
     return result
@@ -693,7 +750,7 @@ def _filter(dataset_id: int | None, status=None, task=None, min_score=None, max_
 def list_chains(home: Home | str | None = None, dataset: str | None = None, limit: int | None = 100,
                 offset: int = 0, order: str = "score", **filters) -> tuple[list[dict], int]:
     """A page of chains matching the filters (status, task, min_score, max_score, search,
-    teacher, prompt_version, split, reason: contradiction | invented | form) and the total count.
+    teacher, prompt_version, split, reason: contradiction | invented | judge | form) and the total count.
     ``order``: score (lowest first) or recent. Each row's ``reasons`` lists why it falls short."""
     db = store.connect(home)
     try:
@@ -806,8 +863,9 @@ def quality_report(home: Home | str | None = None, dataset: str | None = None, t
         for name, c in crit.items():
             if c.get("max"):
                 crit_ok[name] = crit_ok.get(name, 0) + (c["points"] >= 0.7 * c["max"])
-            else:   # faithfulness: a deduction; passing it means none
-                crit_ok[name] = crit_ok.get(name, 0) + (c.get("points", 0) >= 0 and not c.get("faults"))
+            else:   # faithfulness (and the judge): a deduction; passing it means none, and a judge that answered
+                crit_ok[name] = crit_ok.get(name, 0) + (c.get("points", 0) >= 0 and not c.get("faults")
+                                                        and not c.get("unavailable"))
         reasons = reasons or ""
         unchecked += "consistency" not in crit
         contradicting += ",contradiction," in reasons

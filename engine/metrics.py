@@ -405,6 +405,66 @@ def score_distribution(scores: Iterable[float], threshold: float = 70.0) -> dict
 
 
 # ---------------------------------------------------------------------------------------------
+# Faithfulness of the answers
+# ---------------------------------------------------------------------------------------------
+
+
+def _faith_checked(r: dict) -> bool:
+    """The answer's faithfulness was checked: the example has labels or a transcript."""
+    f = r.get("faithfulness")
+    return isinstance(f, dict) and bool(f.get("checked"))
+
+
+def _faith_judged(r: dict) -> bool:
+    """Checked, and the answer has reasoning sentences to judge (an answer without the reasoning
+    sections, such as a base model's bare "CSAT: 4/5", asserts nothing the checks can read)."""
+    return _faith_checked(r) and bool(r["faithfulness"].get("judged"))
+
+
+def faithfulness_metrics(rows: Sequence[dict]) -> dict:
+    """Faithfulness of a model's answers: the scorer's consistency and grounding checks over each
+    answer's reasoning (``row["faithfulness"]``: contradictions, invented, faithful, judged, checked).
+
+    ``faithful_rate`` is over the ``judged`` answers (those with reasoning sentences) only: an
+    answer that claims nothing is not counted as faithful. ``contradiction_rate`` (answers with
+    at least one contradiction) and ``invented_per_answer`` (unsupported specifics per answer)
+    are over every ``checked`` answer: an answer with nothing to read contributes none of either.
+    Rows without ``faithfulness`` (or with nothing to check against) are left out (``n``).
+
+    >>> rows = [{"faithfulness": {"checked": True, "judged": True, "faithful": False, "contradictions": 1,
+    ...                           "invented": 2}},
+    ...         {"faithfulness": {"checked": True, "judged": True, "faithful": True, "contradictions": 0,
+    ...                           "invented": 0}},
+    ...         {"faithfulness": {"checked": True, "judged": False, "faithful": None, "contradictions": 0,
+    ...                           "invented": 0}}]
+    >>> m = faithfulness_metrics(rows)
+    >>> m["judged"], m["faithful_rate"], m["contradiction_rate"], m["invented_per_answer"]
+    (2, 0.5, 0.3333, 0.6667)
+    >>> faithfulness_metrics([])["faithful_rate"] is None
+    True
+    """
+    checked = [r["faithfulness"] for r in rows if _faith_checked(r)]
+    judged = [f for f in checked if f.get("judged")]
+    contradicting = sum(1 for f in checked if f["contradictions"] > 0)
+    invented = sum(int(f["invented"]) for f in checked)
+    return {
+        "n": len(checked),
+        "judged": len(judged),
+        "not_judged": len(checked) - len(judged),
+        "faithful": sum(1 for f in judged if f["faithful"]),
+        "faithful_rate": _r(_div(sum(1 for f in judged if f["faithful"]), len(judged))) if judged else None,
+        "with_contradiction": contradicting,
+        "contradiction_rate": _r(_div(contradicting, len(checked))) if checked else None,
+        "invented": invented,
+        "with_invented": sum(1 for f in checked if f["invented"] > 0),
+        "invented_per_answer": _r(_div(invented, len(checked))) if checked else None,
+    }
+
+
+FAITHFULNESS_KEYS = ("faithful_rate", "contradiction_rate", "invented_per_answer")
+
+
+# ---------------------------------------------------------------------------------------------
 # Everything at once
 # ---------------------------------------------------------------------------------------------
 
@@ -414,7 +474,7 @@ def evaluate_predictions(rows: Sequence[dict]) -> dict:
 
     Each row: ``task``, ``labels`` (reference), ``parsed`` (or None), ``score`` (quality score),
     ``structure`` (``structure_of``); optionally ``key`` (the example id, which pairs two models'
-    rows in ``paired_tests``) and ``finish_reason``. Rows of unknown tasks or without reference
+    rows in ``paired_tests``), ``finish_reason`` and ``faithfulness`` (``faithfulness_metrics``). Rows of unknown tasks or without reference
     labels count in structure and quality but not in task accuracy. ``intervals`` holds every
     figure's 95% interval and n (``intervals``).
 
@@ -444,6 +504,7 @@ def evaluate_predictions(rows: Sequence[dict]) -> dict:
         "structure": structure_metrics([r["structure"] for r in rows if r.get("structure")]),
         "quality_score": score_distribution([r["score"] for r in rows if r.get("score") is not None]),
         "tasks": {t: TASK_METRICS[t](pairs) for t, pairs in sorted(by_task.items())},
+        "faithfulness": faithfulness_metrics(rows),
         "intervals": intervals(rows),
     }
 
@@ -480,11 +541,17 @@ def headline(metrics: dict) -> dict:
             for k in keys:
                 if k in m:
                     out[f"{task}.{k}"] = m[k]
+    faith = metrics.get("faithfulness")
+    # Absent from an evaluation stored before faithfulness was measured (evaluate.py computes it
+    # on read); n = 0 when no answer could be checked (no labels, no transcript).
+    if faith and faith.get("n"):
+        for k in FAITHFULNESS_KEYS:
+            out[f"faithfulness.{k}"] = faith.get(k)
     return out
 
 
 # Metrics where lower is better (deltas are read the other way round).
-LOWER_IS_BETTER = {"csat.mae", "quality.mae"}
+LOWER_IS_BETTER = {"csat.mae", "quality.mae", "faithfulness.contradiction_rate", "faithfulness.invented_per_answer"}
 
 
 def deltas(base: dict, tuned: dict) -> dict:
@@ -777,6 +844,13 @@ FIGURES: dict[str, dict] = {
         isinstance(r.get("parsed"), dict) and "coaching" in r["parsed"])},
     "generation.truncated_rate": {"where": lambda r: "finish_reason" in r,
                                   "observe": lambda r: r["finish_reason"] == "length"},
+    # Faithfulness (``faithfulness_metrics``): the faithful share over the answers with reasoning
+    # to judge; contradictions and invented specifics over every checked answer.
+    "faithfulness.faithful_rate": {"where": _faith_judged, "observe": lambda r: bool(r["faithfulness"]["faithful"])},
+    "faithfulness.contradiction_rate": {"where": _faith_checked,
+                                        "observe": lambda r: r["faithfulness"]["contradictions"] > 0},
+    "faithfulness.invented_per_answer": {"where": _faith_checked,
+                                         "observe": lambda r: float(r["faithfulness"]["invented"]), "statistic": _mean},
 }
 
 
@@ -803,8 +877,8 @@ def interval(figure: dict, observations: Sequence) -> dict | None:
     return {"value": _r(stat(obs)), "ci": list(ci) if ci else None, "n": len(obs), "method": "bootstrap"}
 
 
-def intervals(rows: Sequence[dict]) -> dict:
-    """Every figure of ``FIGURES`` that the rows measure, with its 95% interval and n.
+def intervals(rows: Sequence[dict], keys: Iterable[str] | None = None) -> dict:
+    """Every figure of ``FIGURES`` (or only ``keys``) that the rows measure, with its 95% interval and n.
 
     The rows are ``evaluate_predictions``' rows. A figure no row measures is left out.
 
@@ -815,6 +889,8 @@ def intervals(rows: Sequence[dict]) -> dict:
     """
     out = {}
     for key, figure in FIGURES.items():
+        if keys is not None and key not in keys:
+            continue
         entry = interval(figure, _observations(figure, rows))
         if entry:
             out[key] = entry

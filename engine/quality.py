@@ -26,7 +26,8 @@ whatever its form; one with ``INVENTED_LIMIT`` (2) or more unsupported specifics
 loses nothing. Each deduction lists the sentences at fault (``faults``: sentence, reason, kind
 contradiction | invented, region) for the Review page; ``reasons`` turns a breakdown into the
 review list's categories. The checks, their vocabularies and the negation and hedging rules are
-described where they are defined (section "Faithfulness" below).
+described where they are defined (section "Faithfulness" below). An optional judge model
+(engine/judge.py, generation only) adds a third deduction, ``judge``, and the reason ``judge``.
 
 How gaming is defeated. Every content criterion (length, step bodies, reasoning, actions, impact)
 counts only *sentences that carry content*, after these filters:
@@ -83,6 +84,9 @@ WEIGHTS = {
 CRITERIA = tuple(WEIGHTS)
 FORM_CRITERIA = tuple(k for k, v in WEIGHTS.items() if v > 0)
 FAITH_CRITERIA = ("consistency", "grounding")
+# The optional judge model's rating (engine/judge.py) joins a breakdown as one more deduction.
+JUDGE_CRITERION = "judge"
+DEDUCTIONS = FAITH_CRITERIA + (JUDGE_CRITERION,)
 
 # A chain whose body contradicts its labels never passes: its score is capped at 55 (50, 45...
 # with each further contradiction), well below THRESHOLD whatever its form.
@@ -1710,24 +1714,25 @@ def criterion_consistency(a: Analysed, before: float = 100.0) -> dict:
 
 def at_fault(criteria: dict | None) -> list[dict]:
     """The faulty sentences recorded in a score breakdown (``{"sentence", "reason", "kind",
-    "region"}``, contradictions first), for pages that highlight them; [] for a breakdown
-    scored before faithfulness was checked."""
+    "region"}``, contradictions first, then invented specifics, then the sentences a judge model
+    named), for pages that highlight them; [] for a breakdown scored before faithfulness was checked."""
     out: list[dict] = []
-    for name in FAITH_CRITERIA:
+    for name in DEDUCTIONS:
         c = (criteria or {}).get(name)
         if isinstance(c, dict) and isinstance(c.get("faults"), list):
             out.extend(f for f in c["faults"] if isinstance(f, dict) and isinstance(f.get("sentence"), str))
     return out
 
 
-REASONS = ("contradiction", "invented", "form")
+REASONS = ("contradiction", "invented", "judge", "form")
 
 
 def reasons(criteria: dict | None, threshold: float = THRESHOLD) -> list[str]:
     """Why a chain falls short, from its score breakdown (the review list filters on these):
     ``contradiction`` (a statement contradicts the labels), ``invented`` (an unsupported
-    specific), ``form`` (the form criteria alone stay below ``threshold``, or a section is
-    missing). A faithful chain of good form has none.
+    specific), ``judge`` (the optional judge model rated it unfaithful; engine/judge.py),
+    ``form`` (the form criteria alone stay below ``threshold``, or a section is missing). A
+    faithful chain of good form has none.
 
     >>> reasons({"sections": {"points": 20.0, "max": 20.0}, "steps": {"points": 60.0, "max": 60.0},
     ...          "consistency": {"points": -35.0, "max": 0.0, "faults": [{"sentence": "x", "kind": "contradiction"}]}})
@@ -1739,8 +1744,11 @@ def reasons(criteria: dict | None, threshold: float = THRESHOLD) -> list[str]:
         c = criteria.get(name)
         if isinstance(c, dict) and c.get("faults"):
             out.append(kind)
+    judge = criteria.get(JUDGE_CRITERION)
+    if isinstance(judge, dict) and judge.get("faithful") is False:
+        out.append("judge")
     form = sum(float(c.get("points") or 0.0) for k, c in criteria.items()
-               if k not in FAITH_CRITERIA and isinstance(c, dict))
+               if k not in DEDUCTIONS and isinstance(c, dict))
     sec = criteria.get("sections")
     if form < threshold or (isinstance(sec, dict) and float(sec.get("points") or 0) < float(sec.get("max") or 0) - 1e-6):
         out.append("form")
@@ -1758,7 +1766,9 @@ def score_chain(text: str, task: str | None = None, labels: dict | None = None, 
     The form criteria add up to at most 100; ``grounding`` and then ``consistency`` deduct from
     that sum (their ``faults`` list the sentences at fault), so the score is always the sum of
     the criteria's points. ``faithfulness`` counts the contradictions and unsupported specifics
-    (``faithful``: none of either).
+    (``faithful``: none of either), the reasoning sentences the checks read (``sentences``; none
+    in an answer without sections) and whether labels or a transcript were there to check them
+    against (``checked``).
 
     >>> from engine.chain import render_chain
     >>> r = score_chain(render_chain({n: "N/A" for n in range(1, 6)}, {}, {}, "CSAT: 4/5"), "csat", {"csat": 4})
@@ -1793,7 +1803,11 @@ def score_chain(text: str, task: str | None = None, labels: dict | None = None, 
         "sections_ok": all(p["present"].values()) and all(p["closed"].values()) and p["in_order"],
         "problems": p["problems"],
         "faithfulness": {"contradictions": len(a.contradictions), "invented": len(a.invented),
-                         "faithful": not a.contradictions and not a.invented},
+                         "faithful": not a.contradictions and not a.invented,
+                         # what the checks read: reasoning sentences inside the sections, and whether
+                         # there were labels or a transcript to check them against (evaluation
+                         # judges an answer's faithfulness only when both are there)
+                         "sentences": len(a.texts), "checked": a.faith_checked[0]},
     }
 
 

@@ -695,6 +695,14 @@ def m_eval_001_evaluation_keys(db: Database) -> None:
     db.execute("ALTER TABLE eval_predictions ADD COLUMN seconds REAL")
 
 
+@migrations()
+def m_eval_002_faithfulness(db: Database) -> None:
+    """Per prediction, the faithfulness of the answer (``evaluate.answer_faithfulness``: counts of
+    contradictions and unsupported specifics, faithful, judged). NULL for predictions stored
+    before: ``evaluate.predictions`` computes it from the stored answer on read."""
+    db.execute("ALTER TABLE eval_predictions ADD COLUMN faithfulness TEXT")
+
+
 def start_evaluation(db: Database, run_key: str, *, job_id: int | None, model: str, data_path: str, n: int,
                      config: dict) -> tuple[int, bool]:
     """(evaluation id, resumed): an evaluation with the same run key is continued (a finished one
@@ -727,19 +735,20 @@ def write_eval_predictions(db: Database, evaluation_id: int, rows: Iterable[dict
             db.execute(
                 "INSERT INTO eval_predictions (evaluation_id, example_key, task, output, parsed, labels, score, "
                 "criteria, correct, position, prompt, reference, structure, completion_tokens, finish_reason, "
-                "seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "seconds, faithfulness, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(evaluation_id, example_key) DO UPDATE SET task = excluded.task, output = excluded.output, "
                 "parsed = excluded.parsed, labels = excluded.labels, score = excluded.score, "
                 "criteria = excluded.criteria, correct = excluded.correct, position = excluded.position, "
                 "prompt = excluded.prompt, reference = excluded.reference, structure = excluded.structure, "
                 "completion_tokens = excluded.completion_tokens, finish_reason = excluded.finish_reason, "
-                "seconds = excluded.seconds",
+                "seconds = excluded.seconds, faithfulness = excluded.faithfulness",
                 [evaluation_id, r["key"], r.get("task"), r["output"],
                  dumps(r["parsed"]) if r.get("parsed") is not None else None, dumps(r.get("labels") or {}),
                  r.get("score"), dumps(r.get("criteria") or {}),
                  None if r.get("correct") is None else int(bool(r["correct"])), r.get("position"), r.get("prompt"),
                  r.get("reference"), dumps(r.get("structure") or {}), r.get("completion_tokens"),
-                 r.get("finish_reason"), r.get("seconds"), t],
+                 r.get("finish_reason"), r.get("seconds"),
+                 dumps(r["faithfulness"]) if r.get("faithfulness") is not None else None, t],
             )
 
 

@@ -415,9 +415,31 @@ def chat_completion(client, cfg, messages: list[dict], temperature: float, seed:
     raise TeacherError(f"{url} failed after {int(cfg.http_retries) + 1} tries; last error: {last}")
 
 
-def _http(examples, cfg, temperature, seed, progress=None) -> list[TeacherOutput]:
+def send_requests(cfg, requests: list[tuple[list[dict], float, int, int]], progress=None) -> list:
+    """Send chat requests ``(messages, temperature, seed, max_tokens)`` to ``cfg``'s endpoint
+    (``base_url``, model ``teacher``, ``api_key_env``, ``timeout_s``, ``http_retries``, ``top_p``)
+    with ``cfg.concurrency`` in flight, each through ``chat_completion`` (its retries and clear
+    errors). Returns, in request order, each answer dict or the exception its call raised: the
+    caller decides whether one failure fails them all (the teacher) or only its own item (the
+    judge). ``progress(event)`` is called as each request finishes."""
     import httpx
 
+    limits = httpx.Limits(max_connections=max(1, cfg.concurrency), max_keepalive_connections=max(1, cfg.concurrency))
+    with httpx.Client(limits=limits) as client, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=max(1, cfg.concurrency)) as pool:
+        futures = [pool.submit(chat_completion, client, cfg, msgs, temperature, seed, max_tokens)
+                   for msgs, temperature, seed, max_tokens in requests]
+        if progress:  # one event per finished request, in the order they finish
+            tokens = 0
+            for k, f in enumerate(concurrent.futures.as_completed(futures), 1):
+                if f.exception() is None:
+                    tokens += f.result()["completion_tokens"]
+                progress({"stage": "requests", "done": k, "of": len(futures), "tokens": tokens})
+        concurrent.futures.wait(futures)
+    return [f.exception() or f.result() for f in futures]
+
+
+def _http(examples, cfg, temperature, seed, progress=None) -> list[TeacherOutput]:
     jobs = []  # (example index, part spec or None, messages, max tokens)
     for i, ex in enumerate(examples):
         if cfg.guided:
@@ -428,18 +450,11 @@ def _http(examples, cfg, temperature, seed, progress=None) -> list[TeacherOutput
         else:
             jobs.append((i, None, P.free_messages(ex), cfg.max_new_tokens))
     t0 = time.time()
-    limits = httpx.Limits(max_connections=max(1, cfg.concurrency), max_keepalive_connections=max(1, cfg.concurrency))
-    with httpx.Client(limits=limits) as client, \
-            concurrent.futures.ThreadPoolExecutor(max_workers=max(1, cfg.concurrency)) as pool:
-        futures = [pool.submit(chat_completion, client, cfg, msgs, temperature, seed + n, max_tokens)
-                   for n, (_, _, msgs, max_tokens) in enumerate(jobs)]
-        if progress:  # one event per finished request, in the order they finish
-            tokens = 0
-            for k, f in enumerate(concurrent.futures.as_completed(futures), 1):
-                if f.exception() is None:
-                    tokens += f.result()["completion_tokens"]
-                progress({"stage": "requests", "done": k, "of": len(futures), "tokens": tokens})
-        answers = [f.result() for f in futures]
+    answers = send_requests(cfg, [(msgs, temperature, seed + n, max_tokens)
+                                  for n, (_, _, msgs, max_tokens) in enumerate(jobs)], progress)
+    for a in answers:  # a chain needs every one of its parts: one failed request fails the call
+        if isinstance(a, BaseException):
+            raise a
     seconds = (time.time() - t0) / len(examples)
     outs = []
     for i, ex in enumerate(examples):

@@ -154,15 +154,25 @@ if run and ready:
 result = st.session_state.get("cmp-result")
 if result and prompt and result["key"] == (tuple(pair), prompt["ex_id"], prompt["task"], json.dumps(prompt["messages"])):
     for i, col in enumerate((left, right)):
-        slots[i].text(result["texts"][i] or "(empty answer)")
+        s = result["scores"][i]
+        # The answer with its at-fault sentences marked: ui.highlight_html escapes every piece first.
+        marked = ui.highlight_html(result["texts"][i], s.get("at_fault")) if s.get("at_fault") else None
+        if marked:
+            slots[i].html(f'<div style="white-space: pre-wrap; font-family: monospace; font-size: 0.85rem">'
+                          f'{marked}</div>')
+        else:
+            slots[i].text(result["texts"][i] or "(empty answer)")
         if result["errors"][i]:
             col.error("The server failed:")
             col.text(result["errors"][i])
-        s = result["scores"][i]
         c1, c2, c3 = col.columns(3)
         c1.metric("Quality score", f"{s['score']:.0f}")
         c2.metric("Structure", "complete" if s["structure"]["compliant"] else "incomplete")
         c3.metric("Answer", "right" if s["correct"] else ("wrong" if s["correct"] is False else "n/a"))
+        col.caption(f"Faithfulness: {api.faithfulness_word(s.get('faithfulness'))}")
+        if s.get("at_fault"):
+            with col:
+                ui.show_faults(s["at_fault"])
         col.caption("Parsed labels")
         col.code(json.dumps(s["parsed"], ensure_ascii=False) if s["parsed"] else "(no answer line found)",
                  language=None)

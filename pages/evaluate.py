@@ -84,6 +84,13 @@ def paired_tests(base_id: int, tuned_id: int, home: str, base_done, tuned_done) 
     return api.eval_deltas(base_id, tuned_id)
 
 
+@st.cache_data(max_entries=32, show_spinner="Measuring the faithfulness of older answers…")
+def figures_on_read(evaluation_id: int, home: str, finished) -> dict:
+    """An evaluation finished before faithfulness was measured: its answers are scored again on
+    read (engine/evaluate.py), once per evaluation (home and finish time in the key)."""
+    return api.eval_figures(evaluation_id)
+
+
 def better(d: dict) -> str:
     """Direction of a delta, and "unclear" when the paired test does not support it."""
     if d["delta"] == 0:
@@ -110,6 +117,7 @@ with results_tab:
         "CSAT within 1": fig(e, "csat.within_one_accuracy"),
         "churn acc.": fig(e, "churn.accuracy"),
         "overall acc.": fig(e, "overall.accuracy"),
+        "faithful": fig(e, "faithfulness.faithful_rate"),
         "finished": ui.fmt_time(e["finished_at"]),
     } for e in evals])
     st.dataframe(table, hide_index=True, width="stretch")
@@ -135,6 +143,9 @@ with results_tab:
                            format_func=lambda i: "(none)" if i is None else label(i))
     shown = ([base_id] if base_id else []) + [tuned_id]
     shown_evals = [by_id[i] for i in shown]
+    for e in shown_evals:  # finished before faithfulness was measured: computed from its stored answers
+        if "faithfulness" not in e["metrics"]:
+            e.update(figures_on_read(e["id"], str(api.home().data), e["finished_at"]))
     if base_id and by_id[base_id]["data_path"] != by_id[tuned_id]["data_path"]:
         st.warning("These two evaluations ran on different data; the comparison is not like for like.")
 
@@ -180,6 +191,25 @@ with results_tab:
             if html_data:
                 c2.download_button(f"Report HTML (#{e['id']})", html_data, file_name=f"eval-{e['id']}.html",
                                    mime="text/html", key=f"dl-html-{e['id']}")
+
+    st.subheader("Faithfulness of the answers")
+    st.caption("The quality scorer's checks over each answer's reasoning: a contradiction says something the "
+               "labels (or the transcript) contradict; an unsupported specific is a name, number, date, product or "
+               "channel the transcript and labels lack. The faithful rate counts only the answers with reasoning "
+               "to judge: an answer without the reasoning sections (a bare label line) asserts nothing and is "
+               "\"not judged\", not faithful. Contradiction rate and specifics per answer are over every answer; "
+               "lower is better. Their deltas and paired tests are in the table above.")
+    faith_rows = []
+    for e in shown_evals:
+        f = e["metrics"].get("faithfulness") or {}
+        iv = intervals[e["id"]]
+        faith_rows.append({"evaluation": label(e["id"]), "answers": f.get("n"), "judged": f.get("judged"),
+                           "not judged": f.get("not_judged"),
+                           **{k.replace("_", " "): api.format_figure(iv.get(f"faithfulness.{k}"), f.get(k))
+                              for k in ("faithful_rate", "contradiction_rate", "invented_per_answer")},
+                           "with a contradiction": f.get("with_contradiction"),
+                           "with an invented specific": f.get("with_invented")})
+    st.dataframe(pd.DataFrame(faith_rows), hide_index=True, width="stretch", key="faith-table")
 
     st.subheader("Quality-score distribution")
     fig = go.Figure()
@@ -232,15 +262,20 @@ with results_tab:
                 st.code(json.dumps(it["labels"], ensure_ascii=False), language=None)
                 c1, c2 = st.columns(2)
                 for col, side, name in ((c1, b, "Base"), (c2, t, "Tuned")):
-                    col.caption(f"{name} · {mark(side)} · score {side['score']}")
+                    col.caption(f"{name} · {mark(side)} · score {side['score']} · "
+                                f"{api.faithfulness_word(side.get('faithfulness'))}")
                     col.code(json.dumps(side["parsed"], ensure_ascii=False), language=None)
                     col.text(side["output"])
+                    if side.get("at_fault"):
+                        with col:
+                            ui.show_faults(side["at_fault"])
                 st.caption("Prompt")
                 st.text(it.get("prompt") or "")
     else:
         st.subheader("Answers")
         preds = api.eval_predictions(tuned_id)
         st.dataframe(pd.DataFrame([{"example": p["example_key"], "task": p["task"], "correct": p["correct"],
-                                    "score": p["score"], "parsed": json.dumps(p["parsed"]),
+                                    "score": p["score"], "faithfulness": api.faithfulness_word(p.get("faithfulness")),
+                                    "parsed": json.dumps(p["parsed"]),
                                     "answer": (p["output"] or "")[:300]} for p in preds]),
                      hide_index=True, width="stretch")

@@ -29,6 +29,7 @@ CHOICES = {"backend": ["local", "openai"], "split": ["train", "validation", "tes
 MAIN = ["teacher", "backend", "guided", "split", "limit", "batch_size", "threshold", "attempts", "gate_threshold"]
 HTTP = ["base_url", "api_key_env", "concurrency", "timeout_s", "http_retries"]
 SKIP = {"test", "dataset"}
+JUDGE = [n for n in fields if n.startswith("judge.")]  # the nested judge settings (engine/config.py JudgeSettings)
 # Words for people; the config key (what `ccr generate key=value` and the YAML presets use) is in the help.
 LABELS = {"teacher": "Teacher model", "backend": "Backend", "guided": "Structure-guided (fills each part)",
           "split": "Split", "limit": "Examples to generate (empty: all)", "batch_size": "Examples per batch",
@@ -40,18 +41,35 @@ LABELS = {"teacher": "Teacher model", "backend": "Backend", "guided": "Structure
           "api_key_env": "Environment variable with the API key", "concurrency": "Requests in flight",
           "timeout_s": "Timeout per request (s)", "http_retries": "Retries per request",
           "test_example": "Test example (row id; empty: the first)",
-          "select": "Which examples (first N, or balanced across tasks and labels)"}
+          "select": "Which examples (first N, or balanced across tasks and labels)",
+          "judge.enabled": "Rate each chain with a judge model", "judge.base_url": "Judge server base URL",
+          "judge.model": "Judge model", "judge.api_key_env": "Environment variable with the judge's API key",
+          "judge.timeout_s": "Judge timeout per rating (s)", "judge.max_tokens": "Judge answer tokens",
+          "judge.threshold": "Unfaithful below rating (1-5)", "judge.concurrency": "Judge requests in flight",
+          "judge.http_retries": "Judge retries per rating"}
 # Sane bounds for every number (min, max); a value outside them cannot be typed in.
 BOUNDS = {"batch_size": (1, 256), "threshold": (0.0, 100.0), "gate_threshold": (0.0, 100.0), "attempts": (1, 10),
           "max_new_tokens": (16, 8192), "part_tokens": (4, 1024), "top_p": (0.01, 1.0),
           "repetition_penalty": (1.0, 3.0), "seed": (0, 2**31 - 1), "concurrency": (1, 256),
-          "timeout_s": (1.0, 3600.0), "http_retries": (0, 20)}
+          "timeout_s": (1.0, 3600.0), "http_retries": (0, 20), "judge.timeout_s": (1.0, 3600.0),
+          "judge.max_tokens": (16, 4096), "judge.threshold": (1, 5), "judge.concurrency": (1, 256),
+          "judge.http_retries": (0, 20)}
 problems: list[str] = []  # why the test and the launch are refused, in words
+
+
+def preset_value(name: str, default):
+    """The preset's value of a field; a dotted name (``judge.model``) is looked up in its section."""
+    node = base
+    for part in name.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
 def widget(name: str, col) -> object:
     help_, default = fields[name]
-    value = base.get(name, default)
+    value = preset_value(name, default)
     key = f"gen-{preset}-{name}"
     label = LABELS.get(name, name)
     help_ = f"{help_} (config key `{name}`)"
@@ -103,7 +121,7 @@ for i, name in enumerate(MAIN):
     values[name] = widget(name, cols[i % 3])
 with st.expander("Sampling, batching and device"):
     cols = st.columns(3)
-    rest = [n for n in fields if n not in MAIN and n not in HTTP and n not in SKIP]
+    rest = [n for n in fields if n not in MAIN and n not in HTTP and n not in SKIP and n not in JUDGE]
     for i, name in enumerate(rest):
         values[name] = widget(name, cols[i % 3])
 st.caption(api.precision_choice(values.get("device") or "auto", values.get("dtype") or "auto")["text"])
@@ -111,6 +129,17 @@ with st.expander("OpenAI-compatible endpoint (backend: openai)"):
     cols = st.columns(3)
     for i, name in enumerate(HTTP):
         values[name] = widget(name, cols[i % 3])
+with st.expander("Judge model (optional)"):
+    st.caption("A capable model on any OpenAI-compatible server (e.g. Qwen2.5-7B-Instruct on vLLM) rates each "
+               "chain the scorer accepts from 1 to 5 for faithfulness to its transcript and labels. A rating below "
+               "the threshold keeps the chain from passing: it is retried, then flagged for review with the reason "
+               "`judge`. If the judge fails, the chain is kept and \"judge unavailable\" is recorded. Same as "
+               "`ccr generate judge.enabled=true judge.base_url=... judge.model=...`.")
+    cols = st.columns(3)
+    judge_values: dict = {}
+    for i, name in enumerate(JUDGE):
+        judge_values[name.split(".", 1)[1]] = widget(name, cols[i % 3])
+    values["judge"] = judge_values
 
 try:
     config = api.generate_config(values)

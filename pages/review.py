@@ -32,13 +32,14 @@ with st.container(border=True):
                        f"`{t['path']}` and `{v['path']}`.")
 
 REASONS = {"(any)": None, "contradicts the labels": "contradiction", "invented specifics": "invented",
-           "form (structure, content)": "form"}
+           "judge model: unfaithful": "judge", "form (structure, content)": "form"}
 c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1.4, 1.4])
 status = c1.selectbox("Status", ["flagged", "passed", "approved", "rejected", "(any)"], key="rv-status")
 task = c2.selectbox("Task", ["(all)"] + api.chain_tasks(), key="rv-task")
 reason = c3.selectbox("Reason", list(REASONS), key="rv-reason",
                       help="Why the chain falls short: a statement that contradicts the labels, a specific "
-                           "(amount, name, date, product, channel) the transcript does not support, or its form. "
+                           "(amount, name, date, product, channel) the transcript does not support, the optional "
+                           "judge model's unfaithful rating, or its form. "
                            "Same as `ccr review list --reason`.")
 lo, hi = c4.slider("Score", 0.0, 100.0, (0.0, 100.0), step=1.0, key="rv-range")
 search = c5.text_input("Search (example id or chain text)", key="rv-search")

@@ -12,7 +12,8 @@ It counts the requests it answers, and its behaviour is set per test:
   client was killed). ``wait_held()`` returns once a request is held. Fault tests kill a child
   while it waits on a held request, so the kill lands mid-run on a machine of any speed;
 - ``answer``: ``answer(prompt, body) -> text`` replaces the answer (e.g. one that echoes the
-  transcript, for prompt-injection tests).
+  transcript, for prompt-injection tests); returning None answers as usual. ``judge_answer``
+  makes one that answers the judge model's prompts (engine/judge.py) with a verdict.
 """
 
 from __future__ import annotations
@@ -141,6 +142,28 @@ def good_chain(prompt: str) -> str:
 BAD_CHAIN = render_chain({n: "N/A" for n in range(1, 6)}, {}, {}, "n/a")
 
 
+def judge_answer(unfaithful=lambda prompt: False, reason: str = "The analysis names a refund the call never had.",
+                 sentences=lambda prompt: [], raw=None):
+    """An ``answer`` callable for a FakeTeacher serving as the judge model: a judge prompt (it
+    ends with engine.judge's instruction) gets a verdict JSON, rating 2 when
+    ``unfaithful(prompt)`` and 5 otherwise, with ``reason`` and ``sentences(prompt)`` (sentences
+    of the chain to name); any other prompt is answered as usual (None). ``raw``: answer judge
+    prompts with this text instead (a judge that does not answer with a verdict)."""
+    from engine import judge
+
+    def answer(prompt: str, body: dict):
+        if judge.INSTRUCTION not in prompt:
+            return None
+        if raw is not None:
+            return raw
+        bad = unfaithful(prompt)
+        verdict = {"rating": 2 if bad else 5, "reason": reason if bad else "Every statement is supported.",
+                   "sentences": sentences(prompt) if bad else []}
+        return "Here is my verdict:\n```json\n" + json.dumps(verdict) + "\n```"
+
+    return answer
+
+
 class FakeTeacher:
     def __init__(self, quality: str = "good", fail_first=(), require_key: str | None = None, delay: float = 0.0,
                  answer=None):
@@ -246,8 +269,9 @@ class FakeTeacher:
                     time.sleep(fake.delay)
                 prompt = body["messages"][-1]["content"]
                 bad = fake.quality == "bad" or (fake.quality == "bad-greedy" and not body.get("temperature"))
-                if fake.answer is not None:
-                    text = fake.answer(prompt, body)
+                text = fake.answer(prompt, body) if fake.answer is not None else None
+                if text is not None:
+                    pass
                 elif "Write only this part" in prompt:  # guided mode: one part per request
                     text = "N/A" if bad else (
                         "the customer was upset because the refund for the order was late twice, "

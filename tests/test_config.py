@@ -101,3 +101,22 @@ def test_precision_is_one_vocabulary_and_old_values_still_load():
         with pytest.raises(ConfigError, match=f"{name}: must be one of auto, fp32, bf16, fp16, got 'int8'"):
             load_config(cls, None, [f"{name}=int8"])
         assert "AMX-BF16" in dict((n, h) for n, h, _ in config.describe(cls))[name]
+
+
+def test_judge_settings_nested_in_the_generate_config():
+    from engine.config import GenerateConfig, JudgeSettings
+
+    default = load_config(GenerateConfig, CONFIGS / "generate_smollm2_cpu.yaml")
+    assert default.judge == JudgeSettings() and default.judge.enabled is False  # off by default
+    cfg = load_config(GenerateConfig, None, ["judge.enabled=true", "judge.base_url=http://10.0.0.5:8000/v1",
+                                             "judge.model=Qwen/Qwen2.5-7B-Instruct", "judge.threshold=4"])
+    assert (cfg.judge.enabled, cfg.judge.base_url, cfg.judge.threshold) == (True, "http://10.0.0.5:8000/v1", 4)
+    names = {name for name, help_, _ in config.describe(GenerateConfig) if name.startswith("judge.") and help_}
+    assert names == {f"judge.{f.name}" for f in dataclasses.fields(JudgeSettings)}
+    for overrides, message in ((["judge.threshold=0"], "judge.threshold: must be from 1 to 5, got 0"),
+                               (["judge.concurrency=0"], "judge.concurrency: must be at least 1"),
+                               (["judge.enabled=true", "judge.model="], "enabled needs judge.base_url and judge.model"),
+                               (["judge.rating=3"], "unknown field 'rating'"),
+                               (["judge.enabled=maybe"], "judge.enabled: expected true or false")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(GenerateConfig, None, overrides)

@@ -17,6 +17,7 @@ MODULES = [
     "engine.quality",
     "engine.prompt",
     "engine.generate",
+    "engine.judge",
     "engine.metrics",
     "engine.evaluate",
     "engine.infer",

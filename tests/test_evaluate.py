@@ -246,3 +246,128 @@ def test_intervals_of_an_evaluation_stored_without_them_are_computed_from_its_pr
     store.finish_evaluation(db, eid, "succeeded", legacy)
     assert "intervals" not in evaluate.evaluation_row(db, eid)["metrics"]
     assert evaluate.intervals_of(db, eid) == stored["intervals"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Faithfulness of the answers
+# ---------------------------------------------------------------------------------------------
+
+NEUTRAL = "The call covered the account question and the next steps."
+INVENTED = "The agent, Zebulon, refunded $4,321 on Tuesday <img src=x onerror=alert('x')>."
+
+
+def _faith_chain(first: str) -> str:
+    return render_chain({1: first, 2: NEUTRAL, 3: NEUTRAL, 4: NEUTRAL, 5: NEUTRAL}, {}, {}, "CSAT: 3/5")
+
+
+def _faith_models(examples: list[dict]) -> tuple[dict, dict]:
+    """A base model whose answers have known faults, and a tuned one whose answers are faithful.
+
+    Base, by example: a negative-sentiment call gets "the customer was delighted" (one
+    contradiction); the first two other calls get three invented specifics (a name, an amount, a
+    weekday); the rest get a bare label line, which has no reasoning to judge.
+    """
+    plan, others = {}, 0
+    for e in examples:
+        if e["labels"]["sentiment"] == "negative":
+            plan[e["prompt"]] = _faith_chain("The customer was delighted with the outcome.")
+        else:
+            plan[e["prompt"]] = _faith_chain(INVENTED) if others < 2 else "CSAT: 3/5"
+            others += 1
+    base = FakeGenerator(lambda m: plan[m[-1]["content"]])
+    tuned = FakeGenerator(lambda m: _faith_chain(NEUTRAL))
+    return {"base-m": base, "tuned-m": tuned}, plan
+
+
+def test_faithfulness_figures_intervals_and_paired_tests(demo_home, tmp_path, capsys):
+    from engine import cli, metrics
+
+    examples, _, _ = evaluate.load_examples(demo_home, limit=12)
+    negative = sum(e["labels"]["sentiment"] == "negative" for e in examples)
+    assert negative == 7 and len(examples) == 12  # the demo test split's first 12 calls
+    gens, _ = _faith_models(examples)
+    report_path = tmp_path / "R.json"
+    result = evaluate.run_evaluation(demo_home, EvalConfig(model="tuned-m", base="base-m", limit=12,
+                                                           report=str(report_path)), generators=gens)
+    report = json.loads(report_path.read_text())
+    base, tuned = (m["metrics"]["faithfulness"] for m in report["models"])
+    assert base == {"n": 12, "judged": 9, "not_judged": 3, "faithful": 0, "faithful_rate": 0.0,
+                    "with_contradiction": 7, "contradiction_rate": 0.5833, "invented": 6, "with_invented": 2,
+                    "invented_per_answer": 0.5}
+    assert (tuned["judged"], tuned["faithful_rate"], tuned["contradiction_rate"], tuned["invented_per_answer"]) == (
+        12, 1.0, 0.0, 0.0)
+    # Intervals: Wilson for the rates (faithful_rate over the 9 judged answers only), bootstrap for the mean.
+    iv = report["intervals"]["base-m"]
+    assert iv["faithfulness.faithful_rate"] == {"value": 0.0, "ci": list(metrics.wilson(0, 9)), "n": 9,
+                                                "method": "wilson"}
+    assert iv["faithfulness.contradiction_rate"] == {"value": 0.5833, "ci": list(metrics.wilson(7, 12)), "n": 12,
+                                                     "method": "wilson"}
+    inv = iv["faithfulness.invented_per_answer"]
+    assert inv["method"] == "bootstrap" and inv["n"] == 12 and inv["ci"][0] <= 0.5 <= inv["ci"][1]
+    # Paired tests: McNemar over the 9 examples both models' answers could be judged on, and over all 12.
+    d = report["comparison"]["deltas"]
+    fr = d["faithfulness.faithful_rate"]
+    assert fr["test"] == "mcnemar_exact" and fr["n"] == 9 and fr["discordant"] == {"base_only": 0, "tuned_only": 9}
+    assert fr["p_value"] == 2 / 2 ** 9 and fr["significant"] and fr["better"] and fr["delta"] == 1.0
+    cr = d["faithfulness.contradiction_rate"]
+    # "base_only" counts the examples where only the base has a contradiction: fewer is better.
+    assert cr["n"] == 12 and cr["discordant"] == {"base_only": 7, "tuned_only": 0} and cr["p_value"] == 2 / 2 ** 7
+    assert cr["delta"] == -0.5833 and cr["better"] is True and cr["significant"]
+    ip = d["faithfulness.invented_per_answer"]
+    assert ip["test"] == "paired_bootstrap" and ip["n"] == 12 and ip["delta"] == -0.5 and ip["better"] is True
+    assert not ip["significant"] and ip["verdict"].startswith("not significant")  # two answers carry it all
+    # The answers: per-prediction faithfulness and the sentences at fault, stored and in the report's examples.
+    rows = evaluate.predictions(store.connect(demo_home), report["models"][0]["evaluation_id"])
+    stored = store.connect(demo_home).execute(
+        "SELECT COUNT(*) FROM eval_predictions WHERE faithfulness IS NOT NULL").fetchone()[0]
+    assert stored == 24 and not any(r["faithfulness"].get("on_read") for r in rows)
+    inventing = [r for r in rows if r["faithfulness"]["invented"]]
+    assert len(inventing) == 2 and all(r["faithfulness"]["faithful"] is False for r in inventing)
+    assert {f["sentence"] for r in inventing for f in r["at_fault"]} == {INVENTED}
+    bare = [r for r in rows if not r["faithfulness"]["judged"]]
+    assert len(bare) == 3 and all(r["faithfulness"]["faithful"] is None and r["at_fault"] == [] for r in bare)
+    ex = next(it for it in report["examples"] if it["base"]["faithfulness"]["invented"])
+    assert ex["base"]["at_fault"][0]["kind"] == "invented" and ex["tuned"]["faithfulness"]["faithful"] is True
+    assert report["faithfulness"]["base-m"] == base and "faithful_rate over the judged" in report["statistics"][
+        "faithfulness"]
+
+    html = report_path.with_suffix(".html").read_text()
+    assert "<h2>Faithfulness of the answers</h2>" in html and "faithfulness.not_judged" in html
+    assert f"[0, {metrics.wilson(0, 9)[1]:.3g}] n=9" in html  # the base's faithful rate over its 9 judged answers
+    assert "unfaithful: 3 unsupported specifics" in html and "unfaithful: 1 contradiction<" in html
+    assert "Sentences at fault:" in html and "&lt;img src=x onerror=alert(&#x27;x&#x27;)&gt;" in html
+    assert not re.search(r"<\s*img\b", html, re.I)
+
+    cli._print_eval_table(result)
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("faithfulness.faithful_rate"))
+    assert "0.00 [0.00, 0.30], n=9" in line and "1.00 [0.76, 1.00], n=12" in line and "significant at 95%" in line
+    assert "faithfulness of base-m: 9 of 12 answers judged" in out
+
+
+def test_faithfulness_of_an_evaluation_stored_before_it_is_computed_on_read(demo_home):
+    examples, source, _ = evaluate.load_examples(demo_home, limit=12)
+    gens, _ = _faith_models(examples)
+    base = evaluate.evaluate_model(demo_home, "base-m", examples, source, EvalConfig(), generator=gens["base-m"])
+    tuned = evaluate.evaluate_model(demo_home, "tuned-m", examples, source, EvalConfig(), generator=gens["tuned-m"])
+    db = store.connect(demo_home)
+    now = {eid: evaluate.evaluation_row(db, eid)["metrics"] for eid in (base, tuned)}
+    deltas = evaluate.comparison(db, base, tuned)
+    # Make them look like evaluations from before: no faithfulness per answer, none in the metrics.
+    for eid in (base, tuned):
+        legacy = {k: v for k, v in now[eid].items() if k != "faithfulness"}
+        legacy["intervals"] = {k: v for k, v in legacy["intervals"].items() if not k.startswith("faithfulness.")}
+        store.finish_evaluation(db, eid, "succeeded", legacy)
+    db.execute("UPDATE eval_predictions SET faithfulness = NULL")
+    rows = evaluate.predictions(db, base)
+    assert all(r["faithfulness"]["on_read"] for r in rows)
+    assert sum(len(r["at_fault"]) for r in rows) == 7 + 2 * 3
+    again = evaluate.evaluation_row(db, base)["metrics"]
+    assert again["faithfulness"] == now[base]["faithfulness"]
+    assert {k: v for k, v in again["intervals"].items() if k.startswith("faithfulness.")} == {
+        k: v for k, v in now[base]["intervals"].items() if k.startswith("faithfulness.")}
+    redone = evaluate.comparison(db, base, tuned)
+    assert {k: redone[k] for k in redone if k.startswith("faithfulness.")} == {
+        k: deltas[k] for k in deltas if k.startswith("faithfulness.")}
+    # Nothing was written back: the stored rows still read as before.
+    assert db.execute("SELECT COUNT(*) FROM eval_predictions WHERE faithfulness IS NOT NULL").fetchone()[0] == 0

@@ -3,8 +3,10 @@ resume across SIGKILLs, and a real two-example run on the embedded teacher."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -382,3 +384,141 @@ def test_balanced_selection_on_the_demo_data_and_in_a_generate_run(demo_home, fa
     done = [r[0] for r in _chains(demo_home)]
     assert done == sorted(generate.selection_ids(db, ds_id, "train", 12, balanced=True))
     assert {t: sum(v.values()) for t, v in generate.balance_counts(db, done).items()} == {t: 2 for t in counts}
+
+
+# ---------------------------------------------------------------------------------------------
+# The optional judge model
+# ---------------------------------------------------------------------------------------------
+
+
+def _judge(server: FakeTeacher | None, **extra) -> dict:
+    url = server.base_url if server else "http://127.0.0.1:9/v1"  # port 9: nothing listens there
+    return {"enabled": True, "base_url": url, "model": "fake-judge", "http_retries": 0, "timeout_s": 10, **extra}
+
+
+def test_judge_rates_each_chain_and_an_unfaithful_one_is_flagged_with_its_reason(demo_home, fake):
+    from fake_teacher_server import judge_answer
+
+    exs = some_examples(demo_home, 3)
+    # The judge knows a call by the longest line of its transcript (unique among these three).
+    marks = [max(ex["transcript"].splitlines(), key=len) for ex in exs]
+    assert len(set(marks)) == 3 and all("<" not in m and ">" not in m for m in marks)
+    target = exs[1]
+
+    def named(prompt: str) -> list[str]:  # the chain's Business Actions sentence, quoted back
+        m = re.search(r"Send a follow-up email[^.]*\.", prompt)
+        return [m.group()] if m else []
+
+    judge_server = fake(answer=judge_answer(unfaithful=lambda p: marks[1] in p, sentences=named,
+                                            reason="Claims a follow-up email the call never promised."))
+    teacher_server = fake()
+    cfg = http_cfg(teacher_server, judge=_judge(judge_server))
+    # The gate test shows the judge's rating in its breakdown.
+    test = generate.run_test(demo_home, cfg, log=lambda m: None)
+    assert test["ex_id"] == exs[0]["ex_id"] and test["passed"]
+    assert test["criteria"]["judge"]["rating"] == 5 and judge_server.calls == 1
+    generate.record_override(demo_home, cfg, "test")
+    job = jobs.run_inline(demo_home, "generate", {**to_dict(cfg), "limit": 3}, echo=False)
+    assert job["status"] == "succeeded", job["error"]
+    db = store.connect(demo_home)
+    rows = {r[0]: r[1:] for r in db.execute("SELECT example_id, status, attempts, score, reasons, id FROM chains")}
+    # The two faithful chains pass on their first attempt with the judge's 5/5 and no deduction.
+    for ex in (exs[0], exs[2]):
+        status, attempts, _, reasons, chain_id = rows[ex["id"]]
+        assert (status, attempts, reasons) == ("passed", 1, "")
+        j = generate.chain_detail(demo_home, chain_id)["criteria"]["judge"]
+        assert (j["rating"], j["faithful"], j["points"]) == (5, True, 0.0)
+    # The one the judge calls unfaithful is retried, then flagged with the judge's reason and sentence.
+    status, attempts, score, reasons, chain_id = rows[target["id"]]
+    assert (status, attempts, reasons) == ("flagged", 3, ",judge,")
+    detail = generate.chain_detail(demo_home, chain_id)
+    j = detail["criteria"]["judge"]
+    assert j["rating"] == 2 and j["faithful"] is False and j["points"] <= -10.0
+    assert j["reason"] == ("fake-judge rates it 2/5 (unfaithful below 3): Claims a follow-up email the call never "
+                           "promised.")
+    assert score <= cfg.threshold - 10 and abs(sum(c["points"] for c in detail["criteria"].values()) - score) < 1e-6
+    judged = [f for f in detail["at_fault"] if f["kind"] == "judge"]
+    assert len(judged) == 1 and judged[0]["sentence"].startswith("Send a follow-up email")
+    assert judged[0]["sentence"] in detail["text"]
+    assert detail["reasons"] == ["judge"]
+    listed, total = generate.list_chains(demo_home, reason="judge")
+    assert total == 1 and listed[0]["id"] == chain_id
+    # One rating per attempt, greedy, to the judge's model; the teacher never sees a judge prompt.
+    assert judge_server.calls == 1 + 5 and teacher_server.calls == 1 + 5
+    assert {b["model"] for b in judge_server.bodies} == {"fake-judge"}
+    assert all(b["temperature"] == 0.0 for b in judge_server.bodies)
+    r = job["result"]
+    assert r["judge"] == {"model": "fake-judge", "rated": 5, "unfaithful": 3, "unavailable": 0, "not_sent": 0}
+    assert "judge rated 5 attempts, 3 unfaithful" in r["summary"]
+
+
+def test_judge_down_or_talking_nonsense_loses_no_chain(demo_home, fake):
+    from fake_teacher_server import judge_answer
+
+    teacher_server = fake()
+    cfg = http_cfg(teacher_server, judge=_judge(None))  # nothing listens on the judge's port
+    generate.record_override(demo_home, cfg, "test")
+    job = jobs.run_inline(demo_home, "generate", {**to_dict(cfg), "limit": 3}, echo=False)
+    assert job["status"] == "succeeded", job["error"]
+    db = store.connect(demo_home)
+    rows = db.execute("SELECT id, status, attempts FROM chains").fetchall()
+    assert sorted(r[1:] for r in rows) == [("passed", 1)] * 3  # every chain kept, settled on its score
+    for chain_id, _, _ in rows:
+        j = generate.chain_detail(demo_home, chain_id)["criteria"]["judge"]
+        assert j["reason"].startswith("judge unavailable: TeacherError:") and "failed after 1 tries" in j["reason"]
+        assert j["points"] == 0.0 and j["rating"] is None and j["unavailable"]
+    r = job["result"]
+    assert r["judge"]["unavailable"] == 3 and r["judge"]["rated"] == 0 and "unavailable for 3" in r["summary"]
+    assert "judge unavailable for 3 of 3 chains, kept without a rating" in job["log_tail"]
+    # A judge that answers, but not with a verdict: recorded the same way, chains kept.
+    junk = fake(answer=judge_answer(raw="I'd rather not say."))
+    cfg2 = http_cfg(teacher_server, teacher="other-teacher", judge=_judge(junk))
+    generate.record_override(demo_home, cfg2, "test")
+    job = jobs.run_inline(demo_home, "generate", {**to_dict(cfg2), "limit": 2}, echo=False)
+    assert job["status"] == "succeeded", job["error"]
+    rows = db.execute("SELECT id, status FROM chains WHERE teacher = 'openai:other-teacher'").fetchall()
+    assert [r[1] for r in rows] == ["passed", "passed"] and junk.calls == 2
+    reason = generate.chain_detail(demo_home, rows[0][0])["criteria"]["judge"]["reason"]
+    assert reason.startswith("judge unavailable: the answer is not a verdict (no JSON object with a rating")
+
+
+def test_ccr_generate_takes_the_judge_as_dotted_overrides(demo_home, fake, capsys):
+    from fake_teacher_server import judge_answer
+
+    from engine import cli
+
+    teacher_server, judge_server = fake(), fake(answer=judge_answer())
+    rc = cli.main(["generate", "backend=openai", "teacher=fake-teacher", f"base_url={teacher_server.base_url}",
+                   "guided=false", "judge.enabled=true", f"judge.base_url={judge_server.base_url}",
+                   "judge.model=judge-7b", "judge.threshold=4", "--limit", "2", "--override"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "judge rated 2 attempts, 0 unfaithful" in out.splitlines()[-1]
+    assert {b["model"] for b in judge_server.bodies} == {"judge-7b"} and judge_server.calls == 2
+    db = store.connect(demo_home)
+    crit = [json.loads(c) for (c,) in db.execute("SELECT criteria FROM chains")]
+    assert [c["judge"]["reason"].startswith("judge-7b rates it 5/5 (faithful from 4)") for c in crit] == [True, True]
+    assert cli.main(["generate", "judge.threshold=9", "--limit", "1"]) == 2
+    assert "judge.threshold: must be from 1 to 5, got 9" in capsys.readouterr().err
+
+
+def test_a_resumed_run_keeps_the_judges_recorded_rating(demo_home):
+    from engine import judge
+    from engine.config import JudgeSettings
+
+    ex = some_examples(demo_home, 1)[0]
+    from fake_teacher_server import good_chain
+
+    text = good_chain(ex["transcript"])
+    settings = JudgeSettings(model="m")
+    first = generate.score_for(ex, text)
+    form = first["score"]
+    judge.apply(first, judge.entry({"rating": 1, "reason": "Wrong.", "sentences": []}, settings, form, 70.0))
+    assert first["score"] == min(form - 10.0, 60.0) and first["criteria"]["judge"]["faithful"] is False
+    again = generate.score_for(ex, text)  # what a resumed run does with a recorded attempt
+    judge.reapply(again, json.loads(json.dumps(first["criteria"]["judge"])), settings, 70.0)
+    assert again["score"] == first["score"] and again["criteria"]["judge"] == first["criteria"]["judge"]
+    assert quality.reasons(again["criteria"]) == ["judge"]
+    unavailable = judge.entry({"error": "down"}, settings, form, 70.0)
+    third = judge.reapply(generate.score_for(ex, text), unavailable, settings, 70.0)
+    assert third["score"] == form and third["criteria"]["judge"]["reason"] == "judge unavailable: down"

@@ -303,3 +303,39 @@ def test_format_figure_shows_the_interval_and_n():
     assert M.format_figure(M.interval(M.FIGURES["overall.accuracy"], [True] * 4 + [False] * 6)) == \
         "0.40 [0.17, 0.69], n=10"
     assert M.format_figure(None, None) == "n/a"
+
+
+def _faith(judged: bool, contradictions: int = 0, invented: int = 0) -> dict:
+    return {"checked": True, "judged": judged, "contradictions": contradictions, "invented": invented,
+            "faithful": (not contradictions and not invented) if judged else None}
+
+
+def test_faithfulness_figures_get_intervals_n_and_paired_tests():
+    # Base: 10 answers; 2 unjudged (a bare label line), 4 contradicting, 2 inventing (3 and 1), 2 faithful.
+    base_f = [_faith(False), _faith(False), *[_faith(True, contradictions=1)] * 4, _faith(True, invented=3),
+              _faith(True, invented=1), _faith(True), _faith(True)]
+    tuned_f = [_faith(True)] * 9 + [_faith(True, invented=2)]
+    base = [{"key": f"k{i}", "task": None, "faithfulness": f} for i, f in enumerate(base_f)]
+    tuned = [{"key": f"k{i}", "task": None, "faithfulness": f} for i, f in enumerate(tuned_f)]
+    mb, mt = M.evaluate_predictions(base), M.evaluate_predictions(tuned)
+    assert mb["faithfulness"]["judged"] == 8 and mb["faithfulness"]["faithful_rate"] == 0.25
+    hb = M.headline(mb)
+    assert (hb["faithfulness.faithful_rate"], hb["faithfulness.contradiction_rate"],
+            hb["faithfulness.invented_per_answer"]) == (0.25, 0.4, 0.4)
+    iv = mb["intervals"]
+    assert iv["faithfulness.faithful_rate"] == {"value": 0.25, "ci": list(M.wilson(2, 8)), "n": 8, "method": "wilson"}
+    assert iv["faithfulness.contradiction_rate"]["ci"] == list(M.wilson(4, 10))
+    assert iv["faithfulness.invented_per_answer"]["method"] == "bootstrap"
+    assert iv["faithfulness.invented_per_answer"]["ci"] == list(M.bootstrap_ci([0, 0, 0, 0, 0, 0, 3, 1, 0, 0], M._mean))
+    d = M.compare(base, tuned, hb, M.headline(mt))
+    # faithful_rate is paired over the 8 examples both answers could be judged on: 6 turned faithful, 1 the other way.
+    fr = d["faithfulness.faithful_rate"]
+    assert fr["n"] == 8 and fr["discordant"] == {"base_only": 1, "tuned_only": 6}
+    assert fr["p_value"] == 0.125 and not fr["significant"] and fr["verdict"].startswith("not significant (p=0.125)")
+    cr = d["faithfulness.contradiction_rate"]
+    assert cr["delta"] == -0.4 and cr["better"] and cr["discordant"] == {"base_only": 4, "tuned_only": 0}
+    ip = d["faithfulness.invented_per_answer"]
+    assert ip["test"] == "paired_bootstrap" and ip["delta"] == -0.2 and ip["better"]
+    # No faithfulness in the rows (an evaluation stored before it): no figures, no empty ones.
+    old = M.evaluate_predictions([{"key": "a", "task": None}])
+    assert not any(k.startswith("faithfulness.") for k in M.headline(old)) and old["faithfulness"]["n"] == 0

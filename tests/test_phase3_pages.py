@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from phase3_fakes import FakeGenerator
 from streamlit.testing.v1 import AppTest
@@ -190,3 +192,79 @@ def test_compare_page_puts_one_call_next_to_the_evaluation_evidence(app_env):
     assert row["significant (95%)"] == "yes" and row["paired test"] == "significant at 95% (p=0.0312, n=6)"
     assert row[f"tuned: {name}"] == "1.00 [0.61, 1.00], n=6"
     assert any("Small sample" in w.value for w in at.warning)
+
+
+# -- faithfulness on the Evaluate and Compare pages ----------------------------------------------
+
+NEUTRAL = "The call covered the account question and the next steps."
+FAULTY = "The agent, Zebulon, refunded $4,321 on Tuesday <b>for real</b>."
+
+
+def _faulty(messages) -> str:
+    return render_chain({1: FAULTY, 2: NEUTRAL, 3: NEUTRAL, 4: NEUTRAL, 5: NEUTRAL}, {}, {}, "CSAT: 3/5")
+
+
+def _faithful(messages) -> str:
+    return render_chain({n: NEUTRAL for n in range(1, 6)}, {}, {}, "CSAT: 3/5")
+
+
+def test_evaluate_page_shows_faithfulness_also_for_an_evaluation_stored_before_it(app_env):
+    gens = {"base-m": FakeGenerator(_faulty), "tuned-m": FakeGenerator(_faithful)}
+    evaluate.run_evaluation(app_env, EvalConfig(model="tuned-m", base="base-m", limit=6), generators=gens)
+    db = store.connect(app_env)
+    # Both evaluations as if stored before faithfulness was measured: nothing per answer, nothing in the metrics.
+    for eid, metrics in db.execute("SELECT id, metrics FROM evaluations").fetchall():
+        m = json.loads(metrics)
+        m.pop("faithfulness")
+        m["intervals"] = {k: v for k, v in m["intervals"].items() if not k.startswith("faithfulness.")}
+        store.finish_evaluation(db, eid, "succeeded", m)
+    db.execute("UPDATE eval_predictions SET faithfulness = NULL")
+    at = open_page("pages/evaluate.py")
+    frames = [df.value for df in at.dataframe]
+    faith = next(f for f in frames if "not judged" in f.columns)
+    base_row = faith[faith["evaluation"].str.contains("base-m")].iloc[0]
+    tuned_row = faith[faith["evaluation"].str.contains("tuned-m")].iloc[0]
+    assert base_row["judged"] == 6 and base_row["faithful rate"] == "0.00 [0.00, 0.39], n=6"
+    assert base_row["invented per answer"].startswith("3.00 [") and base_row["with an invented specific"] == 6
+    assert tuned_row["faithful rate"] == "1.00 [0.61, 1.00], n=6" and tuned_row["contradiction rate"].startswith("0.00")
+    table = next(f for f in frames if "metric" in f.columns and "paired test" in f.columns)
+    row = table[table["metric"] == "faithfulness.faithful_rate"].iloc[0]
+    assert row["significant (95%)"] == "yes" and row["paired test"] == "significant at 95% (p=0.0312, n=6)"
+    inv = table[table["metric"] == "faithfulness.invented_per_answer"].iloc[0]
+    assert inv["delta (tuned - base)"] == -3.0 and inv["better"] == "yes"
+    # The disagreements name each side's faithfulness and list the sentences at fault (in a table, never markup).
+    assert any("unfaithful: 3 unsupported specifics" in c.value for c in at.caption)
+    faults = next(f for f in frames if "sentence" in f.columns)
+    assert set(faults["sentence"]) == {FAULTY}
+    assert all("<b>" not in m.value for m in at.markdown)
+
+
+@pytest.fixture
+def faulty_server():
+    server = serve.Server(ServeConfig(model="smollm2-135m-instruct", port=0),
+                          generator=FakeGenerator(_faulty, name="smollm2-135m-instruct")).start()
+    yield server
+    server.stop()
+
+
+def test_compare_page_marks_the_sentences_at_fault_as_escaped_text(app_env, faulty_server):
+    at = open_page("pages/compare.py")
+    at.button(key="cmp-start").click().run()
+    db = store.connect(app_env)
+    job_id = db.execute("SELECT id FROM jobs WHERE kind = 'serve'").fetchone()[0]
+    store.claim_job(db, "test", job_id=job_id)
+    store.update_job_progress(db, job_id, None, {"state": "ready", "url": faulty_server.url})
+    at.run()
+    at.button(key="cmp-run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    marked = [h.value for h in at.get("html")]
+    assert len(marked) == 2  # both answers (the same model in both slots)
+    for h in marked:
+        # the faulty sentence inside our <mark>, its own markup escaped; the rest of the answer escaped too
+        assert h.count("<mark") == 1 and "&lt;b&gt;for real&lt;/b&gt;" in h and "<b>" not in h
+        assert "unsupported specific: &#x27;$4,321&#x27; is not in the transcript" in h
+        assert "&lt;thinking&gt;" in h and NEUTRAL in h
+    assert [c.value for c in at.caption].count("Faithfulness: unfaithful: 3 unsupported specifics") == 2
+    faults = [df.value for df in at.dataframe if "sentence" in df.value.columns]
+    assert len(faults) == 2 and all(set(f["sentence"]) == {FAULTY} and len(f) == 3 for f in faults)
+    assert all("<b>" not in m.value for m in at.markdown)

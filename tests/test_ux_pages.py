@@ -431,3 +431,25 @@ def test_the_sidebar_says_what_the_engine_is_doing(demo_home):
     alive = ui.engine_line({**status, "alive": True, "name": f"{socket.gethostname()}:8171"}, object())
     assert alive == "Engine: running — 0 running, 1 queued" and "8171" not in alive
     assert ui.progress_line(status["active"][0]) == "queued: waiting for the engine"
+
+
+def test_generate_page_exposes_the_optional_judge(page, demo_home):
+    at = page("pages/generate.py")
+    enabled = field(at, "checkbox", "Rate each chain with a judge model")
+    assert enabled.value is False and "config key `judge.enabled`" in enabled.help  # off by default
+    assert field(at, "number_input", "Unfaithful below rating (1-5)").min == 1
+    assert field(at, "number_input", "Unfaithful below rating (1-5)").max == 5
+    enabled.check().run()
+    field(at, "text_input", "Judge model").input("").run()  # enabled without a model: refused, by name
+    assert at.button(key="gen-test").disabled and "enabled needs judge.base_url and judge.model" in texts(at)
+    field(at, "text_input", "Judge model").input("Qwen/Qwen2.5-7B-Instruct").run()
+    field(at, "text_input", "Judge server base URL").input("http://10.0.0.7:8000/v1").run()
+    field(at, "number_input", "Unfaithful below rating (1-5)").set_value(4).run()
+    assert not at.button(key="gen-test").disabled
+    at.button(key="gen-test").click().run()
+    assert not at.exception
+    config = json.loads(store.connect(demo_home).execute("SELECT config FROM jobs").fetchone()[0])
+    assert config["test"] is True and config["judge"] == {
+        "enabled": True, "base_url": "http://10.0.0.7:8000/v1", "model": "Qwen/Qwen2.5-7B-Instruct",
+        "api_key_env": "JUDGE_API_KEY", "timeout_s": 60.0, "max_tokens": 200, "threshold": 4, "concurrency": 8,
+        "http_retries": 2}
