@@ -383,7 +383,7 @@ def cmd_infer(args) -> int:
     with open(args.input, "rb") as fh:
         lines = sum(1 for line in fh if line.strip())
     est = estimate.infer(store.connect(home), model, lines, args.max_new_tokens, args.batch_size, home)
-    print(f"estimate: {est['text']}", file=sys.stderr, flush=True)
+    print(f"estimate: {est['text']}", flush=True)  # stdout, as the other commands: stderr is for errors
     if args.dry_run:
         return 0
     config = {"model": model, "input": os.path.abspath(args.input), "output": os.path.abspath(args.output),

@@ -17,6 +17,7 @@ class FakeGenerator:
 
     name = "fake-model"
     device = "cpu"
+    info = {"name": "fake-model", "device": "cpu", "dtype": "float32", "precision_reason": "fp32: a fake model"}
 
     def __init__(self, answer=None, delay: float = 0.0, name: str = "fake-model"):
         self.answer = answer or (lambda messages: "CSAT: 3/5")

@@ -192,7 +192,7 @@ def test_dry_runs_print_the_estimate_and_create_no_job(demo_home, capsys):
     src = demo_home.data / "in.jsonl"
     src.write_text('{"prompt": "a"}\n\n{"prompt": "b"}\n')
     assert cli.main(["infer", *h, "--input", str(src), "--output", str(demo_home.data / "o.jsonl"), "--dry-run"]) == 0
-    assert "estimate: about" in capsys.readouterr().err
+    assert "estimate: about" in capsys.readouterr().out  # stdout, as every command (stderr: errors)
     assert cli.main(["demo", *h, "--train-limit", "8", "--eval-limit", "6", "--dry-run"]) == 0
     assert "estimate: " in capsys.readouterr().out
     assert store.connect(demo_home).execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
