@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from engine import jobs, store
+from engine.metrics import SMALL_SAMPLE  # noqa: F401 (the pages' small-sample rule: fewer examples per task)
 from engine.paths import Home, resolve_home
 
 PHASES = ("data", "generate", "review", "train", "evaluate", "deploy")
@@ -417,6 +418,13 @@ def small_sample_warning(metrics: dict | None) -> str | None:
     from engine import metrics as M
 
     return M.small_sample_warning(metrics)
+
+
+def confusion_views(metrics: dict | None) -> list[dict]:
+    """An evaluation's confusion matrices over each task's whole label space (``metrics.confusion_views``)."""
+    from engine import metrics as M
+
+    return M.confusion_views(metrics)
 
 
 def start_eval(model: str, base: str | None = None, data: str | None = None, dataset: str | None = None,
@@ -1116,8 +1124,12 @@ def estimate(kind: str, **params) -> dict:
             return E.train(conn, cfg, dry["data"]["total_steps"], dry["data"]["mean_length"])
         if kind == "eval":
             from engine import evaluate
+            from engine import models as m
 
-            examples, _, _ = evaluate.load_examples(home(), params.get("data"), params.get("dataset"),
+            data = params.get("data")
+            if data:  # the folders start_eval accepts, before reading anything
+                data = str(m.check_path_allowed(data, home(), "evaluation data"))
+            examples, _, _ = evaluate.load_examples(home(), data, params.get("dataset"),
                                                     params.get("split", "test"), int(params.get("limit") or 0))
             models = [params["model"]] + ([params["base"]] if params.get("base") else [])
             return E.evaluate(conn, models, len(examples), int(params.get("max_new_tokens", 512)),

@@ -164,7 +164,13 @@ def test_compare_page_streams_both_answers_with_scores(app_env, answer_server):
 
 def test_evaluate_page_queues_the_whole_loop_as_one_demo_job(app_env):
     at = open_page("pages/evaluate.py")
-    at.number_input(key="demo-eval").set_value(12)
+    at.number_input(key="demo-eval").set_value(12).run()
+    # The whole loop is hours here: its estimate is shown and must be confirmed before the launch.
+    confirm = at.checkbox(key="demo-confirm")
+    assert confirm.label.startswith("I know this whole loop takes about ") and at.button(key="demo-start").disabled
+    assert any(w.value.startswith("Estimate: about ") and "assuming every chain passes" in w.value for w in at.warning)
+    assert store.connect(app_env).execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+    confirm.check().run()
     at.button(key="demo-start").click().run()
     assert not at.exception
     row = store.connect(app_env).execute("SELECT kind, config FROM jobs").fetchone()
