@@ -785,21 +785,30 @@ def at_fault(criteria: dict | None) -> list[dict]:
 
 
 def review_chains(chain_ids: list[int], decision: str, reviewer: str | None = None) -> int:
+    """Approve or reject chains as ``reviewer`` (required: ValueError without a name)."""
     from engine import generate
 
-    return generate.review(home(), chain_ids, decision, reviewer)
+    return generate.review(home(), chain_ids, decision, generate.check_reviewer(reviewer))
 
 
 def bulk_review(decision: str, reviewer: str | None = None, **filters) -> int:
     from engine import generate
 
-    return generate.bulk_review(home(), decision, None, reviewer, **filters)
+    return generate.bulk_review(home(), decision, None, generate.check_reviewer(reviewer), **filters)
 
 
 def edit_chain(chain_id: int, text: str, reviewer: str | None = None) -> dict:
+    """Replace a chain's text and re-score it; approved when it passes (the Review page's *Save
+    edit and approve*). ``reviewer`` is required, as for a decision."""
     from engine import generate
 
-    return generate.edit_chain(home(), chain_id, text, reviewer)
+    return generate.edit_chain(home(), chain_id, text, generate.check_reviewer(reviewer))
+
+
+def check_reviewer(name: str | None) -> str:
+    from engine import generate
+
+    return generate.check_reviewer(name)
 
 
 def quality_report(**filters) -> dict:
