@@ -526,7 +526,8 @@ def server_info(job_id: int) -> dict | None:
     return {"job_id": job_id, "status": job["status"], "ready": ready, "url": stats.get("url"),
             "api_key": job["config"].get("api_key"), "model": job["config"].get("model"),
             "host": job["config"].get("host"), "port": job["config"].get("port"), "error": job.get("error"),
-            "served": stats.get("served", 0), "rejected": stats.get("rejected", 0), "queue": stats.get("queue", 0)}
+            "served": stats.get("served", 0), "rejected": stats.get("rejected", 0), "queue": stats.get("queue", 0),
+            "compare": (job.get("dedupe_key") or "").startswith(COMPARE_KEY)}
 
 
 def servers(include_finished: bool = False) -> list[dict]:
@@ -536,13 +537,26 @@ def servers(include_finished: bool = False) -> list[dict]:
     return [s for s in (server_info(i) for i in ids) if s]
 
 
+COMPARE_KEY = "compare-serve:"  # the dedupe key of the servers the Compare page starts (it may stop those only)
+
+
+def find_server(model: str) -> dict | None:
+    """An active server of ``model`` (``server_info``), whoever started it (Deploy, Compare,
+    `ccr serve` through the queue): a ready one first, else the newest queued or starting one."""
+    found = [s for s in servers() if s["model"] == model]
+    return next((s for s in found if s["ready"]), found[0] if found else None)
+
+
 def compare_servers(model_names_: list[str], idle_shutdown_s: float = 900.0) -> dict[str, int]:
-    """One short-lived loopback server per model for the Compare page (reused while it runs;
-    it stops itself after ``idle_shutdown_s`` without requests)."""
+    """A server per model for the Compare page: an active server of the same model is reused
+    (one model process, not one per page or per press); otherwise a short-lived loopback server
+    is started, which stops itself after ``idle_shutdown_s`` without requests."""
     out = {}
     for name in dict.fromkeys(model_names_):
-        out[name] = start_server(name, "127.0.0.1", 0, new_api_key(), max_queue=8, max_batch=1,
-                                 idle_shutdown_s=idle_shutdown_s, dedupe_key=f"compare-serve:{name}")
+        running = find_server(name)
+        out[name] = running["job_id"] if running else start_server(
+            name, "127.0.0.1", 0, new_api_key(), max_queue=8, max_batch=1, idle_shutdown_s=idle_shutdown_s,
+            dedupe_key=COMPARE_KEY + name)
     return out
 
 
@@ -567,13 +581,16 @@ def api_snippets(url: str, api_key: str | None, model: str, reveal: bool = False
 
 
 def stream_chat(url: str, api_key: str | None, model: str, messages: list[dict], max_tokens: int = 256,
-                temperature: float = 0.0, timeout_s: float = 600.0):
-    """Yield the text pieces of one streamed chat completion from a ``ccr serve`` server."""
+                temperature: float = 0.0, timeout_s: float = 600.0, stats: dict | None = None):
+    """Yield the text pieces of one streamed chat completion from a ``ccr serve`` server.
+
+    ``stats`` (a dict) receives what the server reports at the end: ``prompt_tokens``,
+    ``completion_tokens`` (its usage chunk) and ``finish_reason``."""
     import httpx
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = {"model": model, "messages": messages, "max_tokens": int(max_tokens), "temperature": temperature,
-            "stream": True}
+            "stream": True, "stream_options": {"include_usage": True}}
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers,
                       timeout=httpx.Timeout(timeout_s, connect=10.0)) as r:
         if r.status_code != 200:
@@ -592,26 +609,38 @@ def stream_chat(url: str, api_key: str | None, model: str, messages: list[dict],
             obj = json.loads(data)
             if "error" in obj:
                 raise RuntimeError(obj["error"].get("message", "server error"))
+            if stats is not None and obj.get("usage"):
+                stats.update({k: obj["usage"].get(k) for k in ("prompt_tokens", "completion_tokens")})
             for choice in obj.get("choices", []):
+                if stats is not None and choice.get("finish_reason"):
+                    stats["finish_reason"] = choice["finish_reason"]
                 piece = (choice.get("delta") or {}).get("content")
                 if piece:
                     yield piece
 
 
-def stream_pair(specs: list[dict]):
+def stream_pair(specs: list[dict], stats: list[dict] | None = None):
     """Stream several chats at once: yields (index, piece) as pieces arrive, (index, None) when one
-    ends and (index, Exception) when one fails. Each spec holds ``stream_chat``'s arguments."""
+    ends and (index, Exception) when one fails. Each spec holds ``stream_chat``'s arguments.
+
+    ``stats`` (one dict per spec) receives each stream's ``first_token_s`` and ``seconds`` (from
+    its request, measured in its own thread) and the server's token counts (``stream_chat``)."""
     import queue
     import threading
 
     events: queue.Queue = queue.Queue()
 
     def pump(i: int, spec: dict) -> None:
+        own = stats[i] if stats is not None else {}
+        start = time.perf_counter()
         try:
-            for piece in stream_chat(**spec):
+            for piece in stream_chat(**spec, stats=own):
+                own.setdefault("first_token_s", time.perf_counter() - start)
                 events.put((i, piece))
+            own["seconds"] = time.perf_counter() - start
             events.put((i, None))
         except Exception as exc:  # shown beside that model's answer
+            own["seconds"] = time.perf_counter() - start
             events.put((i, exc))
 
     for i, spec in enumerate(specs):
@@ -639,8 +668,9 @@ def example_prompt(example_id: int) -> dict | None:
     ex = example(example_id)
     if not ex:
         return None
+    reference = next((m["content"] for m in reversed(ex["messages"]) if m.get("role") == "assistant"), None)
     return {"messages": evaluate.prompt_messages(ex["messages"]), "task": ex["task"], "labels": ex["labels"],
-            "transcript": ex["transcript"], "ex_id": ex["ex_id"]}
+            "transcript": ex["transcript"], "ex_id": ex["ex_id"], "reference": reference}
 
 
 def score_answer(text: str, task: str | None, labels: dict | None = None, transcript: str | None = None) -> dict:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from phase3_fakes import FakeGenerator
 from streamlit.testing.v1 import AppTest
@@ -196,3 +199,62 @@ def test_compare_page_puts_one_call_next_to_the_evaluation_evidence(app_env):
     assert row["significant (95%)"] == "yes" and row["paired test"] == "significant at 95% (p=0.0312, n=6)"
     assert row[f"tuned: {name}"] == "1.00 [0.61, 1.00], n=6"
     assert any("Small sample" in w.value for w in at.warning)
+
+
+def _ready(db, job_id: int, url: str) -> None:
+    """Stand in for the engine: the queued server job runs and is ready at ``url``."""
+    store.claim_job(db, "test", job_id=job_id)
+    store.update_job_progress(db, job_id, None, {"state": "ready", "url": url})
+
+
+def test_compare_reuses_a_running_server_of_the_same_model(app_env, answer_server):
+    db = store.connect(app_env)
+    # The model already served from Deploy (its own port and key): Compare starts no second process.
+    deployed = api.start_server("smollm2-135m-instruct", "127.0.0.1", 0, "ccr-deploy-key")
+    _ready(db, deployed, answer_server.url)
+    assert api.compare_servers(["smollm2-135m-instruct", "smollm2-135m-instruct"]) == \
+        {"smollm2-135m-instruct": deployed}
+    # Another model gets one short-lived server; asking again (a second press, another visit) reuses it.
+    first = api.compare_servers(["smollm2-135m-instruct", "other-model"])
+    again = api.compare_servers(["other-model", "smollm2-135m-instruct"])
+    assert first == again and first["smollm2-135m-instruct"] == deployed and first["other-model"] != deployed
+    serve_jobs = db.execute("SELECT id, dedupe_key FROM jobs WHERE kind = 'serve'").fetchall()
+    assert len(serve_jobs) == 2 and dict(serve_jobs)[first["other-model"]] == "compare-serve:other-model"
+
+    at = open_page("pages/compare.py")
+    pair = [at.selectbox(key="cmp-a").value, at.selectbox(key="cmp-b").value]
+    assert set(pair) == {"smollm2-135m-instruct"}  # the only model of this home, in both slots
+    assert at.button(key="cmp-start").disabled  # nothing to start: the running server is used
+    assert any(f"ready (server job #{deployed}, an existing server, reused)" in c.value for c in at.caption)
+    at.button(key="cmp-run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len([t for t in _texts(at) if HOSTILE.strip() in t]) == 2
+    assert db.execute("SELECT COUNT(*) FROM jobs WHERE kind = 'serve'").fetchone()[0] == 2  # no new one
+    # Compare stops only the servers it started: the Deploy one is not its to stop.
+    assert at.button(key="cmp-stop").disabled
+    assert store.get_job(db, deployed)["cancel_requested"] == 0
+
+
+def test_compare_shows_the_reference_labels_latency_and_tokens(app_env, answer_server):
+    at = open_page("pages/compare.py")
+    at.button(key="cmp-start").click().run()
+    db = store.connect(app_env)
+    (job_id,) = db.execute("SELECT id FROM jobs WHERE kind = 'serve'").fetchone()
+    _ready(db, job_id, answer_server.url)
+    at.run()
+    example = api.example(at.selectbox(key="cmp-example").value)
+    reference = example["messages"][-1]["content"]
+    assert example["messages"][-1]["role"] == "assistant" and reference.strip()
+    # Before any run, beside the two (empty) outputs: the reference answer and the example's labels.
+    assert reference in _texts(at)
+    assert any(c.value == json.dumps(example["labels"], ensure_ascii=False, indent=1) for c in at.code)
+    at.button(key="cmp-run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: [] for m in at.metric}
+    for m in at.metric:
+        metrics[m.label].append(m.value)
+    assert len(metrics["Latency"]) == 2 and all(re.fullmatch(r"\d+\.\d s", v) for v in metrics["Latency"])
+    # The server's own token count: the fake model answers HOSTILE, one token a word.
+    assert metrics["Tokens"] == [str(len(HOSTILE.split(" ")))] * 2
+    assert sum("tokens generated" in c.value and "first token after" in c.value for c in at.caption) == 2
+    assert reference in _texts(at)  # still there beside the answers
