@@ -308,7 +308,7 @@ def confusion_figure(view: dict, subtitle: str = ""):
     longest_row = max(len(str(r)) for r in rows)
     longest_col = max(len(str(c)) for c in cols)
     tilt = longest_col > 6
-    title = f"{view['title']}: {view['n']} examples, {view['parsed']} parsed"
+    title = f"{view['title']}: {view['n']} example{'' if view['n'] == 1 else 's'}, {view['parsed']} parsed"
     fig.update_layout(
         title=dict(text=html.escape(title, quote=False)
                    + (f"<br><sup>{html.escape(subtitle, quote=False)}</sup>" if subtitle else "")),

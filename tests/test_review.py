@@ -203,6 +203,12 @@ def test_quality_page(app):
     assert any(m.delta in ("met", "not met") for m in at.metric)
     assert len(at.get("plotly_chart")) >= 2
     assert "chains scored 0-70" in _texts(at)
+    # The histogram: the ten fixed 10-point bins whatever the scores, n in the title, a small-sample warning.
+    hist = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert hist["data"][0]["x"] == [f"{b}-{b + 9}" for b in range(0, 90, 10)] + ["90-100"]
+    assert sum(hist["data"][0]["y"]) == 6 and hist["layout"]["title"]["text"] == "Score distribution (6 chains)"
+    assert "Small sample: 6 chains" in _texts(at)
+    assert any("Small sample: fewer than 10 chains for" in w.value for w in at.warning)
 
 
 def test_review_page(app, demo_home):
