@@ -269,6 +269,8 @@ def score_histograms(series: dict[str, dict[str, int]], title: str, y_title: str
     fig.update_layout(height=280, margin=dict(l=10, r=10, t=50, b=10), title=html.escape(title, quote=False),
                       xaxis_title="score", yaxis_title=y_title, barmode="group", showlegend=len(series) > 1,
                       xaxis=dict(type="category", categoryorder="array", categoryarray=SCORE_BINS))
+    peak = max([int(v) for counts in series.values() for v in counts.values()] + [0])
+    fig.update_yaxes(rangemode="tozero", tickformat=",d", dtick=1 if peak <= 8 else None)  # counts: whole numbers
     if threshold is not None:  # bins are categories: the line sits at the threshold's place between them
         fig.add_vline(x=float(threshold) / 10 - 0.5, line_dash="dash", line_color="red",
                       annotation_text=f"threshold {float(threshold):g}")
@@ -308,13 +310,14 @@ def confusion_figure(view: dict, subtitle: str = ""):
     longest_row = max(len(str(r)) for r in rows)
     longest_col = max(len(str(c)) for c in cols)
     tilt = longest_col > 6
+    angle = -60 if longest_col > 10 else -40
     title = f"{view['title']}: {view['n']} example{'' if view['n'] == 1 else 's'}, {view['parsed']} parsed"
     fig.update_layout(
         title=dict(text=html.escape(title, quote=False)
                    + (f"<br><sup>{html.escape(subtitle, quote=False)}</sup>" if subtitle else "")),
         height=130 + 30 * len(rows) + (7 * longest_col if tilt else 20),
         margin=dict(l=20 + 7 * longest_row, r=10, t=70, b=20 + (7 * longest_col if tilt else 0)),
-        xaxis=dict(type="category", title="predicted", tickangle=-40 if tilt else 0, automargin=True,
+        xaxis=dict(type="category", title="predicted", tickangle=angle if tilt else 0, automargin=True,
                    categoryorder="array", categoryarray=cols, side="bottom"),
         yaxis=dict(type="category", title=dict(text="reference", standoff=12), autorange="reversed", automargin=True,
                    categoryorder="array", categoryarray=rows),

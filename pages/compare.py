@@ -81,8 +81,9 @@ def readiness() -> None:
     cols = st.columns(2)
     for col, m in zip(cols, pair):
         col.caption(server_line(m, now[m]))
-    for job in api.list_jobs(limit=5, kind="serve"):  # a server that failed to start says why
-        if job["status"] == "failed" and job["config"].get("model") in pair and job.get("error"):
+    for job in api.list_jobs(limit=5, kind="serve"):  # a server that failed to start says why (until replaced)
+        if job["status"] == "failed" and job.get("error") and job["config"].get("model") in pair \
+                and now[job["config"]["model"]] is None:
             st.caption(f"Server job #{job['id']} ({ui.md_escape(job['config'].get('model'))}) failed:")
             st.text(job["error"])
             break
@@ -149,7 +150,7 @@ if prompt:  # what the answers are measured against, beside them
         ref.text(prompt["reference"])
     ref.caption("Labels of the example")
     ref.code(json.dumps(prompt["labels"], ensure_ascii=False, indent=1) if prompt["labels"]
-             else "(none: a pasted transcript has no labels)", language=None)
+             else "(none: a pasted transcript has no labels)", language=None, wrap_lines=True)
 
 if run and ready:
     texts = ["", ""]
@@ -196,7 +197,8 @@ if result and prompt and result["key"] == (tuple(pair), prompt["ex_id"], prompt[
         s = result["scores"][i]
         c1, c2, c3 = col.columns(3)
         c1.metric("Quality score", f"{s['score']:.0f}")
-        c2.metric("Structure", "complete" if s["structure"]["compliant"] else "incomplete")
+        c2.metric("Structure", "full" if s["structure"]["compliant"] else "partial",
+                  help="full: every section and step of the reasoning chain, in order")
         c3.metric("Answer", "right" if s["correct"] else ("wrong" if s["correct"] is False else "n/a"))
         took = (result.get("stats") or [{}, {}])[i]
         c1, c2 = col.columns(2)

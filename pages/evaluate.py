@@ -235,7 +235,9 @@ with results_tab:
         st.caption("Rows: the reference label; columns: the model's answer, and unparsed when no answer could be "
                    "read. Every class of the task is drawn, with its count; framed cells are right answers. "
                    "Colour follows the count (white: none).")
-        cols = st.columns(len(shown_evals))
+        # Side by side when they fit; a wide label space (ten root causes) gets the page's width each.
+        wide = max(len(v[task]["columns"]) for v in views.values() if task in v) > 7
+        cols = [st.container() for _ in shown_evals] if wide else st.columns(len(shown_evals))
         for col, e in zip(cols, shown_evals):
             view = views[e["id"]].get(task)
             if not view:
