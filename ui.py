@@ -219,6 +219,16 @@ def confirm_long(estimate: dict | None, key: str, what: str = "job", settings=No
     return st.checkbox(f"I know this {what} takes {estimate_duration(estimate)}: launch it anyway", key=key)
 
 
+def guarded_button(label: str, reasons: list[str], key: str, **kwargs) -> bool:
+    """A launch button that is disabled while ``reasons`` (why not, in words) is non-empty, and
+    says why below it; returns whether it was pressed."""
+    pressed = st.button(label, key=key, disabled=bool(reasons),
+                        help=("Disabled: " + "; ".join(reasons)) if reasons else None, **kwargs)
+    if reasons:
+        st.caption(f"{label} is disabled: " + "; ".join(md_escape(r) for r in reasons) + ".")
+    return pressed and not reasons
+
+
 def rerun_on_change(key: str, value) -> None:
     """Inside a polling fragment: redraw the whole page once when ``value`` changes (a job ended,
     a dataset appeared), so the panels outside the fragment follow the work without a reload."""
@@ -243,20 +253,76 @@ def score_bins(scores) -> dict[str, int]:
 def score_histogram(counts: dict[str, int], title: str, y_title: str = "chains"):
     """A bar chart of scores in the fixed 10-point bins, every bin drawn even when empty, so two
     charts (or two moments of one run) compare bin for bin."""
+    return score_histograms({"": counts}, title, y_title)
+
+
+def score_histograms(series: dict[str, dict[str, int]], title: str, y_title: str = "chains", threshold=None):
+    """Several score distributions (name -> ``score_bins`` counts) as grouped bars in the same
+    fixed 10-point bins; ``threshold`` draws the pass line between its bins."""
     import plotly.graph_objects as go
 
-    y = [int(counts.get(b, 0)) for b in SCORE_BINS]
-    fig = go.Figure(go.Bar(x=SCORE_BINS, y=y, text=[str(v) if v else "" for v in y], textposition="outside"))
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10), title=title, xaxis_title="score",
-                      yaxis_title=y_title, xaxis=dict(type="category", categoryorder="array", categoryarray=SCORE_BINS))
+    fig = go.Figure()
+    for name, counts in series.items():
+        y = [int(counts.get(b, 0)) for b in SCORE_BINS]
+        fig.add_trace(go.Bar(x=SCORE_BINS, y=y, name=html.escape(name, quote=False),
+                             text=[str(v) if v else "" for v in y], textposition="outside", cliponaxis=False))
+    fig.update_layout(height=280, margin=dict(l=10, r=10, t=50, b=10), title=html.escape(title, quote=False),
+                      xaxis_title="score", yaxis_title=y_title, barmode="group", showlegend=len(series) > 1,
+                      xaxis=dict(type="category", categoryorder="array", categoryarray=SCORE_BINS))
+    peak = max([int(v) for counts in series.values() for v in counts.values()] + [0])
+    fig.update_yaxes(rangemode="tozero", tickformat=",d", dtick=1 if peak <= 8 else None)  # counts: whole numbers
+    if threshold is not None:  # bins are categories: the line sits at the threshold's place between them
+        fig.add_vline(x=float(threshold) / 10 - 0.5, line_dash="dash", line_color="red",
+                      annotation_text=f"threshold {float(threshold):g}")
     return fig
 
 
 def small_sample_note(n: int, what: str = "chains") -> None:
-    """Under 10 items a share or a histogram says little: say so beside it."""
-    if 0 < n < 10:
+    """Under ``api.SMALL_SAMPLE`` (10) items a share or a histogram says little: say so beside it."""
+    if 0 < n < api.SMALL_SAMPLE:
         st.caption(f":material/warning: Small sample: {n} {what}. Percentages and shapes can change a lot with "
                    "a few more.")
+
+
+def confusion_figure(view: dict, subtitle: str = ""):
+    """One confusion matrix (an ``api.confusion_views`` entry) as a heatmap people can read.
+
+    Every class of the label space on both axes plus the ``unparsed`` column; every cell's count
+    written on it in a colour that contrasts with the cell; colour follows the count from white
+    (0) up, so an all-zero matrix is blank, never a dark "right" diagonal; the cells where the
+    reference equals the prediction are framed; the title carries the sample size."""
+    import plotly.graph_objects as go
+
+    rows, cols, z = view["rows"], view["columns"], view["matrix"]
+    peak = max([max(line) for line in z] + [0])
+    fig = go.Figure(go.Heatmap(
+        z=z, x=cols, y=rows, zmin=0, zmax=max(peak, 1), colorscale="Blues", showscale=False, xgap=1, ygap=1,
+        hovertemplate="reference %{y}<br>predicted %{x}<br>%{z} examples<extra></extra>"))
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            v = z[i][j]
+            color = "#ffffff" if peak and v / peak > 0.5 else ("#1f1f1f" if v else "#6b6b6b")
+            # Positions, not names: on a category axis plotly reads a name like "4" as position 4.
+            fig.add_annotation(x=j, y=i, text=str(v), showarrow=False, font=dict(color=color, size=13))
+            if r == c:  # a right answer: framed, so an empty diagonal is seen as empty
+                fig.add_shape(type="rect", x0=j - 0.46, x1=j + 0.46, y0=i - 0.44, y1=i + 0.44, xref="x", yref="y",
+                              line=dict(color="#2b8a3e", width=2))
+    longest_row = max(len(str(r)) for r in rows)
+    longest_col = max(len(str(c)) for c in cols)
+    tilt = longest_col > 6
+    angle = -60 if longest_col > 10 else -40
+    title = f"{view['title']}: {view['n']} example{'' if view['n'] == 1 else 's'}, {view['parsed']} parsed"
+    fig.update_layout(
+        title=dict(text=html.escape(title, quote=False)
+                   + (f"<br><sup>{html.escape(subtitle, quote=False)}</sup>" if subtitle else "")),
+        height=130 + 30 * len(rows) + (7 * longest_col if tilt else 20),
+        margin=dict(l=20 + 7 * longest_row, r=10, t=70, b=20 + (7 * longest_col if tilt else 0)),
+        xaxis=dict(type="category", title="predicted", tickangle=angle if tilt else 0, automargin=True,
+                   categoryorder="array", categoryarray=cols, side="bottom"),
+        yaxis=dict(type="category", title=dict(text="reference", standoff=12), autorange="reversed", automargin=True,
+                   categoryorder="array", categoryarray=rows),
+        plot_bgcolor="#ffffff")
+    return fig
 
 
 def show_json(value) -> None:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from engine import jobs, store
+from engine.metrics import SMALL_SAMPLE  # noqa: F401 (the pages' small-sample rule: fewer examples per task)
 from engine.paths import Home, resolve_home
 
 PHASES = ("data", "generate", "review", "train", "evaluate", "deploy")
@@ -439,6 +440,13 @@ def faithfulness_word(faithfulness: dict | None) -> str:
     return evaluate.faithfulness_word(faithfulness)
 
 
+def confusion_views(metrics: dict | None) -> list[dict]:
+    """An evaluation's confusion matrices over each task's whole label space (``metrics.confusion_views``)."""
+    from engine import metrics as M
+
+    return M.confusion_views(metrics)
+
+
 def start_eval(model: str, base: str | None = None, data: str | None = None, dataset: str | None = None,
                split: str = "test", limit: int = 0, max_new_tokens: int = 512, batch_size: int = 8) -> int:
     """Queue an evaluation (of ``model``, and of ``base`` for a comparison)."""
@@ -538,7 +546,8 @@ def server_info(job_id: int) -> dict | None:
     return {"job_id": job_id, "status": job["status"], "ready": ready, "url": stats.get("url"),
             "api_key": job["config"].get("api_key"), "model": job["config"].get("model"),
             "host": job["config"].get("host"), "port": job["config"].get("port"), "error": job.get("error"),
-            "served": stats.get("served", 0), "rejected": stats.get("rejected", 0), "queue": stats.get("queue", 0)}
+            "served": stats.get("served", 0), "rejected": stats.get("rejected", 0), "queue": stats.get("queue", 0),
+            "compare": (job.get("dedupe_key") or "").startswith(COMPARE_KEY)}
 
 
 def servers(include_finished: bool = False) -> list[dict]:
@@ -548,13 +557,26 @@ def servers(include_finished: bool = False) -> list[dict]:
     return [s for s in (server_info(i) for i in ids) if s]
 
 
+COMPARE_KEY = "compare-serve:"  # the dedupe key of the servers the Compare page starts (it may stop those only)
+
+
+def find_server(model: str) -> dict | None:
+    """An active server of ``model`` (``server_info``), whoever started it (Deploy, Compare,
+    `ccr serve` through the queue): a ready one first, else the newest queued or starting one."""
+    found = [s for s in servers() if s["model"] == model]
+    return next((s for s in found if s["ready"]), found[0] if found else None)
+
+
 def compare_servers(model_names_: list[str], idle_shutdown_s: float = 900.0) -> dict[str, int]:
-    """One short-lived loopback server per model for the Compare page (reused while it runs;
-    it stops itself after ``idle_shutdown_s`` without requests)."""
+    """A server per model for the Compare page: an active server of the same model is reused
+    (one model process, not one per page or per press); otherwise a short-lived loopback server
+    is started, which stops itself after ``idle_shutdown_s`` without requests."""
     out = {}
     for name in dict.fromkeys(model_names_):
-        out[name] = start_server(name, "127.0.0.1", 0, new_api_key(), max_queue=8, max_batch=1,
-                                 idle_shutdown_s=idle_shutdown_s, dedupe_key=f"compare-serve:{name}")
+        running = find_server(name)
+        out[name] = running["job_id"] if running else start_server(
+            name, "127.0.0.1", 0, new_api_key(), max_queue=8, max_batch=1, idle_shutdown_s=idle_shutdown_s,
+            dedupe_key=COMPARE_KEY + name)
     return out
 
 
@@ -579,13 +601,16 @@ def api_snippets(url: str, api_key: str | None, model: str, reveal: bool = False
 
 
 def stream_chat(url: str, api_key: str | None, model: str, messages: list[dict], max_tokens: int = 256,
-                temperature: float = 0.0, timeout_s: float = 600.0):
-    """Yield the text pieces of one streamed chat completion from a ``ccr serve`` server."""
+                temperature: float = 0.0, timeout_s: float = 600.0, stats: dict | None = None):
+    """Yield the text pieces of one streamed chat completion from a ``ccr serve`` server.
+
+    ``stats`` (a dict) receives what the server reports at the end: ``prompt_tokens``,
+    ``completion_tokens`` (its usage chunk) and ``finish_reason``."""
     import httpx
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = {"model": model, "messages": messages, "max_tokens": int(max_tokens), "temperature": temperature,
-            "stream": True}
+            "stream": True, "stream_options": {"include_usage": True}}
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers,
                       timeout=httpx.Timeout(timeout_s, connect=10.0)) as r:
         if r.status_code != 200:
@@ -604,26 +629,38 @@ def stream_chat(url: str, api_key: str | None, model: str, messages: list[dict],
             obj = json.loads(data)
             if "error" in obj:
                 raise RuntimeError(obj["error"].get("message", "server error"))
+            if stats is not None and obj.get("usage"):
+                stats.update({k: obj["usage"].get(k) for k in ("prompt_tokens", "completion_tokens")})
             for choice in obj.get("choices", []):
+                if stats is not None and choice.get("finish_reason"):
+                    stats["finish_reason"] = choice["finish_reason"]
                 piece = (choice.get("delta") or {}).get("content")
                 if piece:
                     yield piece
 
 
-def stream_pair(specs: list[dict]):
+def stream_pair(specs: list[dict], stats: list[dict] | None = None):
     """Stream several chats at once: yields (index, piece) as pieces arrive, (index, None) when one
-    ends and (index, Exception) when one fails. Each spec holds ``stream_chat``'s arguments."""
+    ends and (index, Exception) when one fails. Each spec holds ``stream_chat``'s arguments.
+
+    ``stats`` (one dict per spec) receives each stream's ``first_token_s`` and ``seconds`` (from
+    its request, measured in its own thread) and the server's token counts (``stream_chat``)."""
     import queue
     import threading
 
     events: queue.Queue = queue.Queue()
 
     def pump(i: int, spec: dict) -> None:
+        own = stats[i] if stats is not None else {}
+        start = time.perf_counter()
         try:
-            for piece in stream_chat(**spec):
+            for piece in stream_chat(**spec, stats=own):
+                own.setdefault("first_token_s", time.perf_counter() - start)
                 events.put((i, piece))
+            own["seconds"] = time.perf_counter() - start
             events.put((i, None))
         except Exception as exc:  # shown beside that model's answer
+            own["seconds"] = time.perf_counter() - start
             events.put((i, exc))
 
     for i, spec in enumerate(specs):
@@ -651,8 +688,9 @@ def example_prompt(example_id: int) -> dict | None:
     ex = example(example_id)
     if not ex:
         return None
+    reference = next((m["content"] for m in reversed(ex["messages"]) if m.get("role") == "assistant"), None)
     return {"messages": evaluate.prompt_messages(ex["messages"]), "task": ex["task"], "labels": ex["labels"],
-            "transcript": ex["transcript"], "ex_id": ex["ex_id"]}
+            "transcript": ex["transcript"], "ex_id": ex["ex_id"], "reference": reference}
 
 
 def score_answer(text: str, task: str | None, labels: dict | None = None, transcript: str | None = None) -> dict:
@@ -797,21 +835,30 @@ def at_fault(criteria: dict | None) -> list[dict]:
 
 
 def review_chains(chain_ids: list[int], decision: str, reviewer: str | None = None) -> int:
+    """Approve or reject chains as ``reviewer`` (required: ValueError without a name)."""
     from engine import generate
 
-    return generate.review(home(), chain_ids, decision, reviewer)
+    return generate.review(home(), chain_ids, decision, generate.check_reviewer(reviewer))
 
 
 def bulk_review(decision: str, reviewer: str | None = None, **filters) -> int:
     from engine import generate
 
-    return generate.bulk_review(home(), decision, None, reviewer, **filters)
+    return generate.bulk_review(home(), decision, None, generate.check_reviewer(reviewer), **filters)
 
 
 def edit_chain(chain_id: int, text: str, reviewer: str | None = None) -> dict:
+    """Replace a chain's text and re-score it; approved when it passes (the Review page's *Save
+    edit and approve*). ``reviewer`` is required, as for a decision."""
     from engine import generate
 
-    return generate.edit_chain(home(), chain_id, text, reviewer)
+    return generate.edit_chain(home(), chain_id, text, generate.check_reviewer(reviewer))
+
+
+def check_reviewer(name: str | None) -> str:
+    from engine import generate
+
+    return generate.check_reviewer(name)
 
 
 def quality_report(**filters) -> dict:
@@ -1172,8 +1219,12 @@ def estimate(kind: str, **params) -> dict:
             return E.train(conn, cfg, dry["data"]["total_steps"], dry["data"]["mean_length"])
         if kind == "eval":
             from engine import evaluate
+            from engine import models as m
 
-            examples, _, _ = evaluate.load_examples(home(), params.get("data"), params.get("dataset"),
+            data = params.get("data")
+            if data:  # the folders start_eval accepts, before reading anything
+                data = str(m.check_path_allowed(data, home(), "evaluation data"))
+            examples, _, _ = evaluate.load_examples(home(), data, params.get("dataset"),
                                                     params.get("split", "test"), int(params.get("limit") or 0))
             models = [params["model"]] + ([params["base"]] if params.get("base") else [])
             return E.evaluate(conn, models, len(examples), int(params.get("max_new_tokens", 512)),

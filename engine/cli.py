@@ -670,10 +670,36 @@ def cmd_review_show(args) -> int:
     return 0
 
 
+def _os_user() -> str | None:
+    """The OS user name (``--reviewer``'s default), or None where there is none (a container
+    without a passwd entry)."""
+    import getpass
+
+    try:
+        return getpass.getuser() or None
+    except (OSError, KeyError):
+        return None
+
+
+def _reviewer(args) -> str | None:
+    """``--reviewer`` checked (required, one line); prints why and returns None when refused."""
+    from engine import generate
+
+    try:
+        return generate.check_reviewer(args.reviewer)
+    except ValueError as exc:
+        print(f"error: {exc}; give --reviewer NAME (the default, your OS user name, is not available here)"
+              if not (args.reviewer or "").strip() else f"error: --reviewer: {exc}", file=sys.stderr)
+        return None
+
+
 def _cmd_review_decide(args, decision: str) -> int:
     from engine import generate
 
     home = _home(args)
+    args.reviewer = _reviewer(args)
+    if args.reviewer is None:
+        return 2
     if args.ids:
         n = generate.review(home, args.ids, decision, args.reviewer)
     elif args.all:
@@ -697,6 +723,9 @@ def cmd_review_reject(args) -> int:
 def cmd_review_edit(args) -> int:
     from engine import generate
 
+    args.reviewer = _reviewer(args)
+    if args.reviewer is None:
+        return 2
     try:
         text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
     except OSError as exc:
@@ -983,14 +1012,17 @@ def build_parser() -> argparse.ArgumentParser:
                             parents=[home_parent])
         p.add_argument("ids", nargs="*", type=int)
         p.add_argument("--all", action="store_true", help="every chain matching the filters")
-        p.add_argument("--reviewer", default=os.environ.get("USER"), help="stored with the decision")
+        p.add_argument("--reviewer", metavar="NAME", default=_os_user(),
+                       help="who decides, stored with each decision (required; default: your OS user name)")
         review_filters(p, "flagged")
         p.set_defaults(func=func)
-    p = rsub.add_parser("edit", help="replace a chain's text from a file (- for stdin) and re-score it",
+    p = rsub.add_parser("edit", help="replace a chain's text from a file (- for stdin) and re-score it; "
+                        "approved when it passes, else still flagged with its new score",
                         parents=[home_parent])
     p.add_argument("id", type=int)
     p.add_argument("--file", required=True)
-    p.add_argument("--reviewer", default=os.environ.get("USER"))
+    p.add_argument("--reviewer", metavar="NAME", default=_os_user(),
+                   help="who edits, stored with the edit (required; default: your OS user name)")
     p.set_defaults(func=cmd_review_edit)
 
     # `ccr export` is created above (Phase 2's `export model`); Phase 1 adds `export reasoning`

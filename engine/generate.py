@@ -804,6 +804,27 @@ def chain_detail(home: Home | str | None, chain_id: int) -> dict | None:
     return c
 
 
+def check_reviewer(name: str | None) -> str:
+    """The reviewer's name a decision is stored with, trimmed; ValueError when there is none.
+
+    The Review page and ``ccr review approve/reject/edit`` refuse a decision without a name, so
+    every decision in the history says who took it.
+
+    >>> check_reviewer("  Ana ")
+    'Ana'
+    >>> check_reviewer("   ")
+    Traceback (most recent call last):
+    ...
+    ValueError: a reviewer name is required: decisions are stored with who took them
+    """
+    name = (name or "").strip()
+    if not name:
+        raise ValueError("a reviewer name is required: decisions are stored with who took them")
+    if len(name) > 80 or any(c in name for c in "\r\n\t"):
+        raise ValueError("a reviewer name is one line of at most 80 characters")
+    return name
+
+
 def review(home: Home | str | None, chain_ids, decision: str, reviewer: str | None = None) -> int:
     """Approve or reject chains (stored with the time and reviewer); returns how many changed."""
     if decision not in ("approve", "reject"):

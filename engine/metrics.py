@@ -130,6 +130,51 @@ def confusion(golds: Sequence, preds: Sequence, classes: Sequence[str]) -> dict:
     return {"rows": rows, "columns": cols, "matrix": matrix}
 
 
+# The label space of every task with a confusion matrix: (key, title, where its metrics are, classes).
+CONFUSION_TASKS = (
+    ("csat", "CSAT", ("csat",), ("1", "2", "3", "4", "5")),
+    ("churn", "Churn risk", ("churn",), tasks.CHURN_LEVELS),
+    ("sentiment", "Sentiment", ("sentiment",), tasks.SENTIMENTS),
+    ("trajectory", "Sentiment trajectory", ("sentiment", "trajectory"), tasks.TRAJECTORIES),
+    ("root_cause", "Root cause", ("root_cause",), tasks.ROOT_CAUSES),
+)
+
+
+def confusion_views(metrics: dict | None) -> list[dict]:
+    """Every confusion matrix of one model's metrics over the task's whole label space.
+
+    Rows are every reference class, columns every predicted class then ``unparsed``, whatever
+    the examples happened to contain (so two evaluations line up cell for cell and a class that
+    was never predicted still shows as an empty column); a label outside the space keeps its own
+    row or column. ``n`` and ``parsed`` are the task's sample size and parsed answers.
+
+    >>> v = confusion_views({"tasks": {"churn": {"n": 2, "parsed": 1, "confusion": {
+    ...     "rows": ["high"], "columns": ["high", "unparsed"], "matrix": [[1, 1]]}}}})
+    >>> v[0]["title"], v[0]["rows"], v[0]["columns"], v[0]["matrix"], v[0]["n"], v[0]["parsed"]
+    ('Churn risk', ['low', 'medium', 'high'], ['low', 'medium', 'high', 'unparsed'], [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 1]], 2, 1)
+    """
+    out = []
+    for key, title, path, classes in CONFUSION_TASKS:
+        m = (metrics or {}).get("tasks") or {}
+        for part in path:
+            m = (m or {}).get(part)
+        conf = (m or {}).get("confusion")
+        if not conf:
+            continue
+        classes = [str(c) for c in classes]
+        rows = classes + [r for r in conf["rows"] if r not in classes]
+        cols = classes + [c for c in conf["columns"] if c not in classes and c != UNPARSED] + [UNPARSED]
+        matrix = [[0] * len(cols) for _ in rows]
+        for r, line in zip(conf["rows"], conf["matrix"]):
+            for c, count in zip(conf["columns"], line):
+                matrix[rows.index(r)][cols.index(c)] += int(count)
+        n = m.get("n", sum(map(sum, matrix)))
+        parsed = m.get("parsed", n - sum(line[-1] for line in matrix))
+        out.append({"key": key, "title": title, "rows": rows, "columns": cols, "matrix": matrix, "n": n,
+                    "parsed": parsed})
+    return out
+
+
 def classification(golds: Sequence, preds: Sequence, classes: Sequence[str]) -> dict:
     """Accuracy, per-class precision/recall/F1, macro-F1 and the confusion matrix.
 

@@ -1,8 +1,10 @@
-"""Compare: two models answer the same call side by side, streamed, with scores and parsed labels.
+"""Compare: two models answer the same call side by side, streamed, with scores, parsed labels,
+latency and token counts, beside the example's reference answer and labels.
 
-How generation runs (and why): each model is served by a short-lived ``serve`` job — the same
-OpenAI-compatible server as ``ccr serve``, bound to 127.0.0.1 on a free port with its own random
-key, stopping itself after 15 idle minutes. The page streams both answers from the two servers
+How generation runs (and why): each model is served by a ``serve`` job — the same
+OpenAI-compatible server as ``ccr serve``. A server of that model already running (started on
+Deploy, or here earlier) is reused; otherwise a short-lived one is started, bound to 127.0.0.1 on a
+free port with its own random key, stopping itself after 15 idle minutes. The page streams both answers from the two servers
 with httpx (``api.stream_pair``). So the page never imports torch, the two models load once and
 stay warm across examples, both answers really stream token by token (and in parallel, each in
 its own process), and a crash in a model cannot take the UI down. The alternative, a compare
@@ -42,42 +44,51 @@ model_a, model_b = st.session_state["cmp-a"], st.session_state["cmp-b"]
 pair = [model_a, model_b]
 
 # -- the two servers ----------------------------------------------------------------------------
-server_ids = st.session_state.get("cmp-servers") or {}
+# An active server of a model is reused, whoever started it (Deploy, an earlier visit, another
+# session): one model process per model, never a new pair per press.
+
+
+def server_states() -> dict:
+    return {m: api.find_server(m) for m in pair}
+
+
+states = server_states()
+missing = [m for m in pair if states[m] is None]
 if not present:
-    if st.button("Start the models", key="cmp-start", help="Starts one local server per model (they stop by "
-                 "themselves after 15 idle minutes)."):
+    if st.button("Start the models", key="cmp-start", disabled=not missing,
+                 help="Starts a local server for each model not served yet (a running server of the same model "
+                      "is reused; the ones started here stop by themselves after 15 idle minutes)."
+                 if missing else "Both models are served already: their servers are reused."):
         try:
-            server_ids = api.compare_servers(pair)
-            st.session_state["cmp-servers"] = server_ids
-            st.session_state["cmp-was-ready"] = False
+            api.compare_servers(missing)
+            st.rerun()
         except ValueError as exc:
             st.error(str(exc))
 
 
-def server_states() -> dict:
-    ids = st.session_state.get("cmp-servers") or {}
-    return {m: api.server_info(ids[m]) if m in ids else None for m in pair}
+def server_line(m: str, s: dict | None) -> str:
+    if s is None:
+        return f"{m}: not started"
+    where = "started here" if s["compare"] else "an existing server, reused"
+    if s["ready"]:
+        return f"{m}: ready (server job #{s['job_id']}, {where})"
+    return f"{m}: starting (server job #{s['job_id']}, {s['status']})…"
 
 
 @st.fragment(run_every=2)
 def readiness() -> None:
-    states = server_states()
+    now = server_states()
     cols = st.columns(2)
     for col, m in zip(cols, pair):
-        s = states[m]
-        if s is None:
-            col.caption(f"{m}: not started")
-        elif s["ready"]:
-            col.caption(f"{m}: ready")
-        elif s["status"] in ("failed", "cancelled", "succeeded"):
-            col.caption(f"{m}: server {s['status']}")
-            if s.get("error"):
-                col.text(s["error"])
-        else:
-            col.caption(f"{m}: starting ({s['status']})…")
-    if all(s and s["ready"] for s in states.values()) and not st.session_state.get("cmp-was-ready"):
-        st.session_state["cmp-was-ready"] = True
-        st.rerun()  # enable the Run button
+        col.caption(server_line(m, now[m]))
+    for job in api.list_jobs(limit=5, kind="serve"):  # a server that failed to start says why (until replaced)
+        if job["status"] == "failed" and job.get("error") and job["config"].get("model") in pair \
+                and now[job["config"]["model"]] is None:
+            st.caption(f"Server job #{job['id']} ({ui.md_escape(job['config'].get('model'))}) failed:")
+            st.text(job["error"])
+            break
+    # The Run button and the Start button live outside this fragment: redraw when readiness changes.
+    ui.rerun_on_change("cmp-ready", tuple((m, bool(s), bool(s and s["ready"])) for m, s in now.items()))
 
 
 if not present:
@@ -122,24 +133,32 @@ if prompt:
     with st.expander(f"Call transcript ({title})", expanded=not present):
         st.text(prompt["transcript"])
 
-states = server_states()
 ready = bool(prompt) and all(s and s["ready"] for s in states.values())
 if present and not ready:
     st.caption("Models not ready: leave the presentation view to start them.")
 run = st.button("Run both", type="primary", disabled=not ready, key="cmp-run")
 
-left, right = st.columns(2)
+left, right, ref = st.columns([2, 2, 1.3])
 slots = []
 for col, m in zip((left, right), pair):
     col.subheader(m)
     slots.append(col.empty())
+if prompt:  # what the answers are measured against, beside them
+    ref.subheader("Reference")
+    if prompt.get("reference"):
+        ref.caption("Reference answer")
+        ref.text(prompt["reference"])
+    ref.caption("Labels of the example")
+    ref.code(json.dumps(prompt["labels"], ensure_ascii=False, indent=1) if prompt["labels"]
+             else "(none: a pasted transcript has no labels)", language=None, wrap_lines=True)
 
 if run and ready:
     texts = ["", ""]
     errors: list = [None, None]
+    stats: list[dict] = [{}, {}]
     specs = [{"url": states[m]["url"], "api_key": states[m]["api_key"], "model": m, "messages": prompt["messages"],
               "max_tokens": int(st.session_state["cmp-max-tokens"])} for m in pair]
-    for i, piece in api.stream_pair(specs):
+    for i, piece in api.stream_pair(specs, stats):
         if isinstance(piece, Exception):
             errors[i] = str(piece)
         elif piece:
@@ -147,9 +166,26 @@ if run and ready:
             slots[i].text(texts[i])
     st.session_state["cmp-result"] = {
         "key": (tuple(pair), prompt["ex_id"], prompt["task"], json.dumps(prompt["messages"])),
-        "texts": texts, "errors": errors,
+        "texts": texts, "errors": errors, "stats": stats,
         "scores": [api.score_answer(t, prompt["task"], prompt["labels"], prompt["transcript"]) for t in texts],
     }
+
+
+def timing(st_: dict) -> str:
+    """Latency and token counts of one answer, as measured on this call."""
+    parts = []
+    if st_.get("first_token_s") is not None:
+        parts.append(f"first token after {st_['first_token_s']:.1f} s")
+    if st_.get("completion_tokens") is not None:
+        parts.append(f"{ui.fmt_count(st_['completion_tokens'])} tokens generated")
+    if st_.get("prompt_tokens") is not None:
+        parts.append(f"prompt {ui.fmt_count(st_['prompt_tokens'])} tokens")
+    if st_.get("completion_tokens") and st_.get("seconds"):
+        parts.append(f"{st_['completion_tokens'] / st_['seconds']:.1f} tokens/s")
+    if st_.get("finish_reason") == "length":
+        parts.append("cut at the token limit")
+    return " · ".join(parts)
+
 
 result = st.session_state.get("cmp-result")
 if result and prompt and result["key"] == (tuple(pair), prompt["ex_id"], prompt["task"], json.dumps(prompt["messages"])):
@@ -167,21 +203,27 @@ if result and prompt and result["key"] == (tuple(pair), prompt["ex_id"], prompt[
             col.text(result["errors"][i])
         c1, c2, c3 = col.columns(3)
         c1.metric("Quality score", f"{s['score']:.0f}")
-        c2.metric("Structure", "complete" if s["structure"]["compliant"] else "incomplete")
+        c2.metric("Structure", "full" if s["structure"]["compliant"] else "partial",
+                  help="full: every section and step of the reasoning chain, in order")
         c3.metric("Answer", "right" if s["correct"] else ("wrong" if s["correct"] is False else "n/a"))
         col.caption(f"Faithfulness: {api.faithfulness_word(s.get('faithfulness'))}")
         if s.get("at_fault"):
             with col:
                 ui.show_faults(s["at_fault"])
+        took = (result.get("stats") or [{}, {}])[i]
+        c1, c2 = col.columns(2)
+        c1.metric("Latency", f"{took['seconds']:.1f} s" if took.get("seconds") is not None else "-",
+                  help="From the request to the last token, on this call")
+        c2.metric("Tokens", ui.fmt_count(took["completion_tokens"]) if took.get("completion_tokens") is not None
+                  else "-", help="Tokens the model generated (the server's count)")
+        if timing(took):
+            col.caption(timing(took))
         col.caption("Parsed labels")
         col.code(json.dumps(s["parsed"], ensure_ascii=False) if s["parsed"] else "(no answer line found)",
                  language=None)
         if not present:
             col.dataframe(pd.DataFrame([{"criterion": k, "points": v.get("points"), "max": v.get("max")}
                                         for k, v in s["criteria"].items()]), hide_index=True, width="stretch")
-    if prompt["labels"]:
-        st.caption("Reference labels")
-        st.code(json.dumps(prompt["labels"], ensure_ascii=False), language=None)
 
 # -- what the evaluation says: one call is an anecdote, not a result ------------------------------
 EVIDENCE_KEYS = ["overall.accuracy", "structure.compliance_rate"]
@@ -209,14 +251,17 @@ else:
     if warning:
         st.warning(warning)
 
-if not present and server_ids:
+if not present and any(states.values()):
     with st.expander("Servers"):
-        for m, s in server_states().items():
+        mine = []
+        for m, s in states.items():
             if s:
-                st.text(f"{m}: job #{s['job_id']} {s['status']} {s['url'] or ''} served {s['served']}")
-        if st.button("Stop both servers", key="cmp-stop"):
-            for job_id in (st.session_state.get("cmp-servers") or {}).values():
+                st.text(f"{m}: job #{s['job_id']} {s['status']} {s['url'] or ''} served {s['served']}"
+                        + ("" if s["compare"] else " (started elsewhere: left running)"))
+                if s["compare"] and s["job_id"] not in mine:
+                    mine.append(s["job_id"])
+        if st.button("Stop the servers started here", key="cmp-stop", disabled=not mine,
+                     help="Servers started on Deploy keep running: stop them there."):
+            for job_id in mine:
                 api.cancel_job(job_id)
-            st.session_state["cmp-servers"] = {}
-            st.session_state["cmp-was-ready"] = False
             st.rerun()

@@ -5,12 +5,12 @@ Model text is shown with st.text / st.code or inside dataframes only, never as m
 import json
 
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 import ui
 from engine import api
+
+LIMIT_MAX = 100_000  # examples per evaluation: more is days on any machine this runs on
 
 st.title("Evaluate")
 st.caption("Structure compliance, quality-score distribution and task accuracy on the test split; "
@@ -41,15 +41,37 @@ with run_tab:
     c1, c2, c3, c4 = st.columns(4)
     split = c1.selectbox("Split", ["test", "validation", "train"], key="eval-split",
                          disabled=source != "Working dataset")
-    limit = c2.number_input("Limit (0: all)", min_value=0, value=12, step=6, key="eval-limit",
-                            help="A limit still covers every task (examples are interleaved by task).")
-    max_new = c3.number_input("Max new tokens", min_value=8, max_value=4096, value=384, step=32, key="eval-max-new")
-    batch = c4.number_input("Batch size", min_value=1, max_value=64, value=8, key="eval-batch")
-    can_start = bool(data_path) if source == "A ChatML/CSV file" else bool(dataset)
-    if st.button("Start evaluation", type="primary", disabled=not can_start, key="eval-start"):
+    limit = c2.number_input("Limit (0: all)", min_value=0, max_value=LIMIT_MAX, value=12, step=6, key="eval-limit",
+                            help=f"Examples to evaluate, 0 for the whole split (at most {LIMIT_MAX:,}). A limit "
+                                 "still covers every task (examples are interleaved by task). Config key `limit`.")
+    max_new = c3.number_input("Max new tokens", min_value=8, max_value=4096, value=384, step=32, key="eval-max-new",
+                              help="Tokens each answer may take, 8 to 4,096 (config key `max_new_tokens`).")
+    batch = c4.number_input("Batch size", min_value=1, max_value=64, value=8, key="eval-batch",
+                            help="Answers generated together, 1 to 64 (config key `batch_size`).")
+    # Guarded launch (as on Generate): every reason the evaluation cannot start, in words, and
+    # the estimate before the button; over 30 minutes (or unknown) it must be confirmed.
+    reasons = []
+    if source == "A ChatML/CSV file" and not (data_path or "").strip():
+        reasons.append("give the path of a ChatML JSONL or CSV file")
+    if source == "Working dataset" and not dataset:
+        reasons.append("no dataset yet: create one on the Data page")
+    if compare and base == model:
+        reasons.append("the base model is the model itself: pick another base, or untick the comparison")
+    settings = dict(model=model, base=base if compare else None, data=(data_path or "").strip() or None,
+                    dataset=dataset, split=split, limit=int(limit), max_new_tokens=int(max_new),
+                    batch_size=int(batch))
+    eval_estimate = None
+    if not reasons:
+        eval_estimate = api.estimate("eval", **settings)
+        if eval_estimate.get("error"):
+            st.error(f"The data cannot be read: {ui.md_escape(eval_estimate['error'])}")
+            reasons.append("the data above cannot be read")
+        elif not ui.confirm_long(eval_estimate, "eval-confirm", "evaluation", settings=sorted(settings.items())):
+            reasons.append("confirm the estimated duration above")
+    if ui.guarded_button("Start evaluation", reasons, key="eval-start", type="primary"):
         try:
-            st.session_state["eval-job"] = api.start_eval(model, base if compare else None, data_path, dataset,
-                                                          split, int(limit), int(max_new), int(batch))
+            st.session_state["eval-job"] = api.start_eval(settings["model"], settings["base"], settings["data"],
+                                                          dataset, split, int(limit), int(max_new), int(batch))
         except ValueError as exc:
             st.error(str(exc))
     if st.session_state.get("eval-job"):
@@ -58,6 +80,8 @@ with run_tab:
             job = ui.job_panel(st.session_state["eval-job"], key="eval")
             if job and job["status"] == "succeeded" and job.get("result"):
                 st.success(f"Report written: {job['result']['report']}")
+            if job:  # the Results tab follows the evaluation: redrawn once when it ends
+                ui.rerun_on_change("eval-job-status", (job["id"], job["status"]))
 
         eval_job()
 
@@ -66,10 +90,19 @@ with run_tab:
                  "the embedded model and evaluate it against its base. Hours on a CPU; each stage shows on the "
                  "Jobs page, and a stopped run continues where it stopped.")
         c1, c2 = st.columns(2)
-        d_train = c1.number_input("Train examples with chains (0: all)", min_value=0, value=0, key="demo-train")
-        d_eval = c2.number_input("Test examples to evaluate (0: all)", min_value=0, value=0, key="demo-eval")
-        if st.button("Run the whole loop", key="demo-start"):
-            st.session_state["demo-job"] = api.start_demo(int(d_train) or None, int(d_eval))
+        d_train = c1.number_input("Train examples with chains (0: all)", min_value=0, max_value=300, value=0,
+                                  key="demo-train", help="Of the demo dataset's 300 train examples (0: all 300).")
+        d_eval = c2.number_input("Test examples to evaluate (0: all)", min_value=0, max_value=60, value=0,
+                                 key="demo-eval", help="Of its 60 test examples (0: all 60).")
+        demo_settings = dict(train_limit=int(d_train) or None, eval_limit=int(d_eval))
+        demo_estimate = api.estimate("demo", **demo_settings)
+        demo_reasons = []
+        if demo_estimate.get("error"):
+            st.error(f"No estimate: {ui.md_escape(demo_estimate['error'])}")
+        elif not ui.confirm_long(demo_estimate, "demo-confirm", "whole loop", settings=sorted(demo_settings.items())):
+            demo_reasons.append("confirm the estimated duration above")
+        if ui.guarded_button("Run the whole loop", demo_reasons, key="demo-start"):
+            st.session_state["demo-job"] = api.start_demo(**demo_settings)
         if st.session_state.get("demo-job"):
             @st.fragment(run_every=3)
             def demo_job() -> None:
@@ -212,33 +245,38 @@ with results_tab:
     st.dataframe(pd.DataFrame(faith_rows), hide_index=True, width="stretch", key="faith-table")
 
     st.subheader("Quality-score distribution")
-    fig = go.Figure()
+    series = {}
     for e in shown_evals:
         scores = [p["score"] for p in api.eval_predictions(e["id"]) if p["score"] is not None]
-        fig.add_trace(go.Histogram(x=scores, name=label(e["id"]), opacity=0.6, xbins=dict(start=0, end=100, size=5)))
-    fig.update_layout(barmode="overlay", height=320, margin=dict(l=10, r=10, t=10, b=10),
-                      xaxis_title="quality score (0-100)", yaxis_title="answers")
-    fig.add_vline(x=70, line_dash="dash", line_color="gray")
-    st.plotly_chart(fig, width="stretch", key="score-hist")
+        series[label(e["id"])] = ui.score_bins(scores)
+    sizes = ", ".join(f"n={sum(c.values())}" for c in series.values())
+    st.plotly_chart(ui.score_histograms(series, f"Answers per 10-point score bin ({sizes})", "answers",
+                                        threshold=70), width="stretch", key="score-hist")
+    for e, counts in zip(shown_evals, series.values()):
+        ui.small_sample_note(sum(counts.values()), f"answers scored for {label(e['id'])}")
 
     st.subheader("Confusion matrices")
-    conf_tasks = [t for t in ("csat", "churn", "sentiment", "root_cause")
-                  if any(t in (e["metrics"].get("tasks") or {}) for e in shown_evals)]
-    if not conf_tasks:
+    views = {e["id"]: {v["key"]: v for v in api.confusion_views(e["metrics"])} for e in shown_evals}
+    titles = {k: v["title"] for by_key in views.values() for k, v in by_key.items()}
+    if not titles:
         st.caption("No classification task in these evaluations.")
     else:
-        task = st.selectbox("Task", conf_tasks, key="conf-task")
-        cols = st.columns(len(shown_evals))
+        task = st.selectbox("Task", list(titles), format_func=titles.get, key="conf-task")
+        st.caption("Rows: the reference label; columns: the model's answer, and unparsed when no answer could be "
+                   "read. Every class of the task is drawn, with its count; framed cells are right answers. "
+                   "Colour follows the count (white: none).")
+        # Side by side when they fit; a wide label space (ten root causes) gets the page's width each.
+        wide = max(len(v[task]["columns"]) for v in views.values() if task in v) > 7
+        cols = [st.container() for _ in shown_evals] if wide else st.columns(len(shown_evals))
         for col, e in zip(cols, shown_evals):
-            conf = (e["metrics"]["tasks"].get(task) or {}).get("confusion")
-            if not conf:
-                col.caption(f"{label(e['id'])}: no {task} examples")
+            view = views[e["id"]].get(task)
+            if not view:
+                col.caption(f"{label(e['id'])}: no {titles[task]} examples")
                 continue
-            heat = px.imshow(conf["matrix"], x=conf["columns"], y=conf["rows"], text_auto=True,
-                             color_continuous_scale="Blues", labels=dict(x="predicted", y="reference", color="n"),
-                             title=label(e["id"]), aspect="auto")
-            heat.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10), coloraxis_showscale=False)
-            col.plotly_chart(heat, width="stretch", key=f"conf-{task}-{e['id']}")
+            col.plotly_chart(ui.confusion_figure(view, label(e["id"])), width="stretch", key=f"conf-{task}-{e['id']}")
+            if view["n"] < api.SMALL_SAMPLE:
+                col.warning(f"Small sample: {view['n']} {titles[task]} example{'' if view['n'] == 1 else 's'} "
+                            f"(fewer than {api.SMALL_SAMPLE}). One answer moves a cell, and a rate, a lot.")
 
     st.subheader("Per-task figures")
     task_rows = []

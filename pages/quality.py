@@ -58,7 +58,7 @@ cols = st.columns(len(report["targets"]))
 for col, t in zip(cols, report["targets"]):
     col.metric(t["target"], t["value"], "met" if t["met"] else "not met",
                delta_color="normal" if t["met"] else "inverse")
-st.caption(f"{report['count']} chains in {report['dataset']}; status counts: "
+st.caption(f"{report['count']:,} chains in {ui.md_escape(report['dataset'])}; status counts: "
            + ", ".join(f"{k} {v}" for k, v in report["status"].items())
            + f". Faithfulness: {100 * report['share_contradiction']:.1f}% contradict their labels, "
              f"{100 * report['share_invented']:.1f}% name a specific the transcript does not support"
@@ -66,16 +66,17 @@ st.caption(f"{report['count']} chains in {report['dataset']}; status counts: "
               if report["unchecked"] else "") + ".")
 
 threshold = report["threshold"]
-fig = px.histogram(x=report["scores"], nbins=20, range_x=[0, 100], labels={"x": "score", "count": "chains"},
-                   title="Score distribution")
-fig.add_vline(x=threshold, line_dash="dash", line_color="red", annotation_text=f"threshold {threshold:g}")
-fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="chains")
-st.plotly_chart(fig, width="stretch", key="q-hist")
+n = report["count"]
+# Fixed 10-point bins (as on Generate, Data and Evaluate): a chart compares bin for bin with another.
+hist = ui.score_histograms({"chains": ui.score_bins(report["scores"])}, f"Score distribution ({n:,} chains)",
+                          threshold=threshold)
+st.plotly_chart(hist, width="stretch", key="q-hist")
+ui.small_sample_note(n)
 
 left, right = st.columns(2)
 with left:
-    st.caption("Pass rate per criterion (share of chains with at least 70% of the criterion's points; for "
-               "consistency and grounding, the share with no fault)")
+    st.caption(f"Pass rate per criterion over {n:,} chains (share of chains with at least 70% of the criterion's "
+               "points; for consistency and grounding, the share with no fault)")
     crit = pd.DataFrame([{"criterion": k, "pass rate": v} for k, v in report["criteria_pass"].items()])
     fig = px.bar(crit, x="criterion", y="pass rate", range_y=[0, 1])
     fig.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10))
@@ -84,6 +85,11 @@ with right:
     st.caption(f"Per task (pass rate: score >= {threshold:g})")
     st.dataframe(pd.DataFrame([{"task": t, **v} for t, v in report["per_task"].items()]), hide_index=True,
                  width="stretch")
+    small = {t: v["count"] for t, v in report["per_task"].items() if v["count"] < api.SMALL_SAMPLE}
+    if small:
+        st.warning(f"Small sample: fewer than {api.SMALL_SAMPLE} chains for "
+                   + ", ".join(f"{ui.md_escape(t)} ({c})" for t, c in small.items())
+                   + ". A pass rate over so few chains moves in big steps: read it as a hint, not a result.")
 
 st.subheader("Chains in a score range")
 lo, hi = st.slider("Score range", 0.0, 100.0, (0.0, float(threshold)), step=1.0, key="q-range")

@@ -12,6 +12,28 @@ from engine import api
 
 st.title("Review chains")
 
+# Who decides: asked once per browser session (kept in the session, not in the shared settings:
+# two reviewers on one app must not take each other's name), required for every decision.
+reviewer = st.session_state.get("reviewer-name")
+if reviewer:
+    who = st.columns([5, 1])
+    who[0].caption(f"Reviewing as **{ui.md_escape(reviewer)}**: every decision is stored with this name.")
+    if who[1].button("Change name", key="rv-change-name"):
+        del st.session_state["reviewer-name"]
+        st.rerun()
+else:
+    with st.form("rv-name"):
+        typed = st.text_input("Your name (stored with every decision you take here)", key="rv-reviewer",
+                              max_chars=80)
+        if st.form_submit_button("Save name", key="rv-name-save"):
+            try:
+                st.session_state["reviewer-name"] = reviewer = api.check_reviewer(typed)
+                st.rerun()
+            except ValueError as exc:
+                st.error(str(exc))
+    st.warning("Approve, reject and edit are off until you give your name above (asked once per session).")
+NO_NAME = "Give your reviewer name at the top of the page first"
+
 # Above the filters, so it is there even when no chain matches them (`ccr export reasoning`).
 with st.container(border=True):
     st.caption("Write the working dataset's passed and approved chains (train and validation splits) as ChatML "
@@ -43,7 +65,6 @@ reason = c3.selectbox("Reason", list(REASONS), key="rv-reason",
                            "Same as `ccr review list --reason`.")
 lo, hi = c4.slider("Score", 0.0, 100.0, (0.0, 100.0), step=1.0, key="rv-range")
 search = c5.text_input("Search (example id or chain text)", key="rv-search")
-reviewer = st.sidebar.text_input("Reviewer name", key="rv-reviewer") or None
 filters = {"status": None if status == "(any)" else status, "task": None if task == "(all)" else task,
            "min_score": lo if lo > 0 else None, "max_score": hi if hi < 100 else None, "search": search or None,
            "reason": REASONS[reason]}
@@ -54,11 +75,17 @@ with st.expander(f"Bulk decision over all {total} matching chains"):
     with st.form("rv-bulk"):
         decision = st.radio("Decision", ["approve", "reject"], horizontal=True)
         sure = st.checkbox(f"Yes, apply it to all {total} chains matching the filters above")
-        if st.form_submit_button("Apply to all matching", disabled=total == 0):
+        if st.form_submit_button("Apply to all matching", disabled=total == 0 or not reviewer,
+                                 help=None if reviewer else NO_NAME):
             if sure:
-                n = api.bulk_review(decision, reviewer, **filters)
-                st.session_state["rv-flash"] = f"{decision}d {n} chains" if decision == "approve" else f"rejected {n} chains"
-                st.rerun()
+                try:
+                    n = api.bulk_review(decision, reviewer, **filters)
+                except ValueError as exc:
+                    st.error(str(exc))
+                else:
+                    st.session_state["rv-flash"] = (f"{decision}d {n} chains" if decision == "approve"
+                                                    else f"rejected {n} chains")
+                    st.rerun()
             else:
                 st.warning("Tick the confirmation first.")
 
@@ -95,16 +122,24 @@ st.subheader(f"#{detail['id']} · {ex.get('ex_id')} · {ex.get('task')} · {deta
 if detail.get("reasons"):
     st.caption("Falls short for: " + ", ".join(detail["reasons"]))  # from our fixed list
 
+def decide(decision: str) -> None:
+    try:
+        api.review_chains([detail["id"]], decision, reviewer)
+    except ValueError as exc:  # no reviewer name: refused, and said why
+        st.error(str(exc))
+        return
+    st.session_state["rv-flash"] = f"{decision}d chain {detail['id']}" if decision == "approve" \
+        else f"rejected chain {detail['id']}"
+    st.rerun()
+
+
 act = st.columns([1, 1, 4])
-if act[0].button("Approve", type="primary", key="rv-approve", shortcut="a"):
-    api.review_chains([detail["id"]], "approve", reviewer)
-    st.session_state["rv-flash"] = f"approved chain {detail['id']}"
-    st.rerun()
-if act[1].button("Reject", key="rv-reject", shortcut="x"):
-    api.review_chains([detail["id"]], "reject", reviewer)
-    st.session_state["rv-flash"] = f"rejected chain {detail['id']}"
-    st.rerun()
-act[2].caption("Keys: A approve · X reject · J next · K previous")
+if act[0].button("Approve", type="primary", key="rv-approve", shortcut="a", disabled=not reviewer,
+                 help=None if reviewer else NO_NAME):
+    decide("approve")
+if act[1].button("Reject", key="rv-reject", shortcut="x", disabled=not reviewer, help=None if reviewer else NO_NAME):
+    decide("reject")
+act[2].caption("Keys: A approve · X reject · J next · K previous" + ("" if reviewer else f" · {NO_NAME}."))
 
 left, right = st.columns(2)
 with left:
@@ -119,14 +154,19 @@ with right:
     ui.show_criteria(detail["criteria"])
     ui.show_chain(detail["text"], detail.get("at_fault"))
 
-st.markdown("**Edit and re-score**")
+st.markdown("**Edit, re-score and approve**")
+st.caption("Saving re-scores the edited chain and approves it when it passes (score >= 70 with every section, "
+           "no contradiction or invented specific); otherwise it stays flagged with its new score.")
 with st.form(f"rv-edit-{detail['id']}"):
     edited = st.text_area("Chain text", detail["text"], height=400)
-    if st.form_submit_button("Save edit and re-score", shortcut="ctrl+enter"):
+    if st.form_submit_button("Save edit and approve", shortcut="ctrl+enter", disabled=not reviewer,
+                             help="Re-scores the edit; approved when it passes, else still flagged"
+                             if reviewer else NO_NAME):
         try:
             r = api.edit_chain(detail["id"], edited, reviewer)
+            outcome = "approved" if r["status"] == "approved" else f"still {r['status']}: the edit does not pass"
             st.session_state["rv-flash"] = (f"chain {detail['id']}: score {r['score_before']:.1f} -> "
-                                            f"{r['score']:.1f}, now {r['status']}")
+                                            f"{r['score']:.1f}, {outcome}")
             st.rerun()
         except ValueError as exc:
             st.error(str(exc))

@@ -7,9 +7,9 @@ driven by Playwright against `streamlit run app.py` on loopback, with its own CC
   opens without an exception box. Fast: no model.
 - ``test_walk_through_the_whole_pipeline``: what a user does on the embedded SmolLM2-135M with tiny
   sizes: create the demo dataset, test the teacher on one example, generate chains for two, read
-  them on Quality, approve a flagged one in Review and export, train two steps and see the loss
-  curve, evaluate the run against its base, compare the two models side by side, start the API
-  server and call it. A screenshot of each page lands in ``$CCR_ARTIFACTS/browser`` (the folder
+  them on Quality, give a reviewer name and approve a flagged one in Review and export, train two
+  steps and see the loss curve, evaluate the run against its base (every confusion matrix read
+  back from the page), compare the two models side by side, start the API server and call it. A screenshot of each page lands in ``$CCR_ARTIFACTS/browser`` (the folder
   `make test` prints).
 """
 
@@ -191,9 +191,20 @@ class Browser:
         self.settle()
 
     def choose(self, label: str, option: str) -> None:
-        """Pick ``option`` in the selectbox labelled ``label``."""
-        self.page.get_by_label(label, exact=True).click()
-        self.page.get_by_role("option", name=option).first.click()
+        """Pick ``option`` in the selectbox labelled ``label``. The menu sometimes closes again
+        as soon as it opens (a rerun of the page redraws it): then it is opened again."""
+        for attempt in range(4):
+            self.page.get_by_label(label, exact=True).click()
+            choice = self.page.get_by_role("option", name=option).first
+            try:
+                choice.wait_for(timeout=10_000)
+                choice.click(timeout=10_000)
+                break
+            except Exception:
+                if attempt == 3:
+                    raise
+                self.page.keyboard.press("Escape")
+                self.settle()
         self.settle()
 
     def click(self, name: str) -> None:
@@ -364,16 +375,28 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
         b.shot("generate-run")
         assert db.execute("SELECT COUNT(*) FROM chains WHERE status = 'flagged'").fetchone()[0] == 2
 
-        # 3. Quality.
+        # 3. Quality: the scores in the ten fixed bins, with n, and a small-sample warning.
         b.open(app, "quality", "Chain quality")
         b.no_exception("quality")
+        hist = wait_for(lambda: next((f for f in _plotly_figures(b.page) if "Score distribution" in f["title"]), None),
+                        60, 0.5, "the score histogram")
+        assert hist["traces"][0]["x"] == [f"{x}-{x + 9}" for x in range(0, 90, 10)] + ["90-100"]
+        assert hist["title"] == "Score distribution (2 chains)" and sum(hist["traces"][0]["y"]) == 2
+        b.wait_text(r"Small sample: 2 chains", timeout=30)
         b.shot("quality")
 
-        # 4. Review: approve the first flagged chain, export what is approved.
+        # 4. Review: decisions wait for a reviewer name (asked once); approve the first flagged
+        # chain, export what is approved.
         b.open(app, "review", "Review chains")
+        assert b.page.get_by_role("button", name=re.compile("^Approve")).is_disabled()
+        assert b.page.get_by_role("button", name=re.compile("^Save edit and approve")).count() == 1
+        b.fill("Your name (stored with every decision you take here)", "Walk Tester", enter=False)
+        b.click("Save name")
+        b.wait_text(r"Reviewing as", timeout=30)
         b.click("Approve")
         wait_for(lambda: db.execute("SELECT COUNT(*) FROM chains WHERE status = 'approved'").fetchone()[0] == 1,
                  30, 0.5, "one approved chain")
+        assert db.execute("SELECT reviewer FROM reviews").fetchall() == [("Walk Tester",)]
         b.page.get_by_text("Include flagged chains").click()
         b.settle()
         b.click("Export chains for training")
@@ -405,12 +428,13 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
         b.settle()
         b.shot("train")
 
-        # 6. Evaluate the run against its base on two test examples.
+        # 6. Evaluate the run against its base on six test examples (one per task).
         b.open(app, "evaluate", "Evaluate")
         b.choose("Model", "run:walk")
-        b.fill("Limit (0: all)", 2)
+        b.fill("Limit (0: all)", 6)
         b.fill("Max new tokens", 24)
-        b.fill("Batch size", 2)
+        b.fill("Batch size", 3)
+        b.wait_text(r"Estimate: about .*6 examples", timeout=60)  # before the launch
         b.click("Start evaluation")
         wait_for(lambda: db.execute("SELECT COUNT(*) FROM evaluations WHERE status = 'succeeded'").fetchone()[0] >= 2,
                  600, 2, "both evaluations")
@@ -418,6 +442,32 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
         b.page.get_by_role("tab", name="Results").click()
         b.settle()
         b.wait_text(r"Models by metric", timeout=60)
+        # The confusion matrices: every class of the label space on both axes plus unparsed, a
+        # count on every cell in a colour that contrasts with it, the sample size in the title.
+        from engine import tasks
+
+        for task, classes in (("CSAT", ["1", "2", "3", "4", "5"]), ("Churn risk", list(tasks.CHURN_LEVELS)),
+                              ("Sentiment", list(tasks.SENTIMENTS)), ("Sentiment trajectory", list(tasks.TRAJECTORIES)),
+                              ("Root cause", list(tasks.ROOT_CAUSES))):
+            b.choose("Task", task)
+            def drawn(task=task):  # both, base and tuned (one may be drawn a moment before the other)
+                found = [f for f in _plotly_figures(b.page) if f["traces"][0]["type"] == "heatmap"
+                         and f["title"].startswith(task + ":")]
+                return found if len(found) == 2 else None
+
+            heats = wait_for(drawn, 60, 0.5, f"the base and tuned {task} matrices")
+            for h in heats:
+                heat = h["traces"][0]
+                assert heat["x"] == classes + ["unparsed"] and heat["y"] == classes, (heat["x"], heat["y"])
+                n = sum(map(sum, heat["z"]))
+                assert re.match(rf"{re.escape(task)}: {n} examples?, \d+ parsed", h["title"]), h["title"]
+                assert len(h["annotations"]) == len(classes) * (len(classes) + 1)
+                peak = max(max(r) for r in heat["z"])
+                for a in h["annotations"]:
+                    value = heat["z"][a["y"]][a["x"]]
+                    assert a["text"] == str(value), (a, value)
+                    assert a["color"] == ("#ffffff" if value / max(peak, 1) > 0.5 else
+                                          ("#1f1f1f" if value else "#6b6b6b")), (a, value, peak)
         b.shot("evaluate")
 
         # 7. Compare: both models as local servers, one example, both answers.
@@ -427,13 +477,24 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
         b.fill("Max tokens", 16)
         b.click("Start the models")
         wait_for(lambda: b.page.get_by_role("button", name="Run both").is_enabled(), 300, 1, "both servers ready")
+        # One server per model, and a second visit reuses them: nothing more to start.
+        assert db.execute("SELECT COUNT(*) FROM jobs WHERE kind = 'serve'").fetchone()[0] == 2
+        b.open(app, "compare", "Compare")
+        b.choose("Model A (left)", "smollm2-135m-instruct")
+        b.choose("Model B (right)", "run:walk")
+        b.wait_text(r"ready \(server job #\d+, started here\)", timeout=60)
+        assert b.page.get_by_role("button", name="Start the models").is_disabled()
+        b.fill("Max tokens", 16)
+        b.wait_text(r"Reference answer", timeout=30)  # beside the outputs, before any run
         b.click("Run both")
         b.wait_text(r"Quality score", timeout=300)
+        b.wait_text(r"tokens generated", timeout=60)
         b.settle(120)
         b.shot("compare")
         assert b.page.get_by_text("The server failed").count() == 0
+        assert db.execute("SELECT COUNT(*) FROM jobs WHERE kind = 'serve'").fetchone()[0] == 2
         b.page.get_by_text("Servers", exact=True).click()
-        b.click("Stop both servers")
+        b.click("Stop the servers started here")
         wait_for(lambda: all(j["status"] in store.FINAL_JOB_STATES for j in map(
             lambda r: store.get_job(db, r[0]), db.execute("SELECT id FROM jobs WHERE kind = 'serve'"))), 120, 1,
             "the compare servers to stop")
@@ -487,6 +548,21 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
         failed = db.execute("SELECT id, kind, error FROM jobs WHERE status = 'failed'").fetchall()
         assert not failed, failed
         assert b.dialogs == [] and b.outside == [], (b.dialogs, b.outside)
+
+
+def _plotly_figures(page) -> list[dict]:
+    """The plotly charts drawn on the page, read from the browser's own figure objects: each
+    one's title (as text: Streamlit's theme wraps it in <b>; a <br> becomes a line break), traces
+    (type, x, y, z) and annotations (position, text, font colour)."""
+    figures = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => ({
+        title: ((el.layout || {}).title || {}).text || '',
+        traces: (el.data || []).map(t => ({type: t.type || 'scatter', x: t.x, y: t.y, z: t.z})),
+        annotations: ((el.layout || {}).annotations || []).map(a => ({x: a.x, y: a.y, text: a.text,
+                                                                       color: (a.font || {}).color})),
+    }))""")
+    for f in figures:
+        f["title"] = re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>", "\n", f["title"]))
+    return figures
 
 
 def _health(port: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from phase3_fakes import FakeGenerator
@@ -166,7 +167,13 @@ def test_compare_page_streams_both_answers_with_scores(app_env, answer_server):
 
 def test_evaluate_page_queues_the_whole_loop_as_one_demo_job(app_env):
     at = open_page("pages/evaluate.py")
-    at.number_input(key="demo-eval").set_value(12)
+    at.number_input(key="demo-eval").set_value(12).run()
+    # The whole loop is hours here: its estimate is shown and must be confirmed before the launch.
+    confirm = at.checkbox(key="demo-confirm")
+    assert confirm.label.startswith("I know this whole loop takes about ") and at.button(key="demo-start").disabled
+    assert any(w.value.startswith("Estimate: about ") and "assuming every chain passes" in w.value for w in at.warning)
+    assert store.connect(app_env).execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+    confirm.check().run()
     at.button(key="demo-start").click().run()
     assert not at.exception
     row = store.connect(app_env).execute("SELECT kind, config FROM jobs").fetchone()
@@ -268,3 +275,157 @@ def test_compare_page_marks_the_sentences_at_fault_as_escaped_text(app_env, faul
     faults = [df.value for df in at.dataframe if "sentence" in df.value.columns]
     assert len(faults) == 2 and all(set(f["sentence"]) == {FAULTY} and len(f) == 3 for f in faults)
     assert all("<b>" not in m.value for m in at.markdown)
+
+
+def _ready(db, job_id: int, url: str) -> None:
+    """Stand in for the engine: the queued server job runs and is ready at ``url``."""
+    store.claim_job(db, "test", job_id=job_id)
+    store.update_job_progress(db, job_id, None, {"state": "ready", "url": url})
+
+
+def test_compare_reuses_a_running_server_of_the_same_model(app_env, answer_server):
+    db = store.connect(app_env)
+    # The model already served from Deploy (its own port and key): Compare starts no second process.
+    deployed = api.start_server("smollm2-135m-instruct", "127.0.0.1", 0, "ccr-deploy-key")
+    _ready(db, deployed, answer_server.url)
+    assert api.compare_servers(["smollm2-135m-instruct", "smollm2-135m-instruct"]) == \
+        {"smollm2-135m-instruct": deployed}
+    # Another model gets one short-lived server; asking again (a second press, another visit) reuses it.
+    first = api.compare_servers(["smollm2-135m-instruct", "other-model"])
+    again = api.compare_servers(["other-model", "smollm2-135m-instruct"])
+    assert first == again and first["smollm2-135m-instruct"] == deployed and first["other-model"] != deployed
+    serve_jobs = db.execute("SELECT id, dedupe_key FROM jobs WHERE kind = 'serve'").fetchall()
+    assert len(serve_jobs) == 2 and dict(serve_jobs)[first["other-model"]] == "compare-serve:other-model"
+
+    at = open_page("pages/compare.py")
+    pair = [at.selectbox(key="cmp-a").value, at.selectbox(key="cmp-b").value]
+    assert set(pair) == {"smollm2-135m-instruct"}  # the only model of this home, in both slots
+    assert at.button(key="cmp-start").disabled  # nothing to start: the running server is used
+    assert any(f"ready (server job #{deployed}, an existing server, reused)" in c.value for c in at.caption)
+    at.button(key="cmp-run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len([t for t in _texts(at) if HOSTILE.strip() in t]) == 2
+    assert db.execute("SELECT COUNT(*) FROM jobs WHERE kind = 'serve'").fetchone()[0] == 2  # no new one
+    # Compare stops only the servers it started: the Deploy one is not its to stop.
+    assert at.button(key="cmp-stop").disabled
+    assert store.get_job(db, deployed)["cancel_requested"] == 0
+
+
+def test_compare_shows_the_reference_labels_latency_and_tokens(app_env, answer_server):
+    at = open_page("pages/compare.py")
+    at.button(key="cmp-start").click().run()
+    db = store.connect(app_env)
+    (job_id,) = db.execute("SELECT id FROM jobs WHERE kind = 'serve'").fetchone()
+    _ready(db, job_id, answer_server.url)
+    at.run()
+    example = api.example(at.selectbox(key="cmp-example").value)
+    reference = example["messages"][-1]["content"]
+    assert example["messages"][-1]["role"] == "assistant" and reference.strip()
+    # Before any run, beside the two (empty) outputs: the reference answer and the example's labels.
+    assert reference in _texts(at)
+    assert any(c.value == json.dumps(example["labels"], ensure_ascii=False, indent=1) for c in at.code)
+    at.button(key="cmp-run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: [] for m in at.metric}
+    for m in at.metric:
+        metrics[m.label].append(m.value)
+    assert len(metrics["Latency"]) == 2 and all(re.fullmatch(r"\d+\.\d s", v) for v in metrics["Latency"])
+    # The server's own token count: the fake model answers HOSTILE, one token a word.
+    assert metrics["Tokens"] == [str(len(HOSTILE.split(" ")))] * 2
+    assert sum("tokens generated" in c.value and "first token after" in c.value for c in at.caption) == 2
+    assert reference in _texts(at)  # still there beside the answers
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluate: guarded launch, estimates, confusion matrices people can read (issue 14)
+# ---------------------------------------------------------------------------------------------
+
+
+def _caption_text(at) -> str:
+    return "\n".join(re.sub(r"\\(.)", r"\1", c.value) for c in at.caption)
+
+
+def test_evaluate_launch_is_guarded_bounded_and_estimated(app_env):
+    db = store.connect(app_env)
+    at = open_page("pages/evaluate.py")
+    limit = at.number_input(key="eval-limit")
+    assert (limit.min, limit.max) == (0, 100_000)  # 99,999,999,999,999 cannot be typed any more
+    assert (at.number_input(key="eval-max-new").min, at.number_input(key="eval-max-new").max) == (8, 4096)
+    assert (at.number_input(key="eval-batch").min, at.number_input(key="eval-batch").max) == (1, 64)
+    # The estimate is on the page before the launch (12 examples of the embedded model: minutes).
+    assert any(i.value.startswith("Estimate: about ") and "12 examples" in i.value for i in at.info)
+    assert not at.button(key="eval-start").disabled
+    # A file source without a path, or outside the allowed folders: disabled, and why.
+    at.radio(key="eval-source").set_value("A ChatML/CSV file").run()
+    assert at.button(key="eval-start").disabled
+    assert "Start evaluation is disabled: give the path of a ChatML JSONL or CSV file" in _caption_text(at)
+    at.text_input(key="eval-path").input("/etc/passwd").run()
+    assert at.button(key="eval-start").disabled
+    assert any("outside the allowed folders" in e.value for e in at.error)
+    assert "the data above cannot be read" in _caption_text(at)
+    at.radio(key="eval-source").set_value("Working dataset").run()
+    # Comparing a model with itself is refused.
+    at.checkbox(key="eval-compare").check().run()
+    at.selectbox(key="eval-base").set_value(at.selectbox(key="eval-model").value).run()
+    assert at.button(key="eval-start").disabled and "the base model is the model itself" in _caption_text(at)
+    at.checkbox(key="eval-compare").uncheck().run()
+    # The whole split with long answers is hours here: the confirmation names the estimate.
+    at.number_input(key="eval-limit").set_value(0).run()
+    at.number_input(key="eval-max-new").set_value(4096).run()
+    assert at.button(key="eval-start").disabled and "confirm the estimated duration above" in _caption_text(at)
+    confirm = at.checkbox(key="eval-confirm")
+    assert re.match(r"I know this evaluation takes about \d+ h", confirm.label), confirm.label
+    assert any(w.value.startswith("Estimate: about ") and "60 examples" in w.value for w in at.warning)
+    assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+    confirm.check().run()
+    at.button(key="eval-start").click().run()
+    job = db.execute("SELECT kind, config FROM jobs").fetchall()
+    assert len(job) == 1 and job[0][0] == "eval" and json.loads(job[0][1])["max_new_tokens"] == 4096
+    # Changed settings must be confirmed again.
+    at.number_input(key="eval-max-new").set_value(4000).run()
+    assert at.button(key="eval-start").disabled and not at.checkbox(key="eval-confirm").value
+
+
+def _figure(chart) -> dict:
+    return json.loads(chart.proto.spec)
+
+
+def test_evaluate_confusion_matrix_has_every_class_and_readable_counts(app_env):
+    # Every answer unparseable (CSAT accuracy and parse rate 0), as in the issue's screenshot.
+    gens = {"tuned-m": FakeGenerator(lambda m: "I cannot tell.")}
+    evaluate.run_evaluation(app_env, EvalConfig(model="tuned-m", limit=30), generators=gens)
+    at = open_page("pages/evaluate.py")
+    task = at.selectbox(key="conf-task")
+    assert task.options == ["CSAT", "Churn risk", "Sentiment", "Sentiment trajectory", "Root cause"]
+    charts = {c.proto.id: _figure(c) for c in at.get("plotly_chart")}
+    conf = next(f for f in charts.values() if f["data"][0]["type"] == "heatmap")
+    heat = conf["data"][0]
+    assert heat["x"] == ["1", "2", "3", "4", "5", "unparsed"] and heat["y"] == ["1", "2", "3", "4", "5"]
+    assert conf["layout"]["xaxis"]["type"] == "category" and conf["layout"]["yaxis"]["type"] == "category"
+    n = sum(map(sum, heat["z"]))
+    assert conf["layout"]["title"]["text"].startswith(f"CSAT: {n} examples, 0 parsed") and n == 5
+    assert all(row[:5] == [0] * 5 for row in heat["z"])  # nothing parsed: no cell of the diagonal is filled
+    assert heat["zmin"] == 0 and heat["zmax"] >= max(max(r) for r in heat["z"])  # colour follows the count
+    # A count on every cell, at its cell, in a colour that contrasts with it.
+    notes = conf["layout"]["annotations"]
+    assert len(notes) == 5 * 6
+    peak = max(max(r) for r in heat["z"])
+    for a in notes:
+        value = heat["z"][a["y"]][a["x"]]
+        assert a["text"] == str(value)
+        dark_cell = value / peak > 0.5
+        assert a["font"]["color"] == ("#ffffff" if dark_cell else ("#1f1f1f" if value else "#6b6b6b"))
+    assert any("Small sample: 5 CSAT examples" in w.value for w in at.warning)
+    # Root cause: all ten causes on both axes.
+    at.selectbox(key="conf-task").set_value("root_cause").run()
+    conf = next(_figure(c) for c in at.get("plotly_chart") if _figure(c)["data"][0]["type"] == "heatmap")
+    from engine import tasks
+
+    assert conf["data"][0]["y"] == list(tasks.ROOT_CAUSES)
+    assert conf["data"][0]["x"] == list(tasks.ROOT_CAUSES) + ["unparsed"]
+    assert len(conf["layout"]["annotations"]) == 10 * 11
+    # The score histogram: the ten fixed bins, with n in the title.
+    hist = next(f for f in charts.values() if f["data"][0]["type"] == "bar")
+    assert hist["data"][0]["x"] == ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89",
+                                    "90-100"]
+    assert "n=30" in hist["layout"]["title"]["text"]

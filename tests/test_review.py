@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import cli, generate, prompt, quality, store
+from engine import api, cli, generate, prompt, quality, store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher_server import BAD_CHAIN, good_chain  # noqa: E402
@@ -203,6 +203,12 @@ def test_quality_page(app):
     assert any(m.delta in ("met", "not met") for m in at.metric)
     assert len(at.get("plotly_chart")) >= 2
     assert "chains scored 0-70" in _texts(at)
+    # The histogram: the ten fixed 10-point bins whatever the scores, n in the title, a small-sample warning.
+    hist = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert hist["data"][0]["x"] == [f"{b}-{b + 9}" for b in range(0, 90, 10)] + ["90-100"]
+    assert sum(hist["data"][0]["y"]) == 6 and hist["layout"]["title"]["text"] == "Score distribution (6 chains)"
+    assert "Small sample: 6 chains" in _texts(at)
+    assert any("Small sample: fewer than 10 chains for" in w.value for w in at.warning)
 
 
 def test_review_page(app, demo_home):
@@ -211,19 +217,91 @@ def test_review_page(app, demo_home):
     assert not at.exception
     text = _texts(at)
     assert "Transcript" in text and "Why it scored this way" in text
+    at.text_input(key="rv-reviewer").input("Ann Example")
+    at.button(key="rv-name-save").click().run()
     first = store.connect(demo_home).execute(
         "SELECT id FROM chains WHERE status = 'flagged' ORDER BY score, id LIMIT 1").fetchone()[0]
     at.button(key="rv-approve").click().run()
     assert not at.exception
     db = store.connect(demo_home)
     assert db.execute("SELECT status FROM chains WHERE id = ?", [first]).fetchone()[0] == "approved"
-    assert db.execute("SELECT decision FROM reviews WHERE chain_id = ?", [first]).fetchone()[0] == "approve"
+    assert db.execute("SELECT decision, reviewer FROM reviews WHERE chain_id = ?", [first]).fetchone() == \
+        ("approve", "Ann Example")
     assert "approved chain" in _texts(at)
-    # edit and re-score through the form
+    # edit and re-score through the form: the button says that saving approves
     at.text_area[0].input("<thinking>\nStep 1 - Customer Sentiment Analysis\nshort\n</thinking>")
-    at.button[[b.label for b in at.button].index("Save edit and re-score")].click().run()
+    at.button[[b.label for b in at.button].index("Save edit and approve")].click().run()
     assert not at.exception
     assert db.execute("SELECT COUNT(*) FROM reviews WHERE decision = 'edit'").fetchone()[0] == 1
+    assert "still flagged: the edit does not pass" in "\n".join(str(x.value) for x in at.success)
+
+
+def test_review_page_asks_a_reviewer_name_once_and_refuses_decisions_without(app, demo_home):
+    at = app
+    at.switch_page("pages/review.py").run()
+    db = store.connect(demo_home)
+    # No name yet: every decision is off, and the page says why.
+    assert any("off until you give your name" in w.value for w in at.warning)
+    save = next(b for b in at.button if b.label.startswith("Save edit"))
+    assert save.label == "Save edit and approve"
+    assert at.button(key="rv-approve").disabled and at.button(key="rv-reject").disabled and save.disabled
+    assert next(b for b in at.button if b.label == "Apply to all matching").disabled
+    # A blank name is refused with the reason; nothing is recorded.
+    at.text_input(key="rv-reviewer").input("   ")
+    at.button(key="rv-name-save").click().run()
+    assert any("a reviewer name is required" in e.value for e in at.error)
+    assert at.button(key="rv-approve").disabled
+    assert db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 0
+    # The engine refuses too (a decision that slips past the page).
+    with pytest.raises(ValueError, match="reviewer name is required"):
+        api.review_chains([1], "approve", None)
+    with pytest.raises(ValueError, match="reviewer name is required"):
+        api.edit_chain(1, "x", "  ")
+    with pytest.raises(ValueError, match="reviewer name is required"):
+        api.bulk_review("reject", "", status="flagged")
+    assert db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 0
+    # Given once, the name stays for the session: on another page and back, no second question.
+    at.text_input(key="rv-reviewer").input("  Bo  ")
+    at.button(key="rv-name-save").click().run()
+    assert "Reviewing as Bo" in _texts(at).replace("**", "")
+    at.switch_page("pages/quality.py").run()
+    at.switch_page("pages/review.py").run()
+    assert not at.exception and not [w for w in at.text_input if w.key == "rv-reviewer"]
+    at.button(key="rv-reject").click().run()
+    assert db.execute("SELECT decision, reviewer FROM reviews").fetchall() == [("reject", "Bo")]
+    # Changing it asks again.
+    at.button(key="rv-change-name").click().run()
+    assert at.button(key="rv-approve").disabled
+
+
+def test_cli_review_needs_a_reviewer(demo_home, capsys, monkeypatch):
+    from engine import cli as cli_module
+
+    ids = make_chains(demo_home)
+    home = ["--home", str(demo_home.data)]
+    assert cli.main(["review", "approve", str(ids["flagged"][0]), "--reviewer", "  ", *home]) == 2
+    assert "a reviewer name is required" in capsys.readouterr().err
+    assert cli.main(["review", "approve", str(ids["flagged"][0]), "--reviewer", "a\nb", *home]) == 2
+    capsys.readouterr()
+    # The default is the OS user name; where there is none, the command says to give --reviewer.
+    monkeypatch.setattr(cli_module, "_os_user", lambda: None)
+    edit = demo_home.data / "edit.txt"
+    edit.write_text("<thinking>x</thinking>")
+    assert cli.main(["review", "edit", str(ids["flagged"][1]), "--file", str(edit), *home]) == 2
+    assert "give --reviewer NAME" in capsys.readouterr().err
+    assert cli.main(["review", "reject", "--all", *home]) == 2
+    db = store.connect(demo_home)
+    assert db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 0
+    monkeypatch.setattr(cli_module, "_os_user", lambda: "osuser")
+    assert cli.main(["review", "reject", str(ids["flagged"][2]), *home]) == 0
+    assert cli.main(["review", "approve", str(ids["flagged"][0]), "--reviewer", "Ann", *home]) == 0
+    assert db.execute("SELECT reviewer FROM reviews ORDER BY id").fetchall() == [("osuser",), ("Ann",)]
+    capsys.readouterr()
+    assert cli.main(["review", "show", str(ids["flagged"][0]), *home]) == 0
+    assert "review: approve by Ann" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["review", "approve", "--help"])
+    assert "--reviewer NAME" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------------------------
