@@ -75,12 +75,15 @@ def test_resumed_evaluation_neither_repeats_nor_loses_predictions(demo_home):
     with pytest.raises(JobStopped):
         evaluate.evaluate_model(demo_home, "fake-model", examples, source, cfg, ctx=StopAfter(demo_home, 2),
                                 generator=gen)
-    assert len(gen.prompts) == 6  # two batches of three were written before the stop
+    # The stop is checked before each batch and between decode steps inside it (the fake decodes
+    # one answer a step): the 1st batch started, its 1st answer was stored, the stop landed.
+    assert len(gen.prompts) == 3
     db = store.connect(demo_home)
     assert db.execute("SELECT COUNT(*), status FROM evaluations").fetchone() == (1, "stopped")
+    assert db.execute("SELECT COUNT(*) FROM eval_predictions").fetchone()[0] == 2  # stored as each was finished
     gen2 = FakeGenerator(_chain_answer)
     eval_id = evaluate.evaluate_model(demo_home, "fake-model", examples, source, cfg, generator=gen2)
-    assert len(gen2.prompts) == 4  # only the rest
+    assert len(gen2.prompts) == 8  # only the rest
     keys = [r[0] for r in db.execute("SELECT example_key FROM eval_predictions WHERE evaluation_id = ?", [eval_id])]
     assert sorted(keys) == sorted(e["key"] for e in examples)
     row = evaluate.evaluation_row(db, eval_id)
