@@ -257,9 +257,12 @@ def evaluate_model(home: Home, model: str, examples: list[dict], source: str, cf
 
         def each_step(event: dict) -> None:
             # A batch of 60 decodes for many minutes: a cancel or pause lands between decode steps
-            # (the answers finished so far are already stored; the rest are generated again on resume).
+            # (the answers finished so far are already stored; the rest are generated again on resume),
+            # and the progress moves with the steps, not only when an answer is done.
             if ctx:
                 ctx.check()
+            if progress:
+                progress(stored[0], event)
 
         for start in range(0, len(todo), bs):
             if ctx:
@@ -741,7 +744,7 @@ def run_evaluation(home: Home | str | None, cfg, ctx=None, generators: dict | No
     for i, (model, role) in enumerate(runs):
         offset = i * len(examples)
 
-        def progress(done: int, offset=offset, model=model) -> None:
+        def progress(done: int, event: dict | None = None, offset=offset, model=model) -> None:
             if ctx:
                 finished = offset + done
                 # The rate counts only what this run generated: predictions stored by an earlier
@@ -749,8 +752,15 @@ def run_evaluation(home: Home | str | None, cfg, ctx=None, generators: dict | No
                 base = rate_base.setdefault("done", finished)
                 elapsed = time.time() - rate_base.setdefault("t", time.time())
                 made = finished - base
-                ctx.progress(finished, total, model=model, stage=f"evaluating {model}",
-                             eta_s=round(elapsed / made * (total - finished), 1) if made > 0 else None)
+                extra: dict = {}
+                fraction = None
+                if event:  # inside a batch: the open rows' share of their token budget is work done
+                    open_rows = event["of"] - event["done"]
+                    part = open_rows * min(0.99, event["step"] / max(1, event["budget"]))
+                    fraction = (finished + part) / total
+                    extra["batch"] = {**event, "examples": event["of"], "unit": "answers"}
+                ctx.progress(finished, total, model=model, stage=f"evaluating {model}", fraction=fraction,
+                             eta_s=round(elapsed / made * (total - finished), 1) if made > 0 else None, **extra)
 
         gen = (generators or {}).get(model)
         ids.append(evaluate_model(home, model, examples, source, cfg, ctx=ctx, generator=gen, progress=progress))
