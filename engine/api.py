@@ -17,8 +17,6 @@ from engine import jobs, store
 from engine.metrics import SMALL_SAMPLE  # noqa: F401 (the pages' small-sample rule: fewer examples per task)
 from engine.paths import Home, resolve_home
 
-PHASES = ("data", "generate", "review", "train", "evaluate", "deploy")
-
 
 def home() -> Home:
     return resolve_home(os.environ.get("CCR_HOME")).ensure()
