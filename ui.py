@@ -81,9 +81,13 @@ def progress_line(job: dict, now: float | None = None) -> str:
         if batch.get("stage") == "prefill":
             parts.append(f"batch of {batch.get('examples')}: reading the transcripts")
         else:
-            unit = "requests" if batch.get("stage") == "requests" else "parts"
+            unit = batch.get("unit") or ("requests" if batch.get("stage") == "requests" else "parts")
             parts.append(f"batch of {batch.get('examples')}: {batch.get('done', 0)}/{batch.get('of', 0)} {unit} done, "
-                         f"{fmt_count(batch.get('tokens', 0))} tokens")
+                         f"{fmt_count(batch.get('tokens', 0))} tokens"
+                         + (f", step {batch['step']} of at most {batch['budget']}" if batch.get("unit") == "answers"
+                            and batch.get("step") else ""))
+    if stats.get("stage") and batch and batch.get("unit") == "answers":
+        parts.append(str(stats["stage"]))
     if stats.get("stage") and not batch:
         parts.append(str(stats["stage"]))
     if t["rate"]:

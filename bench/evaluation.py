@@ -41,7 +41,7 @@ def timed(fn):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", default="16:128:dynamic,16:128:static,32:128:dynamic,60:128:dynamic,60:128:static",
-                    help="comma-separated BATCH:NEW_TOKENS:dynamic|static")
+                    help="comma-separated BATCH:NEW_TOKENS:dynamic|static|ours")
     ap.add_argument("--answers", type=int, default=12, help="test examples for the answer-length run (0: skip)")
     ap.add_argument("--budget", type=int, default=512, help="new-token budget of the answer-length run")
     ap.add_argument("--threads", type=int, default=None)
@@ -79,13 +79,22 @@ def main(argv=None) -> int:
         extra = {"cache_implementation": "static"} if cache == "static" else {}
 
         def run(k: int):
+            if cache == "ours":  # the product's loop (engine.decoding), with no end token so every row runs k steps
+                saved, gen.end_ids = gen.end_ids, []
+                try:
+                    return gen._generate_batch(ids, k, 0.0, 1.0, None, None)
+                finally:
+                    gen.end_ids = saved
             with torch.inference_mode():
                 return model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=k, min_new_tokens=k,
                                       do_sample=False, pad_token_id=pad, **extra)
 
         _, w1, c1 = timed(lambda: run(1))
         out, wn, cn = timed(lambda: run(n))
-        assert out.shape[1] == width + n
+        if cache == "ours":
+            assert all(c.completion_tokens == n for c in out)
+        else:
+            assert out.shape[1] == width + n
         step_w, step_c = (wn - w1) / (n - 1), (cn - c1) / (n - 1)
         r = {"batch": b, "new_tokens": n, "cache": cache, "prompt_width": width, "prefill_s": round(w1, 2),
              "step_s": round(step_w, 4), "step_cpu_s": round(step_c, 4), "tokens_per_s": round(b / step_w, 1)}

@@ -17,8 +17,6 @@ from engine import jobs, store
 from engine.metrics import SMALL_SAMPLE  # noqa: F401 (the pages' small-sample rule: fewer examples per task)
 from engine.paths import Home, resolve_home
 
-PHASES = ("data", "generate", "review", "train", "evaluate", "deploy")
-
 
 def home() -> Home:
     return resolve_home(os.environ.get("CCR_HOME")).ensure()
@@ -1111,8 +1109,30 @@ def train_metrics(runs: list[str], kind: str | None = None) -> list[dict]:
     return rows
 
 
+def demo_defaults() -> dict:
+    """The demo's default sizes (engine/demo.py), for the page's inputs."""
+    from engine import demo as D
+
+    return {"train_chains": D.TRAIN_CHAINS, "validation_chains": D.VALIDATION_CHAINS,
+            "max_new_tokens": D.EVAL_MAX_NEW_TOKENS, "eval_batch": D.EVAL_BATCH}
+
+
+def last_demo() -> dict | None:
+    """The last finished ``ccr demo`` (either front door): run, evaluation ids (base, tuned), stage
+    times, and the tuned evaluation's headline deltas when both evaluations are still there."""
+    demo = store.get_setting(db(), "last_demo")
+    if not demo or len(demo.get("evaluations") or []) != 2:
+        return None
+    by_id = {e["id"]: e for e in evaluations()}
+    base, tuned = (by_id.get(i) for i in demo["evaluations"])
+    if not base or not tuned or not base["metrics"] or not tuned["metrics"]:
+        return None
+    return {**demo, "base": base, "tuned": tuned}
+
+
 def start_demo(train_limit: int | None = None, eval_limit: int = 0, seed: int = 0) -> int:
-    """Queue the whole loop (``ccr demo``) as one job; each stage shows as its own job too."""
+    """Queue the whole loop (``ccr demo``) as one job; each stage shows as its own job too.
+    ``train_limit`` None: the demo's default size (``demo_defaults()``); 0: all 300."""
     config = {"seed": int(seed), "train_limit": train_limit, "eval_limit": int(eval_limit)}
     return _enqueue("demo", config, "demo: the whole loop", dedupe_key="demo")
 

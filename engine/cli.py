@@ -911,11 +911,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole loop on CPU: synth -> generate -> export -> train -> evaluate base "
                        "vs tuned (rerun to continue after a stop)", parents=[home_parent])
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    p.add_argument("--train-limit", type=int, default=None, help="chains for N train examples, balanced across tasks and label "
-                   "values (default all)")
-    p.add_argument("--validation-limit", type=int, default=24, help="chains for N validation examples (default 24)")
-    p.add_argument("--eval-limit", type=int, default=0, help="test examples to evaluate on (0: all)")
-    p.add_argument("--max-new-tokens", type=int, default=1024, help="longest answer in the evaluation")
+    from engine import demo as D
+
+    p.add_argument("--train-limit", type=int, default=None, help="chains for N train examples, balanced across tasks "
+                   f"and label values (default {D.TRAIN_CHAINS}: what fits an hour on two cores; 0: all 300)")
+    p.add_argument("--validation-limit", type=int, default=D.VALIDATION_CHAINS, help="chains for N validation "
+                   f"examples, for the eval-loss curve (default {D.VALIDATION_CHAINS})")
+    p.add_argument("--eval-limit", type=int, default=0, help="test examples to evaluate on (0: all 60)")
+    p.add_argument("--max-new-tokens", type=int, default=D.EVAL_MAX_NEW_TOKENS,
+                   help=f"longest answer in the evaluation (default {D.EVAL_MAX_NEW_TOKENS})")
     p.add_argument("--run", help="run name (default demo-seedN)")
     p.add_argument("--train-override", action="append", metavar="KEY=VALUE",
                    help="override a training setting of configs/smollm2_cpu.yaml (repeatable)")

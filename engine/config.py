@@ -359,8 +359,9 @@ class TrainConfig:
     learning_rate: float = opt(2e-5, "Peak learning rate.")
     epochs: float = opt(3.0, "Passes over the training data (ignored when max_steps > 0).")
     max_steps: int = opt(-1, "Stop after this many optimizer steps (-1: run the epochs).")
-    max_length: int = opt(2048, "Longest example in tokens; longer ones are cut from the end (and dropped if "
-                          "no assistant token is left).")
+    max_length: int = opt(2048, "Longest example in tokens; a longer one loses the middle of its prompt (the "
+                          "transcript) so that its answer stays; only an answer longer than this loses its end "
+                          "(and an example left with no answer token is dropped).")
     lr_scheduler: str = opt("cosine", "Learning-rate schedule (HF names: cosine, linear, constant_with_warmup...).")
     warmup_ratio: float = opt(0.03, "Share of the steps spent warming the learning rate up (a value >= 1 is a "
                                "number of steps).")

@@ -27,20 +27,64 @@ from engine.models import DEFAULT_MODEL
 from engine.paths import CONFIGS, Home, resolve_home
 
 
+# Default sizes: what two idle cores of an AVX2-only CPU (no native bf16, the slowest kind here)
+# do in under an hour, measured stage by stage (docs/benchmarks.md, "A demo under an hour").
+# The evaluation is fixed by issue 13 (all 60 test examples, 10 per task, for both models), so
+# the chains and the training get what is left. The chains are balanced across the six tasks and,
+# within each, across label values (``generate.balanced_order``): with the first N examples
+# instead, 8 of the 16 CSAT chains of a 96-chain run were 5/5 and the tuned model answered 5/5 to
+# most CSAT calls.
+TRAIN_CHAINS = 36          # 6 per task
+VALIDATION_CHAINS = 6      # one per task: the eval-loss curve, not a measurement
+EVAL_MAX_NEW_TOKENS = 768  # every chain the teacher wrote (max 686 tokens) and every tuned answer so far fit
+EVAL_BATCH = 60            # one batch: finished rows leave it, so a batch costs what its live rows cost
+
 # A chain of the embedded teacher is 540-700 tokens after a 320-520-token prompt (measured on
-# the demo data), so the preset's max_length 1024 would cut the end of half the examples, and the
-# end is the final answer: the tuned model would never learn to give its CSAT line. At that
-# length the dry run estimates 13 GiB of activations for a batch of two, too much beside the
-# teacher on a 24 GB machine; gradient checkpointing brings it to about 2.4 GiB (~30% slower).
+# the demo data), so the preset's max_length 1024 would cut half the examples; at 1280 none is cut.
 #
 # Training length: the preset (one epoch at lr 2e-4, batch 2 x 8) makes 6 updates on 96 chains.
 # Measured here with 28 updates at lr 2e-4 (batch 2 x 2, ~1.2 epochs): the loss fell 2.25 -> 1.61
 # and the answers picked up the label vocabulary, but no answer opened with <thinking> (the
 # log-prob of "<" as the first answer token only rose from -9.9 to -5.4): the structure was not
-# learned. So the demo trains three epochs at lr 1e-3 with a batch of 2 x 2, 72 updates on 96
-# chains (LoRA on a 135M model tolerates that rate; gradients are clipped at norm 1).
-TRAIN_OVERRIDES = ("max_length=1280", "gradient_checkpointing=true", "epochs=3", "learning_rate=1e-3",
-                   "gradient_accumulation_steps=2")
+# learned. With lr 1e-3 the checkpoint after 80 example passes already opened every answer with the
+# structure, so the demo trains three epochs at lr 1e-3 with a batch of 2 x 2 (LoRA on a 135M model
+# tolerates that rate; gradients are clipped at norm 1).
+# Gradient checkpointing is not in this list: ``checkpointing`` decides it from the dry run.
+TRAIN_OVERRIDES = ("max_length=1280", "epochs=3", "learning_rate=1e-3", "gradient_accumulation_steps=2")
+
+
+def checkpointing(peak_without: int, available: int | None) -> tuple[bool, str]:
+    """Whether the demo trains with gradient checkpointing, and why: only when the dry run's peak
+    without it would take more than 60% of the memory available now (the app, and the teacher
+    of a chain job still closing, run beside it). Checkpointing saves ~4 GiB at 1280 tokens but
+    costs 20-35% of the throughput (docs/benchmarks.md); the dry run's peak is pessimistic there
+    (12.2 GiB estimated, 8.8 GiB measured).
+
+    >>> checkpointing(12 * 2**30, 20 * 2**30)
+    (False, 'no gradient checkpointing: the dry run estimates a peak of 12.0 GiB without it, 20.0 GiB available')
+    >>> checkpointing(12 * 2**30, 16 * 2**30)[0], checkpointing(12 * 2**30, None)[0]
+    (True, True)
+    """
+    gib = 2 ** 30
+    if available is None:
+        return True, "gradient checkpointing: the available memory is unknown here"
+    if peak_without <= available * 0.6:
+        return False, (f"no gradient checkpointing: the dry run estimates a peak of {peak_without / gib:.1f} GiB "
+                       f"without it, {available / gib:.1f} GiB available")
+    return True, (f"gradient checkpointing: the dry run estimates a peak of {peak_without / gib:.1f} GiB without it, "
+                  f"only {available / gib:.1f} GiB available")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo), None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 class DemoError(RuntimeError):
@@ -56,10 +100,14 @@ def _run(home: Home, kind: str, config: dict, title: str, echo: bool) -> dict:
 
 
 def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | None = None,
-             validation_limit: int = 24, eval_limit: int = 0, max_new_tokens: int = 1024, eval_batch_size: int = 16,
-             train_overrides: list[str] | tuple = (), run: str | None = None, report: str | None = None,
-             echo: bool = True, log=print) -> dict:
-    """Run (or continue) the demo loop; returns the stage timings and the headline figures."""
+             validation_limit: int = VALIDATION_CHAINS, eval_limit: int = 0, max_new_tokens: int = EVAL_MAX_NEW_TOKENS,
+             eval_batch_size: int = EVAL_BATCH, train_overrides: list[str] | tuple = (), run: str | None = None,
+             report: str | None = None, echo: bool = True, log=print) -> dict:
+    """Run (or continue) the demo loop; returns the stage timings and the headline figures.
+
+    ``train_limit``: train examples that get chains (None: ``TRAIN_CHAINS``; 0: all 300);
+    ``validation_limit``: validation chains (0: none); ``eval_limit``: test examples (0: all 60)."""
+    train_limit = TRAIN_CHAINS if train_limit is None else (int(train_limit) or None)
     from engine import generate, train
 
     home = resolve_home(home).ensure()
@@ -133,10 +181,18 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
         if manifest or (folder / "config.yaml").exists():
             launch = train.prepare_launch(home, overrides=[*TRAIN_OVERRIDES, *train_overrides], resume=run)
         else:
-            launch = train.prepare_launch(home, config_path=str(CONFIGS / "smollm2_cpu.yaml"),
-                                          overrides=[*TRAIN_OVERRIDES, *train_overrides],
-                                          data=exported["train"]["path"],
-                                          eval_data=eval_data, run=run)
+            overrides = [*TRAIN_OVERRIDES, *train_overrides]
+            if not any(o.startswith("gradient_checkpointing=") for o in train_overrides):
+                from engine import dryrun
+                from engine.config import TrainConfig, load_config
+
+                plan = dryrun.estimate(load_config(TrainConfig, CONFIGS / "smollm2_cpu.yaml", overrides), home,
+                                       exported["train"]["path"])
+                use_gc, why = checkpointing(plan["memory"]["total"], available_memory())
+                log(why)
+                overrides.append(f"gradient_checkpointing={str(use_gc).lower()}")
+            launch = train.prepare_launch(home, config_path=str(CONFIGS / "smollm2_cpu.yaml"), overrides=overrides,
+                                          data=exported["train"]["path"], eval_data=eval_data, run=run)
         job = _run(home, "train", launch, f"train {run}", echo)
         log(f"run {run}: step {job['result'].get('step')}, train loss {job['result'].get('train_loss')}")
     stages["train_s"] = round(time.time() - t, 1)
@@ -152,11 +208,15 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
     stages["total_s"] = round(time.time() - t_all, 1)
     result = job["result"]
     summary = {"dataset": dataset, "run": run, "stages": stages, "report": result["report"], "html": result["html"],
+               "evaluations": result["evaluations"],
                "n_test_examples": result["n_examples"], "chains": {s: exported[s]["lines"] for s in ("train", "validation")},
                "headline": result["headline"], "comparison": result["comparison"],
                "small_sample_warning": result.get("small_sample_warning")}
     with atomic_write(Path(report).with_name(Path(report).stem + "-summary.json")) as fh:
         json.dump(summary, fh, indent=2)
+    # The Pipeline page links to the last demo's comparison (the CLI's demo is no job of its own).
+    store.set_setting(db, "last_demo", {k: summary[k] for k in ("run", "dataset", "evaluations", "stages",
+                                                                "n_test_examples", "chains", "report")})
     return summary
 
 
@@ -208,9 +268,9 @@ def run_demo_job(ctx, config: dict) -> dict:
     watcher.start()
     try:
         return run_demo(ctx.home, seed=int(config.get("seed", 0)), train_limit=config.get("train_limit"),
-                        validation_limit=int(config.get("validation_limit", 24)),
+                        validation_limit=int(config.get("validation_limit", VALIDATION_CHAINS)),
                         eval_limit=int(config.get("eval_limit", 0)),
-                        max_new_tokens=int(config.get("max_new_tokens", 1024)),
+                        max_new_tokens=int(config.get("max_new_tokens", EVAL_MAX_NEW_TOKENS)),
                         train_overrides=list(config.get("train_overrides") or []), echo=True, log=ctx.log)
     except DemoError:
         how = ctx.stop_requested()

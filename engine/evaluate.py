@@ -243,23 +243,36 @@ def evaluate_model(home: Home, model: str, examples: list[dict], source: str, cf
         bs = max(1, cfg.batch_size)
         # Sorting by prompt length makes each batch pad little; the rows are keyed, so order is free.
         todo.sort(key=lambda e: len(e["prompt"]))
+        stored = [len(examples) - len(todo)]
+
+        def store_row(e: dict, c) -> None:
+            s = score_answer(e, c.text)
+            store.write_eval_predictions(db, eval_id, [{
+                **s, "key": e["key"], "task": e["task"], "labels": e["labels"], "output": c.text,
+                "position": e["position"], "prompt": e["prompt"], "reference": e["reference"],
+                "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason, "seconds": c.seconds}])
+            stored[0] += 1
+            if progress:
+                progress(stored[0])
+
+        def each_step(event: dict) -> None:
+            # A batch of 60 decodes for many minutes: a cancel or pause lands between decode steps
+            # (the answers finished so far are already stored; the rest are generated again on resume),
+            # and the progress moves with the steps, not only when an answer is done.
+            if ctx:
+                ctx.check()
+            if progress:
+                progress(stored[0], event)
+
         for start in range(0, len(todo), bs):
             if ctx:
                 ctx.check()
             chunk = todo[start:start + bs]
-            completions = generator.generate([e["messages"] for e in chunk], max_new_tokens=cfg.max_new_tokens,
-                                             temperature=0.0, batch_size=bs,
-                                             max_prompt_tokens=cfg.max_prompt_tokens or None)
-            rows = []
-            for e, c in zip(chunk, completions):
-                s = score_answer(e, c.text)
-                rows.append({**s, "key": e["key"], "task": e["task"], "labels": e["labels"], "output": c.text,
-                             "position": e["position"], "prompt": e["prompt"], "reference": e["reference"],
-                             "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
-                             "seconds": c.seconds})
-            store.write_eval_predictions(db, eval_id, rows)
-            if progress:
-                progress(len(examples) - len(todo) + start + len(chunk))
+            # Each answer is scored and stored as soon as it is finished, not when its batch ends:
+            # a kill loses only the answers still being written.
+            generator.generate([e["messages"] for e in chunk], max_new_tokens=cfg.max_new_tokens,
+                               temperature=0.0, batch_size=bs, max_prompt_tokens=cfg.max_prompt_tokens or None,
+                               progress=each_step, on_row=lambda j, c, chunk=chunk: store_row(chunk[j], c))
     except BaseException:
         store.finish_evaluation(db, eval_id, "stopped")
         raise
@@ -731,7 +744,7 @@ def run_evaluation(home: Home | str | None, cfg, ctx=None, generators: dict | No
     for i, (model, role) in enumerate(runs):
         offset = i * len(examples)
 
-        def progress(done: int, offset=offset, model=model) -> None:
+        def progress(done: int, event: dict | None = None, offset=offset, model=model) -> None:
             if ctx:
                 finished = offset + done
                 # The rate counts only what this run generated: predictions stored by an earlier
@@ -739,8 +752,15 @@ def run_evaluation(home: Home | str | None, cfg, ctx=None, generators: dict | No
                 base = rate_base.setdefault("done", finished)
                 elapsed = time.time() - rate_base.setdefault("t", time.time())
                 made = finished - base
-                ctx.progress(finished, total, model=model, stage=f"evaluating {model}",
-                             eta_s=round(elapsed / made * (total - finished), 1) if made > 0 else None)
+                extra: dict = {}
+                fraction = None
+                if event:  # inside a batch: the open rows' share of their token budget is work done
+                    open_rows = event["of"] - event["done"]
+                    part = open_rows * min(0.99, event["step"] / max(1, event["budget"]))
+                    fraction = (finished + part) / total
+                    extra["batch"] = {**event, "examples": event["of"], "unit": "answers"}
+                ctx.progress(finished, total, model=model, stage=f"evaluating {model}", fraction=fraction,
+                             eta_s=round(elapsed / made * (total - finished), 1) if made > 0 else None, **extra)
 
         gen = (generators or {}).get(model)
         ids.append(evaluate_model(home, model, examples, source, cfg, ctx=ctx, generator=gen, progress=progress))

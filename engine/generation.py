@@ -5,7 +5,8 @@ page) all generate through ``LocalGenerator``. Why it looks like this:
 - Batches are grouped by prompt length and left-padded, so short prompts don't pay for long
   ones and every row's new tokens start at the same column.
 - Rows stop at the chat template's end token (``<|im_end|>`` for ChatML models) or any stop
-  string; a finished row stops counting towards the output.
+  string; finished rows leave the batch's KV cache, so a batch costs what its live rows cost
+  (``engine.decoding``: a preallocated cache, no per-step copy; measured in docs/benchmarks.md).
 - Greedy decoding in fp32 gives the same text batched or not; sampling takes a seed so a retry
   with another seed gives another sample, reproducibly.
 """
@@ -38,27 +39,6 @@ def _sampling(temperature: float, top_p: float, seed: int | None) -> dict:
             torch.manual_seed(seed)
         return dict(do_sample=True, temperature=float(temperature), top_p=float(top_p))
     return dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-
-
-class _Progress:
-    """A stopping criterion that never stops: it reports each decode step to ``progress``
-    (generate() calls its stopping criteria once per new token)."""
-
-    def __init__(self, progress, width: int, budget: int, end_ids: list[int]):
-        self.progress, self.width, self.budget, self.end_ids = progress, width, budget, end_ids
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        new = input_ids[:, self.width:]
-        ended = torch.isin(new, torch.tensor(self.end_ids, device=new.device)).any(dim=1)
-        rows = int(new.shape[0])
-        # tokens before each row's end token (or all of them): what the rows have written so far
-        first_end = torch.where(ended, torch.isin(new, torch.tensor(self.end_ids, device=new.device)).int().argmax(1),
-                                torch.full((rows,), new.shape[1], device=new.device))
-        self.progress({"stage": "decode", "done": int(ended.sum()), "of": rows, "tokens": int(first_end.sum()),
-                       "step": int(new.shape[1]), "budget": self.budget})
-        return torch.zeros((rows,), dtype=torch.bool, device=input_ids.device)
 
 
 class LocalGenerator:
@@ -101,71 +81,131 @@ class LocalGenerator:
     def generate(self, prompts: list[list[dict]], max_new_tokens: int = 256, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None, batch_size: int = 8,
                  continuations: list[str] | None = None, max_prompt_tokens: int | None = None,
-                 progress=None) -> list[Completion]:
+                 progress=None, on_row=None) -> list[Completion]:
         """Complete every chat in ``prompts``; results come back in the input order.
 
         ``progress(event)``, when given, is called after every decode step with ``stage``
         ("decode"), ``done``/``of`` (rows finished of the batch's rows), ``tokens`` (new tokens so
         far in the batch), ``step`` and ``budget`` (max_new_tokens), so a caller can show motion
-        inside a long batch."""
+        inside a long batch (and stop it: an exception raised there ends the generation).
+        ``on_row(index, completion)`` is called as each prompt's completion is done (``index`` into
+        ``prompts``), before the rest of its batch ends, so a caller can store it at once."""
         ids = [self.prompt_ids(p, continuations[i] if continuations else "") for i, p in enumerate(prompts)]
         if max_prompt_tokens:
             ids = [x[-max_prompt_tokens:] for x in ids]  # keep the end: the instruction and the assistant cue
-        return self.generate_ids(ids, max_new_tokens, temperature, top_p, seed, stop, batch_size, progress)
+        return self.generate_ids(ids, max_new_tokens, temperature, top_p, seed, stop, batch_size, progress, on_row)
 
     def generate_ids(self, ids: list[list[int]], max_new_tokens: int = 256, temperature: float = 0.0,
                      top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None,
-                     batch_size: int = 8, progress=None) -> list[Completion]:
+                     batch_size: int = 8, progress=None, on_row=None) -> list[Completion]:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # group similar lengths
         out: list[Completion | None] = [None] * len(ids)
         with self.lock:
             for start in range(0, len(order), max(1, batch_size)):
                 chunk = order[start:start + batch_size]
-                results = self._generate_batch([ids[i] for i in chunk], max_new_tokens, temperature, top_p,
-                                               None if seed is None else seed + start, stop, progress)
+                results = self._generate_batch(
+                    [ids[i] for i in chunk], max_new_tokens, temperature, top_p, None if seed is None else seed + start,
+                    stop, progress, on_row and (lambda j, c, chunk=chunk: on_row(chunk[j], c)))
                 for i, r in zip(chunk, results):
                     out[i] = r
         return out  # type: ignore[return-value]
 
     def _generate_batch(self, batch: list[list[int]], max_new_tokens: int, temperature: float, top_p: float,
-                        seed: int | None, stop: list[str] | None, progress=None) -> list[Completion]:
+                        seed: int | None, stop: list[str] | None, progress=None, on_row=None) -> list[Completion]:
+        """Decode one batch on a preallocated cache (``engine.decoding``), dropping finished rows.
+
+        ``on_row(index, completion)`` is called as each row finishes (index into ``batch``), so a
+        caller can store it before the slowest row of the batch ends. A row's ``seconds`` is its
+        share of the batch's wall time: the prefill split over all rows, each decode step split over
+        the rows still writing in it, so the shares of a batch add up to its time (estimates sum them)."""
         import torch
 
+        from engine import decoding as D
+
         t0 = time.time()
-        pad = self.tokenizer.pad_token_id
-        width = max(len(x) for x in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, x in enumerate(batch):  # left padding
-            input_ids[row, width - len(x):] = torch.tensor(x, dtype=torch.long)
-            attention[row, width - len(x):] = 1
-        device = self.device
-        kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=self.end_ids)
-        kwargs.update(_sampling(temperature, top_p, seed))
-        if stop:
-            kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
-        if progress:
-            kwargs["stopping_criteria"] = [_Progress(progress, width, max_new_tokens, self.end_ids)]
+        tok, model, device = self.tokenizer, self.model, self.device
+        rows, budget = len(batch), max(0, int(max_new_tokens))
+        ids, pmask = D.left_pad(batch, tok.pad_token_id)
+        width = ids.shape[1]
+        out: list[Completion | None] = [None] * rows
+        generated: list[list[int]] = [[] for _ in range(rows)]
+        share = [0.0] * rows  # each row's part of the wall time so far
+        stop = [s for s in (stop or []) if s]
+        tail = max((len(s) for s in stop), default=0) + 2  # a stop string of n characters spans <= n tokens
+
+        def finish(r: int, reason: str) -> None:
+            text = tok.decode(generated[r], skip_special_tokens=True)
+            cuts = [text.find(s) for s in stop if s in text]
+            if cuts:
+                text, reason = text[:min(cuts)], "stop"
+            out[r] = Completion(text, len(batch[r]), len(generated[r]), reason, round(share[r], 4))
+            if on_row:
+                on_row(r, out[r])
+
+        if budget == 0:
+            share = [(time.time() - t0) / rows] * rows
+            for r in range(rows):
+                finish(r, "length")
+            return out  # type: ignore[return-value]
+        end = frozenset(self.end_ids)
         with torch.inference_mode():
-            generated = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                                            **kwargs)
-        new = generated[:, width:].tolist()
-        seconds = time.time() - t0
-        results = []
-        for row, x in zip(new, batch):
-            n = len(row)
-            finish = "length"
-            for j, tok in enumerate(row):
-                if tok in self.end_ids:
-                    n, finish = j, "stop"
+            cache, logits = D.prefill(model, ids, pmask, width + budget)
+            dev = logits.device
+            rng = None
+            if temperature and temperature > 0 and seed is not None:
+                rng = torch.Generator(device=dev).manual_seed(int(seed))
+            mask = torch.cat([pmask, torch.zeros((rows, budget), dtype=torch.long)], dim=1)
+            next_pos = D.positions(pmask)[:, -1] + 1
+            present = list(range(rows))  # the batch rows still in the cache
+            active = [True] * rows       # per position in ``present``
+            n_tokens = 0
+            last = time.time()
+            share = [(last - t0) / rows] * rows
+            for t in range(budget):
+                now = time.time()
+                open_rows = [r for r in range(rows) if out[r] is None]
+                for r in open_rows:  # the step just computed (and this sampling) was for these rows
+                    share[r] += (now - last) / len(open_rows)
+                last = now
+                nxt = D.sample(logits, temperature, top_p, rng)
+                for j, token in enumerate(nxt.tolist()):
+                    if not active[j]:
+                        continue
+                    r = present[j]
+                    if token in end:
+                        active[j] = False
+                        finish(r, "stop")
+                        continue
+                    generated[r].append(token)
+                    n_tokens += 1
+                    if stop and any(s in tok.decode(generated[r][-tail:], skip_special_tokens=True) for s in stop):
+                        active[j] = False
+                        finish(r, "stop")
+                    elif len(generated[r]) >= budget:
+                        active[j] = False
+                        finish(r, "length")
+                n_active = sum(active)
+                if progress:
+                    progress({"stage": "decode", "done": sum(o is not None for o in out), "of": rows,
+                              "tokens": n_tokens, "step": t + 1, "budget": budget})
+                if not n_active:
                     break
-            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
-            if stop:
-                cuts = [text.find(s) for s in stop if s in text]
-                if cuts:
-                    text, finish = text[:min(cuts)], "stop"
-            results.append(Completion(text, len(x), n, finish, seconds / len(batch)))
-        return results
+                if len(present) - n_active >= max(1, len(present) // 4):
+                    keep = torch.tensor([j for j, a in enumerate(active) if a], dtype=torch.long)
+                    D.drop_rows(cache, keep)
+                    mask, next_pos, nxt = mask[keep], next_pos[keep], nxt[keep.to(nxt.device)]
+                    present = [present[j] for j in keep.tolist()]
+                    active = [True] * len(present)
+                col = width + t
+                mask[:, col] = 1
+                step = model(input_ids=nxt.view(-1, 1).to(device), attention_mask=mask[:, :col + 1].to(device),
+                             position_ids=next_pos.view(-1, 1).to(device), cache=cache, use_cache=True)
+                logits = step.logits[:, -1, :].float()
+                next_pos = next_pos + 1
+        for r in range(rows):  # rows still open when the loop ended (none, unless the budget is 0)
+            if out[r] is None:
+                finish(r, "length")
+        return out  # type: ignore[return-value]
 
     def stream(self, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
                seed: int | None = None, should_stop=None) -> Iterator[str]:

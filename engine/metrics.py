@@ -369,16 +369,6 @@ TASK_METRICS = {
     "coaching": coaching_metrics,
 }
 
-# The one figure per task that the tables lead with (the "accuracy" of the task).
-HEADLINE = {
-    "csat": "within_one_accuracy",
-    "quality": "within_10_accuracy",
-    "churn": "accuracy",
-    "sentiment": "accuracy",
-    "root_cause": "accuracy",
-    "coaching": "f1",
-}
-
 
 # ---------------------------------------------------------------------------------------------
 # Structure and quality score

@@ -301,7 +301,6 @@ _IMPACT_RANK = {
         [*_IMPACT[0].values(), *(canon for entries in _IMPACT[2].values() for _, _, canon in entries)]))
 }
 _STEP_REGIONS = {n: f"step{n}" for n in range(1, len(STEPS) + 1)}
-_CAUSAL_WORDS = _CAUSAL[1] | _CAUSAL[3]
 _ACTION_WORDS = _ACTIONS[1] | _ACTIONS[3]
 _IMPACT_WORDS = _IMPACT[1] | _IMPACT[3]
 _PART_REGIONS = {name: {p: f"{name}:{p}" for p in parts} for name, parts in SECTION_PARTS.items()}

@@ -220,6 +220,8 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int, progress=No
     import torch
     from transformers import DynamicCache, StaticCache
 
+    from engine import decoding as D
+
     model, tok = gen.model, gen.tokenizer
     device = gen.device
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -298,16 +300,7 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int, progress=No
                 logits.masked_fill_(ban, float("-inf"))
             if t < min_tokens:
                 logits[:, stop_ids] = float("-inf")  # a part is at least a few words
-            if temperature and temperature > 0:
-                probs = torch.softmax(logits / float(temperature), dim=-1)
-                if cfg.top_p < 1.0:
-                    sp, si = torch.sort(probs, dim=-1, descending=True)
-                    drop = sp.cumsum(-1) - sp > float(cfg.top_p)
-                    sp[drop] = 0.0
-                    probs = torch.zeros_like(probs).scatter(-1, si, sp)
-                nxt = torch.multinomial(probs, 1, generator=rng).squeeze(-1)
-            else:
-                nxt = logits.argmax(-1)
+            nxt = D.sample(logits, temperature, float(cfg.top_p), rng)
             marked_rows, marked_tokens = [], []
             for j, token in enumerate(nxt.tolist()):
                 if not active[j]:
@@ -333,10 +326,7 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int, progress=No
             col = lp + ls + t
             if len(present) - n_active >= max(1, len(present) // 4):
                 keep = torch.tensor([j for j, a in enumerate(active) if a], dtype=torch.long)
-                for layer in cache.layers:
-                    layer.keys = layer.keys.index_select(0, keep.to(device))
-                    layer.values = layer.values.index_select(0, keep.to(device))
-                    layer.batch_size = len(keep)
+                D.drop_rows(cache, keep)
                 mask, next_pos, nxt = mask[keep], next_pos[keep], nxt[keep.to(dev)]
                 if ban is not None:
                     ban = ban[keep.to(dev)]

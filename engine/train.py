@@ -989,8 +989,8 @@ def run_train_job(ctx, config: dict) -> dict:
     return result
 
 
-def launch_command(home: Home, run: str, cfg: TrainConfig, resume: bool, processes: int, job_id: int | None,
-                   cpu: bool = False) -> list[str]:
+def launch_command(home: Home, run: str, cfg: TrainConfig, resume: bool, processes: int,
+                   job_id: int | None) -> list[str]:
     """The `accelerate launch` command line that runs this run's ``train()`` on ``processes`` ranks."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if cfg.accelerate_config:
@@ -1016,7 +1016,7 @@ def launch_distributed(ctx, run: str, cfg: TrainConfig, resume: bool, processes:
     write_run_config(folder, cfg)
     stop_file = folder / STOP_FILE
     stop_file.unlink(missing_ok=True)
-    cmd = launch_command(ctx.home, run, cfg, resume, processes, ctx.job_id, cpu=cpu)
+    cmd = launch_command(ctx.home, run, cfg, resume, processes, ctx.job_id)
     ctx.log(f"{processes} {'CPU processes' if cpu else 'GPUs'}: " + " ".join(cmd[1:]))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, cwd=str(REPO), env=env)

@@ -86,15 +86,19 @@ with run_tab:
         eval_job()
 
     with st.expander("The whole loop in one job (the same as `ccr demo`)"):
+        defaults = api.demo_defaults()
         st.write("Synthesize the demo dataset, generate reasoning chains, export them, train a LoRA adapter on "
-                 "the embedded model and evaluate it against its base. Hours on a CPU; each stage shows on the "
-                 "Jobs page, and a stopped run continues where it stopped.")
+                 "the embedded model and evaluate it against its base on all 60 test examples. The default "
+                 "sizes are what two CPU cores do in under an hour; each stage shows on the Jobs page, and a "
+                 "stopped run continues where it stopped.")
         c1, c2 = st.columns(2)
-        d_train = c1.number_input("Train examples with chains (0: all)", min_value=0, max_value=300, value=0,
-                                  key="demo-train", help="Of the demo dataset's 300 train examples (0: all 300).")
+        d_train = c1.number_input("Train examples with chains (0: all 300)", min_value=0, max_value=300,
+                                  value=defaults["train_chains"], key="demo-train",
+                                  help="Of the demo dataset's 300 train examples, balanced across the six tasks and "
+                                       "their label values. More chains take longer to generate and to train on.")
         d_eval = c2.number_input("Test examples to evaluate (0: all)", min_value=0, max_value=60, value=0,
-                                 key="demo-eval", help="Of its 60 test examples (0: all 60).")
-        demo_settings = dict(train_limit=int(d_train) or None, eval_limit=int(d_eval))
+                                 key="demo-eval", help="Of its 60 test examples (0: all 60, 10 per task).")
+        demo_settings = dict(train_limit=int(d_train), eval_limit=int(d_eval))
         demo_estimate = api.estimate("demo", **demo_settings)
         demo_reasons = []
         if demo_estimate.get("error"):
@@ -167,8 +171,16 @@ with results_tab:
         return f"#{i} {by_id[i]['model']} ({by_id[i]['n']} ex.)"
 
     c1, c2 = st.columns(2)
+    first = paired["id"] if paired else ids[0]
+    asked = st.query_params.get("eval")  # a link (the Pipeline page's last demo) names the evaluation to show
+    if asked and asked.isdigit() and int(asked) in by_id:
+        first = int(asked)
+        if st.session_state.get("res-asked") != asked:  # a new link wins over the last choice, once
+            st.session_state["res-asked"] = asked
+            st.session_state.pop("res-tuned", None)
+            st.session_state.pop("res-base", None)
     tuned_id = c1.selectbox("Tuned (or only) evaluation", ids, format_func=label, key="res-tuned",
-                            index=ids.index(paired["id"]) if paired else 0)
+                            index=ids.index(first))
     base_options = [None] + [i for i in ids if i != tuned_id]
     default_base = by_id[tuned_id]["compare_to"] if by_id[tuned_id]["compare_to"] in base_options else None
     base_id = c2.selectbox("Base evaluation to compare with", base_options, key="res-base",

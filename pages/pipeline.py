@@ -42,3 +42,20 @@ def phases() -> None:
 
 
 phases()
+
+
+demo = api.last_demo()
+if demo:
+    with st.container(border=True):
+        st.subheader("The last demo")
+        b, t = demo["base"]["headline"], demo["tuned"]["headline"]
+        minutes = (demo.get("stages") or {}).get("total_s")
+        st.text(f"run {demo['run']} on {demo['dataset']}: {demo['chains'].get('train', 0)} train chains, "
+                f"{demo['n_test_examples']} test examples"
+                + (f", {minutes / 60:.0f} min end to end" if minutes else ""))
+        parts = [f"{k}: {b[k]:.2f} -> {t[k]:.2f}" for k in ("structure.compliance_rate", "overall.accuracy")
+                 if isinstance(b.get(k), (int, float)) and isinstance(t.get(k), (int, float))]
+        if parts:
+            st.text("base -> tuned, " + "; ".join(parts))
+        st.page_link("pages/evaluate.py", label="Open its base-vs-tuned comparison (intervals and paired tests)",
+                     icon=":material/analytics:", query_params={"eval": str(demo["tuned"]["id"])})

@@ -33,17 +33,22 @@ class FakeGenerator:
         return len(text.split())
 
     def generate(self, prompts, max_new_tokens=256, temperature=0.0, top_p=1.0, seed=None, stop=None, batch_size=8,
-                 continuations=None, max_prompt_tokens=None):
+                 continuations=None, max_prompt_tokens=None, progress=None, on_row=None):
         with self.lock:
             time.sleep(self.delay)
             self.prompts.extend(prompts)
             out = []
-            for p in prompts:
+            for i, p in enumerate(prompts):
                 text = self.answer(p)
                 words = text.split(" ")
                 finish = "length" if len(words) > max_new_tokens else "stop"
                 text = " ".join(words[:max_new_tokens])
                 out.append(Completion(text, len(self.prompt_ids(p)), min(len(words), max_new_tokens), finish, 0.01))
+                if on_row:
+                    on_row(i, out[-1])
+                if progress:
+                    progress({"stage": "decode", "done": i + 1, "of": len(prompts), "tokens": 0, "step": i + 1,
+                              "budget": max_new_tokens})
             return out
 
     def generate_ids(self, ids, max_new_tokens=256, temperature=0.0, top_p=1.0, seed=None, stop=None, batch_size=8):

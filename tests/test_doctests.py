@@ -23,6 +23,8 @@ MODULES = [
     "engine.infer",
     "engine.serve",
     "engine.estimate",
+    "engine.demo",
+    "engine.decoding",
     "engine.store",
 ]
 

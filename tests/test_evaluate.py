@@ -75,12 +75,15 @@ def test_resumed_evaluation_neither_repeats_nor_loses_predictions(demo_home):
     with pytest.raises(JobStopped):
         evaluate.evaluate_model(demo_home, "fake-model", examples, source, cfg, ctx=StopAfter(demo_home, 2),
                                 generator=gen)
-    assert len(gen.prompts) == 6  # two batches of three were written before the stop
+    # The stop is checked before each batch and between decode steps inside it (the fake decodes
+    # one answer a step): the 1st batch started, its 1st answer was stored, the stop landed.
+    assert len(gen.prompts) == 3
     db = store.connect(demo_home)
     assert db.execute("SELECT COUNT(*), status FROM evaluations").fetchone() == (1, "stopped")
+    assert db.execute("SELECT COUNT(*) FROM eval_predictions").fetchone()[0] == 2  # stored as each was finished
     gen2 = FakeGenerator(_chain_answer)
     eval_id = evaluate.evaluate_model(demo_home, "fake-model", examples, source, cfg, generator=gen2)
-    assert len(gen2.prompts) == 4  # only the rest
+    assert len(gen2.prompts) == 8  # only the rest
     keys = [r[0] for r in db.execute("SELECT example_key FROM eval_predictions WHERE evaluation_id = ?", [eval_id])]
     assert sorted(keys) == sorted(e["key"] for e in examples)
     row = evaluate.evaluation_row(db, eval_id)
@@ -371,3 +374,31 @@ def test_faithfulness_of_an_evaluation_stored_before_it_is_computed_on_read(demo
         k: deltas[k] for k in deltas if k.startswith("faithfulness.")}
     # Nothing was written back: the stored rows still read as before.
     assert db.execute("SELECT COUNT(*) FROM eval_predictions WHERE faithfulness IS NOT NULL").fetchone()[0] == 0
+
+
+class Recorder(StopAfter):
+    """A JobContext stand-in that records every progress write."""
+
+    def __init__(self, home):
+        super().__init__(home, 10 ** 6)
+        self.writes = []
+
+    def progress(self, done, total=None, **stats):
+        self.writes.append({"done": done, "total": total, **stats})
+
+
+def test_evaluation_progress_moves_inside_a_batch(demo_home):
+    import ui
+
+    ctx = Recorder(demo_home)
+    cfg = EvalConfig(model="tuned-m", base="base-m", limit=6, batch_size=6, max_new_tokens=400)
+    evaluate.run_evaluation(demo_home, cfg, ctx=ctx, generators={"tuned-m": FakeGenerator(_chain_answer),
+                                                                 "base-m": FakeGenerator(_chain_answer)})
+    inside = [w for w in ctx.writes if w.get("batch")]
+    # the fake decodes one answer per step: each step is a write, with the batch's state in words
+    assert len(inside) == 12 and all(w["total"] == 12 for w in inside)
+    fractions = [w["fraction"] for w in inside]
+    assert fractions == sorted(fractions) and fractions[0] > 0 and fractions[-1] == 1.0
+    assert [w["done"] for w in inside[:6]] == [1, 2, 3, 4, 5, 6]  # each answer stored before its step ends
+    line = ui.progress_line({"status": "running", "stats": {**inside[1], "at": 0}, "started_at": 0}, now=1)
+    assert "batch of 6: 2/6 answers done" in line and "step 2 of at most 400" in line and "evaluating base-m" in line

@@ -429,3 +429,33 @@ def test_evaluate_confusion_matrix_has_every_class_and_readable_counts(app_env):
     assert hist["data"][0]["x"] == ["0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89",
                                     "90-100"]
     assert "n=30" in hist["layout"]["title"]["text"]
+
+
+def test_pipeline_links_to_the_last_demos_comparison(app_env):
+    """After a demo (its base and tuned evaluations), the Pipeline page names its figures and links to
+    the Evaluate page with that comparison selected, even when a newer evaluation exists."""
+    gens = {"base-m": FakeGenerator(lambda m: HOSTILE), "run:demo-seed0": FakeGenerator(_good)}
+    res = evaluate.run_evaluation(app_env, EvalConfig(model="run:demo-seed0", base="base-m", limit=6), generators=gens)
+    db = store.connect(app_env)
+    store.set_setting(db, "last_demo", {"run": "demo-seed0", "dataset": "demo-seed0", "evaluations": res["evaluations"],
+                                        "stages": {"total_s": 3000.0}, "n_test_examples": 6,
+                                        "chains": {"train": 36, "validation": 6}, "report": res["report"]})
+    newer = {"other-m": FakeGenerator(_good), "base-m": FakeGenerator(lambda m: HOSTILE)}
+    evaluate.run_evaluation(app_env, EvalConfig(model="other-m", base="base-m", limit=6), generators=newer)
+    at = open_page("pages/pipeline.py")
+    assert any("run demo-seed0 on demo-seed0: 36 train chains, 6 test examples, 50 min end to end" in t
+               for t in _texts(at))
+    assert any("structure.compliance_rate: 0.00 -> 1.00" in t for t in _texts(at))
+    link = at.get("page_link")[-1]
+    assert link.proto.page == "evaluate" and "base-vs-tuned comparison" in link.proto.label
+    tuned_id = res["evaluations"][1]
+    assert f"eval={tuned_id}" in link.proto.query_string
+    # Following it: the Evaluate page shows that comparison (not the newest one) with its base.
+    ev = AppTest.from_file(APP, default_timeout=120)
+    ev.query_params["eval"] = str(tuned_id)
+    ev.run()
+    ev.switch_page("pages/evaluate.py")
+    ev.run()
+    assert not ev.exception, [e.value for e in ev.exception]
+    assert ev.selectbox(key="res-tuned").value == tuned_id
+    assert ev.selectbox(key="res-base").value == res["evaluations"][0]

@@ -183,6 +183,33 @@ def test_api_estimate_covers_every_kind(demo_home):
     assert "error" in api.estimate("eval", model="m", dataset="no-such-dataset")
 
 
+def test_the_demo_plan_has_the_default_sizes_and_every_stage(demo_home):
+    from engine import demo as D
+
+    plan = estimate.demo_plan(store.connect(demo_home), home=demo_home)
+    gen, train, ev = plan["parts"]
+    # chains for the default train and validation examples, training on the train chains for the
+    # demo's epochs (batch 2 x 2), all 60 test examples answered by the base and the tuned model
+    assert gen["units"] == D.TRAIN_CHAINS + D.VALIDATION_CHAINS
+    assert f"{-(-D.TRAIN_CHAINS // 4) * 3} steps of 4 examples" in train["text"]
+    assert ev["units"] == 120
+    assert estimate.demo_plan(store.connect(demo_home), train_limit=0, home=demo_home)["parts"][0]["units"] == \
+        300 + D.VALIDATION_CHAINS  # 0: all 300
+    # the page starts from the same defaults
+    assert api.demo_defaults()["train_chains"] == D.TRAIN_CHAINS
+
+
+def test_the_demo_trains_without_checkpointing_when_memory_allows():
+    from engine import demo as D
+
+    gib = 2 ** 30
+    assert D.checkpointing(9 * gib, 20 * gib)[0] is False
+    assert D.checkpointing(9 * gib, 12 * gib)[0] is True
+    assert "unknown" in D.checkpointing(9 * gib, None)[1]
+    assert D.available_memory() is None or D.available_memory() > 0
+    assert not any(o.startswith("gradient_checkpointing") for o in D.TRAIN_OVERRIDES)
+
+
 def test_dry_runs_print_the_estimate_and_create_no_job(demo_home, capsys):
     h = ["--home", str(demo_home.data)]
     assert cli.main(["generate", *h, "--limit", "5", "--dry-run"]) == 0
