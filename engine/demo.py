@@ -34,7 +34,9 @@ from engine.paths import CONFIGS, Home, resolve_home
 # within each, across label values (``generate.balanced_order``): with the first N examples
 # instead, 8 of the 16 CSAT chains of a 96-chain run were 5/5 and the tuned model answered 5/5 to
 # most CSAT calls.
-TRAIN_CHAINS = 36          # 6 per task
+# Measured on 2026-12-06 (two idle AVX2 cores): 36 chains took 31.7 min end to end (chains 6.1,
+# training 14.1, evaluation 11.5), and a chain costs ~30 s more (8 s to write, 3 x 7 s to train on).
+TRAIN_CHAINS = 60          # 10 per task
 VALIDATION_CHAINS = 6      # one per task: the eval-loss curve, not a measurement
 EVAL_MAX_NEW_TOKENS = 768  # every chain the teacher wrote (max 686 tokens) and every tuned answer so far fit
 EVAL_BATCH = 60            # one batch: finished rows leave it, so a batch costs what its live rows cost

@@ -20,18 +20,32 @@ import math
 LONG_S = 30 * 60
 
 EMBEDDED = "smollm2-135m-instruct"
-# Rough defaults for the embedded model on a CPU, taken from docs/benchmarks.md (2-core machine):
-# - generate: guided, batch 8, with retries: 0.0315 examples/s; free mode about 5x slower;
-# - train: a full demo run trained ~38 real tokens a wall second (63 s a step of 4 examples of
-#   ~600 tokens, gradient checkpointing, 1280 tokens);
-# - eval / infer: 30 base answers of up to 900 tokens took 13.1 min (26 s an example), i.e. about
-#   0.029 s per token of budget per example.
+# Rough defaults for the embedded model on two idle cores of an AVX2-only CPU, the slower kind
+# here (the `ccr demo` of 2026-12-06 in docs/benchmarks.md, "A demo under an hour"):
+# - generate: guided, batch 8: the gate test and 42 chains in 6.1 min, 0.115 examples/s; free
+#   mode about 5x slower;
+# - train: 118 real tokens a wall second without gradient checkpointing (27 steps of 4 examples
+#   of ~923 tokens at max_length 1280, the eval-loss passes included); checkpointing costs 20-35%
+#   of that (bench/training.py);
+# - eval / infer: seconds per token of budget per example, by batch size, for a batch that runs
+#   to its budget (the base model does on 7 of 12 answers): 60 base answers in one batch of 60 at
+#   768 tokens took 5.6 min (0.0073); a row-step of a batch of 16 costs ~1.5x one of 60
+#   (bench/evaluation.py), and one answer alone runs at ~30 tokens/s.
 DEFAULTS = {
-    "generate": {"guided": 0.03, "free": 0.006},   # examples per second
-    "train": 38.0,                                  # real tokens per second
-    "eval": 0.029,                                  # seconds per max_new_token per example
-    "infer": 0.029,
+    "generate": {"guided": 0.1, "free": 0.02},                 # examples per second
+    "train": {"plain": 115.0, "checkpointed": 80.0},            # real tokens per second
+    "eval": {1: 0.035, 8: 0.02, 16: 0.015, 60: 0.0075},         # batch size -> s per budget token per example
 }
+
+
+def eval_seconds_per_token(batch_size: int) -> float:
+    """The default cost of one token of budget for one example at ``batch_size`` (the nearest
+    measured batch size at or below it).
+
+    >>> eval_seconds_per_token(1), eval_seconds_per_token(12), eval_seconds_per_token(100)
+    (0.035, 0.02, 0.0075)
+    """
+    return DEFAULTS["eval"][max(k for k in DEFAULTS["eval"] if k <= max(1, int(batch_size)))]
 DEFAULT_LABEL = "(no measurement yet: rough default for the embedded model on CPU, from docs/benchmarks.md)"
 # Tokens a demo-sized chat takes in training (prompt 320-520 + guided chain 540-700, docs/benchmarks.md).
 DEMO_TOKENS_PER_EXAMPLE = 1000
@@ -208,7 +222,8 @@ def train(db, config: dict, total_steps: int, mean_length: float) -> dict:
         return result("train", tokens, "tokens", rate, f"measured on job #{job['id']}", job_id=job["id"],
                       measured=True, note=steps)
     if config.get("base_model") == EMBEDDED and config.get("device") in ("cpu", "auto"):
-        return result("train", tokens, "tokens", DEFAULTS["train"], DEFAULT_LABEL, note=steps)
+        rate = DEFAULTS["train"]["checkpointed" if config.get("gradient_checkpointing") else "plain"]
+        return result("train", tokens, "tokens", rate, DEFAULT_LABEL, note=steps)
     return result("train", tokens, "tokens", None, f"no measurement yet for {config.get('base_model')} on "
                   f"{config.get('device')}: a short run (max_steps=2) measures it", note=steps)
 
@@ -257,7 +272,8 @@ def evaluate(db, models: list[str], n_examples: int, max_new_tokens: int, batch_
             r = result("eval", n_examples, "examples", 1 / per, f"measured on {where}", job_id=job[0] if job else None,
                        measured=True, note=note)
         elif _embedded_based(model, home):
-            r = result("eval", n_examples, "examples", 1 / (DEFAULTS["eval"] * max_new_tokens), DEFAULT_LABEL)
+            r = result("eval", n_examples, "examples", 1 / (eval_seconds_per_token(batch_size) * max_new_tokens),
+                       DEFAULT_LABEL)
         else:
             r = result("eval", n_examples, "examples", None, f"no measurement yet for {model}")
         r["model"] = model
@@ -288,7 +304,8 @@ def infer(db, model: str, n_lines: int, max_new_tokens: int, batch_size: int, ho
     if eval_id:  # an evaluation of the same model generated the same way
         return result("infer", n_lines, "lines", 1 / per, f"measured on evaluation #{eval_id}", measured=True, note=note)
     if _embedded_based(model, home):
-        return result("infer", n_lines, "lines", 1 / (DEFAULTS["infer"] * max_new_tokens), DEFAULT_LABEL)
+        return result("infer", n_lines, "lines", 1 / (eval_seconds_per_token(batch_size) * max_new_tokens),
+                      DEFAULT_LABEL)
     return result("infer", n_lines, "lines", None, f"no measurement yet for {model}")
 
 

@@ -99,8 +99,8 @@ def test_a_long_run_asks_for_a_confirmation_that_names_the_estimate(page, demo_h
     generate.record_override(demo_home, generate.config_from(None, path=REPO / "configs" / "generate_smollm2_cpu.yaml"),
                              "test")
     at = page("pages/generate.py")
-    assert "Estimate: about 2 h 47 min: 300 examples at 0.03 ex/s (no measurement yet: rough default" in texts(at)
-    confirm = [c for c in at.checkbox if c.label.startswith("I know this run takes about 2 h 47 min")]
+    assert "Estimate: about 50 min: 300 examples at 0.1 ex/s (no measurement yet: rough default" in texts(at)
+    confirm = [c for c in at.checkbox if c.label.startswith("I know this run takes about 50 min")]
     assert confirm and at.button(key="gen-launch").disabled
     confirm[0].check().run()
     assert not at.button(key="gen-launch").disabled
@@ -135,10 +135,16 @@ def test_estimates_without_history_are_labelled_defaults_or_unknown(demo_home):
     assert other["seconds"] is None and other["long"] and other["text"].startswith("duration unknown")
     t = estimate.train(db, {"base_model": "smollm2-135m-instruct", "device": "cpu", "precision": "fp32",
                             "batch_size": 2, "gradient_accumulation_steps": 2}, 10, 500.0)
-    assert t["units"] == 10 * 4 * 500 and t["seconds"] == pytest.approx(20000 / estimate.DEFAULTS["train"], abs=0.1)
+    assert t["units"] == 10 * 4 * 500 and t["seconds"] == pytest.approx(20000 / 115.0, abs=0.1)
+    slower = estimate.train(db, {"base_model": "smollm2-135m-instruct", "device": "cpu", "precision": "fp32",
+                                 "batch_size": 2, "gradient_accumulation_steps": 2, "gradient_checkpointing": True},
+                            10, 500.0)
+    assert slower["seconds"] == pytest.approx(20000 / 80.0, abs=0.1)  # checkpointing is slower
     ev = estimate.evaluate(db, ["run:missing", "smollm2-135m-instruct"], 6, 100, 8)
     assert ev["seconds"] is None and "no measurement yet for run:missing" in ev["text"]
-    assert estimate.infer(db, "smollm2-135m-instruct", 4, 100, 8)["seconds"] == pytest.approx(4 * 0.029 * 100)
+    assert estimate.infer(db, "smollm2-135m-instruct", 4, 100, 8)["seconds"] == pytest.approx(4 * 0.02 * 100)
+    # a bigger batch costs less per example: the demo's one batch of 60
+    assert estimate.evaluate(db, ["smollm2-135m-instruct"], 60, 768, 60)["seconds"] == pytest.approx(60 * 0.0075 * 768)
 
 
 def test_estimates_with_history_name_the_job_they_were_measured_on(demo_home):
@@ -213,7 +219,7 @@ def test_the_demo_trains_without_checkpointing_when_memory_allows():
 def test_dry_runs_print_the_estimate_and_create_no_job(demo_home, capsys):
     h = ["--home", str(demo_home.data)]
     assert cli.main(["generate", *h, "--limit", "5", "--dry-run"]) == 0
-    assert "estimate: about 3 min: 5 examples at 0.03 ex/s (no measurement yet" in capsys.readouterr().out
+    assert "estimate: about 50 s: 5 examples at 0.1 ex/s (no measurement yet" in capsys.readouterr().out
     assert cli.main(["eval", *h, "--limit", "6", "--dry-run"]) == 0
     assert "estimate: about " in capsys.readouterr().out
     src = demo_home.data / "in.jsonl"
