@@ -43,7 +43,7 @@ def score_all(examples, texts) -> dict:
 
 
 def sequential_guided(gen, examples, cfg) -> tuple[list[str], int, float]:
-    """The guided work one prompt at a time through plain HF generate (no batching, no cache reuse)."""
+    """The guided work one prompt at a time through plain `LocalGenerator.generate` (batch 1, no cache reuse)."""
     texts, tokens = [], 0
     t0 = time.time()
     for ex in examples:
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     texts, tokens, secs = sequential_guided(gen, seq_ex, cfg)
     q = score_all(seq_ex, texts)
     seq_rate = len(seq_ex) / secs
-    done("sequential (batch 1, HF generate)", len(seq_ex), secs, tokens, q)
+    done("sequential (batch 1, LocalGenerator)", len(seq_ex), secs, tokens, q)
     out["sequential"] = {"examples": len(seq_ex), "seconds": round(secs, 2), "examples_per_s": seq_rate,
                          "tokens_per_s": tokens / secs, "average": q["average"], "pass_rate": q["pass_rate"]}
 
