@@ -1120,14 +1120,22 @@ def demo_defaults() -> dict:
 def last_demo() -> dict | None:
     """The last finished ``ccr demo`` (either front door): run, evaluation ids (base, tuned), stage
     times, and the tuned evaluation's headline deltas when both evaluations are still there."""
+    from engine import evaluate
+    from engine import metrics as M
+
     demo = store.get_setting(db(), "last_demo")
     if not demo or len(demo.get("evaluations") or []) != 2:
         return None
-    by_id = {e["id"]: e for e in evaluations()}
-    base, tuned = (by_id.get(i) for i in demo["evaluations"])
-    if not base or not tuned or not base["metrics"] or not tuned["metrics"]:
-        return None
-    return {**demo, "base": base, "tuned": tuned}
+    rows = []
+    for evaluation_id in demo["evaluations"]:  # the two rows only (the page renders this on every rerun)
+        try:
+            row = evaluate.evaluation_row(db(), evaluation_id)
+        except ValueError:  # deleted since
+            return None
+        if not row["metrics"]:
+            return None
+        rows.append({**row, "headline": M.headline(row["metrics"])})
+    return {**demo, "base": rows[0], "tuned": rows[1]}
 
 
 def start_demo(train_limit: int | None = None, eval_limit: int = 0, seed: int = 0) -> int:

@@ -143,7 +143,7 @@ class LocalGenerator:
                 on_row(r, out[r])
 
         if budget == 0:
-            share = [(time.time() - t0) / rows] * rows
+            share[:] = [(time.time() - t0) / rows] * rows
             for r in range(rows):
                 finish(r, "length")
             return out  # type: ignore[return-value]
@@ -160,7 +160,7 @@ class LocalGenerator:
             active = [True] * rows       # per position in ``present``
             n_tokens = 0
             last = time.time()
-            share = [(last - t0) / rows] * rows
+            share[:] = [(last - t0) / rows] * rows  # the prefill, split over every row
             for t in range(budget):
                 now = time.time()
                 open_rows = [r for r in range(rows) if out[r] is None]
