@@ -14,7 +14,8 @@ from pathlib import Path
 import streamlit as st
 
 import ui
-from engine import api, jobs
+from engine import api
+from engine.core import jobs
 
 # A local favicon: a material or emoji page_icon makes every browser fetch it from fonts.gstatic.com,
 # and this app must not reach outside the machine (offline sites, customer data on screen).
@@ -35,7 +36,7 @@ def first_start(data_dir: str) -> int | None:
     """On the very first start of a home, queue the demo dataset so the app opens on real data."""
     if os.environ.get("CCR_AUTODEMO", "1") == "0":
         return None
-    from engine import store
+    from engine.core import store
 
     db = api.db()
     if store.get_setting(db, "first_start_done"):

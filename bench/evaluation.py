@@ -51,14 +51,16 @@ def main(argv=None) -> int:
 
     import torch
 
-    from engine import data, evaluate
-    from engine.paths import resolve_home
+    from engine.data import datasets
+
+    from engine.evaluation import evaluate
+    from engine.core.paths import resolve_home
 
     if args.threads:
         torch.set_num_threads(args.threads)
     tmp = tempfile.TemporaryDirectory(prefix="ccr-bench-eval-")
     home = resolve_home(tmp.name).ensure()
-    data.synthesize(home, "demo", 0)
+    datasets.synthesize(home, "demo", 0)
     examples = evaluate.load_examples(home, None, None, "test", 0)[0]
     gen = evaluate.load_generator("smollm2-135m-instruct", home)
     model, tok = gen.model, gen.tokenizer
@@ -79,7 +81,7 @@ def main(argv=None) -> int:
         extra = {"cache_implementation": "static"} if cache == "static" else {}
 
         def run(k: int):
-            if cache == "ours":  # the product's loop (engine.decoding), with no end token so every row runs k steps
+            if cache == "ours":  # the product's loop (engine.core.decoding), with no end token so every row runs k steps
                 saved, gen.end_ids = gen.end_ids, []
                 try:
                     return gen._generate_batch(ids, k, 0.0, 1.0, None, None)

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from engine import quality as q  # noqa: E402
-from engine.chain import parse_chain, render_chain  # noqa: E402
+from engine.chains import quality as q  # noqa: E402
+from engine.chains.chain import parse_chain, render_chain  # noqa: E402
 from test_quality import FIXTURES  # noqa: E402
 
 NAMES = ["Priya", "Marco", "Leah", "Sam", "Ana", "Kofi", "Mei", "Omar", "Ines", "Tomas"]

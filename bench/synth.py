@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.synth import PRESETS, write_synth  # noqa: E402
+from engine.data.synth import PRESETS, write_synth  # noqa: E402
 
 
 def bench(preset: str, seed: int = 0) -> dict:

@@ -3,8 +3,8 @@
     python bench/teacher_faithfulness.py [--examples 48] [--before REV] [--batch-size 8] [--threads 1] [--json]
 
 Generates attempt 1 (greedy, as the job's first round) for the first ``--examples`` train
-examples of the demo data with the embedded teacher, twice: with ``engine/prompt.py`` and
-``engine/teacher.py`` as they are at git revision ``--before`` (default: the last commit before
+examples of the demo data with the embedded teacher, twice: with ``engine/chains/prompt.py`` and
+``engine/chains/teacher.py`` as they are at git revision ``--before`` (default: the last commit before
 prompt version 4), and as they are now. Both sides are scored by the *current* scorer, so the
 comparison is about the prompt and the decode, not the scorer. Batches alternate (before batch
 1, after batch 1, before batch 2, ...), so a shared machine's changing load falls on both alike.
@@ -30,10 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import data, generate, quality, store  # noqa: E402
-from engine import prompt as new_prompt  # noqa: E402
-from engine import teacher as new_teacher  # noqa: E402
-from engine.config import GenerateConfig, load_config  # noqa: E402
+from engine.data import datasets
+
+from engine.chains import chain_job, quality
+
+from engine.core import store  # noqa: E402
+from engine.chains import prompt as new_prompt  # noqa: E402
+from engine.chains import teacher as new_teacher  # noqa: E402
+from engine.core.config import GenerateConfig, load_config  # noqa: E402
 
 BEFORE = "5e914da"   # prompt version 3, the last revision before the faithfulness work
 
@@ -100,10 +104,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     old_prompt, old_teacher = load_old(args.before)
     tmp = tempfile.TemporaryDirectory(prefix="ccr-bench-faith-")
-    data.synthesize(tmp.name, "demo", 0)
+    datasets.synthesize(tmp.name, "demo", 0)
     db = store.connect(tmp.name)
-    ds_id, _ = generate.resolve_dataset(db, None)
-    examples = generate.load_examples(db, generate.selection_ids(db, ds_id, "train", args.examples))
+    ds_id, _ = chain_job.resolve_dataset(db, None)
+    examples = chain_job.load_examples(db, chain_job.selection_ids(db, ds_id, "train", args.examples))
     cfg = load_config(GenerateConfig, ROOT / "configs" / "generate_smollm2_cpu.yaml")
     if args.batch_size:
         cfg.batch_size = args.batch_size
@@ -126,9 +130,9 @@ def main(argv=None) -> int:
             secs[name] += time.perf_counter() - t0
             for ex, o in zip(batch, outs):
                 toks[name] += o.completion_tokens
-                r = generate.score_for(ex, o.text)
+                r = chain_job.score_for(ex, o.text)
                 rows[name].append({"id": ex["ex_id"], "task": ex["task"], "text": o.text, "score": r["score"],
-                                   "passed": quality.passes(r) and not generate.structure_faults(o.text),
+                                   "passed": quality.passes(r) and not chain_job.structure_faults(o.text),
                                    "reasons": quality.reasons(r["criteria"]),
                                    "contradictions": r["faithfulness"]["contradictions"],
                                    "invented": r["faithfulness"]["invented"],

@@ -4,7 +4,7 @@
                                        [--data FILE] [--max-length N]
 
 Every variant trains the embedded SmolLM2-135M with the product's own code path
-(``engine.train.train``: LoRA r=16 on every projection, batch 2, length-grouped batches) on the
+(``engine.training.train.train``: LoRA r=16 on every projection, batch 2, length-grouped batches) on the
 synthetic demo data (ChatML examples of ~400 tokens; ``--data`` trains on another ChatML file instead,
 e.g. exported reasoning chains of ~1,000 tokens), each in a fresh subprocess so that its
 peak memory (``resource.getrusage(...).ru_maxrss`` of that process) is its own. All variants
@@ -51,8 +51,9 @@ COMMON = ["base_model=smollm2-135m-instruct", "device=cpu", "batch_size=2", "gra
 
 
 def child(variant: str, data: str, home: str, steps: int, max_length: int) -> None:
-    from engine import store, train
-    from engine.config import TrainConfig, load_config
+    from engine.core import store
+    from engine.training import train
+    from engine.core.config import TrainConfig, load_config
 
     overrides, _ = VARIANTS[variant]
     cfg = load_config(TrainConfig, None, COMMON + overrides + [f"max_steps={steps}", f"data={data}",
@@ -103,7 +104,7 @@ def main() -> int:
         child(args.child, args.data, args.home, args.steps, args.max_length)
         return 0
 
-    from engine import synth
+    from engine.data import synth
 
     with tempfile.TemporaryDirectory(prefix="ccr-bench-train-") as tmp:
         if args.data:

@@ -2,7 +2,7 @@
 fast and a broken GPU stack can never take the UI down.
 
 Every function opens its own short-lived connection, so it is safe from any Streamlit thread.
-Reads return plain dicts and lists; writes go through ``engine.store`` or queue jobs.
+Reads return plain dicts and lists; writes go through ``engine.core.store`` or queue jobs.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import re
 import time
 from pathlib import Path
 
-from engine import jobs, store
-from engine.metrics import SMALL_SAMPLE  # noqa: F401 (the pages' small-sample rule: fewer examples per task)
-from engine.paths import Home, resolve_home
+from engine.core import jobs, store
+from engine.evaluation.metrics import SMALL_SAMPLE  # noqa: F401 (the pages' small-sample rule: fewer examples per task)
+from engine.core.paths import REPO, Home, resolve_home
 
 
 def home() -> Home:
@@ -37,9 +37,9 @@ def _rows(cursor) -> list[dict]:
 
 
 def datasets() -> list[dict]:
-    from engine import data
+    from engine.data import datasets
 
-    return data.list_datasets(home())
+    return datasets.list_datasets(home())
 
 
 def current_dataset() -> str | None:
@@ -101,7 +101,7 @@ def example(example_id: int) -> dict | None:
 
 def label_distribution(dataset: str, split: str | None = None) -> dict[str, dict[str, int]]:
     """For each label key, how many examples (of the tasks that ask it) have each value."""
-    from engine import tasks
+    from engine.data import tasks
 
     ds = dataset_id(dataset)
     if ds is None:
@@ -245,7 +245,7 @@ def job_log(job_id: int, nbytes: int = 20000) -> str:
 
 
 def models() -> list[dict]:
-    from engine import models as m
+    from engine.core import model_catalog as m
 
     return m.list_models(home())
 
@@ -330,7 +330,7 @@ def engine_status(worker) -> dict:
 
 def evaluations(limit: int = 100) -> list[dict]:
     """Evaluations, newest first, with their headline figures."""
-    from engine import metrics as M
+    from engine.evaluation import metrics as M
 
     rows = _rows(db().execute(
         "SELECT id, job_id, model, data_path, n, status, metrics, report_path, compare_to, created_at, finished_at "
@@ -343,7 +343,7 @@ def evaluations(limit: int = 100) -> list[dict]:
 
 
 def evaluation(evaluation_id: int) -> dict | None:
-    from engine import evaluate
+    from engine.evaluation import evaluate
 
     try:
         return evaluate.evaluation_row(db(), evaluation_id)
@@ -352,14 +352,14 @@ def evaluation(evaluation_id: int) -> dict | None:
 
 
 def eval_predictions(evaluation_id: int) -> list[dict]:
-    from engine import evaluate
+    from engine.evaluation import evaluate
 
     return evaluate.predictions(db(), evaluation_id)
 
 
 def eval_disagreements(base_id: int, tuned_id: int, limit: int = 50) -> list[dict]:
     """Examples where the two evaluations' answers differ in correctness (first) or parsed labels."""
-    from engine import evaluate
+    from engine.evaluation import evaluate
 
     conn = db()
     return evaluate.disagreements(evaluate.predictions(conn, base_id), evaluate.predictions(conn, tuned_id), limit)
@@ -368,7 +368,7 @@ def eval_disagreements(base_id: int, tuned_id: int, limit: int = 50) -> list[dic
 def eval_deltas(base_id: int, tuned_id: int, keys: list[str] | None = None) -> dict:
     """Headline deltas of tuned against base (or only ``keys``), each with its paired test
     (p-value, significant, verdict)."""
-    from engine import evaluate
+    from engine.evaluation import evaluate
 
     try:
         return evaluate.comparison(db(), base_id, tuned_id, keys)
@@ -390,7 +390,7 @@ def eval_pair(model_a: str, model_b: str) -> tuple[dict, dict] | None:
 
 def eval_intervals(evaluation_id: int) -> dict:
     """An evaluation's figures with their 95% intervals and n (``metrics.intervals``)."""
-    from engine import evaluate
+    from engine.evaluation import evaluate
 
     try:
         return evaluate.intervals_of(db(), evaluation_id)
@@ -400,20 +400,20 @@ def eval_intervals(evaluation_id: int) -> dict:
 
 def format_figure(entry: dict | None, value=None) -> str:
     """``0.40 [0.17, 0.69], n=10`` (the one formatter, shared with the report and the CLI)."""
-    from engine import metrics as M
+    from engine.evaluation import metrics as M
 
     return M.format_figure(entry, value)
 
 
 def format_p(test: dict) -> str:
     """A paired test's p-value for a table: ``0.0312``, ``<0.0005``, ``n/a``."""
-    from engine import metrics as M
+    from engine.evaluation import metrics as M
 
     return M.format_p(test).lstrip("=")
 
 
 def small_sample_warning(metrics: dict | None) -> str | None:
-    from engine import metrics as M
+    from engine.evaluation import metrics as M
 
     return M.small_sample_warning(metrics)
 
@@ -421,8 +421,8 @@ def small_sample_warning(metrics: dict | None) -> str | None:
 def eval_figures(evaluation_id: int) -> dict:
     """An evaluation's ``metrics`` and ``headline`` complete with faithfulness: for an evaluation
     finished before faithfulness was measured, computed from its stored answers (not written back)."""
-    from engine import evaluate
-    from engine import metrics as M
+    from engine.evaluation import evaluate
+    from engine.evaluation import metrics as M
 
     try:
         metrics = evaluate.evaluation_row(db(), evaluation_id)["metrics"]
@@ -433,14 +433,14 @@ def eval_figures(evaluation_id: int) -> dict:
 
 def faithfulness_word(faithfulness: dict | None) -> str:
     """One answer's faithfulness in words: ``faithful``, ``unfaithful: 1 contradiction``, ``not judged: ...``."""
-    from engine import evaluate
+    from engine.evaluation import evaluate
 
     return evaluate.faithfulness_word(faithfulness)
 
 
 def confusion_views(metrics: dict | None) -> list[dict]:
     """An evaluation's confusion matrices over each task's whole label space (``metrics.confusion_views``)."""
-    from engine import metrics as M
+    from engine.evaluation import metrics as M
 
     return M.confusion_views(metrics)
 
@@ -449,7 +449,7 @@ def start_eval(model: str, base: str | None = None, data: str | None = None, dat
                split: str = "test", limit: int = 0, max_new_tokens: int = 512, batch_size: int = 8) -> int:
     """Queue an evaluation (of ``model``, and of ``base`` for a comparison)."""
     if data:
-        from engine import models as m
+        from engine.core import model_catalog as m
 
         data = str(m.check_path_allowed(data, home(), "evaluation data"))
     config = {"model": model, "base": base or None, "data": data or None, "dataset": dataset or None, "split": split,
@@ -489,7 +489,7 @@ def start_server(model: str, host: str = "127.0.0.1", port: int = 8000, api_key:
                  dedupe_key: str | None = None) -> int:
     """Queue a ``serve`` job (a service: it runs beside batch jobs). Refuses an exposed address
     without a key, like ``ccr serve``."""
-    from engine import serve
+    from engine.serving import serve
 
     serve.check_bind(host, api_key)  # ServeError is a ValueError: the page shows it
     if port:
@@ -673,7 +673,7 @@ def stream_pair(specs: list[dict], stats: list[dict] | None = None):
 
 def chat_messages(transcript: str, task: str) -> list[dict]:
     """The standard prompt for a pasted transcript (what the dataset's examples look like)."""
-    from engine import tasks
+    from engine.data import tasks
 
     return [{"role": "system", "content": tasks.SYSTEM_PROMPT},
             {"role": "user", "content": tasks.user_content(transcript, task)}]
@@ -681,7 +681,7 @@ def chat_messages(transcript: str, task: str) -> list[dict]:
 
 def example_prompt(example_id: int) -> dict | None:
     """An example's prompt (messages up to the last user turn), task, labels and transcript."""
-    from engine import evaluate
+    from engine.evaluation import evaluate
 
     ex = example(example_id)
     if not ex:
@@ -693,7 +693,7 @@ def example_prompt(example_id: int) -> dict | None:
 
 def score_answer(text: str, task: str | None, labels: dict | None = None, transcript: str | None = None) -> dict:
     """Parsed labels, quality score, structure and correctness of one answer."""
-    from engine import evaluate
+    from engine.evaluation import evaluate
 
     s = evaluate.score_answer({"task": task, "labels": labels or {}, "transcript": transcript}, text)
     s["sections"] = {k: v for k, v in s["structure"].items()}
@@ -712,7 +712,7 @@ def start_infer(model: str, content: bytes | None = None, filename: str | None =
         source.parent.mkdir(parents=True, exist_ok=True)
         source.write_bytes(content)
     elif path:
-        from engine import models as m
+        from engine.core import model_catalog as m
 
         source = m.check_path_allowed(path, home(), "input file")
         if not source.is_file():
@@ -733,7 +733,7 @@ def start_infer(model: str, content: bytes | None = None, filename: str | None =
 
 def generate_fields() -> list[tuple[str, str, object]]:
     """(name, help, default) of every generation setting, for the Generate page's form."""
-    from engine.config import GenerateConfig, describe
+    from engine.core.config import GenerateConfig, describe
 
     return describe(GenerateConfig)
 
@@ -742,7 +742,7 @@ def generate_presets() -> dict[str, dict]:
     """The ``configs/generate_*.yaml`` presets by file name, as dicts (default preset first)."""
     import yaml
 
-    from engine.paths import CONFIGS
+    from engine.core.paths import CONFIGS
 
     files = sorted(CONFIGS.glob("generate_*.yaml"), key=lambda p: (p.name != "generate_smollm2_cpu.yaml", p.name))
     return {p.name: yaml.safe_load(p.read_text(encoding="utf-8")) or {} for p in files}
@@ -750,10 +750,10 @@ def generate_presets() -> dict[str, dict]:
 
 def generate_config(values: dict) -> dict:
     """Validate a Generate-page configuration; returns the full config dict (raises ConfigError)."""
-    from engine import generate
-    from engine.config import to_dict
+    from engine.chains import chain_job
+    from engine.core.config import to_dict
 
-    config = to_dict(generate.config_from(dict(values)))
+    config = to_dict(chain_job.config_from(dict(values)))
     if config["backend"] == "local":
         _refuse_model_path(config["teacher"])
     return config
@@ -762,7 +762,7 @@ def generate_config(values: dict) -> dict:
 def _refuse_model_path(name: str) -> None:
     """Raise PathNotAllowed (a ValueError) for a model folder outside the allowed folders, now
     rather than in the job; a model that is merely missing is left for the job to report."""
-    from engine.models import ModelNotAvailable, resolve_model
+    from engine.core.model_catalog import ModelNotAvailable, resolve_model
 
     try:
         resolve_model(name, home())
@@ -771,9 +771,9 @@ def _refuse_model_path(name: str) -> None:
 
 
 def generate_gate(values: dict) -> dict:
-    from engine import generate
+    from engine.chains import chain_job
 
-    return generate.gate_status(home(), generate.config_from(dict(values)))
+    return chain_job.gate_status(home(), chain_job.config_from(dict(values)))
 
 
 def start_generate_test(values: dict) -> int:
@@ -783,17 +783,17 @@ def start_generate_test(values: dict) -> int:
 
 
 def record_generate_override(values: dict, reason: str) -> int:
-    from engine import generate
+    from engine.chains import chain_job
 
-    return generate.record_override(home(), generate.config_from(dict(values)), reason)
+    return chain_job.record_override(home(), chain_job.config_from(dict(values)), reason)
 
 
 def start_generate(values: dict) -> int:
     """Queue the full run; refused (ValueError) unless a test passed the gate or an override is recorded."""
-    from engine import generate
+    from engine.chains import chain_job
 
     config = {**generate_config(values), "test": False}
-    gate = generate.gate_status(home(), config)
+    gate = chain_job.gate_status(home(), config)
     if not gate["ok"]:
         raise ValueError(f"run a test that scores >= {gate['threshold']:g} first, or record an override")
     limit = f", {config.get('select', 'first')} {config['limit']}" if config.get("limit") is not None else ""
@@ -807,80 +807,80 @@ def generate_jobs(limit: int = 20) -> list[dict]:
 
 def chains(dataset: str | None = None, limit: int | None = 100, offset: int = 0, order: str = "score",
            **filters) -> tuple[list[dict], int]:
-    from engine import generate
+    from engine.chains import chain_job
 
-    return generate.list_chains(home(), dataset, limit=limit, offset=offset, order=order, **filters)
+    return chain_job.list_chains(home(), dataset, limit=limit, offset=offset, order=order, **filters)
 
 
 def chain(chain_id: int) -> dict | None:
-    from engine import generate
+    from engine.chains import chain_job
 
-    return generate.chain_detail(home(), chain_id)
+    return chain_job.chain_detail(home(), chain_id)
 
 
 def chain_parts(text: str) -> dict:
     """The chain split into its sections, steps and parts, for a readable layout."""
-    from engine.chain import parse_chain
+    from engine.chains.chain import parse_chain
 
     return parse_chain(text)
 
 
 def at_fault(criteria: dict | None) -> list[dict]:
     """The sentences a score breakdown names as contradicting the labels or inventing specifics."""
-    from engine import quality
+    from engine.chains import quality
 
     return quality.at_fault(criteria)
 
 
 def review_chains(chain_ids: list[int], decision: str, reviewer: str | None = None) -> int:
     """Approve or reject chains as ``reviewer`` (required: ValueError without a name)."""
-    from engine import generate
+    from engine.chains import chain_job
 
-    return generate.review(home(), chain_ids, decision, generate.check_reviewer(reviewer))
+    return chain_job.review(home(), chain_ids, decision, chain_job.check_reviewer(reviewer))
 
 
 def bulk_review(decision: str, reviewer: str | None = None, **filters) -> int:
-    from engine import generate
+    from engine.chains import chain_job
 
-    return generate.bulk_review(home(), decision, None, generate.check_reviewer(reviewer), **filters)
+    return chain_job.bulk_review(home(), decision, None, chain_job.check_reviewer(reviewer), **filters)
 
 
 def edit_chain(chain_id: int, text: str, reviewer: str | None = None) -> dict:
     """Replace a chain's text and re-score it; approved when it passes (the Review page's *Save
     edit and approve*). ``reviewer`` is required, as for a decision."""
-    from engine import generate
+    from engine.chains import chain_job
 
-    return generate.edit_chain(home(), chain_id, text, generate.check_reviewer(reviewer))
+    return chain_job.edit_chain(home(), chain_id, text, chain_job.check_reviewer(reviewer))
 
 
 def check_reviewer(name: str | None) -> str:
-    from engine import generate
+    from engine.chains import chain_job
 
-    return generate.check_reviewer(name)
+    return chain_job.check_reviewer(name)
 
 
 def quality_report(**filters) -> dict:
-    from engine import generate
+    from engine.chains import chain_job
 
-    return generate.quality_report(home(), **filters)
+    return chain_job.quality_report(home(), **filters)
 
 
 def export_reasoning(include_flagged: bool = False, balanced: bool = False, limit: int | None = None) -> dict:
     """``ccr export reasoning [--include-flagged] [--balanced] [--limit N]``: the report has each
     file's lines, ``left_out`` and ``by_label`` ({task: {label value: lines}})."""
-    from engine import generate
+    from engine.chains import chain_job
 
-    return generate.export_reasoning(home(), None, include_flagged, balanced=balanced, limit=limit)
+    return chain_job.export_reasoning(home(), None, include_flagged, balanced=balanced, limit=limit)
 
 
 def chain_tasks() -> list[str]:
-    from engine import tasks
+    from engine.data import tasks
 
     return list(tasks.TASKS)
 
 
 # ---------------------------------------------------------------------------------------------
-# Phase 2: training (engine/train.py; the dry run runs in a subprocess so the UI never imports torch)
+# Phase 2: training (engine/training/train.py; the dry run runs in a subprocess so the UI never imports torch)
 # ---------------------------------------------------------------------------------------------
 
 _ESTIMATES: dict = {}
@@ -890,7 +890,7 @@ def train_presets() -> list[dict]:
     """The training presets in configs/ (YAML files with a ``lora`` section) and their header comments."""
     import yaml
 
-    from engine.paths import CONFIGS
+    from engine.core.paths import CONFIGS
 
     out = []
     for path in sorted(CONFIGS.glob("*.yaml")):
@@ -915,7 +915,7 @@ def train_presets() -> list[dict]:
 
 def train_data_files() -> list[dict]:
     """ChatML JSONL files in the home to train on: Phase 1's export first, then the others (train files first)."""
-    from engine.train import DEFAULT_TRAIN_FILE
+    from engine.training.train import DEFAULT_TRAIN_FILE
 
     h = home()
     seen, rows = set(), []
@@ -939,11 +939,11 @@ def _parse_overrides(text: str | list | None) -> list[str]:
 
 def train_estimate(preset: str, data: str | None = None, overrides: str | list | None = None,
                    timeout: float = 180.0) -> dict:
-    """The dry run's estimate (``python -m engine.dryrun --json``), cached per inputs and data file version."""
+    """The dry run's estimate (``python -m engine.training.dryrun --json``), cached per inputs and data file version."""
     import subprocess
     import sys
 
-    from engine.models import PathNotAllowed, check_config_path
+    from engine.core.model_catalog import PathNotAllowed, check_config_path
 
     try:  # the preset is read by the dry run: refuse a path outside the config folders first
         check_config_path(preset, home())
@@ -954,14 +954,14 @@ def train_estimate(preset: str, data: str | None = None, overrides: str | list |
     key = (preset, data, tuple(over), mtime)
     if key in _ESTIMATES:
         return _ESTIMATES[key]
-    cmd = [sys.executable, "-m", "engine.dryrun", "--json", "--config", preset, "--home", str(home().data)]
+    cmd = [sys.executable, "-m", "engine.training.dryrun", "--json", "--config", preset, "--home", str(home().data)]
     if data:
         cmd += ["--data", data]
     cmd += over
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                              cwd=str(Path(__file__).resolve().parents[1]))
+                              cwd=str(REPO))
     except subprocess.TimeoutExpired:
         return {"error": f"the dry run took over {timeout:.0f} s"}
     lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
@@ -978,7 +978,7 @@ def precision_choice(device: str | None = "auto", precision: str | None = "auto"
     """The device and weights' precision a job would use on this machine, and why
     (``models.hardware_choice``: device, precision, reason, and ``text``, the line the Train and
     Generate pages show). The probe needs torch, which must not load in the UI process, so it
-    runs in a subprocess (``python -m engine.models precision``), once per (device, precision)."""
+    runs in a subprocess (``python -m engine.core.model_catalog precision``), once per (device, precision)."""
     import subprocess
     import sys
 
@@ -986,14 +986,14 @@ def precision_choice(device: str | None = "auto", precision: str | None = "auto"
     if key in _PRECISIONS:
         return _PRECISIONS[key]
     if "torch" in sys.modules:  # an engine process (the command line, a test) has it loaded already
-        from engine.models import hardware_choice
+        from engine.core.model_catalog import hardware_choice
 
         result = hardware_choice(*key)
     else:
-        cmd = [sys.executable, "-m", "engine.models", "precision", "--device", key[0], "--precision", key[1]]
+        cmd = [sys.executable, "-m", "engine.core.model_catalog", "precision", "--device", key[0], "--precision", key[1]]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                                  cwd=str(Path(__file__).resolve().parents[1]))
+                                  cwd=str(REPO))
         except subprocess.TimeoutExpired:
             return {"error": f"the probe took over {timeout:.0f} s", "text": "Precision: the hardware probe timed out"}
         lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
@@ -1010,9 +1010,9 @@ def start_training(preset: str, data: str | None = None, eval_data: str | None =
     """Queue a new training run; returns (job id, run name). Raises ValueError with a readable message."""
     import hashlib
 
-    from engine import train
+    from engine.training import train
 
-    from engine.models import check_config_path, check_path_allowed
+    from engine.core.model_catalog import check_config_path, check_path_allowed
 
     # Paths typed into the app (directly or as overrides) must stay inside the allowed folders;
     # the preset is checked before it is read.
@@ -1035,7 +1035,7 @@ def start_training(preset: str, data: str | None = None, eval_data: str | None =
 
 def resume_training(run: str, overrides: str | list | None = None) -> int:
     """Continue ``run`` from its last complete checkpoint: requeue its stopped job, or queue a new one."""
-    from engine import train
+    from engine.training import train
 
     conn = db()
     row = conn.execute("SELECT job_id FROM train_runs WHERE name = ?", [run]).fetchone()
@@ -1080,7 +1080,7 @@ def train_runs() -> list[dict]:
 
 def train_run(name: str) -> dict | None:
     """One run: its row, manifest, checkpoints and job."""
-    from engine import train
+    from engine.training import train
 
     rows = [r for r in train_runs() if r["name"] == name]
     if not rows:
@@ -1120,8 +1120,8 @@ def demo_defaults() -> dict:
 def last_demo() -> dict | None:
     """The last finished ``ccr demo`` (either front door): run, evaluation ids (base, tuned), stage
     times, and the tuned evaluation's headline deltas when both evaluations are still there."""
-    from engine import evaluate
-    from engine import metrics as M
+    from engine.evaluation import evaluate
+    from engine.evaluation import metrics as M
 
     demo = store.get_setting(db(), "last_demo")
     if not demo or len(demo.get("evaluations") or []) != 2:
@@ -1157,7 +1157,7 @@ def start_export_model(run: str, merge: bool = False) -> int:
 
     A job, not a call: a merge loads torch, transformers and peft, which must never happen in the
     Streamlit process. Two presses make one job (per run and kind of export)."""
-    from engine import train
+    from engine.training import train
 
     folder = train.run_folder(home(), train.check_run_name(run))  # RunError is a ValueError
     if not (folder / train.ADAPTER_FILES[0]).exists():
@@ -1169,9 +1169,9 @@ def start_export_model(run: str, merge: bool = False) -> int:
 
 def export_dataset(name: str, split: str | None = None, task: str | None = None) -> dict:
     """Write dataset ``name`` (or one split and/or task of it) as ChatML JSONL to
-    ``HOME/exports/NAME-SPLIT[-TASK].jsonl`` through ``data.export_dataset`` (``ccr data export``);
+    ``HOME/exports/NAME-SPLIT[-TASK].jsonl`` through ``datasets.export_dataset`` (``ccr data export``);
     returns its result plus the size."""
-    from engine import data, tasks
+    from engine.data import datasets, tasks
 
     if split not in (None, "train", "validation", "test"):
         raise ValueError(f"unknown split {split!r} (expected train, validation or test)")
@@ -1180,7 +1180,7 @@ def export_dataset(name: str, split: str | None = None, task: str | None = None)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:120] or "dataset"
     out = home().data / "exports" / f"{safe}-{split or 'all'}{'-' + task if task else ''}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    r = data.export_dataset(home(), name, out, split=split, task=task)
+    r = datasets.export_dataset(home(), name, out, split=split, task=task)
     return {**r, "dataset": name, "split": split, "task": task, "bytes": out.stat().st_size}
 
 
@@ -1193,7 +1193,7 @@ def score_chatml(content: bytes, filename: str = "upload.jsonl") -> dict:
     threshold and the criteria's maximum points."""
     import tempfile
 
-    from engine import quality
+    from engine.chains import quality
 
     fd, tmp = tempfile.mkstemp(prefix="ccr-score-", suffix=".jsonl")
     try:
@@ -1235,7 +1235,7 @@ def estimate(kind: str, **params) -> dict:
             config = generate_config(params["values"])
             return E.generate(conn, config, E.generate_pending(conn, config))
         if kind == "train":
-            from engine.config import TrainConfig, load_config, to_dict
+            from engine.core.config import TrainConfig, load_config, to_dict
 
             dry = train_estimate(params["preset"], params.get("data"), params.get("overrides"))
             if dry.get("error"):
@@ -1246,8 +1246,8 @@ def estimate(kind: str, **params) -> dict:
             cfg["device"], cfg["precision"] = dry["device"], dry["precision"]
             return E.train(conn, cfg, dry["data"]["total_steps"], dry["data"]["mean_length"])
         if kind == "eval":
-            from engine import evaluate
-            from engine import models as m
+            from engine.evaluation import evaluate
+            from engine.core import model_catalog as m
 
             data = params.get("data")
             if data:  # the folders start_eval accepts, before reading anything
@@ -1271,7 +1271,7 @@ def estimate(kind: str, **params) -> dict:
 def count_lines(content: bytes | None = None, path: str | None = None) -> int:
     """Non-blank lines of an uploaded file's bytes or of a file (batch inference's input size)."""
     if content is None and path:
-        from engine import models as m
+        from engine.core import model_catalog as m
 
         content = m.check_path_allowed(path, home(), "input file").read_bytes()
     return sum(1 for line in (content or b"").splitlines() if line.strip())

@@ -13,8 +13,8 @@ import os
 import sys
 import time
 
-from engine import jobs, store
-from engine.paths import resolve_home
+from engine.core import jobs, store
+from engine.core.paths import resolve_home
 
 
 def _home(args):
@@ -81,7 +81,7 @@ def cmd_data_synth(args) -> int:
 
 
 def cmd_data_import(args) -> int:
-    from engine import importer
+    from engine.data import importer
 
     home = _home(args)
     # Read errors of the file as a whole are exit status 2, before any job is created.
@@ -113,10 +113,10 @@ def cmd_data_import(args) -> int:
 
 
 def cmd_data_export(args) -> int:
-    from engine import data
+    from engine.data import datasets
 
     try:
-        r = data.export_dataset(_home(args), args.dataset, args.out, split=args.split, task=args.task)
+        r = datasets.export_dataset(_home(args), args.dataset, args.out, split=args.split, task=args.task)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -157,9 +157,9 @@ def cmd_data_delete(args) -> int:
 
 
 def cmd_data_list(args) -> int:
-    from engine import data
+    from engine.data import datasets
 
-    rows = data.list_datasets(_home(args))
+    rows = datasets.list_datasets(_home(args))
     for r in rows:
         r["created"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
     _print_table(rows, ["name", "kind", "train", "validation", "test", "total", "created", "source"])
@@ -172,9 +172,9 @@ def cmd_data_list(args) -> int:
 
 
 def cmd_models_list(args) -> int:
-    from engine import models
+    from engine.core import model_catalog
 
-    rows = models.list_models(_home(args))
+    rows = model_catalog.list_models(_home(args))
     for r in rows:
         r["available"] = "yes" if r["available"] else "no"
     _print_table(rows, ["name", "kind", "params", "available", "detail"])
@@ -286,15 +286,15 @@ def cmd_jobs_log(args) -> int:
 
 
 def _model_arg(args) -> str:
-    from engine.models import DEFAULT_MODEL
+    from engine.core.model_catalog import DEFAULT_MODEL
 
     return f"run:{args.run}" if getattr(args, "run", None) else (args.model or DEFAULT_MODEL)
 
 
 def _check_model(home, name: str) -> bool:
-    from engine import models
+    from engine.core import model_catalog
 
-    ok, why = models.availability(name, home)
+    ok, why = model_catalog.availability(name, home)
     if not ok:
         print(f"error: model {name}: {why}", file=sys.stderr)
     return ok
@@ -308,7 +308,7 @@ def cmd_eval(args) -> int:
         return 2
     if not all(_check_model(home, m) for m in [model] + ([args.base] if args.base else [])):
         return 2
-    from engine import evaluate
+    from engine.evaluation import evaluate
 
     try:  # unusable data is exit status 2, before any job is created
         examples, _, _ = evaluate.load_examples(home, args.data, args.dataset, args.split, args.limit)
@@ -342,7 +342,7 @@ def cmd_eval(args) -> int:
 
 def _print_eval_table(r: dict) -> None:
     """Each figure as ``value [95% interval], n``; with a base, the delta, its paired test's p and verdict."""
-    from engine.metrics import format_figure, format_p
+    from engine.evaluation.metrics import format_figure, format_p
 
     names = list(r["headline"])
     intervals = r.get("intervals") or {}
@@ -432,7 +432,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from engine import serve
+    from engine.serving import serve
 
     home = _home(args)
     model = _model_arg(args)
@@ -466,9 +466,9 @@ def cmd_serve(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from engine import train
-    from engine.config import ConfigError, TrainConfig, load_config
-    from engine.models import ModelNotAvailable, PathNotAllowed, check_config_path
+    from engine.training import train
+    from engine.core.config import ConfigError, TrainConfig, load_config
+    from engine.core.model_catalog import ModelNotAvailable, PathNotAllowed, check_config_path
 
     home = _home(args)
     resume, overrides = args.resume, list(args.overrides)
@@ -479,7 +479,7 @@ def cmd_train(args) -> int:
         if args.config:  # refused before it is read (README: "Allowed folders")
             check_config_path(args.config, home, cli=True)
         if args.dry_run:
-            from engine import dryrun
+            from engine.training import dryrun
 
             if resume:
                 name = resume if isinstance(resume, str) else (args.run or train.latest_run(home))
@@ -494,7 +494,7 @@ def cmd_train(args) -> int:
             print(dryrun.format_estimate(e, title))
             if e.get("data"):
                 from engine import estimate
-                from engine.config import to_dict
+                from engine.core.config import to_dict
 
                 c = {**to_dict(cfg), "device": e["device"], "precision": e["precision"]}
                 t = estimate.train(store.connect(home), c, e["data"]["total_steps"], e["data"]["mean_length"])
@@ -522,8 +522,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_export_model(args) -> int:
-    from engine import train
-    from engine.models import ModelNotAvailable
+    from engine.training import train
+    from engine.core.model_catalog import ModelNotAvailable
 
     try:
         r = train.export_model(_home(args), args.run, merge=args.merge, out=args.out, dtype=args.dtype)
@@ -541,7 +541,7 @@ def cmd_export_model(args) -> int:
 
 
 def _print_breakdown(criteria: dict) -> None:
-    from engine import quality
+    from engine.chains import quality
 
     rows = [{"criterion": k, "points": f"{c['points']:g}/{c['max']:g}", "reason": c["reason"]}
             for k, c in criteria.items()]
@@ -554,7 +554,7 @@ def _print_breakdown(criteria: dict) -> None:
 
 
 def _generate_test(home, cfg) -> dict | None:
-    from engine.config import to_dict
+    from engine.core.config import to_dict
 
     job = jobs.run_inline(home, "generate", {**to_dict(cfg), "test": True}, title=f"test generation ({cfg.teacher})",
                           echo=False)
@@ -572,9 +572,9 @@ def _generate_test(home, cfg) -> dict | None:
 
 
 def cmd_generate(args) -> int:
-    from engine import generate
-    from engine.config import ConfigError, to_dict
-    from engine.paths import CONFIGS
+    from engine.chains import chain_job
+    from engine.core.config import ConfigError, to_dict
+    from engine.core.paths import CONFIGS
 
     home = _home(args)
     overrides = list(args.overrides)
@@ -585,11 +585,11 @@ def cmd_generate(args) -> int:
     path = args.config or (CONFIGS / "generate_smollm2_cpu.yaml")
     try:
         if args.config:  # refused before it is read (README: "Allowed folders"); PathNotAllowed is a ValueError
-            from engine.models import check_config_path
+            from engine.core.model_catalog import check_config_path
 
             check_config_path(args.config, home, cli=True)
-        cfg = generate.config_from(None, overrides, path)
-        generate.resolve_dataset(store.connect(home), cfg.dataset)
+        cfg = chain_job.config_from(None, overrides, path)
+        chain_job.resolve_dataset(store.connect(home), cfg.dataset)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -606,10 +606,10 @@ def cmd_generate(args) -> int:
     if args.test or cfg.test:
         r = _generate_test(home, cfg)
         return 0 if r and r["passed"] else 1
-    gate = generate.gate_status(home, cfg)
+    gate = chain_job.gate_status(home, cfg)
     if not gate["ok"]:
         if args.override:
-            generate.record_override(home, cfg, args.reason or "ccr generate --override")
+            chain_job.record_override(home, cfg, args.reason or "ccr generate --override")
             print(f"gate overridden for {gate['teacher']} / prompt {gate['prompt_version']} (recorded)")
         else:
             print(f"no test for {gate['teacher']} / prompt {gate['prompt_version']} has scored >= "
@@ -635,9 +635,9 @@ def _review_filters(args) -> dict:
 
 
 def cmd_review_list(args) -> int:
-    from engine import generate
+    from engine.chains import chain_job
 
-    rows, total = generate.list_chains(_home(args), args.dataset, limit=args.limit, **_review_filters(args))
+    rows, total = chain_job.list_chains(_home(args), args.dataset, limit=args.limit, **_review_filters(args))
     for r in rows:
         r["score"] = f"{r['score']:.1f}"
         r["updated"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["updated_at"]))
@@ -649,9 +649,9 @@ def cmd_review_list(args) -> int:
 
 
 def cmd_review_show(args) -> int:
-    from engine import generate
+    from engine.chains import chain_job
 
-    c = generate.chain_detail(_home(args), args.id)
+    c = chain_job.chain_detail(_home(args), args.id)
     if not c:
         print(f"error: no chain {args.id}", file=sys.stderr)
         return 2
@@ -683,10 +683,10 @@ def _os_user() -> str | None:
 
 def _reviewer(args) -> str | None:
     """``--reviewer`` checked (required, one line); prints why and returns None when refused."""
-    from engine import generate
+    from engine.chains import chain_job
 
     try:
-        return generate.check_reviewer(args.reviewer)
+        return chain_job.check_reviewer(args.reviewer)
     except ValueError as exc:
         print(f"error: {exc}; give --reviewer NAME (the default, your OS user name, is not available here)"
               if not (args.reviewer or "").strip() else f"error: --reviewer: {exc}", file=sys.stderr)
@@ -694,16 +694,16 @@ def _reviewer(args) -> str | None:
 
 
 def _cmd_review_decide(args, decision: str) -> int:
-    from engine import generate
+    from engine.chains import chain_job
 
     home = _home(args)
     args.reviewer = _reviewer(args)
     if args.reviewer is None:
         return 2
     if args.ids:
-        n = generate.review(home, args.ids, decision, args.reviewer)
+        n = chain_job.review(home, args.ids, decision, args.reviewer)
     elif args.all:
-        n = generate.bulk_review(home, decision, args.dataset, args.reviewer, **_review_filters(args))
+        n = chain_job.bulk_review(home, decision, args.dataset, args.reviewer, **_review_filters(args))
     else:
         print("error: give chain ids, or --all to decide every chain matching the filters "
               "(--status, --task, --min-score, --max-score, --search, --reason)", file=sys.stderr)
@@ -721,7 +721,7 @@ def cmd_review_reject(args) -> int:
 
 
 def cmd_review_edit(args) -> int:
-    from engine import generate
+    from engine.chains import chain_job
 
     args.reviewer = _reviewer(args)
     if args.reviewer is None:
@@ -732,7 +732,7 @@ def cmd_review_edit(args) -> int:
         print(f"error: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     try:
-        r = generate.edit_chain(_home(args), args.id, text, args.reviewer)
+        r = chain_job.edit_chain(_home(args), args.id, text, args.reviewer)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -742,10 +742,10 @@ def cmd_review_edit(args) -> int:
 
 
 def cmd_export_reasoning(args) -> int:
-    from engine import generate
+    from engine.chains import chain_job
 
     try:
-        r = generate.export_reasoning(_home(args), args.out, args.include_flagged, args.dataset,
+        r = chain_job.export_reasoning(_home(args), args.out, args.include_flagged, args.dataset,
                                       balanced=args.balanced, limit=args.limit, seed=args.seed)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -756,12 +756,12 @@ def cmd_export_reasoning(args) -> int:
               + ", ".join(f"{k} {v}" for k, v in s["by_status"].items())
               + (f"; {s['left_out']} usable chains left out to balance or limit" if s["left_out"] else "") + ")")
         if args.balanced and s["lines"]:
-            print(f"  by task and label value: {generate.format_balance(s['by_label'])}")
+            print(f"  by task and label value: {chain_job.format_balance(s['by_label'])}")
     return 0
 
 
 def cmd_score(args) -> int:
-    from engine import quality
+    from engine.chains import quality
 
     if not os.path.isfile(args.file):
         what = "is a directory" if os.path.isdir(args.file) else (

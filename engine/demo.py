@@ -5,7 +5,7 @@ curve) -> export ``train_reasoning.jsonl`` -> train a LoRA adapter (``configs/sm
 -> evaluate base and tuned on the test split -> the base-vs-tuned report.
 
 The examples that get chains, and the chains exported, are balanced across the six tasks and,
-within each task, across label values (``generate.balanced_order``): with the first N examples
+within each task, across label values (``chain_job.balanced_order``): with the first N examples
 instead, 8 of the 16 CSAT chains of a 96-chain run were 5/5 and the tuned model answered 5/5 to
 most CSAT calls.
 
@@ -21,17 +21,17 @@ import json
 import time
 from pathlib import Path
 
-from engine import jobs, store
-from engine.fileio import atomic_write
-from engine.models import DEFAULT_MODEL
-from engine.paths import CONFIGS, Home, resolve_home
+from engine.core import jobs, store
+from engine.core.fileio import atomic_write
+from engine.core.model_catalog import DEFAULT_MODEL
+from engine.core.paths import CONFIGS, Home, resolve_home
 
 
 # Default sizes: what two idle cores of an AVX2-only CPU (no native bf16, the slowest kind here)
 # do in under an hour, measured stage by stage (docs/benchmarks.md, "A demo under an hour").
 # The evaluation is fixed by issue 13 (all 60 test examples, 10 per task, for both models), so
 # the chains and the training get what is left. The chains are balanced across the six tasks and,
-# within each, across label values (``generate.balanced_order``): with the first N examples
+# within each, across label values (``chain_job.balanced_order``): with the first N examples
 # instead, 8 of the 16 CSAT chains of a 96-chain run were 5/5 and the tuned model answered 5/5 to
 # most CSAT calls.
 # Measured on 2026-12-06 (two idle AVX2 cores): 36 chains took 31.7 min end to end (chains 6.1,
@@ -110,7 +110,8 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
     ``train_limit``: train examples that get chains (None: ``TRAIN_CHAINS``; 0: all 300);
     ``validation_limit``: validation chains (0: none); ``eval_limit``: test examples (0: all 60)."""
     train_limit = TRAIN_CHAINS if train_limit is None else (int(train_limit) or None)
-    from engine import generate, train
+    from engine.chains import chain_job
+    from engine.training import train
 
     home = resolve_home(home).ensure()
     db = store.connect(home)
@@ -134,21 +135,21 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
 
     # 2. the gate test, then the chains
     t = stage("generate reasoning chains")
-    gen_cfg = generate.config_from(None, [], str(CONFIGS / "generate_smollm2_cpu.yaml"))
+    gen_cfg = chain_job.config_from(None, [], str(CONFIGS / "generate_smollm2_cpu.yaml"))
     gen_cfg.dataset = dataset
     gen_cfg.select = "balanced"
-    gate = generate.gate_status(home, gen_cfg)
+    gate = chain_job.gate_status(home, gen_cfg)
     if not gate["ok"]:
-        from engine.config import to_dict
+        from engine.core.config import to_dict
 
         job = _run(home, "generate", {**to_dict(gen_cfg), "test": True}, "test generation (demo gate)", echo)
         r = job["result"]
         log(f"gate test on {r['ex_id']}: score {r['score']:.1f} (gate {r['gate_threshold']:g})")
         if not r["passed"]:
-            generate.record_override(home, gen_cfg, f"ccr demo: gate test scored {r['score']:.1f}; the demo goes on "
+            chain_job.record_override(home, gen_cfg, f"ccr demo: gate test scored {r['score']:.1f}; the demo goes on "
                                      f"and the weak chains are retried, then flagged")
             log("gate not reached: override recorded, the run goes on (weak chains are retried, then flagged)")
-    from engine.config import to_dict
+    from engine.core.config import to_dict
 
     for split, limit in (("train", train_limit), ("validation", validation_limit)):
         if limit == 0:
@@ -161,12 +162,12 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
 
     # 3. export
     t = stage("export train_reasoning.jsonl")
-    exported = generate.export_reasoning(home, None, False, dataset, balanced=True, seed=gen_cfg.seed)
+    exported = chain_job.export_reasoning(home, None, False, dataset, balanced=True, seed=gen_cfg.seed)
     log(f"exported {exported['train']['lines']} train and {exported['validation']['lines']} validation chains to "
         f"{exported['train']['path']}"
         + (f" ({exported['train']['left_out']} train chains left out to keep the tasks even)"
            if exported["train"]["left_out"] else ""))
-    log("train chains by task and label value: " + generate.format_balance(exported["train"]["by_label"]))
+    log("train chains by task and label value: " + chain_job.format_balance(exported["train"]["by_label"]))
     if not exported["train"]["lines"]:
         raise DemoError("no chain passed the quality gate; nothing to train on (review the flagged chains on the "
                         "Review page, or export with flagged chains)")
@@ -185,8 +186,8 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
         else:
             overrides = [*TRAIN_OVERRIDES, *train_overrides]
             if not any(o.startswith("gradient_checkpointing=") for o in train_overrides):
-                from engine import dryrun
-                from engine.config import TrainConfig, load_config
+                from engine.training import dryrun
+                from engine.core.config import TrainConfig, load_config
 
                 plan = dryrun.estimate(load_config(TrainConfig, CONFIGS / "smollm2_cpu.yaml", overrides), home,
                                        exported["train"]["path"])
@@ -252,7 +253,7 @@ def run_demo_job(ctx, config: dict) -> dict:
     import os
     import threading
 
-    from engine.jobs import JobStopped
+    from engine.core.jobs import JobStopped
 
     done = threading.Event()
 

@@ -253,7 +253,7 @@ def _embedded_based(name: str, home=None) -> bool:
         return True
     if name.startswith("run:"):
         try:
-            from engine.models import resolve_model
+            from engine.core.model_catalog import resolve_model
 
             return resolve_model(name, home).base == EMBEDDED
         except Exception:  # a run folder that is gone or unreadable: no default
@@ -331,8 +331,8 @@ def demo(db, generate_config: dict, train_config: dict, n_generate: int, n_train
 def generate_pending(db, config: dict) -> int:
     """Examples a generation with ``config`` would still generate (its selection less the chains
     already there; one for a gate test)."""
-    from engine import generate as G
-    from engine.teacher import prompt_key, teacher_id
+    from engine.chains import chain_job as G
+    from engine.chains.teacher import prompt_key, teacher_id
 
     if config.get("test"):
         return 1
@@ -353,8 +353,8 @@ def demo_plan(db, seed: int = 0, train_limit: int | None = None, validation_limi
     """``ccr demo``'s estimate with its own settings and defaults (engine/demo.py: ``train_limit``
     None is ``TRAIN_CHAINS``, 0 all 300), chains that all pass, and its training overrides."""
     from engine import demo as D
-    from engine.config import GenerateConfig, TrainConfig, load_config, to_dict
-    from engine.paths import CONFIGS
+    from engine.core.config import GenerateConfig, TrainConfig, load_config, to_dict
+    from engine.core.paths import CONFIGS
 
     validation_limit = D.VALIDATION_CHAINS if validation_limit is None else validation_limit
     max_new_tokens = max_new_tokens or D.EVAL_MAX_NEW_TOKENS

@@ -124,7 +124,7 @@ def paired_tests(base_id: int, tuned_id: int, home: str, base_done, tuned_done) 
 @st.cache_data(max_entries=32, show_spinner="Measuring the faithfulness of older answers…")
 def figures_on_read(evaluation_id: int, home: str, finished) -> dict:
     """An evaluation finished before faithfulness was measured: its answers are scored again on
-    read (engine/evaluate.py), once per evaluation (home and finish time in the key)."""
+    read (engine/evaluation/evaluate.py), once per evaluation (home and finish time in the key)."""
     return api.eval_figures(evaluation_id)
 
 

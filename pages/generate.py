@@ -29,7 +29,7 @@ CHOICES = {"backend": ["local", "openai"], "split": ["train", "validation", "tes
 MAIN = ["teacher", "backend", "guided", "split", "limit", "batch_size", "threshold", "attempts", "gate_threshold"]
 HTTP = ["base_url", "api_key_env", "concurrency", "timeout_s", "http_retries"]
 SKIP = {"test", "dataset"}
-JUDGE = [n for n in fields if n.startswith("judge.")]  # the nested judge settings (engine/config.py JudgeSettings)
+JUDGE = [n for n in fields if n.startswith("judge.")]  # the nested judge settings (engine/core/config.py JudgeSettings)
 # Words for people; the config key (what `ccr generate key=value` and the YAML presets use) is in the help.
 LABELS = {"teacher": "Teacher model", "backend": "Backend", "guided": "Structure-guided (fills each part)",
           "split": "Split", "limit": "Examples to generate (empty: all)", "batch_size": "Examples per batch",

@@ -20,7 +20,7 @@ if str(REPO) not in sys.path:
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A fresh state folder, also exported as CCR_HOME for code (and child processes) that read it."""
-    from engine.paths import resolve_home
+    from engine.core.paths import resolve_home
 
     monkeypatch.setenv("CCR_HOME", str(tmp_path / "home"))
     return resolve_home(tmp_path / "home").ensure()
@@ -29,16 +29,16 @@ def home(tmp_path, monkeypatch):
 @pytest.fixture
 def demo_home(home):
     """A home with the demo dataset (seed 0) registered."""
-    from engine import data
+    from engine.data import datasets
 
-    data.synthesize(home, "demo", 0)
+    datasets.synthesize(home, "demo", 0)
     return home
 
 
 @pytest.fixture(scope="session")
 def embedded_generator():
     """The embedded SmolLM2-135M loaded once per test session (CPU, fp32)."""
-    from engine.generation import LocalGenerator
+    from engine.core.generation import LocalGenerator
 
     return LocalGenerator()
 

@@ -13,7 +13,7 @@ It counts the requests it answers, and its behaviour is set per test:
   while it waits on a held request, so the kill lands mid-run on a machine of any speed;
 - ``answer``: ``answer(prompt, body) -> text`` replaces the answer (e.g. one that echoes the
   transcript, for prompt-injection tests); returning None answers as usual. ``judge_answer``
-  makes one that answers the judge model's prompts (engine/judge.py) with a verdict.
+  makes one that answers the judge model's prompts (engine/chains/judge.py) with a verdict.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from engine import quality
-from engine.chain import render_chain
+from engine.chains import quality
+from engine.chains.chain import render_chain
 
 
 def _words(prompt: str) -> list[str]:
@@ -44,7 +44,7 @@ def _words(prompt: str) -> list[str]:
 
 
 def _facts(prompt: str) -> dict:
-    """The labels the prompt states on its ``Known facts:`` line (engine.prompt writes it)."""
+    """The labels the prompt states on its ``Known facts:`` line (engine.chains.prompt writes it)."""
     m = re.search(r"^Known facts: (.*)$", prompt, re.M)
     facts = {}
     for part in (m.group(1).rstrip(".").split("; ") if m else []):
@@ -145,11 +145,11 @@ BAD_CHAIN = render_chain({n: "N/A" for n in range(1, 6)}, {}, {}, "n/a")
 def judge_answer(unfaithful=lambda prompt: False, reason: str = "The analysis names a refund the call never had.",
                  sentences=lambda prompt: [], raw=None):
     """An ``answer`` callable for a FakeTeacher serving as the judge model: a judge prompt (it
-    ends with engine.judge's instruction) gets a verdict JSON, rating 2 when
+    ends with engine.chains.judge's instruction) gets a verdict JSON, rating 2 when
     ``unfaithful(prompt)`` and 5 otherwise, with ``reason`` and ``sentences(prompt)`` (sentences
     of the chain to name); any other prompt is answered as usual (None). ``raw``: answer judge
     prompts with this text instead (a judge that does not answer with a verdict)."""
-    from engine import judge
+    from engine.chains import judge
 
     def answer(prompt: str, body: dict):
         if judge.INSTRUCTION not in prompt:

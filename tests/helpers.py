@@ -48,7 +48,7 @@ def start_app(home, port: int, log_path, engine: bool = True, new_session: bool 
 
     import httpx
 
-    from engine.paths import REPO
+    from engine.core.paths import REPO
 
     env = dict(os.environ, CCR_HOME=str(home.data), CCR_AUTODEMO="0", CCR_ENGINE="1" if engine else "0",
                PYTHONUNBUFFERED="1")
@@ -71,10 +71,10 @@ def start_app(home, port: int, log_path, engine: bool = True, new_session: bool 
 
 
 def arm_failpoint(monkeypatch, folder, name: str, n: int):
-    """Arm engine/failpoints.py's ``name`` at ``n`` for this process and the job processes it
+    """Arm engine/core/failpoints.py's ``name`` at ``n`` for this process and the job processes it
     starts from now on; returns the file whose presence says a process is held there (a test
     kills or stops the process, then deletes the file to release it)."""
-    from engine import failpoints
+    from engine.core import failpoints
 
     monkeypatch.setenv(failpoints.DIR_ENV, str(folder))
     monkeypatch.setenv(failpoints.ENV, f"{name}={n}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
-from engine.generation import Completion
+from engine.core.generation import Completion
 
 
 class FakeGenerator:

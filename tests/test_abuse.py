@@ -21,11 +21,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine import api, data, generate, jobs, prompt, store, tasks
-from engine.chain import ANALYSIS_PARTS, INSIGHT_PARTS, STEPS, parse_chain
-from engine.config import to_dict
-from engine.models import PathNotAllowed
-from engine.paths import CONFIGS, REPO
+from engine import api
+
+from engine.data import datasets, tasks
+
+from engine.chains import chain_job, prompt
+
+from engine.core import jobs, store
+from engine.chains.chain import ANALYSIS_PARTS, INSIGHT_PARTS, STEPS, parse_chain
+from engine.core.config import to_dict
+from engine.core.model_catalog import PathNotAllowed
+from engine.core.paths import CONFIGS, REPO
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher_server import FakeTeacher, good_chain  # noqa: E402
@@ -55,7 +61,7 @@ CONTROL_TOKENS = re.compile(r"<\|[^|>\s]{1,40}\|>|</?s>")
 
 
 def _injected_example(i: int, payload: str) -> dict:
-    from engine import synth
+    from engine.data import synth
 
     ex = synth.make_example("demo", "train", i)
     user = next(m for m in ex["messages"] if m["role"] == "user")
@@ -73,7 +79,7 @@ def injected_home(home, tmp_path):
     path = tmp_path / "inject_train.jsonl"
     path.write_text("".join(json.dumps(_injected_example(i, p), ensure_ascii=False) + "\n"
                             for i, p in enumerate(PAYLOADS)), encoding="utf-8")
-    report = data.import_file(home, path, dataset="inject", split="train")
+    report = datasets.import_file(home, path, dataset="inject", split="train")
     assert report["accepted"] == len(PAYLOADS), report["errors"]
     return home
 
@@ -131,8 +137,8 @@ def structural_faults(text: str, task: str, labels: dict) -> list[str]:
 def run_generation(home, server: FakeTeacher, teacher: str, guided: bool) -> dict:
     values = {"backend": "openai", "teacher": teacher, "base_url": server.base_url, "guided": guided,
               "batch_size": 7, "concurrency": 7, "http_retries": 1, "timeout_s": 20, "dataset": "inject"}
-    cfg = generate.config_from(values)
-    generate.record_override(home, cfg, "injection test")
+    cfg = chain_job.config_from(values)
+    chain_job.record_override(home, cfg, "injection test")
     job = jobs.run_inline(home, "generate", to_dict(cfg), echo=False)
     assert job["status"] == "succeeded", job["error"]
     return job["result"]
@@ -184,13 +190,13 @@ def test_prompt_injection_never_stores_a_chain_that_neither_parses_nor_is_flagge
     # The export (passed chains only) is valid JSON, and the tokenizer of training finds no turn
     # the example did not have: the learned assistant turn carries no injected control token.
     out = tmp_path / "train_reasoning.jsonl"
-    report = generate.export_reasoning(injected_home, out, dataset="inject")
+    report = chain_job.export_reasoning(injected_home, out, dataset="inject")
     lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == report["train"]["lines"] > 0
     from transformers import AutoTokenizer
 
-    from engine.models import embedded_folder
-    from engine.train import assistant_spans
+    from engine.core.model_catalog import embedded_folder
+    from engine.training.train import assistant_spans
 
     tok = AutoTokenizer.from_pretrained(str(embedded_folder()))
     for obj in lines:
@@ -220,16 +226,17 @@ def outside(tmp_path, monkeypatch):
 
 
 def test_model_paths_outside_the_allowed_folders_are_refused(home, outside, monkeypatch, capsys):
-    from engine import cli, models
+    from engine import cli
+    from engine.core import model_catalog
 
     link = home.models / "innocent"
     link.symlink_to(outside / "model")
     for name in ("/etc", str(outside / "model"), "../../../../../../etc", "~/../../etc", str(link)):
         with pytest.raises(PathNotAllowed, match="outside the allowed folders"):
-            models.resolve_model(name, home)
+            model_catalog.resolve_model(name, home)
         with pytest.raises(PathNotAllowed):
-            models.load_model(name, home=home)
-        assert models.availability(name, home)[0] is False
+            model_catalog.load_model(name, home=home)
+        assert model_catalog.availability(name, home)[0] is False
     # the API server: `ccr serve --model` refuses before loading anything or binding a port
     for name in ("/etc", str(outside / "model")):
         assert cli.main(["serve", "--home", str(home.data), "--model", name, "--port", "0"]) == 2
@@ -239,15 +246,15 @@ def test_model_paths_outside_the_allowed_folders_are_refused(home, outside, monk
     run.mkdir()
     (run / "manifest.json").write_text(json.dumps({"base_model": str(outside / "model")}))
     with pytest.raises(PathNotAllowed):
-        models.resolve_model("run:evil-run", home)
+        model_catalog.resolve_model("run:evil-run", home)
     # the same folder is accepted once the user allows it
     monkeypatch.setenv("CCR_ALLOWED_PATHS", str(outside))
-    assert models.resolve_model(str(outside / "model"), home).kind == "local"
+    assert model_catalog.resolve_model(str(outside / "model"), home).kind == "local"
 
 
 def test_config_paths_outside_the_config_folders_are_refused(home, outside, monkeypatch, capsys, tmp_path):
     from engine import cli
-    from engine.models import check_config_path
+    from engine.core.model_catalog import check_config_path
 
     h = ["--home", str(home.data)]
     cases = [["train", *h, "--config", "/etc/passwd"], ["train", *h, "--config", "/etc/passwd", "--dry-run"],
@@ -344,7 +351,7 @@ def test_ccr_serve_answers_100_concurrent_requests_with_200_or_429_never_5xx(tmp
     cores (the model's time, not the server's, is what takes long here)."""
     from transformers import AutoTokenizer
 
-    from engine.models import embedded_folder
+    from engine.core.model_catalog import embedded_folder
 
     env = dict(os.environ, CCR_HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--max-queue", "16",
@@ -421,7 +428,7 @@ class EchoGenerator:
         return len(text.split())
 
     def generate_ids(self, ids, max_new_tokens=256, temperature=0.0, top_p=1.0, seed=None, stop=None, batch_size=8):
-        from engine.generation import Completion
+        from engine.core.generation import Completion
 
         with self.lock:
             time.sleep(0.03)
@@ -439,8 +446,8 @@ class EchoGenerator:
 def test_100_concurrent_requests_each_get_their_own_answer():
     """The same server code over a model that echoes its prompt, so every answer can be checked
     against its own request: 100 at once, a third of them streamed, batched by the one queue."""
-    from engine import serve
-    from engine.config import ServeConfig
+    from engine.serving import serve
+    from engine.core.config import ServeConfig
 
     cfg = ServeConfig(model="echo", port=0, max_queue=40, max_batch=8, batch_wait_ms=20)
     server = serve.Server(cfg, generator=EchoGenerator()).start()

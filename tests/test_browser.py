@@ -233,9 +233,15 @@ def _hostile_home(home) -> None:
     from fake_teacher_server import good_chain
     from phase3_fakes import FakeGenerator
 
-    from engine import data, evaluate, generate, prompt, quality, store
-    from engine.chain import render_chain
-    from engine.config import EvalConfig
+    from engine.data import datasets
+
+    from engine.evaluation import evaluate
+
+    from engine.chains import chain_job, prompt, quality
+
+    from engine.core import store
+    from engine.chains.chain import render_chain
+    from engine.core.config import EvalConfig
 
     lines = []
     for i, payload in enumerate([ALL_PAYLOADS, *PAYLOADS]):
@@ -248,12 +254,12 @@ def _hostile_home(home) -> None:
                                    "labels": {"csat": 1 + i % 5}}})
     path = home.data / "hostile.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
-    result = data.import_file(home, path, dataset="xss <img src=x onerror=alert(99) data-xss>")
+    result = datasets.import_file(home, path, dataset="xss <img src=x onerror=alert(99) data-xss>")
     assert result["accepted"] == len(lines) and result["rejected"] == 0, result
 
     db = store.connect(home)
-    ds_id, _ = generate.resolve_dataset(db, None)
-    exs = generate.load_examples(db, generate.selection_ids(db, ds_id, "train", 6))
+    ds_id, _ = chain_job.resolve_dataset(db, None)
+    exs = chain_job.load_examples(db, chain_job.selection_ids(db, ds_id, "train", 6))
     chains = []
     for i, ex in enumerate(exs):
         if i % 2:  # a chain whose every section is hostile (flagged: no content the scorer credits)
@@ -263,7 +269,7 @@ def _hostile_home(home) -> None:
             raw = good_chain(prompt.free_messages(ex)[-1]["content"]).replace("See the reference answer.",
                                                                               ALL_PAYLOADS)
         text = prompt.finish_free(ex, raw)
-        r = generate.score_for(ex, text)
+        r = chain_job.score_for(ex, text)
         chains.append({"example_id": ex["id"], "prompt_version": "2-guided", "teacher": "smollm2-135m-instruct",
                        "text": text, "score": r["score"], "criteria": r["criteria"],
                        "status": "passed" if quality.passes(r) else "flagged", "attempts": 1})
@@ -317,7 +323,7 @@ def test_xss_payloads_stay_inert_on_every_page(home, tmp_path, shots):
 def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
     import httpx
 
-    from engine import store
+    from engine.core import store
 
     db = store.connect(home)
     with App(home, tmp_path / "app.log") as app, Browser(shots) as b:
@@ -444,7 +450,7 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
         b.wait_text(r"Models by metric", timeout=60)
         # The confusion matrices: every class of the label space on both axes plus unparsed, a
         # count on every cell in a colour that contrasts with it, the sample size in the title.
-        from engine import tasks
+        from engine.data import tasks
 
         for task, classes in (("CSAT", ["1", "2", "3", "4", "5"]), ("Churn risk", list(tasks.CHURN_LEVELS)),
                               ("Sentiment", list(tasks.SENTIMENTS)), ("Sentiment trajectory", list(tasks.TRAJECTORIES)),
@@ -527,9 +533,9 @@ def test_walk_through_the_whole_pipeline(home, tmp_path, shots):
         wait_for(lambda: not _health(port), 120, 1, "the API server to stop")
 
         # 9. Another working dataset: no panel shows the first one's run, chains or gate.
-        from engine import data
+        from engine.data import datasets
 
-        data.synthesize(home, "demo", 1)
+        datasets.synthesize(home, "demo", 1)
         b.open(app, "", "Pipeline")
         b.choose("Working dataset", "demo-seed1")
         b.open(app, "generate", "Generate reasoning chains")

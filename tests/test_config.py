@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import config
-from engine.config import ConfigError, load_config
-from engine.paths import CONFIGS
+from engine.core import config
+from engine.core.config import ConfigError, load_config
+from engine.core.paths import CONFIGS
 
 
 def phase_classes():
@@ -105,7 +105,7 @@ def test_precision_is_one_vocabulary_and_old_values_still_load():
 
 
 def test_judge_settings_nested_in_the_generate_config():
-    from engine.config import GenerateConfig, JudgeSettings
+    from engine.core.config import GenerateConfig, JudgeSettings
 
     default = load_config(GenerateConfig, CONFIGS / "generate_smollm2_cpu.yaml")
     assert default.judge == JudgeSettings() and default.judge.enabled is False  # off by default

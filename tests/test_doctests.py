@@ -12,20 +12,20 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MODULES = [
-    "engine.tasks",
-    "engine.chain",
-    "engine.quality",
-    "engine.prompt",
-    "engine.generate",
-    "engine.judge",
-    "engine.metrics",
-    "engine.evaluate",
-    "engine.infer",
-    "engine.serve",
+    "engine.data.tasks",
+    "engine.chains.chain",
+    "engine.chains.quality",
+    "engine.chains.prompt",
+    "engine.chains.chain_job",
+    "engine.chains.judge",
+    "engine.evaluation.metrics",
+    "engine.evaluation.evaluate",
+    "engine.serving.infer",
+    "engine.serving.serve",
     "engine.estimate",
     "engine.demo",
-    "engine.decoding",
-    "engine.store",
+    "engine.core.decoding",
+    "engine.core.store",
 ]
 
 

@@ -9,10 +9,14 @@ import sqlite3
 import pytest
 from phase3_fakes import FakeGenerator
 
-from engine import evaluate, store, tasks
-from engine.chain import render_chain
-from engine.config import EvalConfig
-from engine.jobs import JobStopped
+from engine.evaluation import evaluate
+
+from engine.core import store
+
+from engine.data import tasks
+from engine.chains.chain import render_chain
+from engine.core.config import EvalConfig
+from engine.core.jobs import JobStopped
 
 
 def _chain_answer(messages) -> str:
@@ -163,11 +167,13 @@ def test_ccr_eval_refuses_unusable_data_before_creating_a_job(home, tmp_path, ca
 @pytest.mark.slow
 def test_ccr_eval_with_the_embedded_model(demo_home, tmp_path, embedded_generator, monkeypatch, capsys):
     """The done-when command on the real model: structure, CSAT, churn and quality metrics in R.json."""
-    from engine import cli, data, generation
+    from engine import cli
+    from engine.data import datasets
+    from engine.core import generation
 
     monkeypatch.setattr(generation, "LocalGenerator", lambda *a, **k: embedded_generator)  # loaded once per session
     test_file = tmp_path / "test.jsonl"
-    data.export_dataset(demo_home, "demo-seed0", test_file, split="test")
+    datasets.export_dataset(demo_home, "demo-seed0", test_file, split="test")
     report = tmp_path / "R.json"
     rc = cli.main(["eval", "--data", str(test_file), "--limit", "3", "--max-new-tokens", "12", "--batch-size", "3",
                    "--report", str(report)])
@@ -189,7 +195,8 @@ def test_ccr_eval_with_the_embedded_model(demo_home, tmp_path, embedded_generato
 def test_base_vs_tuned_table_carries_intervals_n_and_the_paired_verdict(demo_home, tmp_path, capsys):
     """Six examples, one per task: the structure jump (0/6 -> 6/6) is significant by McNemar, a
     per-task figure over one example never is, and every table says so."""
-    from engine import cli, metrics
+    from engine import cli
+    from engine.evaluation import metrics
 
     gens = {"base-m": FakeGenerator(lambda m: "CSAT: 1/5"), "tuned-m": FakeGenerator(_chain_answer)}
     report_path = tmp_path / "R.json"
@@ -283,7 +290,8 @@ def _faith_models(examples: list[dict]) -> tuple[dict, dict]:
 
 
 def test_faithfulness_figures_intervals_and_paired_tests(demo_home, tmp_path, capsys):
-    from engine import cli, metrics
+    from engine import cli
+    from engine.evaluation import metrics
 
     examples, _, _ = evaluate.load_examples(demo_home, limit=12)
     negative = sum(e["labels"]["sentiment"] == "negative" for e in examples)

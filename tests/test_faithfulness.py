@@ -20,8 +20,8 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from engine import quality as q  # noqa: E402
-from engine.chain import parse_chain, render_chain  # noqa: E402
+from engine.chains import quality as q  # noqa: E402
+from engine.chains.chain import parse_chain, render_chain  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------
 # Three calls and their faithful chains

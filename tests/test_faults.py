@@ -2,7 +2,7 @@
 started again, training killed and resumed, and several people pressing Start at once.
 
 Every test here runs the product's real code paths in real processes: the job engine's
-``Worker`` supervising ``python -m engine.jobs run`` children, the real Streamlit app, the
+``Worker`` supervising ``python -m engine.core.jobs run`` children, the real Streamlit app, the
 OpenAI-compatible fake teacher over HTTP (tests/fake_teacher_server.py), and the tiny Llama of
 tests/test_train.py. They assert what survives (rows, checkpoints, exports), never how long it
 took.
@@ -23,9 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from engine import api, data, jobs, store, train
-from engine.config import TrainConfig, load_config
-from engine.paths import CONFIGS, REPO
+from engine import api
+
+from engine.data import datasets
+
+from engine.core import jobs, store
+
+from engine.training import train
+from engine.core.config import TrainConfig, load_config
+from engine.core.paths import CONFIGS, REPO
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher_server import FakeTeacher  # noqa: E402
@@ -45,9 +51,9 @@ def teacher_values(server: FakeTeacher, n: int, batch: int) -> dict:
 
 
 def selection(db, n: int) -> list[int]:
-    from engine import generate
+    from engine.chains import chain_job
 
-    return generate.selection_ids(db, generate.resolve_dataset(db, None)[0], "train", n)
+    return chain_job.selection_ids(db, chain_job.resolve_dataset(db, None)[0], "train", n)
 
 
 def assert_one_chain_per_example(db, ids: list[int], attempts_each: int) -> None:
@@ -302,7 +308,7 @@ def test_app_killed_mid_job_and_restarted(demo_home, tmp_path, monkeypatch):
         assert f"job {import_id} (import)" in job["log_tail"]
         accepted = db.execute("SELECT COUNT(*) FROM examples e JOIN datasets d ON d.id = e.dataset_id "
                               "WHERE d.name = 'big'").fetchone()[0]
-        assert accepted == data.BATCH  # the one committed batch, nothing after the stop
+        assert accepted == datasets.BATCH  # the one committed batch, nothing after the stop
         assert_database_sound(db)
     finally:
         for a in apps:
@@ -511,24 +517,24 @@ def test_concurrent_start_presses_make_one_job_each(demo_home, tmp_path, monkeyp
 KILL_BEFORE_RENAME = """
 import os, signal, sys
 sys.path.insert(0, {repo!r})
-from engine import generate
+from engine.chains import chain_job
 os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # dies after writing, before the rename
-generate.export_reasoning({home!r}, {out!r})
+chain_job.export_reasoning({home!r}, {out!r})
 """
 
 
 def test_export_killed_before_its_rename_leaves_the_previous_file_whole(demo_home, tmp_path):
-    from engine import generate
-    from engine.config import to_dict
+    from engine.chains import chain_job
+    from engine.core.config import to_dict
 
     server = FakeTeacher().start()
     try:
         values = teacher_values(server, 6, 3)
-        cfg = generate.config_from(values)
-        generate.record_override(demo_home, cfg, "fault test")
+        cfg = chain_job.config_from(values)
+        chain_job.record_override(demo_home, cfg, "fault test")
         assert jobs.run_inline(demo_home, "generate", {**to_dict(cfg), "limit": 3}, echo=False)["status"] == "succeeded"
         out = tmp_path / "train_reasoning.jsonl"
-        generate.export_reasoning(demo_home, out)
+        chain_job.export_reasoning(demo_home, out)
         before = out.read_bytes()
         assert len(before.splitlines()) == 3
         assert jobs.run_inline(demo_home, "generate", to_dict(cfg), echo=False)["status"] == "succeeded"  # 6 now
@@ -540,5 +546,5 @@ def test_export_killed_before_its_rename_leaves_the_previous_file_whole(demo_hom
     assert out.read_bytes() == before  # the reader sees the old export, whole
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".train_reasoning.jsonl.")]
     assert leftovers and all(n.endswith(".tmp") for n in leftovers)  # the cut-short file is an obvious temp file
-    generate.export_reasoning(demo_home, out)
+    chain_job.export_reasoning(demo_home, out)
     assert len(out.read_text().splitlines()) == 6

@@ -18,10 +18,14 @@ import tracemalloc
 
 import pytest
 
-from engine import cli, config, models, quality, store
-from engine.config import ConfigError, TrainConfig, load_config
-from engine.models import ModelNotAvailable, PathNotAllowed
-from engine.paths import CONFIGS, REPO
+from engine import cli
+
+from engine.core import config, model_catalog, store
+
+from engine.chains import quality
+from engine.core.config import ConfigError, TrainConfig, load_config
+from engine.core.model_catalog import ModelNotAvailable, PathNotAllowed
+from engine.core.paths import CONFIGS, REPO
 
 
 def billion_laughs(levels: int = 9, flow: bool = False) -> str:
@@ -63,11 +67,11 @@ def test_a_run_outside_the_allowed_folders_is_refused_whatever_it_holds(home, ou
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(models, "load_model", no_loading)
+    monkeypatch.setattr(model_catalog, "load_model", no_loading)
     for name in (str(outside), f"run:{outside}", "run:../../elsewhere/run", "run:../elsewhere/run"):
         with pytest.raises(PathNotAllowed):
-            models.resolve_model(name, home)
-        ok, why = models.availability(name, home)
+            model_catalog.resolve_model(name, home)
+        ok, why = model_catalog.availability(name, home)
         assert ok is False
         # the real command: exit status 2 and one line, before any job exists or anything loads
         assert cli.main(["serve", "--home", str(home.data), "--model", name, "--port", "0"]) == 2
@@ -80,19 +84,19 @@ def test_a_run_outside_the_allowed_folders_is_refused_whatever_it_holds(home, ou
                                   "run:a\nb", "run:" + "x" * 101, "run:a\\b", "run:run:x"])
 def test_run_names_follow_the_run_name_rule(home, name):
     with pytest.raises(PathNotAllowed, match="a run is run:NAME") as err:
-        models.resolve_model(name, home)
+        model_catalog.resolve_model(name, home)
     assert len(str(err.value)) < 600  # a long name is quoted shortened
     with pytest.raises(PathNotAllowed):
-        models.run_dir(home, name[4:])
+        model_catalog.run_dir(home, name[4:])
     with pytest.raises(PathNotAllowed):  # RUN_NAME ends in $, which matches before a final newline
-        models.run_dir(home, "ok\n")
+        model_catalog.run_dir(home, "ok\n")
 
 
 def test_a_run_folder_linked_outside_is_refused(home, outside):
     (home.models / "linked").symlink_to(outside)
     for name in ("run:linked", "linked", str(home.models / "linked")):
         with pytest.raises(PathNotAllowed, match="outside the allowed folders"):
-            models.resolve_model(name, home)
+            model_catalog.resolve_model(name, home)
 
 
 def test_runs_inside_the_home_and_adapters_in_allowed_folders_still_resolve(home, outside, monkeypatch):
@@ -100,19 +104,19 @@ def test_runs_inside_the_home_and_adapters_in_allowed_folders_still_resolve(home
     mine.mkdir()
     (mine / "manifest.json").write_text(json.dumps({"base_model": "smollm2-135m-instruct"}))
     for name in ("run:mine", "mine", str(mine)):
-        spec = models.resolve_model(name, home)
+        spec = model_catalog.resolve_model(name, home)
         assert (spec.name, spec.kind, spec.adapter, spec.base) == ("run:mine", "run", str(mine), "smollm2-135m-instruct")
     with pytest.raises(ModelNotAvailable, match="trained run 'nope' not found"):
-        models.resolve_model("run:nope", home)
+        model_catalog.resolve_model("run:nope", home)
     # once the user allows its folder, an adapter outside the home is known by its path (not as a run)
     monkeypatch.setenv("CCR_ALLOWED_PATHS", str(outside.parent))
-    spec = models.resolve_model(str(outside), home)
+    spec = model_catalog.resolve_model(str(outside), home)
     assert (spec.name, spec.kind, spec.adapter, spec.base) == (str(outside.resolve()), "run", str(outside.resolve()),
                                                                "smollm2-135m-instruct")
-    assert models.availability(str(outside), home)[0] is True
+    assert model_catalog.availability(str(outside), home)[0] is True
     # still never as run:ABSOLUTE-PATH
     with pytest.raises(PathNotAllowed):
-        models.resolve_model(f"run:{outside}", home)
+        model_catalog.resolve_model(f"run:{outside}", home)
 
 
 def test_a_manifest_naming_itself_is_an_error_not_endless_recursion(home):
@@ -121,11 +125,11 @@ def test_a_manifest_naming_itself_is_an_error_not_endless_recursion(home):
         folder.mkdir()
         (folder / "manifest.json").write_text(json.dumps({"base_model": base}))
         with pytest.raises(ModelNotAvailable, match="loops"):
-            models.resolve_model(f"run:{name}", home)
+            model_catalog.resolve_model(f"run:{name}", home)
     (home.models / "junk").mkdir()
     (home.models / "junk" / "manifest.json").write_text("[1, 2")
     with pytest.raises(ModelNotAvailable, match="unreadable manifest.json"):
-        models.resolve_model("run:junk", home)
+        model_catalog.resolve_model("run:junk", home)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,7 +302,7 @@ def test_failures_of_the_input_print_one_error_line_and_exit_2(home, tmp_path, c
 
 
 def test_a_bug_keeps_its_traceback(home, tmp_path, monkeypatch, capsys):
-    from engine import infer
+    from engine.serving import infer
 
     def broken_job(ctx, config):
         return {}["no such key"]

@@ -4,7 +4,7 @@ import argparse
 import re
 
 from engine.cli import build_parser
-from engine.paths import REPO
+from engine.core.paths import REPO
 
 # Every Python file of the checkout: engine, pages, app, ui, bench, tests, scripts (not the
 # virtualenv, user state, build output or caches).
@@ -169,7 +169,8 @@ def _reachable_source(page: str) -> str:
 
 
 def _check_reference(page: str, ref: str) -> list[str]:
-    from engine import api, jobs
+    from engine import api
+    from engine.core import jobs
 
     problems = []
     app_pages = re.findall(r'st\.Page\("([^"]+)"', (REPO / "app.py").read_text())

@@ -11,8 +11,12 @@ import sys
 
 import pytest
 
-from engine import cli, data, importer, jobs, store, tasks
-from engine.paths import REPO
+from engine import cli
+
+from engine.data import datasets, importer, tasks
+
+from engine.core import jobs, store
+from engine.core.paths import REPO
 
 SYSTEM = {"role": "system", "content": "You are an analyst."}
 
@@ -106,7 +110,7 @@ def mixed_file(tmp_path):
 
 def test_import_keeps_good_lines_and_reports_bad_ones(home, mixed_file):
     messages = []
-    report = data.import_file(home, mixed_file, on_error=messages.append)
+    report = datasets.import_file(home, mixed_file, on_error=messages.append)
     expected_bad = {i + 1: reason for i, (_, reason) in enumerate(CASES) if reason}
     assert report["accepted"] == len(CASES) - len(expected_bad)
     assert report["rejected"] == len(expected_bad)
@@ -125,14 +129,14 @@ def test_import_keeps_good_lines_and_reports_bad_ones(home, mixed_file):
     good = [line for line, reason in CASES if reason is None]
     assert [r[0].encode() for r in db.execute("SELECT raw FROM examples ORDER BY source_line")] == good
     out = mixed_file.parent / "export.jsonl"
-    assert data.export_dataset(home, report["dataset"], out)["lines"] == len(good)
+    assert datasets.export_dataset(home, report["dataset"], out)["lines"] == len(good)
     assert out.read_bytes() == b"".join(line + b"\n" for line in good)
     assert json.loads(out.read_bytes().splitlines()[-1])["source"]["crm"] == "zendesk"
 
 
 def test_reimport_rejects_duplicates_and_adds_nothing(home, mixed_file):
-    data.import_file(home, mixed_file)
-    again = data.import_file(home, mixed_file)
+    datasets.import_file(home, mixed_file)
+    again = datasets.import_file(home, mixed_file)
     assert again["accepted"] == 0
     assert any("already in dataset" in reason for _, reason in again["errors"])
     assert again["rejected"] == len(CASES)  # every line accounted for, the good ones as duplicates
@@ -185,7 +189,7 @@ def test_csv_import(home, tmp_path):
         "c5,csat,Agent: Hi,CSAT: 3/5,three,\n",
         encoding="utf-8")
     errors = []
-    report = data.import_file(home, path, on_error=errors.append)
+    report = datasets.import_file(home, path, on_error=errors.append)
     assert report["accepted"] == 2
     # Line numbers are where each record starts: c1 spans lines 2-3.
     assert [line for line, _ in report["errors"]] == [5, 6, 7]
@@ -202,20 +206,20 @@ def test_csv_import(home, tmp_path):
 def test_csv_unknown_column_is_a_clear_error(home, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("transcript,answer,mood\nAgent: hi,CSAT: 3/5,ok\n")
-    report = data.import_file(home, path)
+    report = datasets.import_file(home, path)
     assert report["accepted"] == 0
     assert report["errors"] == [[1, "unknown CSV column 'mood' (known: " + ", ".join(
-        __import__("engine.importer", fromlist=["x"]).CSV_COLUMNS) + ")"]]
+        __import__("engine.data.importer", fromlist=["x"]).CSV_COLUMNS) + ")"]]
 
 
 def test_export_round_trip_is_atomic_and_complete(demo_home, tmp_path):
     out = tmp_path / "out" / "test.jsonl"
-    result = data.export_dataset(demo_home, "demo-seed0", out, split="test")
+    result = datasets.export_dataset(demo_home, "demo-seed0", out, split="test")
     assert result["lines"] == 60
     lines = out.read_text().splitlines()
     assert len(lines) == 60 and all(json.loads(l)["meta"]["id"] for l in lines)
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
-    again = data.import_file(demo_home, out, dataset="copy")
+    again = datasets.import_file(demo_home, out, dataset="copy")
     assert again["accepted"] == 60 and again["rejected"] == 0
 
 
@@ -295,13 +299,13 @@ def test_a_check_that_fails_unexpectedly_costs_only_its_line(home, tmp_path, mon
     lines = [json.dumps(chatml(i, task="csat")) for i in range(5)]
     lines[2] = lines[2].replace("CSAT: 2/5", "boom CSAT: 2/5")
     jsonl.write_text("\n".join(lines) + "\n")
-    report = data.import_file(home, jsonl)
+    report = datasets.import_file(home, jsonl)
     assert (report["accepted"], report["errors"]) == (4, [[3, "line could not be checked (RuntimeError: "
                                                               "'injected parser fault')"]])
     csv_path = tmp_path / "calls_test.csv"
     csv_path.write_text("id,task,transcript,answer\nc1,csat,Agent: Hi,CSAT: 2/5\nc2,csat,Agent: Hi,boom\n"
                         "c3,csat,Agent: Hi,CSAT: 4/5\n")
-    report = data.import_file(home, csv_path, dataset="csv")
+    report = datasets.import_file(home, csv_path, dataset="csv")
     assert report["accepted"] == 2 and [line for line, _ in report["errors"]] == [3]
     assert report["errors"][0][1].startswith("record could not be checked (RuntimeError")
 
@@ -322,7 +326,7 @@ def test_csv_and_jsonl_agree_on_numbers_answers_and_size(home, tmp_path):
         fh.write(f'c6,csat,"Agent: Hi\n{huge}",CSAT: 3/5,3,\n')  # one record over 1 MiB, over two lines
         fh.write("c8,csat,Agent: Hi,CSAT: 3/5,nan,\n")
         fh.write("c9,csat,Agent: Bye,CSAT: 4/5,4,\n")
-    report = data.import_file(home, csv_path, dataset="csv", split="train")
+    report = datasets.import_file(home, csv_path, dataset="csv", split="train")
     by_line = dict(report["errors"])
     assert by_line == {2: "label csat=3.0 out of range 1-5", 4: "empty answer (column answer)",
                        6: "record over 1 MiB (1048576 bytes)", 7: "record over 1 MiB (1048576 bytes)",
@@ -335,7 +339,7 @@ def test_csv_and_jsonl_agree_on_numbers_answers_and_size(home, tmp_path):
     jsonl = tmp_path / "calls.jsonl"
     jsonl.write_text("\n".join([jsonl_line(1, csat=3.0), jsonl_line(2, quality=87.5), jsonl_line(3, answer=""),
                                 jsonl_line(4, content=long), jsonl_line(5, content=huge)]) + "\n")
-    report = data.import_file(home, jsonl, dataset="jsonl", split="train")
+    report = datasets.import_file(home, jsonl, dataset="jsonl", split="train")
     assert dict(report["errors"]) == {1: "label csat=3.0 out of range 1-5",
                                       3: "messages[1]: empty answer (the assistant turn is blank)",
                                       5: "line over 1 MiB (1048576 bytes)"}
@@ -374,7 +378,7 @@ def test_a_file_name_that_is_not_utf8_is_reported_not_fatal(home, tmp_path):
     with open(path, "wb") as fh:
         fh.write(json.dumps(chatml(0)).encode() + b"\n{oops\n")
     messages = []
-    report = data.import_file(home, path, on_error=messages.append)
+    report = datasets.import_file(home, path, on_error=messages.append)
     assert (report["accepted"], report["rejected"]) == (1, 1)
     assert messages == [f"{tmp_path}/caf\\udce9_train.jsonl:2: invalid JSON (Expecting property name enclosed in "
                         "double quotes at column 2)"]

@@ -9,8 +9,8 @@ import textwrap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import importer
-from engine.paths import REPO
+from engine.data import importer
+from engine.core.paths import REPO
 
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1,
                max_size=40).filter(lambda s: s.strip())
@@ -105,9 +105,9 @@ def test_fifty_megabyte_file_is_streamed(tmp_path):
     probe = textwrap.dedent(f"""
         import resource, sys
         sys.path.insert(0, {str(REPO)!r})
-        from engine import data
+        from engine.data import datasets
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        r = data.import_file({str(tmp_path / 'home')!r}, {str(path)!r})
+        r = datasets.import_file({str(tmp_path / 'home')!r}, {str(path)!r})
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(r["accepted"], r["rejected"], r["errors"][0][0], r["errors"][0][1], (peak - base) // 1024)
     """)

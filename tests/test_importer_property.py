@@ -33,7 +33,11 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import cli, data, store
+from engine import cli
+
+from engine.data import datasets
+
+from engine.core import store
 
 # ---------------------------------------------------------------------------------------------
 # A JSON writer that can also write what json.dumps cannot or will not: duplicate keys, integers
@@ -264,7 +268,7 @@ def test_ccr_data_import_of_any_lines(tmp_path_factory, lines, crlf, split):
         assert isinstance(obj, dict) and obj["messages"] == json.loads(messages)
         assert obj["messages"][-1]["role"] == "assistant" and stored_split in ("train", "validation", "test")
     export = folder / "export.jsonl"
-    assert data.export_dataset(folder / "home", "p", export)["lines"] == accepted
+    assert datasets.export_dataset(folder / "home", "p", export)["lines"] == accepted
     assert export.read_bytes() == b"".join(raw_lines[line - 1] + b"\n" for line in stored)
     assert not any(isinstance(v, float) and not math.isfinite(v) for v in _numbers(rows))
     if split is None and any(kind == "valid" for kind, _ in lines):

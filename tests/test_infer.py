@@ -7,9 +7,11 @@ import json
 import pytest
 from phase3_fakes import FakeGenerator
 
-from engine import infer, tasks
-from engine.config import InferConfig
-from engine.jobs import JobStopped
+from engine.serving import infer
+
+from engine.data import tasks
+from engine.core.config import InferConfig
+from engine.core.jobs import JobStopped
 
 
 def _write_input(path, n: int = 7) -> None:
@@ -104,7 +106,8 @@ def test_refuses_to_overwrite_its_input(tmp_path):
 
 
 def test_ccr_infer_cli_runs_as_a_job_with_a_progress_bar(tmp_path, home, monkeypatch, capsys):
-    from engine import cli, generation, store
+    from engine import cli
+    from engine.core import generation, store
 
     fake = FakeGenerator(lambda m: "Churn risk: low")
     monkeypatch.setattr(generation, "LocalGenerator", lambda *a, **k: fake)

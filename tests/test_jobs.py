@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import data, jobs, store
-from engine.paths import REPO
+from engine.data import datasets
+
+from engine.core import jobs, store
+from engine.core.paths import REPO
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import arm_failpoint, wait_for  # noqa: E402
@@ -21,7 +23,7 @@ from helpers import arm_failpoint, wait_for  # noqa: E402
 @pytest.fixture(scope="module")
 def big_jsonl(tmp_path_factory):
     """~26k valid ChatML lines: an import long enough to cancel or kill mid-way."""
-    from engine import synth
+    from engine.data import synth
 
     out = tmp_path_factory.mktemp("big")
     synth.write_synth(out, preset="plan", seed=3)
@@ -74,7 +76,7 @@ def test_killed_child_is_marked_failed_with_log_tail(home, big_jsonl, monkeypatc
     assert job["status"] == "failed"
     assert "killed by signal 9" in job["error"]
     assert f"job {job_id} (import)" in job["log_tail"]
-    assert db.execute("SELECT COUNT(*) FROM examples").fetchone()[0] == data.BATCH  # the committed batch
+    assert db.execute("SELECT COUNT(*) FROM examples").fetchone()[0] == datasets.BATCH  # the committed batch
 
 
 def test_cancel_stops_a_running_job(home, big_jsonl, monkeypatch, tmp_path):
@@ -91,7 +93,7 @@ def test_cancel_stops_a_running_job(home, big_jsonl, monkeypatch, tmp_path):
         worker.stop()
     assert job["status"] == "cancelled"
     imported = db.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
-    assert imported == data.BATCH  # stopped part-way, after its one committed batch
+    assert imported == datasets.BATCH  # stopped part-way, after its one committed batch
 
 
 def test_two_workers_never_run_a_job_twice(home):

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from engine import metrics as M
-from engine.chain import render_chain
+from engine.evaluation import metrics as M
+from engine.chains.chain import render_chain
 
 
 def test_csat_exact_within_one_mae_and_unparsed_counted():
@@ -217,7 +217,7 @@ def test_paired_bootstrap_finds_a_consistent_shift_and_not_noise():
 
 def _rows(seed: int, n_per_task: int = 20) -> list[dict]:
     """Prediction rows over all six tasks with some unparsed answers and some wrong ones."""
-    from engine import tasks
+    from engine.data import tasks
 
     rng = random.Random(seed)
     rows = []

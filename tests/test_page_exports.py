@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import api, jobs, quality, store
+from engine import api
+
+from engine.core import jobs, store
+
+from engine.chains import quality
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_review import make_chains  # noqa: E402

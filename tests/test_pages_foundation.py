@@ -8,8 +8,10 @@ import textwrap
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import api, store
-from engine.paths import REPO
+from engine import api
+
+from engine.core import store
+from engine.core.paths import REPO
 
 APP = str(REPO / "app.py")
 
@@ -74,7 +76,7 @@ def test_data_page_shows_transcript_as_plain_text(app_env):
 
 
 def test_jobs_page_lists_jobs(app_env):
-    from engine import jobs
+    from engine.core import jobs
 
     job = jobs.run_inline(app_env, "synth", {"preset": "demo", "seed": 5}, echo=False)
     at = open_page("pages/jobs.py")

@@ -1,6 +1,6 @@
 """The answer parser on the messy outputs small models really write.
 
-``engine.tasks.parse_answer`` is strict; ``engine.metrics.parse_prediction`` (what evaluation
+``engine.data.tasks.parse_answer`` is strict; ``engine.evaluation.metrics.parse_prediction`` (what evaluation
 uses) adds a normalisation pass for markdown and bullet lists. Both are checked here: the strict
 parser where it already copes, the wrapper where it does not.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine import tasks
-from engine.chain import render_chain
-from engine.metrics import parse_prediction
+from engine.data import tasks
+from engine.chains.chain import render_chain
+from engine.evaluation.metrics import parse_prediction
 
 CASES = [
     # (task, model text, expected parse)

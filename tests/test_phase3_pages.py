@@ -9,10 +9,16 @@ import pytest
 from phase3_fakes import FakeGenerator
 from streamlit.testing.v1 import AppTest
 
-from engine import api, evaluate, serve, store
-from engine.chain import render_chain
-from engine.config import EvalConfig, ServeConfig
-from engine.paths import REPO
+from engine import api
+
+from engine.evaluation import evaluate
+
+from engine.serving import serve
+
+from engine.core import store
+from engine.chains.chain import render_chain
+from engine.core.config import EvalConfig, ServeConfig
+from engine.core.paths import REPO
 
 APP = str(REPO / "app.py")
 HOSTILE = "<script>alert('x')</script> **bold** CSAT: 1/5"
@@ -419,7 +425,7 @@ def test_evaluate_confusion_matrix_has_every_class_and_readable_counts(app_env):
     # Root cause: all ten causes on both axes.
     at.selectbox(key="conf-task").set_value("root_cause").run()
     conf = next(_figure(c) for c in at.get("plotly_chart") if _figure(c)["data"][0]["type"] == "heatmap")
-    from engine import tasks
+    from engine.data import tasks
 
     assert conf["data"][0]["y"] == list(tasks.ROOT_CAUSES)
     assert conf["data"][0]["x"] == list(tasks.ROOT_CAUSES) + ["unparsed"]

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import generate, jobs, store, teacher
-from engine.config import to_dict
+from engine.chains import chain_job, teacher
+
+from engine.core import jobs, store
+from engine.core.config import to_dict
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher_server import FakeTeacher  # noqa: E402
@@ -32,7 +34,7 @@ def tiny_model():
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from engine.models import embedded_folder
+    from engine.core.model_catalog import embedded_folder
 
     tok = AutoTokenizer.from_pretrained(str(embedded_folder()))
     torch.manual_seed(0)
@@ -48,7 +50,7 @@ def test_guided_local_decoding_reports_every_step_before_the_batch_ends(demo_hom
     gen = types.SimpleNamespace(model=model, tokenizer=tok, device="cpu", end_ids=[tok.eos_token_id],
                                 lock=threading.Lock())
     exs = some_examples(demo_home, 1)
-    cfg = generate.config_from({"part_tokens": 12, "batch_size": 1})
+    cfg = chain_job.config_from({"part_tokens": 12, "batch_size": 1})
     events: list[dict] = []
     outs = teacher._guided_local(gen, exs, cfg, 0.0, 0, progress=events.append)
     assert len(outs) == 1 and outs[0].text
@@ -63,7 +65,7 @@ def test_guided_local_decoding_reports_every_step_before_the_batch_ends(demo_hom
 
 def test_batched_generate_reports_every_decode_step():
     """LocalGenerator.generate (free mode, evaluation, batch inference): one event per new token."""
-    from engine.generation import LocalGenerator
+    from engine.core.generation import LocalGenerator
 
     model, tok = tiny_model()
     gen = LocalGenerator(loaded=(model, tok, {"name": "tiny"}))
@@ -76,7 +78,7 @@ def test_batched_generate_reports_every_decode_step():
 
 
 def test_http_teacher_reports_each_finished_request(demo_home, server):
-    cfg = generate.config_from({"backend": "openai", "teacher": "fake-teacher", "base_url": server.base_url,
+    cfg = chain_job.config_from({"backend": "openai", "teacher": "fake-teacher", "base_url": server.base_url,
                                 "guided": True, "concurrency": 2, "timeout_s": 10})
     events: list[dict] = []
     teacher.teach(some_examples(demo_home, 1), cfg, progress=events.append)
@@ -102,13 +104,13 @@ class RecordingContext(jobs.JobContext):
 def test_a_one_batch_generation_moves_the_job_row_at_least_three_times_before_the_batch_ends(demo_home, server):
     values = {"backend": "openai", "teacher": "fake-teacher", "base_url": server.base_url, "guided": True,
               "concurrency": 1, "timeout_s": 10, "limit": 2, "batch_size": 2, "attempts": 1}
-    cfg = generate.config_from(values)
-    generate.record_override(demo_home, cfg, "test")
+    cfg = chain_job.config_from(values)
+    chain_job.record_override(demo_home, cfg, "test")
     db = store.connect(demo_home)
     job_id = store.enqueue_job(db, "generate", to_dict(cfg))
     store.claim_job(db, "test", job_id=job_id)
     ctx = RecordingContext(demo_home, job_id)
-    result = generate.run_generate_job(ctx, to_dict(cfg))
+    result = chain_job.run_generate_job(ctx, to_dict(cfg))
     assert result["generated"] == 2
     # writes made while the one batch was in flight (no chain stored yet), each with the batch's state
     inside = [(p, s) for (p, s), n in zip(ctx.writes, ctx.chains_at_write) if n == 0 and s.get("batch")]
@@ -156,9 +158,9 @@ def test_ccr_jobs_list_shows_elapsed_rate_and_eta(home, capsys):
 
 def test_batch_inference_reports_inside_its_batch(home, tmp_path):
     """Batch inference (Deploy page, `ccr infer`): the one batch's decode steps reach the job row."""
-    from engine.config import InferConfig
-    from engine.generation import LocalGenerator
-    from engine.infer import run_infer
+    from engine.core.config import InferConfig
+    from engine.core.generation import LocalGenerator
+    from engine.serving.infer import run_infer
 
     model, tok = tiny_model()
     gen = LocalGenerator(loaded=(model, tok, {"name": "tiny"}))

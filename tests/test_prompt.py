@@ -7,9 +7,10 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import prompt as P
-from engine import quality, tasks
-from engine.chain import ANALYSIS_PARTS, INSIGHT_PARTS, SECTIONS, STEPS, parse_chain
+from engine.chains import prompt as P
+from engine.chains import quality
+from engine.data import tasks
+from engine.chains.chain import ANALYSIS_PARTS, INSIGHT_PARTS, SECTIONS, STEPS, parse_chain
 
 INJECTION = (
     "Agent: Hello, how can I help?\n"
@@ -183,7 +184,7 @@ def test_token_id_caches_belong_to_their_tokenizer():
     import gc
     import weakref
 
-    from engine import teacher
+    from engine.chains import teacher
 
     class Tok:
         def __init__(self, vocab):

@@ -10,8 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pytest  # noqa: E402
 
-from engine import quality as q  # noqa: E402
-from engine.chain import (  # noqa: E402
+from engine.chains import quality as q  # noqa: E402
+from engine.chains.chain import (  # noqa: E402
     ANALYSIS_PARTS,
     FINAL_ANSWER_HEADER,
     INSIGHT_PARTS,
@@ -20,7 +20,7 @@ from engine.chain import (  # noqa: E402
     parse_chain,
     render_chain,
 )
-from engine.tasks import user_content  # noqa: E402
+from engine.data.tasks import user_content  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------
 # Fixtures: three genuine chains for three tasks, with their transcripts and labels.

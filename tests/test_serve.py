@@ -19,9 +19,9 @@ import pytest
 from helpers import serve_url
 from phase3_fakes import FakeGenerator
 
-from engine import serve
-from engine.config import ServeConfig
-from engine.paths import REPO
+from engine.serving import serve
+from engine.core.config import ServeConfig
+from engine.core.paths import REPO
 
 KEY = "test-key-123"
 MODEL = "smollm2-135m-instruct"
@@ -303,14 +303,14 @@ def test_ccr_serve_in_the_foreground(tmp_path):
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "requests served" in out
-    from engine import store
+    from engine.core import store
 
     db = store.connect(tmp_path / "home")
     assert db.execute("SELECT kind, status FROM jobs").fetchall() == [("serve", "succeeded")]
 
 
 def _teacher_example() -> dict:
-    from engine import synth, tasks
+    from engine.data import synth, tasks
 
     ex = synth.make_example("demo", "test", 0)
     user = next(m["content"] for m in ex["messages"] if m["role"] == "user")
@@ -321,9 +321,9 @@ def _teacher_example() -> dict:
 @pytest.mark.slow
 def test_round_trip_phase1_openai_teacher_generates_through_ccr_serve(real_server, monkeypatch):
     """Phase 1's OpenAI-compatible teacher backend, pointed at our server, gets a chain back."""
-    from engine import teacher
-    from engine.chain import parse_chain
-    from engine.config import GenerateConfig
+    from engine.chains import teacher
+    from engine.chains.chain import parse_chain
+    from engine.core.config import GenerateConfig
 
     monkeypatch.setenv("CCR_TEST_SERVE_KEY", KEY)
     before = httpx.get(f"{real_server.url}/health").json()["served"]

@@ -23,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine import serve
-from engine.config import ServeConfig
-from engine.generation import Completion, LocalGenerator
+from engine.serving import serve
+from engine.core.config import ServeConfig
+from engine.core.generation import Completion, LocalGenerator
 
 MODEL = "echo"
 CONTEXT = 512  # the echo model's context: longer prompts get 400 context_length_exceeded
@@ -77,7 +77,7 @@ class TokenizerEcho:
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from engine.models import embedded_folder
+    from engine.core.model_catalog import embedded_folder
 
     tok = AutoTokenizer.from_pretrained(str(embedded_folder()))
     tok.chat_template = TEMPLATE

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from engine import store
+from engine.core import store
 
 
 def test_migrations_rerun_safely(home):
@@ -112,7 +112,7 @@ def test_stale_running_jobs_are_recovered(home):
 def test_a_killed_ccr_commands_job_is_interrupted_not_queued(home):
     """A job run inline by a ``ccr`` command that was killed: its user reruns the command, so a
     worker must not start it too (two trainers on one run folder); ``run_inline`` recovers it."""
-    from engine import jobs
+    from engine.core import jobs
 
     db = store.connect(home)
     dead = store.enqueue_job(db, "train", {})

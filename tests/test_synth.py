@@ -14,8 +14,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import synth  # noqa: E402
-from engine.tasks import (  # noqa: E402
+from engine.data import synth  # noqa: E402
+from engine.data.tasks import (  # noqa: E402
     COACHING_BEHAVIOURS,
     ROOT_CAUSES,
     SYSTEM_PROMPT,

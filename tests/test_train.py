@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import store
-from engine.config import TrainConfig, load_config
-from engine.paths import CONFIGS
+from engine.core import store
+from engine.core.config import TrainConfig, load_config
+from engine.core.paths import CONFIGS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import wait_for  # noqa: E402
@@ -51,7 +51,7 @@ def tiny_model(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from engine.models import embedded_folder
+    from engine.core.model_catalog import embedded_folder
 
     folder = tmp_path_factory.mktemp("tiny") / "tiny-llama"
     tokenizer = AutoTokenizer.from_pretrained(embedded_folder())
@@ -74,7 +74,7 @@ def tiny_home(home, tiny_model, monkeypatch):
 
 
 def tiny_config(home, tiny_model, *extra) -> TrainConfig:
-    from engine import train
+    from engine.training import train
 
     cfg = load_config(TrainConfig, None, [f"base_model={tiny_model}", f"data={home.data / 'train_chat.jsonl'}",
                                           *TINY_OVERRIDES, *extra])
@@ -89,7 +89,7 @@ def tiny_config(home, tiny_model, *extra) -> TrainConfig:
 def test_labels_mask_everything_but_the_assistant_turns(tiny_model):
     from transformers import AutoTokenizer
 
-    from engine.train import encode_example
+    from engine.training.train import encode_example
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Rate the call."},
@@ -121,7 +121,7 @@ def test_labels_mask_everything_but_the_assistant_turns(tiny_model):
 
 
 def test_collate_pads_to_the_batch_and_keeps_logits_only_at_labels():
-    from engine.train import collate
+    from engine.training.train import collate
 
     feats = [{"input_ids": [5, 6, 7, 8], "labels": [-100, -100, 7, 8]}, {"input_ids": [5, 6], "labels": [-100, 6]}]
     batch = collate(feats, pad_id=2, logits_only=True)
@@ -134,7 +134,7 @@ def test_collate_pads_to_the_batch_and_keeps_logits_only_at_labels():
 
 
 def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_groups_lengths():
-    from engine.train import EpochSampler
+    from engine.training.train import EpochSampler
 
     rng = random.Random(1)
     lengths = [rng.randint(10, 500) for _ in range(200)]
@@ -153,7 +153,7 @@ def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_groups_lengths():
 
 
 def test_bad_training_data_names_file_and_line(tmp_path):
-    from engine.train import DataError, read_chatml
+    from engine.training.train import DataError, read_chatml
 
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(_example(random.Random(0), 0)) + "\n{not json\n")
@@ -173,8 +173,10 @@ def test_cli_run_writes_adapter_manifest_metrics_and_changes_only_lora(tiny_home
     import torch
     from safetensors.torch import load_file
 
-    from engine import cli, train
-    from engine.models import load_model
+    from engine import cli
+
+    from engine.training import train
+    from engine.core.model_catalog import load_model
 
     rc = cli.main(["train", "--home", str(tiny_home.data), "--config", str(CONFIGS / "smollm2_cpu.yaml"),
                    "--data", str(tiny_home.data / "train_chat.jsonl"), "--run", "cli-run",
@@ -232,8 +234,8 @@ KILLER = """
 import os, signal, sys
 sys.path.insert(0, {repo!r})
 from transformers import TrainerCallback
-from engine import train
-from engine.config import TrainConfig, load_config
+from engine.training import train
+from engine.core.config import TrainConfig, load_config
 
 class DieAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
@@ -251,7 +253,7 @@ def _losses(db, run: str) -> dict:
 
 
 def test_killed_run_resumes_from_last_complete_checkpoint_with_the_same_losses(tiny_home, tiny_model):
-    from engine import train
+    from engine.training import train
 
     overrides = [f"base_model={tiny_model}", *TINY_OVERRIDES, "max_steps=8",
                  f"data={tiny_home.data / 'train_chat.jsonl'}", f"eval_data={tiny_home.data / 'validation_chat.jsonl'}"]
@@ -287,7 +289,7 @@ def test_killed_run_resumes_from_last_complete_checkpoint_with_the_same_losses(t
 
 
 def test_checkpoint_helpers_skip_and_rotate(tmp_path):
-    from engine import train
+    from engine.training import train
 
     folder = tmp_path / "run"
     for step in (2, 4, 6, 8):
@@ -308,7 +310,7 @@ def test_checkpoint_helpers_skip_and_rotate(tmp_path):
 def test_stop_saves_a_checkpoint_and_resume_finishes(tiny_home, tiny_model, how, status):
     """A pause from the page, or a signal to the job's process ("local"), saves a checkpoint and
     leaves the run paused or interrupted (never "succeeded" without an adapter); resume finishes it."""
-    from engine import train
+    from engine.training import train
 
     cfg = tiny_config(tiny_home, tiny_model, "max_steps=6", "save_steps=100")
     calls = {"n": 0}
@@ -336,7 +338,9 @@ def test_job_pause_and_resume_through_the_job_engine(tiny_home, tiny_model, monk
     on a machine of any speed."""
     import threading
 
-    from engine import jobs, train
+    from engine.core import jobs
+
+    from engine.training import train
 
     launch = train.prepare_launch(tiny_home, config_path=str(CONFIGS / "smollm2_cpu.yaml"),
                                   overrides=[f"base_model={tiny_model}", *TINY_OVERRIDES, "max_steps=40",
@@ -384,8 +388,10 @@ def test_export_adapter_and_merged_model(tiny_home, tiny_model):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from engine import cli, train
-    from engine.models import load_model
+    from engine import cli
+
+    from engine.training import train
+    from engine.core.model_catalog import load_model
 
     train.train(tiny_home, "exp", tiny_config(tiny_home, tiny_model, "max_steps=2", "eval_steps=0"), log=lambda m: None)
     assert cli.main(["export", "model", "--home", str(tiny_home.data), "--run", "exp"]) == 0
@@ -443,7 +449,7 @@ def test_dry_run_of_the_mistral_preset_prints_the_plans_share(home, capsys, monk
     assert "gradient checkpointing" in out and "disk" in out and "checkpoints" in out
     assert f"{data}" in out and "40 examples" in out and "steps per epoch" in out
     # gradient checkpointing must shrink the activation estimate
-    from engine import dryrun
+    from engine.training import dryrun
 
     e = dryrun.estimate(load_config(TrainConfig, CONFIGS / "mistral_7b_mac.yaml"), home, str(data))
     assert e["memory"]["activations_checkpointed"] < e["memory"]["activations"] / 5
@@ -453,7 +459,7 @@ def test_dry_run_of_the_mistral_preset_prints_the_plans_share(home, capsys, monk
 def test_an_empty_validation_export_beside_the_training_file_is_skipped(tmp_path):
     """Phase 1's export writes validation_reasoning.jsonl even with no validation chains; the
     automatic pick must then train without evaluation instead of failing on an empty file."""
-    from engine.train import sibling_validation
+    from engine.training.train import sibling_validation
 
     train_file = tmp_path / "train_reasoning.jsonl"
     train_file.write_text('{"messages": []}\n')

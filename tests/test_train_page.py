@@ -9,14 +9,14 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from engine import store
+from engine.core import store
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _fake_run(home, name: str, status: str, steps: int, job_status: str) -> None:
     """A run as training leaves it: folder, manifest, checkpoints with markers, metrics rows, job row."""
-    from engine import train
+    from engine.training import train
 
     folder = home.models / name
     (folder / "checkpoints").mkdir(parents=True)

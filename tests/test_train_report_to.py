@@ -10,7 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import tiny_config, tiny_home, tiny_model  # noqa: E402,F401  (fixtures)
 
-from engine import store  # noqa: E402
+from engine.core import store  # noqa: E402
 
 
 def _event_accumulator():
@@ -33,7 +33,7 @@ def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_report_to_tensorboard_writes_the_runs_losses(tiny_home, tiny_model):
-    from engine import train
+    from engine.training import train
 
     _event_accumulator()
     cfg = tiny_config(tiny_home, tiny_model, "max_steps=3", "eval_steps=3", "report_to=tensorboard")
@@ -54,7 +54,7 @@ def test_report_to_tensorboard_writes_the_runs_losses(tiny_home, tiny_model):
 
 
 def test_no_report_to_writes_no_tracker_files(tiny_home, tiny_model):
-    from engine import train
+    from engine.training import train
 
     cfg = tiny_config(tiny_home, tiny_model, "max_steps=1", "eval_steps=0")
     assert cfg.report_to == [] and train.report_trackers(cfg) == []

@@ -15,8 +15,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import api, cli, estimate, generate, store
-from engine.config import to_dict
+from engine import api, cli, estimate
+
+from engine.chains import chain_job
+
+from engine.core import store
+from engine.core.config import to_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +64,7 @@ def finished_job(home, kind: str, config: dict, result: dict, seconds: float = 1
 
 
 def gen_config(home, **extra) -> dict:
-    return to_dict(generate.config_from({**extra}, path=REPO / "configs" / "generate_smollm2_cpu.yaml"))
+    return to_dict(chain_job.config_from({**extra}, path=REPO / "configs" / "generate_smollm2_cpu.yaml"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,7 +73,7 @@ def gen_config(home, **extra) -> dict:
 
 
 def test_an_invalid_limit_disables_test_and_launch_and_says_why(page, demo_home):
-    generate.record_override(demo_home, generate.config_from(None, path=REPO / "configs" / "generate_smollm2_cpu.yaml"),
+    chain_job.record_override(demo_home, chain_job.config_from(None, path=REPO / "configs" / "generate_smollm2_cpu.yaml"),
                              "test")  # the gate is open: only the field keeps the launch closed
     at = page("pages/generate.py")
     limit = field(at, "text_input", "Examples to generate (empty: all)")
@@ -96,7 +100,7 @@ def test_every_number_on_generate_has_bounds(page):
 
 
 def test_a_long_run_asks_for_a_confirmation_that_names_the_estimate(page, demo_home):
-    generate.record_override(demo_home, generate.config_from(None, path=REPO / "configs" / "generate_smollm2_cpu.yaml"),
+    chain_job.record_override(demo_home, chain_job.config_from(None, path=REPO / "configs" / "generate_smollm2_cpu.yaml"),
                              "test")
     at = page("pages/generate.py")
     assert "Estimate: about 50 min: 300 examples at 0.1 ex/s (no measurement yet: rough default" in texts(at)
@@ -115,7 +119,7 @@ def test_a_long_run_asks_for_a_confirmation_that_names_the_estimate(page, demo_h
 def test_the_estimate_uses_the_speed_measured_on_this_machine(page, demo_home):
     cfg = gen_config(demo_home)
     job = finished_job(demo_home, "generate", cfg, {"new_chains": 4, "examples_per_s": 0.026, "generated": 4})
-    generate.record_override(demo_home, generate.config_from(cfg), "test")
+    chain_job.record_override(demo_home, chain_job.config_from(cfg), "test")
     at = page("pages/generate.py")
     assert f"about 3 h 12 min: 300 examples at 0.026 ex/s measured on job #{job}" in texts(at)
 
@@ -238,18 +242,18 @@ def test_dry_runs_print_the_estimate_and_create_no_job(demo_home, capsys):
 
 
 def test_switching_dataset_clears_the_previous_datasets_run_and_gate(page, demo_home):
-    from engine import data
+    from engine.data import datasets
 
     cfg = gen_config(demo_home)
-    ds_id, _ = generate.resolve_dataset(store.connect(demo_home), "demo-seed0")
-    ex = generate.selection_ids(store.connect(demo_home), ds_id, "train", 1)[0]
-    tid, pk = generate._keys(generate.config_from(cfg))
+    ds_id, _ = chain_job.resolve_dataset(store.connect(demo_home), "demo-seed0")
+    ex = chain_job.selection_ids(store.connect(demo_home), ds_id, "train", 1)[0]
+    tid, pk = chain_job._keys(chain_job.config_from(cfg))
     store.add_gate_test(store.connect(demo_home), ex, tid, pk, cfg, "text", 90.0, {})
     finished_job(demo_home, "generate", {**cfg, "dataset": "demo-seed0"}, {"summary": "generated 2, passed 2"})
     at = page("pages/generate.py")
     assert "Gate passed" in texts(at) and "generated 2, passed 2" in texts(at)
 
-    data.synthesize(demo_home, "demo", 1)
+    datasets.synthesize(demo_home, "demo", 1)
     api.set_current_dataset("demo-seed1")
     at.run()
     assert not at.exception
@@ -369,7 +373,7 @@ def test_ccr_data_rename_and_delete(demo_home, capsys):
 
 
 def test_synth_result_is_written_in_words(page, demo_home):
-    from engine import jobs
+    from engine.core import jobs
 
     job = jobs.run_inline(demo_home, "synth", {"preset": "demo", "seed": 3}, echo=False)
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)

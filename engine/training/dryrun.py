@@ -30,8 +30,8 @@ import os
 import sys
 from pathlib import Path
 
-from engine.config import TrainConfig, load_config
-from engine.paths import Home, resolve_home
+from engine.core.config import TrainConfig, load_config
+from engine.core.paths import Home, resolve_home
 
 GIB = 2**30
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -40,7 +40,7 @@ TOKENIZER_BYTES = 8 * 2**20  # tokenizer files saved with each checkpoint (a few
 
 def arch_config(cfg: TrainConfig, home: Home | None = None) -> tuple[dict, str]:
     """The base model's architecture config (a dict) and where it came from, without weights or network."""
-    from engine.models import resolve_model
+    from engine.core.model_catalog import resolve_model
 
     spec = resolve_model(cfg.base_model, home)
     path = spec.arch_config
@@ -59,7 +59,7 @@ def arch_config(cfg: TrainConfig, home: Home | None = None) -> tuple[dict, str]:
 
 def resolve_precision(cfg: TrainConfig) -> tuple[str, str, str]:
     """(device, precision, reason) as training would pick them on this machine."""
-    from engine.models import pick_device, precision_choice
+    from engine.core.model_catalog import pick_device, precision_choice
 
     device = cfg.device
     if device == "auto":
@@ -135,7 +135,7 @@ def data_summary(path: str | None, cfg: TrainConfig, home: Home | None) -> dict 
     """Examples, tokens (by the base model's tokenizer when it is on this machine) and steps per epoch."""
     if not path or not Path(path).exists():
         return None
-    from engine.train import ensure_chat_template, read_chatml
+    from engine.training.train import ensure_chat_template, read_chatml
 
     records = read_chatml(path)
     lengths, how = None, "estimated at 4 characters per token (tokenizer not on this machine)"
@@ -166,7 +166,7 @@ def data_summary(path: str | None, cfg: TrainConfig, home: Home | None) -> dict 
 def _tokenizer(name: str, home: Home | None):
     from transformers import AutoTokenizer
 
-    from engine.models import embedded_folder, resolve_model
+    from engine.core.model_catalog import embedded_folder, resolve_model
 
     spec = resolve_model(name, home)
     if spec.kind == "run":
@@ -282,9 +282,9 @@ def format_estimate(e: dict, title: str | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m engine.dryrun --config FILE [--data FILE] [--json] [key=value ...]`` (the page runs this
+    """``python -m engine.training.dryrun --config FILE [--data FILE] [--json] [key=value ...]`` (the page runs this
     in a subprocess so the UI process never imports torch)."""
-    parser = argparse.ArgumentParser(prog="python -m engine.dryrun")
+    parser = argparse.ArgumentParser(prog="python -m engine.training.dryrun")
     parser.add_argument("--config")
     parser.add_argument("--data")
     parser.add_argument("--home")

@@ -89,7 +89,7 @@ def check_bind(host: str, api_key: str | None) -> None:
     >>> check_bind("0.0.0.0", None)
     Traceback (most recent call last):
     ...
-    engine.serve.ServeError: refusing to bind 0.0.0.0 without an API key: anyone on the network could use the model. Pass --api-key KEY (or bind 127.0.0.1).
+    engine.serving.serve.ServeError: refusing to bind 0.0.0.0 without an API key: anyone on the network could use the model. Pass --api-key KEY (or bind 127.0.0.1).
     """
     if not is_loopback(host) and not api_key:
         raise ServeError(f"refusing to bind {host} without an API key: anyone on the network could use the model. "
@@ -817,7 +817,7 @@ class Server:
         sock = _bind(self.cfg.host, self.cfg.port)  # before loading the model: a busy port fails fast
         self.port = sock.getsockname()[1]
         if self.generator is None:
-            from engine.evaluate import load_generator
+            from engine.evaluation.evaluate import load_generator
 
             self.generator = load_generator(self.cfg.model, self.home, device=self.cfg.device, dtype=self.cfg.dtype)
         asgi, self.app = create_app(self.generator, self.cfg)
@@ -859,8 +859,8 @@ class Server:
 
 def run_serve_job(ctx, config: dict) -> dict:
     """The ``serve`` job: serve until cancelled (or idle for ``idle_shutdown_s``)."""
-    from engine.config import ServeConfig, load_config
-    from engine.jobs import JobStopped
+    from engine.core.config import ServeConfig, load_config
+    from engine.core.jobs import JobStopped
 
     cfg = load_config(ServeConfig, data=config)
     check_bind(cfg.host, cfg.api_key)

@@ -13,10 +13,10 @@ Conventions, in one place:
   neither side uses does not drag it down.
 - Coaching is a set task: precision/recall/F1 are micro-averaged over behaviours (true
   positives are behaviours in both sets), and ``exact_set_accuracy`` asks for the whole set.
-- Structure compliance reads the text with ``engine.chain.parse_chain``: all three sections
+- Structure compliance reads the text with ``engine.chains.chain.parse_chain``: all three sections
   present and closed, all five steps with their titles, sections in order.
 
-``parse_prediction`` is ``engine.tasks.parse_answer`` (the one parser, shared with the quality
+``parse_prediction`` is ``engine.data.tasks.parse_answer`` (the one parser, shared with the quality
 scorer), which copes with the messy answers small models write.
 """
 
@@ -27,7 +27,7 @@ import random
 import statistics
 from collections.abc import Iterable, Sequence
 
-from engine import tasks
+from engine.data import tasks
 
 UNPARSED = "unparsed"
 
@@ -378,14 +378,14 @@ TASK_METRICS = {
 def structure_of(text: str) -> dict:
     """Which parts of the reasoning structure a text has.
 
-    >>> from engine.chain import render_chain
+    >>> from engine.chains.chain import render_chain
     >>> full = render_chain({n: "x" for n in range(1, 6)}, {}, {}, "CSAT: 4/5")
     >>> structure_of(full)
     {'all_sections': True, 'all_steps': True, 'in_order': True, 'compliant': True}
     >>> structure_of("CSAT: 4/5")["compliant"]
     False
     """
-    from engine.chain import SECTIONS, STEPS, parse_chain
+    from engine.chains.chain import SECTIONS, STEPS, parse_chain
 
     p = parse_chain(text or "")
     sections = all(p["present"][s] and p["closed"][s] for s in SECTIONS)

@@ -30,10 +30,12 @@ import re
 import time
 from pathlib import Path
 
-from engine import quality, store
-from engine.config import GenerateConfig, load_config, to_dict
-from engine.fileio import atomic_write
-from engine.paths import Home, resolve_home
+from engine.chains import quality
+
+from engine.core import store
+from engine.core.config import GenerateConfig, load_config, to_dict
+from engine.core.fileio import atomic_write
+from engine.core.paths import Home, resolve_home
 
 STATUSES = ("passed", "flagged", "approved", "rejected")
 FAITHFUL_TARGET = 0.95   # share of chains with no contradiction and no unsupported specific
@@ -41,7 +43,7 @@ BUCKETS = [f"{b}-{b + 9}" for b in range(0, 90, 10)] + ["90-100"]
 
 
 def _keys(cfg) -> tuple[str, str]:
-    from engine.teacher import prompt_key, teacher_id
+    from engine.chains.teacher import prompt_key, teacher_id
 
     return teacher_id(cfg), prompt_key(cfg)
 
@@ -157,7 +159,7 @@ def balanced_order(rows, seed: int = 0) -> list[int]:
     examples are left, and the shares are then as even as the data allows. Deterministic: the
     same rows and seed give the same order (a string seed hashes the same in every process).
     """
-    from engine.tasks import TASKS
+    from engine.data.tasks import TASKS
 
     by_task: dict[str, dict[str, list[int]]] = {}
     for row_id, task, labels in sorted(rows, key=lambda r: r[0]):
@@ -189,7 +191,7 @@ def balance_counts(db, ids: list[int]) -> dict[str, dict[str, int]]:
 
 def _task_key(item) -> tuple:
     """Sort key of a (task, ...) pair: the six tasks in their usual order, unknown ones after."""
-    from engine.tasks import TASKS
+    from engine.data.tasks import TASKS
 
     task = item[0]
     return (TASKS.index(task), "") if task in TASKS else (len(TASKS), task or "")
@@ -218,7 +220,7 @@ def structure_faults(text: str) -> list[str]:
     as a header, say), a raw chat control token. A chain with any is never accepted as passed:
     it is retried, then flagged for review.
 
-    >>> from engine.chain import render_chain
+    >>> from engine.chains.chain import render_chain
     >>> structure_faults(render_chain({n: "Calm." for n in range(1, 6)}, {}, {}, "CSAT: 3/5"))
     []
     >>> chain = render_chain({1: "Calm.\\nStep 3 - Interaction Quality Assessment", 2: "x", 3: "y", 4: "z",
@@ -226,7 +228,7 @@ def structure_faults(text: str) -> list[str]:
     >>> structure_faults(chain)
     ['steps out of order', 'Step 3 appears 2 times', 'a raw chat control token']
     """
-    from engine.chain import parse_chain
+    from engine.chains.chain import parse_chain
 
     p = parse_chain(text)
     faults = list(p["problems"])
@@ -260,13 +262,13 @@ def chain_reasons(result: dict, threshold: float = quality.THRESHOLD) -> list[st
 
 
 def judge_attempts(cfg, pairs: list[tuple[dict, dict]], everything: bool = False) -> dict:
-    """Rate scored attempts with the judge model (``cfg.judge``; engine/judge.py) and add its
+    """Rate scored attempts with the judge model (``cfg.judge``; engine/chains/judge.py) and add its
     criterion to each, in place. ``pairs``: (example, attempt) where an attempt has ``text``,
     ``score``, ``criteria``, ``sections_ok`` and ``faults``. Only attempts the scorer accepts are
     sent (``everything``: all of them, for the gate test); the requests run concurrently. The
     judge's failures are recorded per attempt ("judge unavailable"), never raised. Returns counts:
     rated, unfaithful, unavailable, not_sent, and the first error."""
-    from engine import judge
+    from engine.chains import judge
 
     send = [(ex, a) for ex, a in pairs if everything or accepted(a, cfg.threshold)]
     verdicts = {id(a): v for (_, a), v in zip(send, judge.rate(cfg.judge, [(ex, a["text"]) for ex, a in send]))}
@@ -342,7 +344,7 @@ def record_override(home: Home | str | None, cfg, reason: str | None = None) -> 
 
 def run_test(home: Home | str | None, cfg, log=print) -> dict:
     """Generate and score one example (attempt-1 sampling) and record it as a gate test."""
-    from engine import teacher
+    from engine.chains import teacher
 
     cfg = config_from(cfg)
     home = resolve_home(home)
@@ -433,7 +435,7 @@ def _settle(attempts: list[dict], cfg) -> tuple[str | None, dict | None]:
 
 def run_generate_job(ctx, config: dict) -> dict:
     """Job kind ``generate``: the gate test (``test: true``) or the full, resumable run."""
-    from engine import teacher
+    from engine.chains import teacher
 
     cfg = config_from(config)
     if cfg.test:
@@ -472,7 +474,7 @@ def run_generate_job(ctx, config: dict) -> dict:
             r = score_for(by_id[ex_id], a["text"])
             stored_judge = a.pop("judged")
             if isinstance(stored_judge, dict):  # the judge's recorded rating is kept, not asked again
-                from engine import judge
+                from engine.chains import judge
 
                 judge.reapply(r, stored_judge, cfg.judge, cfg.threshold)
             a.update(score=r["score"], criteria=r["criteria"], sections_ok=r["sections_ok"],

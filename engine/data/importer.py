@@ -25,13 +25,13 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine import tasks
+from engine.data import tasks
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a JSONL line, or a CSV record (all its fields together)
 MAX_DEPTH = 64  # nesting levels of one line; ChatML needs 4 (line, messages, message, value)
 INT_RANGE = (-(1 << 63), (1 << 63) - 1)  # what SQLite's INTEGER and most JSON readers hold exactly
 # Labels are read from the end of the answer only: the answer line is its last line, and the
-# answer patterns in engine.tasks can take quadratic time on long runs of blanks.
+# answer patterns in engine.data.tasks can take quadratic time on long runs of blanks.
 ANSWER_TAIL_CHARS = 1000
 ROLES = ("system", "user", "assistant")
 SPLITS = ("train", "validation", "test")

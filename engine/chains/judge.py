@@ -1,6 +1,6 @@
 """The optional judge: a second model rates each generated chain's faithfulness.
 
-The scorer's faithfulness checks (``engine.quality``) are deterministic and fast, but they read
+The scorer's faithfulness checks (``engine.chains.quality``) are deterministic and fast, but they read
 vocabularies: a fluent sentence that misstates the call in words they do not know passes them.
 A user with a capable model (Qwen2.5-7B-Instruct on vLLM, say) can add it as a judge with
 ``judge.enabled=true`` in the generate config: the generation job sends every chain that passes
@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import types
 
-from engine import prompt as P
+from engine.chains import prompt as P
 
 MIN_POINTS = 10.0     # the least an unfaithful rating costs
 CAP_BELOW = 10.0      # an unfaithful chain is capped this far below the generation threshold
@@ -108,7 +108,7 @@ def rate(settings, items: list[tuple[dict, str]]) -> list[dict]:
     """Verdicts (``parse_verdict``) for (example, chain text) pairs, in order, requested
     concurrently and greedily; a pair whose request failed or whose answer is not a verdict gets
     ``{"error": why}`` instead. Never raises for the judge's failures."""
-    from engine import teacher
+    from engine.chains import teacher
 
     if not items:
         return []
@@ -134,7 +134,7 @@ def entry(verdict: dict | None, settings, score: float, threshold: float) -> dic
     when the rating is below ``settings.threshold``, nothing otherwise; ``verdict`` None means the
     chain was not sent (the scorer fails it already).
 
-    >>> from engine.config import JudgeSettings
+    >>> from engine.core.config import JudgeSettings
     >>> e = entry({"rating": 2, "reason": "Invents a refund.", "sentences": ["A $50 refund."]},
     ...           JudgeSettings(model="m"), 85.0, 70.0)
     >>> e["points"], e["faithful"], e["reason"]

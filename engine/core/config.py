@@ -327,7 +327,7 @@ class ImportConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Phase 2: LoRA fine-tuning (engine/train.py, engine/dryrun.py, configs/*_mac.yaml / *_cuda.yaml / *_cpu.yaml)
+# Phase 2: LoRA fine-tuning (engine/training/train.py, engine/training/dryrun.py, configs/*_mac.yaml / *_cuda.yaml / *_cpu.yaml)
 # ---------------------------------------------------------------------------------------------
 
 LORA_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -460,7 +460,7 @@ class ServeConfig:
 
 @dataclass
 class JudgeSettings:
-    """An optional second model that rates each generated chain's faithfulness (engine/judge.py)."""
+    """An optional second model that rates each generated chain's faithfulness (engine/chains/judge.py)."""
 
     enabled: bool = opt(False, "Ask a judge model (any OpenAI-compatible server) to rate each chain's faithfulness "
                         "to its transcript and labels; its rating and reason join the score breakdown and the "

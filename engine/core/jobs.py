@@ -5,7 +5,7 @@ Why a child process per job: a crash, an out-of-memory kill or a cancel of a hea
 is only reliably returned when its process exits.
 
 Life of a job: ``enqueue`` (status queued) -> a worker ``claim``s it (running) and starts
-``python -m engine.jobs run JOB_ID`` -> the child runs the job's function with a ``JobContext``
+``python -m engine.core.jobs run JOB_ID`` -> the child runs the job's function with a ``JobContext``
 (progress, stop requests, logging) and closes the row (succeeded / failed / cancelled / paused)
 -> the worker reaps the process; if the child died without closing its row, the worker marks
 it failed with the tail of its log.
@@ -33,20 +33,20 @@ import time
 import traceback
 from pathlib import Path
 
-from engine import store
-from engine.paths import Home, resolve_home
+from engine.core import store
+from engine.core.paths import REPO, Home, resolve_home
 
 # kind -> "module:function". A plain dict: adding a phase is one line here.
 JOB_KINDS = {
-    "synth": "engine.data:run_synth_job",
-    "import": "engine.data:run_import_job",
-    "generate": "engine.generate:run_generate_job",
-    "eval": "engine.evaluate:run_eval_job",
-    "infer": "engine.infer:run_infer_job",
-    "serve": "engine.serve:run_serve_job",
+    "synth": "engine.data.datasets:run_synth_job",
+    "import": "engine.data.datasets:run_import_job",
+    "generate": "engine.chains.chain_job:run_generate_job",
+    "eval": "engine.evaluation.evaluate:run_eval_job",
+    "infer": "engine.serving.infer:run_infer_job",
+    "serve": "engine.serving.serve:run_serve_job",
     "demo": "engine.demo:run_demo_job",
-    "train": "engine.train:run_train_job",
-    "export_model": "engine.train:run_export_model_job",  # the Train page's Export (a merge loads torch)
+    "train": "engine.training.train:run_train_job",
+    "export_model": "engine.training.train:run_export_model_job",  # the Train page's Export (a merge loads torch)
 }
 # Kinds whose work is keyed in the database, so re-running them after a stop continues
 # where they were instead of starting over.
@@ -402,9 +402,9 @@ class Worker:
             env["CCR_MODELS"] = str(self.home.models)
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.jobs", "run", str(job["id"]), "--parent", str(os.getpid())],
+                [sys.executable, "-m", "engine.core.jobs", "run", str(job["id"]), "--parent", str(os.getpid())],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                cwd=str(Path(__file__).resolve().parents[1]),
+                cwd=str(REPO),
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         except OSError as exc:
@@ -474,12 +474,12 @@ class Worker:
 
 
 # ---------------------------------------------------------------------------------------------
-# Child entry point: python -m engine.jobs run JOB_ID
+# Child entry point: python -m engine.core.jobs run JOB_ID
 # ---------------------------------------------------------------------------------------------
 
 
 def _child_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.jobs")
+    parser = argparse.ArgumentParser(prog="python -m engine.core.jobs")
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run")
     run.add_argument("job_id", type=int)

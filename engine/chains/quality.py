@@ -27,7 +27,7 @@ loses nothing. Each deduction lists the sentences at fault (``faults``: sentence
 contradiction | invented, region) for the Review page; ``reasons`` turns a breakdown into the
 review list's categories. The checks, their vocabularies and the negation and hedging rules are
 described where they are defined (section "Faithfulness" below). An optional judge model
-(engine/judge.py, generation only) adds a third deduction, ``judge``, and the reason ``judge``.
+(engine/chains/judge.py, generation only) adds a third deduction, ``judge``, and the reason ``judge``.
 
 How gaming is defeated. Every content criterion (length, step bodies, reasoning, actions, impact)
 counts only *sentences that carry content*, after these filters:
@@ -63,8 +63,8 @@ from functools import lru_cache, reduce
 from itertools import accumulate, chain, compress, count, repeat
 from operator import add, and_, itemgetter, not_, or_, sub
 
-from engine import tasks as _tasks
-from engine.chain import ANALYSIS_PARTS, INSIGHT_PARTS, SECTION_PARTS, SECTIONS, STEPS, parse_chain
+from engine.data import tasks as _tasks
+from engine.chains.chain import ANALYSIS_PARTS, INSIGHT_PARTS, SECTION_PARTS, SECTIONS, STEPS, parse_chain
 
 THRESHOLD = 70
 GATE_THRESHOLD = 75
@@ -84,7 +84,7 @@ WEIGHTS = {
 CRITERIA = tuple(WEIGHTS)
 FORM_CRITERIA = tuple(k for k, v in WEIGHTS.items() if v > 0)
 FAITH_CRITERIA = ("consistency", "grounding")
-# The optional judge model's rating (engine/judge.py) joins a breakdown as one more deduction.
+# The optional judge model's rating (engine/chains/judge.py) joins a breakdown as one more deduction.
 JUDGE_CRITERION = "judge"
 DEDUCTIONS = FAITH_CRITERIA + (JUDGE_CRITERION,)
 
@@ -1371,7 +1371,7 @@ def criterion_sections(a: Analysed) -> dict:
     the eight part headers (3); all of it halved when a section is missing. (A chain missing a
     section should not be accepted whatever its score: ``passes`` also requires ``sections_ok``.)
 
-    >>> from engine.chain import render_chain
+    >>> from engine.chains.chain import render_chain
     >>> criterion_sections(analyse(render_chain({}, {}, {}, "CSAT: 3/5")))
     {'points': 20.0, 'max': 20.0, 'reason': 'All three sections present, closed and in order, with all 8 part headers.'}
     >>> criterion_sections(analyse("<thinking>x</thinking><insights>y"))["reason"]
@@ -1437,7 +1437,7 @@ def criterion_steps(a: Analysed) -> dict:
     """Per step (4 each): header 1 (0.6 when the title differs), body 3 scaled by its distinct
     content words beyond the header words (12 for full); out of order costs a quarter.
 
-    >>> from engine.chain import render_chain
+    >>> from engine.chains.chain import render_chain
     >>> body = ("The customer was angry because the invoice doubled after the plan change last month; "
     ...         "she threatened to cancel her broadband contract twice.")
     >>> nouns = ["invoice", "bill", "statement", "charge", "receipt"]
@@ -1553,10 +1553,10 @@ def criterion_business_impact(a: Analysed) -> dict:
     return _result("business_impact", points, reason + ".")
 
 
-# The keyword each answer pattern of ``engine.tasks._PATTERNS`` starts with (one of them must be
+# The keyword each answer pattern of ``engine.data.tasks._PATTERNS`` starts with (one of them must be
 # in the text, in any case). Those patterns try every character of the text with re.I, which
 # costs more than all the rest of the scoring on a chain without a final answer; testing for the
-# keyword first skips them where they cannot match. Keep in step with engine.tasks.
+# keyword first skips them where they cannot match. Keep in step with engine.data.tasks.
 _ANSWER_KEYWORDS = {
     "csat": (b"csat",),
     "quality": (b"qa", b"quality"),
@@ -1729,7 +1729,7 @@ REASONS = ("contradiction", "invented", "judge", "form")
 def reasons(criteria: dict | None, threshold: float = THRESHOLD) -> list[str]:
     """Why a chain falls short, from its score breakdown (the review list filters on these):
     ``contradiction`` (a statement contradicts the labels), ``invented`` (an unsupported
-    specific), ``judge`` (the optional judge model rated it unfaithful; engine/judge.py),
+    specific), ``judge`` (the optional judge model rated it unfaithful; engine/chains/judge.py),
     ``form`` (the form criteria alone stay below ``threshold``, or a section is missing). A
     faithful chain of good form has none.
 
@@ -1769,7 +1769,7 @@ def score_chain(text: str, task: str | None = None, labels: dict | None = None, 
     in an answer without sections) and whether labels or a transcript were there to check them
     against (``checked``).
 
-    >>> from engine.chain import render_chain
+    >>> from engine.chains.chain import render_chain
     >>> r = score_chain(render_chain({n: "N/A" for n in range(1, 6)}, {}, {}, "CSAT: 4/5"), "csat", {"csat": 4})
     >>> r["score"], r["sections_ok"], r["criteria"]["steps"]["points"]
     (40.0, True, 5.0)

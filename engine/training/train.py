@@ -45,10 +45,10 @@ import time
 import warnings
 from pathlib import Path
 
-from engine import failpoints, store
-from engine.config import TrainConfig, load_config, to_dict
-from engine.fileio import atomic_write, file_sha256
-from engine.paths import CONFIGS, REPO, Home, resolve_home
+from engine.core import failpoints, store
+from engine.core.config import TrainConfig, load_config, to_dict
+from engine.core.fileio import atomic_write, file_sha256
+from engine.core.paths import CONFIGS, REPO, RUN_NAME, Home, resolve_home
 
 MARKER = "COMPLETE"
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -56,7 +56,6 @@ STOP_FILE = "STOP"
 DEFAULT_TRAIN_FILE = "train_reasoning.jsonl"
 DEFAULT_PRESET = CONFIGS / "smollm2_cpu.yaml"
 ROLES = ("system", "user", "assistant")
-RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 # Base models without a chat template (Mistral-7B-v0.1 is a base model) get ChatML, the format of
 # the training data; the BOS token opens the sequence as in the model's pre-training.
@@ -697,7 +696,7 @@ def train(home: Home | str | None, run: str, cfg: TrainConfig, *, resume: bool =
     import transformers
     from peft import LoraConfig, get_peft_model
 
-    from engine.models import load_model, pick_device, precision_choice
+    from engine.core.model_catalog import load_model, pick_device, precision_choice
 
     home = resolve_home(home)
     check_run_name(run)
@@ -912,7 +911,7 @@ def _save_adapter(model, folder: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The job (engine.jobs JOB_KINDS["train"]) and its multi-GPU hand-over to `accelerate launch`
+# The job (engine.core.jobs JOB_KINDS["train"]) and its multi-GPU hand-over to `accelerate launch`
 # ---------------------------------------------------------------------------------------------
 
 
@@ -963,7 +962,7 @@ def cuda_gpus() -> int:
 
 def run_train_job(ctx, config: dict) -> dict:
     """Job function: train or resume one run; a stop saves a checkpoint and ends the job paused or cancelled."""
-    from engine.jobs import JobStopped
+    from engine.core.jobs import JobStopped
 
     cfg = load_config(TrainConfig, data=config["config"])
     run = check_run_name(config["run"])
@@ -1000,7 +999,7 @@ def launch_command(home: Home, run: str, cfg: TrainConfig, resume: bool, process
         # runs one process, so the CPU check of this path, cpu=True, uses the same launcher with gloo.)
         cmd += ["--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
                 "--dynamo_backend", "no", "--multi_gpu"]
-    cmd += ["-m", "engine.train", "--home", str(home.data), "--models", str(home.models), "--run", run]
+    cmd += ["-m", "engine.training.train", "--home", str(home.data), "--models", str(home.models), "--run", run]
     if job_id is not None:
         cmd += ["--job-id", str(job_id)]
     if resume:
@@ -1045,8 +1044,8 @@ def launch_distributed(ctx, run: str, cfg: TrainConfig, resume: bool, processes:
 
 
 def _worker_main(argv: list[str]) -> int:
-    """Entry point of each rank: ``accelerate launch -m engine.train --home H --run R [--resume]``."""
-    parser = argparse.ArgumentParser(prog="python -m engine.train")
+    """Entry point of each rank: ``accelerate launch -m engine.training.train --home H --run R [--resume]``."""
+    parser = argparse.ArgumentParser(prog="python -m engine.training.train")
     parser.add_argument("--home", required=True)
     parser.add_argument("--models")
     parser.add_argument("--run", required=True)
@@ -1100,7 +1099,7 @@ def export_model(home: Home | str | None, run: str, merge: bool = False, out: st
     manifest = read_manifest(folder) or {}
     try:
         if merge:
-            from engine.models import load_model
+            from engine.core.model_catalog import load_model
 
             log(f"loading {manifest.get('base_model')} with the adapter of {run}")
             # the saved weights' precision, not a speed choice: fp32 unless asked, whatever the CPU

@@ -7,10 +7,11 @@ without either, the checkout's ``data/`` and ``models/`` are used, as the README
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 
 
@@ -46,3 +47,7 @@ def resolve_home(home: str | os.PathLike | Home | None = None) -> Home:
         root = Path(home).expanduser().resolve()
         return Home(data=root, models=root / "models")
     return Home(data=REPO / "data", models=REPO / "models")
+
+
+# A trained run's folder name under models/ (a run name is a path part: no separators, no dot-dot)
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from engine.paths import Home, resolve_home
+from engine.core.paths import Home, resolve_home
 
 BUSY_TIMEOUT_S = 30
 ACTIVE_JOB_STATES = ("queued", "running", "pausing")
@@ -627,7 +627,7 @@ def get_setting(db: Database, key: str, default=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# Phase 2: training runs and their metrics (engine/train.py)
+# Phase 2: training runs and their metrics (engine/training/train.py)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -674,7 +674,7 @@ def delete_train_metrics_after(db: Database, run_name: str, step: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Phase 3: evaluations and their predictions (engine/evaluate.py)
+# Phase 3: evaluations and their predictions (engine/evaluation/evaluate.py)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -762,7 +762,7 @@ def finish_evaluation(db: Database, evaluation_id: int, status: str, metrics: di
 
 
 # ---------------------------------------------------------------------------------------------
-# Phase 1: reasoning chains, their attempts, reviews and gate tests (engine/generate.py)
+# Phase 1: reasoning chains, their attempts, reviews and gate tests (engine/chains/chain_job.py)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -785,7 +785,7 @@ def m_faith_001_chain_reasons(db: Database) -> None:
 def derived_reasons(criteria, status: str | None) -> list[str]:
     """``quality.reasons`` of a stored breakdown; a flagged chain with none was flagged for its
     structure (a duplicated header, a control token): ``form``."""
-    from engine import quality
+    from engine.chains import quality
 
     why = quality.reasons(criteria if isinstance(criteria, dict) else {})
     if status == "flagged" and not why:

@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine import failpoints, importer, store
-from engine.fileio import atomic_write
-from engine.paths import Home, resolve_home
+from engine.core import failpoints, store
+
+from engine.data import importer
+from engine.core.fileio import atomic_write
+from engine.core.paths import Home, resolve_home
 
 BATCH = 500
 
@@ -115,8 +117,8 @@ UNSTORABLE = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
 
 def synthesize(home: Home | str | None, preset: str = "demo", seed: int = 0, out: str | os.PathLike | None = None,
                dataset: str | None = None, on_progress: Callable[[str, dict], None] | None = None) -> dict:
-    """Write the synthetic splits with ``engine.synth`` and register them as one dataset."""
-    from engine import synth
+    """Write the synthetic splits with ``engine.data.synth`` and register them as one dataset."""
+    from engine.data import synth
 
     home = resolve_home(home).ensure()
     if preset not in synth.PRESETS:
@@ -183,12 +185,12 @@ def list_datasets(home: Home | str | None = None) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Job functions (engine.jobs.JOB_KINDS)
+# Job functions (engine.core.jobs.JOB_KINDS)
 # ---------------------------------------------------------------------------------------------
 
 
 def run_synth_job(ctx, config: dict) -> dict:
-    from engine.config import SynthConfig, load_config
+    from engine.core.config import SynthConfig, load_config
 
     cfg = load_config(SynthConfig, data=config)
     ctx.log(f"synthesizing preset {cfg.preset} seed {cfg.seed}")
@@ -204,7 +206,7 @@ def run_synth_job(ctx, config: dict) -> dict:
 
 
 def run_import_job(ctx, config: dict) -> dict:
-    from engine.config import ImportConfig, load_config
+    from engine.core.config import ImportConfig, load_config
 
     cfg = load_config(ImportConfig, data={k: v for k, v in config.items() if k != "display_name"})
 

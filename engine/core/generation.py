@@ -6,7 +6,7 @@ page) all generate through ``LocalGenerator``. Why it looks like this:
   ones and every row's new tokens start at the same column.
 - Rows stop at the chat template's end token (``<|im_end|>`` for ChatML models) or any stop
   string; finished rows leave the batch's KV cache, so a batch costs what its live rows cost
-  (``engine.decoding``: a preallocated cache, no per-step copy; measured in docs/benchmarks.md).
+  (``engine.core.decoding``: a preallocated cache, no per-step copy; measured in docs/benchmarks.md).
 - Greedy decoding in fp32 gives the same text batched or not; sampling takes a seed so a retry
   with another seed gives another sample, reproducibly.
 """
@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from engine.models import DEFAULT_MODEL, load_model
+from engine.core.model_catalog import DEFAULT_MODEL, load_model
 
 
 @dataclass
@@ -112,7 +112,7 @@ class LocalGenerator:
 
     def _generate_batch(self, batch: list[list[int]], max_new_tokens: int, temperature: float, top_p: float,
                         seed: int | None, stop: list[str] | None, progress=None, on_row=None) -> list[Completion]:
-        """Decode one batch on a preallocated cache (``engine.decoding``), dropping finished rows.
+        """Decode one batch on a preallocated cache (``engine.core.decoding``), dropping finished rows.
 
         ``on_row(index, completion)`` is called as each row finishes (index into ``batch``), so a
         caller can store it before the slowest row of the batch ends. A row's ``seconds`` is its
@@ -120,7 +120,7 @@ class LocalGenerator:
         the rows still writing in it, so the shares of a batch add up to its time (estimates sum them)."""
         import torch
 
-        from engine import decoding as D
+        from engine.core import decoding as D
 
         t0 = time.time()
         tok, model, device = self.tokenizer, self.model, self.device

@@ -20,14 +20,14 @@ guided mode the model's text is cleaned by ``clean_part`` too, so model text can
 our section tags or a line that reads as a step, part or final-answer header.
 
 Faithfulness (version 4). The scorer caps a chain that contradicts its labels or invents
-specifics (``engine.quality``), so the prompt works to prevent both: the labels are stated in
+specifics (``engine.chains.quality``), so the prompt works to prevent both: the labels are stated in
 plain words ("CSAT 1/5 (very dissatisfied); QA score 45/100 (a weak call)"), the customer's
 last words are quoted as evidence, a rule line forbids names, numbers, dates, products and
 channels the transcript lacks, and every guided lead-in starts its part with the
 label-consistent phrase ("The customer grew more frustrated as the call went on because", "The
 agent fell short (QA 45/100) because"). The additions are kept short: the shared context is
 prefilled once per example, the lead-ins once per part. Locally, ``banned_words`` and
-digits are also masked out of the guided decode (``engine.teacher``), so a 135M teacher cannot
+digits are also masked out of the guided decode (``engine.chains.teacher``), so a 135M teacher cannot
 write a chatbot, an email or an amount the call never had.
 
 ``PROMPT_VERSION`` is part of every chain's key: change it whenever a prompt changes, so a run
@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import re
 
-from engine import tasks
-from engine.chain import ANALYSIS_PARTS, FINAL_ANSWER_HEADER, INSIGHT_PARTS, STEPS, render_chain
+from engine.data import tasks
+from engine.chains.chain import ANALYSIS_PARTS, FINAL_ANSWER_HEADER, INSIGHT_PARTS, STEPS, render_chain
 
 PROMPT_VERSION = "4"
 
@@ -367,7 +367,7 @@ _NEGATIVE_MOODS = ("frustrated", "angry", "upset", "annoyed", "dissatisfied", "u
 
 def banned_words(example: dict) -> list[str]:
     """Words the guided decode must not produce for ``example``: what would invent a channel or
-    contradict a label (``engine.quality`` checks the same). Masked as whole tokens, in lower
+    contradict a label (``engine.chains.quality`` checks the same). Masked as whole tokens, in lower
     case and capitalised, so a word is only banned where it is a token of its own.
 
     >>> banned = banned_words({"transcript": "Customer: I emailed twice.", "labels": {"quality": 40}})

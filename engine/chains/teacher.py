@@ -2,7 +2,7 @@
 
 Backends (``cfg.backend``):
 
-- ``local``: HF transformers in this process through ``engine.generation.LocalGenerator``
+- ``local``: HF transformers in this process through ``engine.core.generation.LocalGenerator``
   (the embedded SmolLM2-135M by default, any HF id or folder on CUDA/MPS/CPU).
 - ``openai``: any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, SGLang, TGI, Ollama,
   llama.cpp server) with ``cfg.concurrency`` requests in flight, retries with exponential
@@ -11,7 +11,7 @@ Backends (``cfg.backend``):
 Modes (``cfg.guided``):
 
 - guided (default): the chain's tags and headers are ours; the model writes each of the 13
-  parts from a short prompt with a lead-in (see ``engine.prompt``). Locally, every part of every
+  parts from a short prompt with a lead-in (see ``engine.chains.prompt``). Locally, every part of every
   example in a batch is decoded together by ``_guided_local``: the shared context (transcript
   and reference) of each example is prefilled once, its KV cache repeated for the 13 parts, and
   a plain decode loop drops finished rows as it goes. That is the throughput trick on CPU:
@@ -40,7 +40,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from engine import prompt as P
+from engine.chains import prompt as P
 
 # One loaded local model per process (a job loads it once and reuses it for every batch).
 _LOCAL: dict[tuple, object] = {}
@@ -111,7 +111,7 @@ def teach(examples: list[dict], cfg, temperature: float = 0.0, seed: int = 0, ho
 
 def local_generator(cfg, home=None):
     """The process's LocalGenerator for (teacher, device, dtype), loaded on first use."""
-    from engine.generation import LocalGenerator
+    from engine.core.generation import LocalGenerator
 
     key = (cfg.teacher, cfg.device, cfg.dtype, str(home))
     with _LOCAL_LOCK:
@@ -220,7 +220,7 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int, progress=No
     import torch
     from transformers import DynamicCache, StaticCache
 
-    from engine import decoding as D
+    from engine.core import decoding as D
 
     model, tok = gen.model, gen.tokenizer
     device = gen.device

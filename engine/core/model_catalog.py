@@ -23,8 +23,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.config import shorten
-from engine.paths import CONFIGS, REPO, Home, resolve_home
+from engine.core.config import shorten
+from engine.core.paths import CONFIGS, REPO, RUN_NAME, Home, resolve_home
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -164,7 +164,6 @@ def embedded_gguf(name: str = DEFAULT_MODEL) -> Path | None:
 def run_dir(home: Home, run: str) -> Path:
     """``HOME/models/RUN`` for a valid run name; anything else (``../x``, ``/abs``) is refused."""
     home = resolve_home(home)
-    from engine.train import RUN_NAME  # the one run-name rule (engine.train imports no torch)
 
     # fullmatch: RUN_NAME ends in ``$``, which would also accept a trailing newline
     if not isinstance(run, str) or not RUN_NAME.fullmatch(run):
@@ -213,7 +212,6 @@ def resolve_model(name: str, home: Home | str | None = None, *, _chain: tuple[st
     of ``HOME/models``; every path, whatever it holds (a manifest.json included), is checked
     against the allowed folders before anything in it is read.
     """
-    from engine.train import RUN_NAME
 
     home = resolve_home(home)
     name = (name or DEFAULT_MODEL).strip()
@@ -529,12 +527,12 @@ def hardware_choice(device: str | None = "auto", preferred: str | None = "auto")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m engine.models precision [--device D] [--precision P]``: ``hardware_choice`` as
+    """``python -m engine.core.model_catalog precision [--device D] [--precision P]``: ``hardware_choice`` as
     JSON (the pages run this in a subprocess: the UI process never imports torch)."""
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m engine.models")
+    parser = argparse.ArgumentParser(prog="python -m engine.core.model_catalog")
     parser.add_argument("what", choices=["precision"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")

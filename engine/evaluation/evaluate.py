@@ -29,10 +29,11 @@ import json
 import time
 from pathlib import Path
 
-from engine import metrics as M
-from engine import store, tasks
-from engine.fileio import atomic_write
-from engine.paths import Home, resolve_home
+from engine.evaluation import metrics as M
+from engine.core import store
+from engine.data import tasks
+from engine.core.fileio import atomic_write
+from engine.core.paths import Home, resolve_home
 
 
 class EvalDataError(ValueError):
@@ -92,7 +93,7 @@ def interleave(examples: list[dict], limit: int = 0) -> list[dict]:
 def load_examples(home: Home | str | None, data: str | None = None, dataset: str | None = None,
                   split: str = "test", limit: int = 0) -> tuple[list[dict], str, list[str]]:
     """(examples, a description of where they came from, problems with skipped lines)."""
-    from engine import importer
+    from engine.data import importer
 
     problems: list[str] = []
     examples: list[dict] = []
@@ -161,7 +162,7 @@ def answer_faithfulness(result: dict) -> dict:
 def score_answer(example: dict, text: str) -> dict:
     """Parsed labels, quality score, structure, faithfulness (``answer_faithfulness``, and the
     sentences at fault in ``at_fault``) and correctness of one answer (no model needed)."""
-    from engine.quality import at_fault, score_chain
+    from engine.chains.quality import at_fault, score_chain
 
     task, labels = example.get("task"), example.get("labels") or {}
     parsed = M.parse_prediction(task, text) if task else None
@@ -176,10 +177,10 @@ def model_fingerprint(model: str, home: Home) -> str:
     name gets a new run key instead of resuming the old weights' predictions."""
     import os
 
-    from engine import models
+    from engine.core import model_catalog
 
     try:
-        spec = models.resolve_model(model, home)
+        spec = model_catalog.resolve_model(model, home)
     except Exception as exc:  # the load itself will report it properly
         return f"unresolved:{exc}"
     folder = spec.adapter or spec.source
@@ -205,7 +206,7 @@ def load_generator(model: str, home, device: str | None = None, dtype: str | Non
     plain transformers model of the base's size, and the answers stay the same up to float
     rounding. The adapter files on disk are untouched.
     """
-    from engine.generation import LocalGenerator
+    from engine.core.generation import LocalGenerator
 
     gen = LocalGenerator(model, home, device=device, dtype=dtype)
     if hasattr(getattr(gen, "model", None), "merge_and_unload"):
@@ -224,7 +225,7 @@ def evaluate_model(home: Home, model: str, examples: list[dict], source: str, cf
     db = store.connect(home)
     keys = [e["key"] for e in examples]
     key = run_key(model, source, keys, cfg, model_fingerprint(model, home))
-    from engine.config import to_dict
+    from engine.core.config import to_dict
 
     eval_id, resumed = store.start_evaluation(db, key, job_id=getattr(ctx, "job_id", None), model=model,
                                               data_path=source, n=len(examples), config=to_dict(cfg))
@@ -289,7 +290,7 @@ def predictions(db, evaluation_id: int, keys: list[str] | None = None) -> list[d
     neither stored: its answer is scored again here, against its labels and the transcript in
     its stored prompt (``faithfulness["on_read"]`` says so); nothing is written back.
     """
-    from engine.quality import at_fault
+    from engine.chains.quality import at_fault
 
     cur = db.execute("SELECT * FROM eval_predictions WHERE evaluation_id = ? ORDER BY position, id", [evaluation_id])
     cols = [d[0] for d in cur.description]
@@ -782,7 +783,7 @@ def run_evaluation(home: Home | str | None, cfg, ctx=None, generators: dict | No
 
 
 def run_eval_job(ctx, config: dict) -> dict:
-    from engine.config import EvalConfig, load_config
+    from engine.core.config import EvalConfig, load_config
 
     cfg = load_config(EvalConfig, data=config)
     return run_evaluation(ctx.home, cfg, ctx=ctx)

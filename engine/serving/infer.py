@@ -26,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine import tasks
-from engine.evaluate import prompt_messages
+from engine.data import tasks
+from engine.evaluation.evaluate import prompt_messages
 
 
 class InferInputError(ValueError):
@@ -133,7 +133,7 @@ def run_infer(cfg, ctx=None, generator=None) -> dict:
     """Answer every input line not yet in the output; returns counts and timings."""
     import inspect
 
-    from engine.metrics import parse_prediction
+    from engine.evaluation.metrics import parse_prediction
 
     if not cfg.input or not cfg.output:
         raise InferInputError("both an input and an output file are needed")
@@ -165,7 +165,7 @@ def run_infer(cfg, ctx=None, generator=None) -> dict:
         if bar:
             bar.update(len(errors))
         if todo and generator is None:
-            from engine.evaluate import load_generator
+            from engine.evaluation.evaluate import load_generator
 
             generator = load_generator(cfg.model, ctx.home if ctx else None, device=cfg.device, dtype=cfg.dtype)
             log(f"loaded {cfg.model} on {generator.device}; precision "
@@ -219,7 +219,7 @@ def run_infer(cfg, ctx=None, generator=None) -> dict:
 
 
 def run_infer_job(ctx, config: dict) -> dict:
-    from engine.config import InferConfig, load_config
+    from engine.core.config import InferConfig, load_config
 
     cfg = load_config(InferConfig, data=config)
     return run_infer(cfg, ctx=ctx)

@@ -48,8 +48,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.fileio import atomic_write
-from engine.tasks import (
+from engine.core.fileio import atomic_write
+from engine.data.tasks import (
     COACHING_BEHAVIOURS,
     SYSTEM_PROMPT,
     TASKS,
