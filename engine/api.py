@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from engine.core import jobs, store
-from engine.evaluation.metrics import SMALL_SAMPLE  # noqa: F401 (the pages' small-sample rule: fewer examples per task)
+from engine.evaluation.stats import SMALL_SAMPLE  # noqa: F401 (the pages' small-sample rule: fewer examples per task)
 from engine.core.paths import REPO, Home, resolve_home
 
 
@@ -389,7 +389,7 @@ def eval_pair(model_a: str, model_b: str) -> tuple[dict, dict] | None:
 
 
 def eval_intervals(evaluation_id: int) -> dict:
-    """An evaluation's figures with their 95% intervals and n (``metrics.intervals``)."""
+    """An evaluation's figures with their 95% intervals and n (``figures.intervals``)."""
     from engine.evaluation import evaluate
 
     try:
@@ -400,22 +400,22 @@ def eval_intervals(evaluation_id: int) -> dict:
 
 def format_figure(entry: dict | None, value=None) -> str:
     """``0.40 [0.17, 0.69], n=10`` (the one formatter, shared with the report and the CLI)."""
-    from engine.evaluation import metrics as M
+    from engine.evaluation import formatting
 
-    return M.format_figure(entry, value)
+    return formatting.format_figure(entry, value)
 
 
 def format_p(test: dict) -> str:
     """A paired test's p-value for a table: ``0.0312``, ``<0.0005``, ``n/a``."""
-    from engine.evaluation import metrics as M
+    from engine.evaluation import formatting
 
-    return M.format_p(test).lstrip("=")
+    return formatting.format_p(test).lstrip("=")
 
 
 def small_sample_warning(metrics: dict | None) -> str | None:
-    from engine.evaluation import metrics as M
+    from engine.evaluation import formatting
 
-    return M.small_sample_warning(metrics)
+    return formatting.small_sample_warning(metrics)
 
 
 def eval_figures(evaluation_id: int) -> dict:
@@ -433,16 +433,16 @@ def eval_figures(evaluation_id: int) -> dict:
 
 def faithfulness_word(faithfulness: dict | None) -> str:
     """One answer's faithfulness in words: ``faithful``, ``unfaithful: 1 contradiction``, ``not judged: ...``."""
-    from engine.evaluation import evaluate
+    from engine.evaluation import formatting
 
-    return evaluate.faithfulness_word(faithfulness)
+    return formatting.faithfulness_word(faithfulness)
 
 
 def confusion_views(metrics: dict | None) -> list[dict]:
-    """An evaluation's confusion matrices over each task's whole label space (``metrics.confusion_views``)."""
-    from engine.evaluation import metrics as M
+    """An evaluation's confusion matrices over each task's whole label space (``scoring.confusion_views``)."""
+    from engine.evaluation import scoring
 
-    return M.confusion_views(metrics)
+    return scoring.confusion_views(metrics)
 
 
 def start_eval(model: str, base: str | None = None, data: str | None = None, dataset: str | None = None,

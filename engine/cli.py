@@ -342,7 +342,7 @@ def cmd_eval(args) -> int:
 
 def _print_eval_table(r: dict) -> None:
     """Each figure as ``value [95% interval], n``; with a base, the delta, its paired test's p and verdict."""
-    from engine.evaluation.metrics import format_figure, format_p
+    from engine.evaluation.formatting import format_figure, format_p
 
     names = list(r["headline"])
     intervals = r.get("intervals") or {}

@@ -196,7 +196,7 @@ def test_base_vs_tuned_table_carries_intervals_n_and_the_paired_verdict(demo_hom
     """Six examples, one per task: the structure jump (0/6 -> 6/6) is significant by McNemar, a
     per-task figure over one example never is, and every table says so."""
     from engine import cli
-    from engine.evaluation import metrics
+    from engine.evaluation import formatting
 
     gens = {"base-m": FakeGenerator(lambda m: "CSAT: 1/5"), "tuned-m": FakeGenerator(_chain_answer)}
     report_path = tmp_path / "R.json"
@@ -243,7 +243,7 @@ def test_base_vs_tuned_table_carries_intervals_n_and_the_paired_verdict(demo_hom
     assert "+1" in line and "0.0312" in line and "significant at 95%" in line
     assert "not significant" in next(x for x in out.splitlines() if x.startswith("churn.accuracy"))
     assert "warning: Small sample" in out
-    assert metrics.format_figure(tuned_iv["structure.compliance_rate"]) in out
+    assert formatting.format_figure(tuned_iv["structure.compliance_rate"]) in out
 
 
 def test_intervals_of_an_evaluation_stored_without_them_are_computed_from_its_predictions(demo_home):
@@ -291,7 +291,7 @@ def _faith_models(examples: list[dict]) -> tuple[dict, dict]:
 
 def test_faithfulness_figures_intervals_and_paired_tests(demo_home, tmp_path, capsys):
     from engine import cli
-    from engine.evaluation import metrics
+    from engine.evaluation import stats
 
     examples, _, _ = evaluate.load_examples(demo_home, limit=12)
     negative = sum(e["labels"]["sentiment"] == "negative" for e in examples)
@@ -309,9 +309,9 @@ def test_faithfulness_figures_intervals_and_paired_tests(demo_home, tmp_path, ca
         12, 1.0, 0.0, 0.0)
     # Intervals: Wilson for the rates (faithful_rate over the 9 judged answers only), bootstrap for the mean.
     iv = report["intervals"]["base-m"]
-    assert iv["faithfulness.faithful_rate"] == {"value": 0.0, "ci": list(metrics.wilson(0, 9)), "n": 9,
+    assert iv["faithfulness.faithful_rate"] == {"value": 0.0, "ci": list(stats.wilson(0, 9)), "n": 9,
                                                 "method": "wilson"}
-    assert iv["faithfulness.contradiction_rate"] == {"value": 0.5833, "ci": list(metrics.wilson(7, 12)), "n": 12,
+    assert iv["faithfulness.contradiction_rate"] == {"value": 0.5833, "ci": list(stats.wilson(7, 12)), "n": 12,
                                                      "method": "wilson"}
     inv = iv["faithfulness.invented_per_answer"]
     assert inv["method"] == "bootstrap" and inv["n"] == 12 and inv["ci"][0] <= 0.5 <= inv["ci"][1]
@@ -344,7 +344,7 @@ def test_faithfulness_figures_intervals_and_paired_tests(demo_home, tmp_path, ca
 
     html = report_path.with_suffix(".html").read_text()
     assert "<h2>Faithfulness of the answers</h2>" in html and "faithfulness.not_judged" in html
-    assert f"[0, {metrics.wilson(0, 9)[1]:.3g}] n=9" in html  # the base's faithful rate over its 9 judged answers
+    assert f"[0, {stats.wilson(0, 9)[1]:.3g}] n=9" in html  # the base's faithful rate over its 9 judged answers
     assert "unfaithful: 3 unsupported specifics" in html and "unfaithful: 1 contradiction<" in html
     assert "Sentences at fault:" in html and "&lt;img src=x onerror=alert(&#x27;x&#x27;)&gt;" in html
     assert not re.search(r"<\s*img\b", html, re.I)

@@ -1,6 +1,6 @@
 """The answer parser on the messy outputs small models really write.
 
-``engine.data.tasks.parse_answer`` is strict; ``engine.evaluation.metrics.parse_prediction`` (what evaluation
+``engine.data.tasks.parse_answer`` is strict; ``engine.evaluation.scoring.parse_prediction`` (what evaluation
 uses) adds a normalisation pass for markdown and bullet lists. Both are checked here: the strict
 parser where it already copes, the wrapper where it does not.
 """
@@ -11,7 +11,7 @@ import pytest
 
 from engine.data import tasks
 from engine.chains.chain import render_chain
-from engine.evaluation.metrics import parse_prediction
+from engine.evaluation.scoring import parse_prediction
 
 CASES = [
     # (task, model text, expected parse)

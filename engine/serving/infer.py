@@ -133,7 +133,7 @@ def run_infer(cfg, ctx=None, generator=None) -> dict:
     """Answer every input line not yet in the output; returns counts and timings."""
     import inspect
 
-    from engine.evaluation.metrics import parse_prediction
+    from engine.evaluation.scoring import parse_prediction
 
     if not cfg.input or not cfg.output:
         raise InferInputError("both an input and an output file are needed")
