@@ -129,12 +129,9 @@ def _append(fh, rows: list[dict]) -> None:
     os.fsync(fh.fileno())
 
 
-def run_infer(cfg, ctx=None, generator=None) -> dict:
-    """Answer every input line not yet in the output; returns counts and timings."""
-    import inspect
-
-    from engine.evaluation.scoring import parse_prediction
-
+def _plan(cfg) -> tuple[set, list, list, int]:
+    """(lines already answered, (line, request) pairs to generate, error rows for unusable lines,
+    input lines in all); the output is recovered first (a half-written last line is cut)."""
     if not cfg.input or not cfg.output:
         raise InferInputError("both an input and an output file are needed")
     if Path(cfg.input).resolve() == Path(cfg.output).resolve():
@@ -150,6 +147,16 @@ def run_infer(cfg, ctx=None, generator=None) -> dict:
             errors.append({"line": n, "error": reason})
         else:
             todo.append((n, req))
+    return done, todo, errors, total
+
+
+def run_infer(cfg, ctx=None, generator=None) -> dict:
+    """Answer every input line not yet in the output; returns counts and timings."""
+    import inspect
+
+    from engine.evaluation.scoring import parse_prediction
+
+    done, todo, errors, total = _plan(cfg)
     log = ctx.log if ctx else (lambda msg: None)
     log(f"{total} input lines, {len(done)} already answered, {len(todo)} to generate, {len(errors)} unusable")
     Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,9 @@
 
 Routes: ``POST /v1/chat/completions`` (plain, and ``stream: true`` as server-sent events in
 the OpenAI chunk format ending ``data: [DONE]``), ``GET /v1/models``, ``GET /v1/models/{id}``,
-``GET /health``. The official ``openai`` client works against it unchanged.
+``GET /health``. The official ``openai`` client works against it unchanged. The queue and its
+thread are in ``engine.serving.batcher``, the parsing and validation of one request in
+``engine.serving.requests``; here are the app, its guard and the server's lifecycle.
 
 Why it is built like this:
 
@@ -38,34 +40,20 @@ import contextlib
 import hmac
 import ipaddress
 import json
-import math
-import re
 import socket
-import sys
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
+
+from engine.serving.batcher import Batcher, Pending, QueueFull
+from engine.serving.requests import RequestError, _short, parse_request
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
 class ServeError(ValueError):
     """A server that must not or cannot start; the message says why."""
-
-
-class RequestError(Exception):
-    """An error answered to one request in the OpenAI shape."""
-
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
-        self.headers = headers or {}
-
-    def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
 def is_loopback(host: str) -> bool:
@@ -122,203 +110,6 @@ def host_allowed(header: str | None, bound: str, extra: list[str] | tuple[str, .
         name = header.rsplit(":", 1)[0] if header.count(":") == 1 else header
     allowed = LOOPBACK_NAMES | {bound.strip("[]").lower()} | {h.lower() for h in extra}
     return name in allowed
-
-
-# ---------------------------------------------------------------------------------------------
-# The queue and the batcher
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Pending:
-    """One request waiting for, or in, generation."""
-
-    messages: list[dict]
-    ids: list[int]                                # the encoded prompt (encoded before the request is queued)
-    max_tokens: int
-    temperature: float
-    top_p: float
-    seed: int | None
-    stop: tuple[str, ...]
-    stream: bool
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future | None = None          # plain requests: resolved with a Completion or RequestError
-    events: asyncio.Queue | None = None           # streamed requests: ("start"|"piece"|"end"|"error", payload)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    enqueued_at: float = field(default_factory=time.time)
-
-    def group(self) -> tuple | None:
-        """Requests with equal groups can share one batched generate call; streams never do."""
-        if self.stream:
-            return None
-        return (self.max_tokens, self.temperature, self.top_p, self.seed, self.stop)
-
-    # Thread-safe delivery to the request's event loop.
-    def resolve(self, value) -> None:
-        def set_it():
-            if self.future is not None and not self.future.done():
-                self.future.set_result(value)
-
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
-            self.loop.call_soon_threadsafe(set_it)
-
-    def emit(self, kind: str, payload=None) -> None:
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, payload))
-
-
-class QueueFull(Exception):
-    pass
-
-
-class Batcher:
-    """The one bounded queue and the thread that turns it into batched generate calls."""
-
-    def __init__(self, generator, max_queue: int = 64, max_batch: int = 8, batch_wait_s: float = 0.01):
-        self.generator = generator
-        self.capacity = max(1, max_queue)
-        self.max_batch = max(1, max_batch)
-        self.batch_wait_s = batch_wait_s
-        self.items: deque[Pending] = deque()
-        self.cond = threading.Condition()
-        self.stopping = False
-        self.busy = False
-        self.stats = {"served": 0, "rejected": 0, "errors": 0, "batches": 0, "largest_batch": 0, "tokens": 0}
-        self.thread = threading.Thread(target=self._loop, name="ccr-serve-batcher", daemon=True)
-
-    def start(self) -> "Batcher":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        with self.cond:
-            self.stopping = True
-            self.cond.notify_all()
-        self.thread.join(timeout=30)
-
-    def submit(self, item: Pending) -> None:
-        with self.cond:
-            if self.stopping or len(self.items) >= self.capacity:
-                self.stats["rejected"] += 1
-                raise QueueFull
-            self.items.append(item)
-            self.cond.notify()
-
-    def depth(self) -> int:
-        return len(self.items)
-
-    def _take(self) -> list[Pending] | None:
-        with self.cond:
-            while not self.items and not self.stopping:
-                self.cond.wait(0.5)
-            if self.stopping:
-                return None
-            first = self.items.popleft()
-            group = first.group()
-            if group is None:
-                return [first]
-            # Give concurrent requests a moment to arrive, then take every compatible one.
-            deadline = time.time() + self.batch_wait_s
-            while len([i for i in self.items if i.group() == group]) < self.max_batch - 1 and not self.stopping:
-                left = deadline - time.time()
-                if left <= 0:
-                    break
-                self.cond.wait(left)
-            batch = [first]
-            for item in list(self.items):
-                if len(batch) >= self.max_batch:
-                    break
-                if item.group() == group:
-                    self.items.remove(item)
-                    batch.append(item)
-            return batch
-
-    def _loop(self) -> None:
-        while True:
-            batch = self._take()
-            if batch is None:
-                break
-            batch = [i for i in batch if not i.cancelled.is_set()]
-            if not batch:
-                continue
-            self.busy = True
-            try:
-                if batch[0].stream:
-                    self._stream(batch[0])
-                else:
-                    self._generate(batch)
-            except Exception as exc:  # a failure of the model must answer its requests, not kill the thread
-                self.stats["errors"] += len(batch)
-                err = RequestError(500, f"generation failed: {type(exc).__name__}: {_short(exc)}", "server_error")
-                for item in batch:
-                    item.emit("error", err) if item.stream else item.resolve(err)
-            finally:
-                self.busy = False
-        # Answer whatever is still queued so no client waits forever.
-        with self.cond:
-            left, self.items = list(self.items), deque()
-        for item in left:
-            err = RequestError(503, "the server is shutting down", "server_error")
-            item.emit("error", err) if item.stream else item.resolve(err)
-
-    def _generate(self, batch: list[Pending]) -> None:
-        first = batch[0]
-        try:
-            completions = self.generator.generate_ids(
-                [i.ids for i in batch], max_new_tokens=first.max_tokens, temperature=first.temperature,
-                top_p=first.top_p, seed=first.seed, stop=list(first.stop) or None, batch_size=len(batch))
-        except Exception:
-            if len(batch) == 1:
-                raise
-            # Every request was checked on its own before it was queued, so this should not happen;
-            # if it does, generate each alone so that only a request that fails alone fails.
-            for item in batch:
-                try:
-                    self._generate([item])
-                except Exception as exc:
-                    self.stats["errors"] += 1
-                    item.resolve(RequestError(500, f"generation failed: {type(exc).__name__}: {_short(exc)}",
-                                              "server_error"))
-            return
-        self.stats["batches"] += 1
-        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
-        for item, c in zip(batch, completions):
-            self.stats["served"] += 1
-            self.stats["tokens"] += c.completion_tokens
-            item.resolve(c)
-
-    def _stream(self, item: Pending) -> None:
-        item.emit("start", len(item.ids))
-        hold = max((len(s) for s in item.stop), default=1) - 1  # text that may be the start of a stop string
-        text, sent, finish = "", 0, None
-        # Generation ends at the next token once the client went away or a stop string was seen,
-        # so an abandoned stream frees the model for the queue at once.
-        for piece in self.generator.stream(item.messages, max_new_tokens=item.max_tokens,
-                                           temperature=item.temperature, top_p=item.top_p, seed=item.seed,
-                                           should_stop=lambda: finish is not None or item.cancelled.is_set()):
-            if finish or item.cancelled.is_set():
-                continue
-            text += piece
-            cut = min((text.find(s) for s in item.stop if s in text), default=-1)
-            if cut >= 0:
-                text, finish = text[:cut], "stop"
-                if cut > sent:
-                    item.emit("piece", text[sent:cut])
-                sent = len(text)
-                continue
-            safe = len(text) - hold if item.stop else len(text)
-            if safe > sent:
-                item.emit("piece", text[sent:safe])
-                sent = safe
-        if not finish and sent < len(text):
-            item.emit("piece", text[sent:])
-        tokens = self.generator.count_tokens(text)
-        if finish is None:
-            finish = "length" if tokens >= item.max_tokens else "stop"
-        self.stats["served"] += 1
-        self.stats["batches"] += 1
-        self.stats["tokens"] += tokens
-        item.emit("end", {"finish_reason": finish, "completion_tokens": tokens, "prompt_tokens": len(item.ids)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,198 +195,51 @@ class Guard:
         await self.app(scope, replay, send)
 
 
-# What one request may hold. Each limit stops something a client could otherwise use to make the
-# model, the tokenizer or Python itself fail (a 5xx for the whole batch) or hang the batcher.
-MAX_STOP_CHARS = 100        # transformers' stop-string matcher costs ~vocabulary x length per new stop string
-MIN_TEMPERATURE = 1e-5      # below this, logits / temperature overflows float32 and sampling raises: greedy instead
-SEED_RANGE = (-2 ** 63, 2 ** 63 - 1)  # OpenAI's seed is an int64; torch.manual_seed refuses far larger values
-_MAX_INT_DIGITS = 400       # longer integer literals are beyond any double (and Python refuses >4300 digits)
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+@dataclass
+class Service:
+    """What the routes share: the model and the names it answers to, the batcher, the encoding
+    thread and the time of the last request (``Server.idle_s`` reads it)."""
+
+    generator: object
+    cfg: object
+    model_id: str
+    names: set
+    max_context: int | None
+    batcher: Batcher
+    # One thread encodes prompts (chat template + tokenizer) off the event loop, one request at a
+    # time: a long prompt never blocks the loop, and requests never encode in many threads at once.
+    encoder: concurrent.futures.ThreadPoolExecutor
+    created: int = field(default_factory=lambda: int(time.time()))
+    activity: dict = field(default_factory=lambda: {"last_request": time.time()})
+
+    def encode(self, messages: list[dict], max_tokens: int) -> list[int]:
+        """One request's prompt ids, checked against the context; a RequestError for it alone."""
+        try:
+            ids = list(self.generator.prompt_ids(messages))
+        except Exception as exc:  # the chat template or the tokenizer refused these messages
+            raise RequestError(400, f"'messages' could not be encoded for this model ({type(exc).__name__}: "
+                               f"{_short(exc, 200)})", param="messages", code="invalid_value") from None
+        if self.max_context and len(ids) + max_tokens > self.max_context:
+            raise RequestError(400, f"This model's maximum context length is {self.max_context} tokens. However, "
+                               f"you requested {len(ids) + max_tokens} tokens ({len(ids)} in the messages, "
+                               f"{max_tokens} in the completion). Please reduce the length of the messages or "
+                               f"completion.", param="messages", code="context_length_exceeded")
+        return ids
+
+    def busy(self) -> RequestError:
+        return RequestError(429, f"The server is busy: {self.batcher.capacity} requests are already waiting. "
+                            "Retry shortly.", "rate_limit_error", code="rate_limit_exceeded",
+                            headers={"Retry-After": "1"})
+
+    def model_card(self) -> dict:
+        return {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "ccr"}
+
+    def unknown_model(self, name: str) -> RequestError:
+        return RequestError(404, f"The model `{name}` does not exist. This server serves `{self.model_id}`.",
+                            param="model", code="model_not_found")
 
 
-def _short(value, limit: int = 80) -> str:
-    """A value quoted in an error message, cut to ``limit`` characters."""
-    text = value if isinstance(value, str) else str(value)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
-
-
-class _BadNumber:
-    """A JSON number no field can hold (NaN, Infinity, beyond a double's range), kept as a marker
-    while parsing so that the error can name the field it is in."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str):
-        self.text = text
-
-
-def _parse_int(text: str):
-    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
-        return _BadNumber(f"an integer of {len(text.lstrip('-'))} digits")
-    value = int(text)
-    return _BadNumber(_short(text, 40)) if abs(value) > sys.float_info.max else value
-
-
-def _parse_float(text: str):
-    value = float(text)
-    return value if math.isfinite(value) else _BadNumber(_short(text, 40))
-
-
-def _path(parent: str, key: str) -> str:
-    if _NAME.fullmatch(key):
-        return f"{parent}.{key}" if parent else key
-    return f"{parent}[{json.dumps(_short(key, 40))}]"  # json.dumps escapes what is not printable
-
-
-def _first_bad_value(obj) -> tuple[str, str] | None:
-    """(path, reason) of the first value in the body that no field may hold: a number that is NaN,
-    infinite or beyond a double's range, or a string or key that is not valid Unicode (a lone
-    surrogate such as ``"\\ud83d"``, which JSON can spell but no tokenizer can encode). A loop, not
-    recursion: the body may be nested as deep as the JSON parser allows."""
-    stack = [("", obj)]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, _BadNumber):
-            return path, f"{value.text} is not a number this server accepts (NaN, Infinity and numbers beyond " \
-                         f"a double's range are refused)"
-        if isinstance(value, str):
-            if _SURROGATE.search(value):
-                return path, "is not valid Unicode: it contains a lone surrogate (an unpaired \\ud800-\\udfff escape)"
-        elif isinstance(value, dict):
-            children = []
-            for key, child in value.items():
-                if _SURROGATE.search(key):
-                    return _path(path, key), "the key is not valid Unicode: it contains a lone surrogate"
-                children.append((_path(path, key), child))
-            stack.extend(reversed(children))
-        elif isinstance(value, list):
-            stack.extend((f"{path}[{i}]", value[i]) for i in range(len(value) - 1, -1, -1))
-    return None
-
-
-def _content_text(content, where: str) -> str:
-    """OpenAI message content: a string, or a list of parts of which the text ones are used."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise RequestError(400, f"{where} must be a string or a list of text parts", param=where,
-                           code="invalid_value")
-    parts = []
-    for j, part in enumerate(content):
-        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-            parts.append(part["text"])
-        else:
-            raise RequestError(400, f"{where}[{j}]: only text content parts are supported "
-                               "({\"type\": \"text\", \"text\": \"...\"})", param=f"{where}[{j}]", code="invalid_value")
-    return "".join(parts)
-
-
-def parse_request(body: bytes, cfg) -> dict:
-    """Validate a chat-completions body on its own; raises RequestError (400) with a message and
-    ``param`` naming the field. Anything a client can send ends here or in a valid request."""
-    try:
-        obj = json.loads(body, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_BadNumber)
-    except RecursionError:
-        raise RequestError(400, "We could not parse the JSON body of your request: it is nested too deeply.",
-                           code="invalid_json") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise RequestError(400, f"We could not parse the JSON body of your request ({_short(exc, 200)}).",
-                           code="invalid_json") from None
-    if not isinstance(obj, dict):
-        raise RequestError(400, "the request body must be a JSON object", code="invalid_json")
-
-    def bad(param: str, message: str):
-        raise RequestError(400, message, param=param, code="invalid_value")
-
-    found = _first_bad_value(obj)
-    if found:
-        bad(found[0], f"{found[0]}: {found[1]}")
-    model = obj.get("model")
-    if not isinstance(model, str) or not model:
-        bad("model", "'model' is required and must be a string")
-    messages = obj.get("messages")
-    if not isinstance(messages, list) or not messages:
-        bad("messages", "'messages' must be a non-empty list")
-    clean = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            bad(f"messages[{i}]", f"messages[{i}] must be an object with a 'role'")
-        role = "system" if m["role"] == "developer" else m["role"]
-        if role not in ("system", "user", "assistant"):
-            bad(f"messages[{i}].role", f"messages[{i}].role {_short(repr(m['role']))} is not supported "
-                "(system, developer, user, assistant)")
-        clean.append({"role": role, "content": _content_text(m.get("content"), f"messages[{i}].content")})
-    name = "max_completion_tokens" if obj.get("max_completion_tokens") is not None else "max_tokens"
-    max_tokens = obj.get(name)
-    if max_tokens is None:
-        max_tokens = cfg.default_max_tokens
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
-        bad(name, f"'{name}' must be an integer")
-    if max_tokens < 1:
-        bad(name, f"{name} must be at least 1, got {_short(max_tokens)}")
-    if max_tokens > cfg.max_tokens_limit:
-        bad(name, f"{name} is too large: {_short(max_tokens)}. This server allows at most "
-            f"{cfg.max_tokens_limit} completion tokens.")
-
-    def number(name: str, default: float, lo: float, hi: float, lo_open: bool = False) -> float:
-        value = obj.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            bad(name, f"'{name}' must be a number")
-        if not (lo < value <= hi if lo_open else lo <= value <= hi):
-            bad(name, f"'{name}' must be {'>' if lo_open else '>='} {lo} and <= {hi}, got {_short(value)}")
-        return float(value)
-
-    temperature = number("temperature", 1.0, 0.0, 2.0)
-    if temperature < MIN_TEMPERATURE:
-        temperature = 0.0
-    top_p = number("top_p", 1.0, 0.0, 1.0, lo_open=True)
-    n = obj.get("n")
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n != 1):
-        bad("n", "only n=1 is supported")
-    seed = obj.get("seed")
-    if seed is not None:
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            bad("seed", "'seed' must be an integer")
-        if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
-            bad("seed", f"'seed' must be a 64-bit integer ({SEED_RANGE[0]} to {SEED_RANGE[1]}), got {_short(seed)}")
-    stop = obj.get("stop")
-    if stop is None:
-        stop = []
-    elif isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
-        bad("stop", "'stop' must be a string or a list of up to 4 non-empty strings")
-    if any(len(s) > MAX_STOP_CHARS for s in stop):
-        bad("stop", f"each stop string may be at most {MAX_STOP_CHARS} characters long")
-    stream = obj.get("stream")
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        bad("stream", "'stream' must be true or false")
-    options = obj.get("stream_options")
-    if options is None:
-        options = {}
-    if not isinstance(options, dict):
-        bad("stream_options", "'stream_options' must be an object")
-    include_usage = options.get("include_usage")
-    if include_usage is not None and not isinstance(include_usage, bool):
-        bad("stream_options.include_usage", "'stream_options.include_usage' must be true or false")
-    return {"model": model, "messages": clean, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-            "seed": seed, "stop": tuple(stop), "stream": stream, "include_usage": bool(include_usage)}
-
-
-def create_app(generator, cfg, model_id: str | None = None, aliases: tuple[str, ...] = ()):
-    """The FastAPI app with its batcher (started and stopped with the app's lifespan)."""
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-    from starlette.responses import StreamingResponse
-
+def _service(generator, cfg, model_id: str | None, aliases: tuple[str, ...]) -> Service:
     model_id = model_id or getattr(generator, "name", cfg.model)
     names = {model_id, cfg.model, *aliases}
     if model_id.startswith("run:"):
@@ -604,25 +248,38 @@ def create_app(generator, cfg, model_id: str | None = None, aliases: tuple[str, 
     with contextlib.suppress(Exception):
         max_context = int(generator.model.config.max_position_embeddings)
     batcher = Batcher(generator, cfg.max_queue, cfg.max_batch, cfg.batch_wait_ms / 1000.0)
-    # One thread encodes prompts (chat template + tokenizer) off the event loop, one request at a
-    # time: a long prompt never blocks the loop, and requests never encode in many threads at once.
     encoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ccr-serve-encode")
-    created = int(time.time())
-    state = {"last_request": time.time()}
+    return Service(generator, cfg, model_id, names, max_context, batcher, encoder)
+
+
+def create_app(generator, cfg, model_id: str | None = None, aliases: tuple[str, ...] = ()):
+    """The FastAPI app with its batcher (started and stopped with the app's lifespan)."""
+    from fastapi import FastAPI
+
+    service = _service(generator, cfg, model_id, aliases)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        batcher.start()
+        service.batcher.start()
         try:
             yield
         finally:
-            batcher.stop()
-            encoder.shutdown(wait=False, cancel_futures=True)
+            service.batcher.stop()
+            service.encoder.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="ccr OpenAI-compatible API", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
-    app.state.batcher = batcher
-    app.state.activity = state
+    app.state.batcher = service.batcher
+    app.state.activity = service.activity
+    _add_error_handlers(app)
+    _add_routes(app, service)
+    return Guard(app, cfg.host, cfg.api_key, cfg.max_body_bytes, cfg.allowed_hosts), app
+
+
+def _add_error_handlers(app) -> None:
+    """Every error, ours or the framework's, answered as an OpenAI error object."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @app.exception_handler(RequestError)
     async def request_error(request, exc: RequestError):
@@ -641,134 +298,132 @@ def create_app(generator, cfg, model_id: str | None = None, aliases: tuple[str, 
     async def internal_error(request, exc):
         return _json_response(500, RequestError(500, f"internal error: {type(exc).__name__}", "server_error").body())
 
-    def encode(messages: list[dict], max_tokens: int) -> list[int]:
-        """One request's prompt ids, checked against the context; a RequestError for it alone."""
-        try:
-            ids = list(generator.prompt_ids(messages))
-        except Exception as exc:  # the chat template or the tokenizer refused these messages
-            raise RequestError(400, f"'messages' could not be encoded for this model ({type(exc).__name__}: "
-                               f"{_short(exc, 200)})", param="messages", code="invalid_value") from None
-        if max_context and len(ids) + max_tokens > max_context:
-            raise RequestError(400, f"This model's maximum context length is {max_context} tokens. However, you "
-                               f"requested {len(ids) + max_tokens} tokens ({len(ids)} in the messages, {max_tokens} "
-                               f"in the completion). Please reduce the length of the messages or completion.",
-                               param="messages", code="context_length_exceeded")
-        return ids
 
-    def busy() -> RequestError:
-        return RequestError(429, f"The server is busy: {batcher.capacity} requests are already waiting. "
-                            "Retry shortly.", "rate_limit_error", code="rate_limit_exceeded",
-                            headers={"Retry-After": "1"})
-
-    def model_card() -> dict:
-        return {"id": model_id, "object": "model", "created": created, "owned_by": "ccr"}
+def _add_routes(app, service: Service) -> None:
+    from fastapi import Request
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": model_id, "queue": batcher.depth(), "max_queue": batcher.capacity,
-                "busy": batcher.busy, **batcher.stats}
+        b = service.batcher
+        return {"status": "ok", "model": service.model_id, "queue": b.depth(), "max_queue": b.capacity,
+                "busy": b.busy, **b.stats}
 
     @app.get("/v1/models")
     async def list_models():
-        return {"object": "list", "data": [model_card()]}
+        return {"object": "list", "data": [service.model_card()]}
 
     @app.get("/v1/models/{name:path}")
     async def get_model(name: str):
-        if name not in names:
-            raise RequestError(404, f"The model `{name}` does not exist. This server serves `{model_id}`.",
-                               param="model", code="model_not_found")
-        return model_card()
+        if name not in service.names:
+            raise service.unknown_model(name)
+        return service.model_card()
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        state["last_request"] = time.time()
-        req = parse_request(await request.body(), cfg)
-        if req["model"] not in names:
-            raise RequestError(404, f"The model `{_short(req['model'])}` does not exist. This server serves "
-                               f"`{model_id}`.", param="model", code="model_not_found")
-        if batcher.depth() >= batcher.capacity:  # at once, before spending the tokenizer on it
-            batcher.stats["rejected"] += 1
-            raise busy()
-        loop = asyncio.get_running_loop()
-        try:
-            ids = await loop.run_in_executor(encoder, encode, req["messages"], req["max_tokens"])
-        except RuntimeError as exc:  # the executor is shut down: the server is stopping
-            if "shutdown" not in str(exc):
-                raise
-            raise RequestError(503, "the server is shutting down", "server_error") from None
-        item = Pending(req["messages"], ids, req["max_tokens"], req["temperature"], req["top_p"], req["seed"],
-                       req["stop"], req["stream"], loop)
-        if req["stream"]:
-            item.events = asyncio.Queue()
-        else:
-            item.future = loop.create_future()
-        try:
-            batcher.submit(item)
-        except QueueFull:
-            raise busy() from None
-        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        if not req["stream"]:
-            try:
-                result = await item.future
-            except asyncio.CancelledError:
-                item.cancelled.set()
-                raise
-            if isinstance(result, RequestError):
-                raise result
-            state["last_request"] = time.time()
-            return _json_response(200, {
-                "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model_id,
-                "system_fingerprint": None,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                             "logprobs": None, "finish_reason": result.finish_reason}],
-                "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                          "total_tokens": result.prompt_tokens + result.completion_tokens}})
-        # Streamed: wait for the batcher to accept the prompt (or refuse it) before the 200 goes out.
-        try:
-            kind, payload = await item.events.get()
-        except asyncio.CancelledError:
-            item.cancelled.set()
+        return await _chat(service, request)
+
+
+async def _chat(service: Service, request):
+    """``POST /v1/chat/completions``: parse and check the request on its own, encode it off the
+    event loop, queue it; then wait for its completion or stream it."""
+    service.activity["last_request"] = time.time()
+    req = parse_request(await request.body(), service.cfg)
+    if req["model"] not in service.names:
+        raise service.unknown_model(_short(req["model"]))
+    batcher = service.batcher
+    if batcher.depth() >= batcher.capacity:  # at once, before spending the tokenizer on it
+        batcher.stats["rejected"] += 1
+        raise service.busy()
+    loop = asyncio.get_running_loop()
+    try:
+        ids = await loop.run_in_executor(service.encoder, service.encode, req["messages"], req["max_tokens"])
+    except RuntimeError as exc:  # the executor is shut down: the server is stopping
+        if "shutdown" not in str(exc):
             raise
-        if kind == "error":
-            raise payload
-        prompt_tokens = payload
+        raise RequestError(503, "the server is shutting down", "server_error") from None
+    item = Pending(req["messages"], ids, req["max_tokens"], req["temperature"], req["top_p"], req["seed"],
+                   req["stop"], req["stream"], loop)
+    if req["stream"]:
+        item.events = asyncio.Queue()
+    else:
+        item.future = loop.create_future()
+    try:
+        batcher.submit(item)
+    except QueueFull:
+        raise service.busy() from None
+    completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    if not req["stream"]:
+        return await _completion(service, item, completion_id)
+    return await _streamed(service, item, req, completion_id)
 
-        def chunk(delta: dict, finish=None, usage=None, choices=True) -> str:
-            body = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
-                    "model": model_id, "system_fingerprint": None,
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-                    if choices else []}
-            if usage is not None or (req["include_usage"] and choices):
-                body["usage"] = usage
-            return f"data: {_dumps(body)}\n\n"
 
-        async def events():
-            try:
-                yield chunk({"role": "assistant", "content": ""})
-                while True:
-                    kind, payload = await item.events.get()
-                    if kind == "piece":
-                        yield chunk({"content": payload})
-                    elif kind == "end":
-                        yield chunk({}, finish=payload["finish_reason"])
-                        if req["include_usage"]:
-                            yield chunk({}, usage={"prompt_tokens": prompt_tokens,
-                                                   "completion_tokens": payload["completion_tokens"],
-                                                   "total_tokens": prompt_tokens + payload["completion_tokens"]},
-                                        choices=False)
-                        break
-                    else:  # an error after the stream started: OpenAI sends it as an event
-                        yield f"data: {json.dumps(payload.body())}\n\n"
-                        break
-                yield "data: [DONE]\n\n"
-                state["last_request"] = time.time()
-            finally:
-                item.cancelled.set()  # a client that went away stops costing anything but the drain
+async def _completion(service: Service, item: Pending, completion_id: str):
+    """A plain request's reply, once the batcher resolved it."""
+    try:
+        result = await item.future
+    except asyncio.CancelledError:
+        item.cancelled.set()
+        raise
+    if isinstance(result, RequestError):
+        raise result
+    service.activity["last_request"] = time.time()
+    return _json_response(200, {
+        "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": service.model_id,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
+                     "logprobs": None, "finish_reason": result.finish_reason}],
+        "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                  "total_tokens": result.prompt_tokens + result.completion_tokens}})
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    return Guard(app, cfg.host, cfg.api_key, cfg.max_body_bytes, cfg.allowed_hosts), app
+async def _streamed(service: Service, item: Pending, req: dict, completion_id: str):
+    """A streamed request's server-sent events, in the OpenAI chunk format ending ``data: [DONE]``."""
+    from starlette.responses import StreamingResponse
+
+    # Wait for the batcher to accept the prompt (or refuse it) before the 200 goes out.
+    try:
+        kind, payload = await item.events.get()
+    except asyncio.CancelledError:
+        item.cancelled.set()
+        raise
+    if kind == "error":
+        raise payload
+    prompt_tokens = payload
+
+    def chunk(delta: dict, finish=None, usage=None, choices=True) -> str:
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": service.model_id, "system_fingerprint": None,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+                if choices else []}
+        if usage is not None or (req["include_usage"] and choices):
+            body["usage"] = usage
+        return f"data: {_dumps(body)}\n\n"
+
+    async def events():
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            while True:
+                kind, payload = await item.events.get()
+                if kind == "piece":
+                    yield chunk({"content": payload})
+                elif kind == "end":
+                    yield chunk({}, finish=payload["finish_reason"])
+                    if req["include_usage"]:
+                        yield chunk({}, usage={"prompt_tokens": prompt_tokens,
+                                               "completion_tokens": payload["completion_tokens"],
+                                               "total_tokens": prompt_tokens + payload["completion_tokens"]},
+                                    choices=False)
+                    break
+                else:  # an error after the stream started: OpenAI sends it as an event
+                    yield f"data: {json.dumps(payload.body())}\n\n"
+                    break
+            yield "data: [DONE]\n\n"
+            service.activity["last_request"] = time.time()
+        finally:
+            item.cancelled.set()  # a client that went away stops costing anything but the drain
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 # ---------------------------------------------------------------------------------------------
