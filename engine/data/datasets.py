@@ -38,9 +38,7 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
     path = Path(path)
     # A file name that is not valid UTF-8 must not make the messages or the job row unwritable.
     shown = importer.printable(display_name or str(path))
-    if split is not None and importer.SPLIT_ALIASES.get(split.lower()) is None:
-        raise ValueError(f"unknown split {split!r} (expected train, validation or test)")
-    split = importer.SPLIT_ALIASES[split.lower()] if split else importer.split_from_name(display_name or path)
+    split = _split_for(split, display_name or path)
     records = importer.read_records(path, default_split=split)  # raises ImportFileError
     db = store.connect(home)
     name = dataset or importer.dataset_from_name(shown)
@@ -99,13 +97,25 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
                 on_progress(accepted, len(errors))
     flush()
     errors.sort()
-    note = None
-    if defaulted:
-        note = (f"{shown}: {defaulted} line(s) stored as train: no --split was given and neither the file name "
-                f"nor the lines name a split. If this is held-out test or validation data, import it again into "
-                f"a new dataset with --split test (on the Data page: Split).")
     return {"dataset": name, "dataset_id": dataset_id, "file": shown, "lines": lines, "accepted": accepted,
-            "rejected": len(errors), "errors": errors, "split_note": note}
+            "rejected": len(errors), "errors": errors, "split_note": _split_note(shown, defaulted)}
+
+
+def _split_for(split: str | None, name: str | os.PathLike) -> str | None:
+    """The split every line of a file goes to: the one asked for (any alias), else the one its name
+    says, else None (then each line's own split, or train)."""
+    if split is not None and importer.SPLIT_ALIASES.get(split.lower()) is None:
+        raise ValueError(f"unknown split {split!r} (expected train, validation or test)")
+    return importer.SPLIT_ALIASES[split.lower()] if split else importer.split_from_name(name)
+
+
+def _split_note(shown: str, defaulted: int) -> str | None:
+    """The warning for lines that went to train only because nothing named a split."""
+    if not defaulted:
+        return None
+    return (f"{shown}: {defaulted} line(s) stored as train: no --split was given and neither the file name "
+            f"nor the lines name a split. If this is held-out test or validation data, import it again into "
+            f"a new dataset with --split test (on the Data page: Split).")
 
 
 # What a single row can make the database refuse (a constraint, a value it cannot bind or
