@@ -13,6 +13,7 @@ from pathlib import Path
 from engine.core import failpoints, store
 
 from engine.data import importer
+from engine.data.example import quote
 from engine.core.fileio import atomic_write
 from engine.core.paths import Home, resolve_home
 
@@ -59,7 +60,7 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
         dup_set = set(dups)
         for line, ex in rows:
             if ex["ex_id"] in dup_set:
-                reject(line, f"duplicate id {importer.quote(ex['ex_id'])} (already in dataset {name!r})")
+                reject(line, f"duplicate id {quote(ex['ex_id'])} (already in dataset {name!r})")
             elif split is None and "split" not in ex["meta"]:
                 defaulted += 1
 
@@ -76,7 +77,7 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
                     store_rows([(line, ex)])
                 except UNSTORABLE as exc:
                     seen.pop(ex["ex_id"], None)
-                    reject(line, f"could not be stored ({type(exc).__name__}: {importer.quote(str(exc), 120)})")
+                    reject(line, f"could not be stored ({type(exc).__name__}: {quote(str(exc), 120)})")
         batch.clear()
 
     lines = 0
@@ -87,7 +88,7 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
             continue
         first = seen.get(example["ex_id"])
         if first is not None:
-            reject(line, f"duplicate id {importer.quote(example['ex_id'])} (first seen on line {first})")
+            reject(line, f"duplicate id {quote(example['ex_id'])} (first seen on line {first})")
             continue
         seen[example["ex_id"]] = line
         batch.append((line, example))
