@@ -45,7 +45,7 @@ class Example:
     @property
     def reference(self) -> str | None:
         """The reference answer: the last assistant turn (None without one)."""
-        return reference(self.messages)
+        return reference_of(self.messages)
 
     @property
     def transcript(self) -> str | None:
@@ -59,11 +59,11 @@ class Example:
         return tasks.split_user_content(user)[0] if user else None
 
 
-def reference(messages: list[dict]) -> str | None:
+def reference_of(messages: list[dict]) -> str | None:
     """The last assistant turn's text: the reference answer of a ChatML example.
 
-    >>> reference([{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"},
-    ...            {"role": "user", "content": "u2"}, {"role": "assistant", "content": "b"}])
+    >>> reference_of([{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"},
+    ...               {"role": "user", "content": "u2"}, {"role": "assistant", "content": "b"}])
     'b'
     """
     answers = [m.get("content") for m in messages if m.get("role") == "assistant"]
