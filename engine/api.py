@@ -681,12 +681,13 @@ def chat_messages(transcript: str, task: str) -> list[dict]:
 
 def example_prompt(example_id: int) -> dict | None:
     """An example's prompt (messages up to the last user turn), task, labels and transcript."""
+    from engine.data.example import reference_of
     from engine.evaluation import evaluate
 
     ex = example(example_id)
     if not ex:
         return None
-    reference = next((m["content"] for m in reversed(ex["messages"]) if m.get("role") == "assistant"), None)
+    reference = reference_of(ex["messages"])
     return {"messages": evaluate.prompt_messages(ex["messages"]), "task": ex["task"], "labels": ex["labels"],
             "transcript": ex["transcript"], "ex_id": ex["ex_id"], "reference": reference}
 

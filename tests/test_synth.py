@@ -15,6 +15,19 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.data import synth  # noqa: E402
+from engine.data.labels import (  # noqa: E402
+    QA_RUBRIC,
+    customer_end_mood,
+    label_churn,
+    label_coaching,
+    label_csat,
+    label_quality,
+    label_root_cause,
+    label_sentiment,
+    labels_for,
+)
+from engine.data.render import fmt_money, minutes_text  # noqa: E402
+from engine.data.vocabulary import INDUSTRIES  # noqa: E402
 from engine.data.tasks import (  # noqa: E402
     COACHING_BEHAVIOURS,
     ROOT_CAUSES,
@@ -184,24 +197,24 @@ def test_label_spread(demo):
     coached = {b for ex in demo for b in ex["meta"]["labels"]["coaching"]}
     assert coached == set(COACHING_BEHAVIOURS)
     industries = collections.Counter(ex["meta"]["industry"] for ex in demo)
-    assert set(industries) == set(synth.INDUSTRIES)
+    assert set(industries) == set(INDUSTRIES)
 
 
 def test_labels_match_rules_on_stored_events(demo):
     # An evaluator can re-derive every noise-free label from meta.events.
     for ex in demo:
         events, labels = ex["meta"]["events"], ex["meta"]["labels"]
-        assert synth.label_root_cause(events) == labels["root_cause"]
-        assert synth.label_coaching(events) == labels["coaching"]
-        assert synth.label_sentiment(events) == (labels["sentiment"], labels["sentiment_trajectory"])
-        assert abs(synth.label_quality(events) - labels["quality"]) <= 3
-        assert abs(synth.label_csat(events) - labels["csat"]) <= 1
+        assert label_root_cause(events) == labels["root_cause"]
+        assert label_coaching(events) == labels["coaching"]
+        assert label_sentiment(events) == (labels["sentiment"], labels["sentiment_trajectory"])
+        assert abs(label_quality(events) - labels["quality"]) <= 3
+        assert abs(label_csat(events) - labels["csat"]) <= 1
 
 
 def test_root_cause_fits_industry(demo):
     for ex in demo:
         reason = ex["meta"]["labels"]["root_cause"]
-        assert reason in synth.INDUSTRIES[ex["meta"]["industry"]]["reasons"]
+        assert reason in INDUSTRIES[ex["meta"]["industry"]]["reasons"]
 
 
 # --- label rules on hand-built calls -----------------------------------------------------------
@@ -214,54 +227,54 @@ def _call(reason="billing_dispute", mood=-1, *middle, resolved=True, close=True,
     events = [GREET, {"type": "problem", "reason": reason, "mood": mood, "product": "x"}, VERIFIED, *middle,
               {"type": "resolution", "resolved": resolved}]
     closing = {"type": "closing", "proper": close}
-    closing["mood"] = synth.customer_end_mood(events + [closing]) if end is None else end
+    closing["mood"] = customer_end_mood(events + [closing]) if end is None else end
     return events + [closing]
 
 
 def test_csat_good_call_high():
     events = _call("technical_issue", -1, {"type": "empathy"}, {"type": "apology"})
-    assert synth.label_csat(events) == 5
+    assert label_csat(events) == 5
     for s in range(50):  # noise moves it at most one step
-        assert synth.label_csat(events, random.Random(s)) >= 4
+        assert label_csat(events, random.Random(s)) >= 4
 
 
 def test_csat_bad_call_low():
     events = _call("service_outage", -2, {"type": "repeat_contact", "count": 3},
                    {"type": "hold", "minutes": 14, "asked": False, "thanked": False},
                    {"type": "transfer", "warm": False, "to": "network team"}, {"type": "rude"}, resolved=False)
-    assert synth.label_csat(events) == 1
+    assert label_csat(events) == 1
 
 
 def test_csat_middle():
     # Resolved on a second call after a short hold: 3 + 1 - 1 (repeat) - 0.5 (hold 6 min) = 2.5 -> 3.
     events = _call("billing_dispute", -1, {"type": "repeat_contact", "count": 2},
                    {"type": "hold", "minutes": 6, "asked": True, "thanked": True})
-    assert synth.label_csat(events) == 3
+    assert label_csat(events) == 3
 
 
 def test_churn_rules():
     high = _call("billing_dispute", -2, {"type": "repeat_contact", "count": 3}, {"type": "cancellation_threat"},
                  resolved=False)
-    assert synth.label_churn(high) == "high"
+    assert label_churn(high) == "high"
     low = _call("product_inquiry", 0, {"type": "tenure", "years": 8})
-    assert synth.label_churn(low) == "low"
+    assert label_churn(low) == "low"
     # Unresolved on a first call: 2 (unresolved) + 1 (ends negative) = 3 -> medium.
     medium = _call("technical_issue", -1, resolved=False)
-    assert synth.label_churn(medium) == "medium"
+    assert label_churn(medium) == "medium"
     # A processed cancellation is high whatever else happened.
     cancelled = [GREET, {"type": "problem", "reason": "cancellation_request", "mood": 0},
                  {"type": "resolution", "resolved": True, "retained": False},
                  {"type": "closing", "proper": True, "mood": 1}]
-    assert synth.label_churn(cancelled) == "high"
+    assert label_churn(cancelled) == "high"
     retained = cancelled[:2] + [{"type": "resolution", "resolved": True, "retained": True},
                                 {"type": "tenure", "years": 10}, {"type": "closing", "proper": True, "mood": 1}]
-    assert synth.label_churn(retained) == "low"  # 2 (cancel call) - 1 (tenure) - 1 (ends pleased)
+    assert label_churn(retained) == "low"  # 2 (cancel call) - 1 (tenure) - 1 (ends pleased)
 
 
 def test_quality_rubric():
     perfect = _call("plan_change", 0)
-    assert synth.label_quality(perfect) == 100
-    assert sum(synth.QA_RUBRIC.values()) == 100
+    assert label_quality(perfect) == 100
+    assert sum(QA_RUBRIC.values()) == 100
     sloppy = [{"type": "greeting", "proper": False, "disclosure": False},
               {"type": "problem", "reason": "billing_dispute", "mood": -1},
               {"type": "verification", "done": False},
@@ -270,36 +283,36 @@ def test_quality_rubric():
               {"type": "interruption"}, {"type": "rude"},
               {"type": "resolution", "resolved": False},
               {"type": "closing", "proper": False, "mood": -2}]
-    assert synth.label_quality(sloppy) == 0  # every item missed, deductions clamp at 0
+    assert label_quality(sloppy) == 0  # every item missed, deductions clamp at 0
     # Unresolved but with a callback: resolution 10 of 20, ownership kept -> 90.
     callback = _call("technical_issue", 0, resolved=False)
     callback.insert(-1, {"type": "callback", "when": "tomorrow"})
-    assert synth.label_quality(callback) == 90
+    assert label_quality(callback) == 90
     for s in range(30):
-        assert abs(synth.label_quality(perfect, random.Random(s)) - 100) <= 3
+        assert abs(label_quality(perfect, random.Random(s)) - 100) <= 3
 
 
 def test_sentiment_rules():
-    assert synth.label_sentiment(_call("billing_dispute", -2, end=2)) == ("positive", "improving")
-    assert synth.label_sentiment(_call("billing_dispute", -2, end=1)) == ("neutral", "improving")
-    assert synth.label_sentiment(_call("billing_dispute", 0, end=-2)) == ("negative", "worsening")
-    assert synth.label_sentiment(_call("product_inquiry", 0, end=0)) == ("neutral", "stable")
-    assert synth.label_sentiment(_call("billing_dispute", -1, end=-1)) == ("negative", "stable")
+    assert label_sentiment(_call("billing_dispute", -2, end=2)) == ("positive", "improving")
+    assert label_sentiment(_call("billing_dispute", -2, end=1)) == ("neutral", "improving")
+    assert label_sentiment(_call("billing_dispute", 0, end=-2)) == ("negative", "worsening")
+    assert label_sentiment(_call("product_inquiry", 0, end=0)) == ("neutral", "stable")
+    assert label_sentiment(_call("billing_dispute", -1, end=-1)) == ("negative", "stable")
 
 
 def test_end_mood_rule():
-    assert synth.customer_end_mood(_call("billing_dispute", -1, {"type": "empathy"})[:-1]) == 2
+    assert customer_end_mood(_call("billing_dispute", -1, {"type": "empathy"})[:-1]) == 2
     rude = _call("service_outage", -1, {"type": "rude"}, resolved=False)[:-1]
-    assert synth.customer_end_mood(rude) == -2
+    assert customer_end_mood(rude) == -2
 
 
 def test_root_cause_rule():
     events = _call("fraud_concern", -2, {"type": "cancellation_threat"})
-    assert synth.label_root_cause(events) == "fraud_concern"
+    assert label_root_cause(events) == "fraud_concern"
 
 
 def test_coaching_rules():
-    assert synth.label_coaching(_call("billing_dispute", -1, {"type": "empathy"})) == []
+    assert label_coaching(_call("billing_dispute", -1, {"type": "empathy"})) == []
     events = [{"type": "greeting", "proper": True, "disclosure": False},
               {"type": "problem", "reason": "billing_dispute", "mood": -2},
               {"type": "verification", "done": False},
@@ -309,15 +322,15 @@ def test_coaching_rules():
               {"type": "transfer", "warm": False, "to": "billing team"},
               {"type": "resolution", "resolved": False},
               {"type": "closing", "proper": False, "mood": -2}]
-    assert synth.label_coaching(events) == list(COACHING_BEHAVIOURS)
+    assert label_coaching(events) == list(COACHING_BEHAVIOURS)
     # A warm transfer and a thanked, permitted hold are fine; no empathy needed for a calm customer.
     fine = _call("plan_change", 0, {"type": "hold", "minutes": 3, "asked": True, "thanked": True},
                  {"type": "transfer", "warm": True, "to": "billing team"})
-    assert synth.label_coaching(fine) == []
+    assert label_coaching(fine) == []
 
 
 def test_labels_for_all_keys():
-    labels = synth.labels_for(_call("delivery_problem", -1, {"type": "empathy"}))
+    labels = labels_for(_call("delivery_problem", -1, {"type": "empathy"}))
     assert set(labels) == LABEL_KEYS and validate_labels(labels) == []
 
 
@@ -348,11 +361,11 @@ def test_transcript_reflects_events(demo):
         transcript = ex["messages"][1]["content"]
         for e in ex["meta"]["events"]:
             if e["type"] == "hold" and e["thanked"]:
-                assert synth.minutes_text(e["minutes"]) in transcript
+                assert minutes_text(e["minutes"]) in transcript
             if e["type"] == "competitor_mention":
                 assert e["name"] in transcript
             if e["type"] == "refund":
-                assert synth._fmt_money(e["amount"]) in transcript
+                assert fmt_money(e["amount"]) in transcript
 
 
 def test_doctests():

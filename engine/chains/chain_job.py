@@ -36,6 +36,7 @@ from engine.core import store
 from engine.core.config import GenerateConfig, load_config, to_dict
 from engine.core.fileio import atomic_write
 from engine.core.paths import Home, resolve_home
+from engine.data.example import reference_of
 
 STATUSES = ("passed", "flagged", "approved", "rejected")
 FAITHFUL_TARGET = 0.95   # share of chains with no contradiction and no unsupported specific
@@ -792,8 +793,7 @@ def chain_detail(home: Home | str | None, chain_id: int) -> dict | None:
     ex = load_examples(db, [c["example_id"]])
     c["example"] = ex[0] if ex else None
     if ex:
-        answers = [m["content"] for m in ex[0]["messages"] if m.get("role") == "assistant"]
-        c["reference"] = answers[-1] if answers else ""
+        c["reference"] = reference_of(ex[0]["messages"]) or ""
     c["attempt_rows"] = [dict(zip(["attempt", "score", "sampling", "tokens", "seconds", "created_at"], r)) for r in
                          db.execute("SELECT attempt, score, sampling, tokens, seconds, created_at FROM chain_attempts "
                                     "WHERE example_id = ? AND prompt_version = ? AND teacher = ? ORDER BY attempt",

@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 
 from engine.data import tasks
+from engine.data.example import reference_of
 from engine.chains.chain import ANALYSIS_PARTS, FINAL_ANSWER_HEADER, INSIGHT_PARTS, STEPS, render_chain
 
 PROMPT_VERSION = "4"
@@ -126,10 +127,7 @@ def clean_part(text: str, max_chars: int = 700) -> str:
 
 def reference_answer(example: dict) -> str:
     """The example's reference answer (its last assistant turn), neutralised."""
-    answer = ""
-    for m in example.get("messages") or []:
-        if m.get("role") == "assistant":
-            answer = m.get("content") or ""
+    answer = reference_of(example.get("messages") or []) or ""
     if not answer and example.get("task") and example.get("labels"):
         try:
             answer = tasks.answer_line(example["task"], example["labels"])

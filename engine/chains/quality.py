@@ -64,6 +64,7 @@ from itertools import accumulate, chain, compress, count, repeat
 from operator import add, and_, itemgetter, not_, or_, sub
 
 from engine.data import tasks as _tasks
+from engine.data.example import ChatMLError, read_example
 from engine.chains.chain import ANALYSIS_PARTS, INSIGHT_PARTS, SECTION_PARTS, SECTIONS, STEPS, parse_chain
 
 THRESHOLD = 70
@@ -1825,28 +1826,15 @@ def passes(result: dict, threshold: float = THRESHOLD) -> bool:
 
 def _chatml_parts(obj) -> tuple[str, str | None, dict | None, str | None, object]:
     """(assistant text, task, labels, transcript, id) from one ChatML object; raises ValueError."""
-    if not isinstance(obj, dict):
-        raise ValueError("line is not a JSON object")
-    messages = obj.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("no 'messages' list")
-    assistant = user = None
-    for m in messages:
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise ValueError("a message lacks a string 'role' or 'content'")
-        if m["role"] == "assistant":
-            assistant = m["content"]
-        elif m["role"] == "user" and assistant is None:
-            user = m["content"]
-    if assistant is None:
-        raise ValueError("no assistant message")
-    meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
-    task = meta.get("task", obj.get("task"))
-    task = task if task in _tasks.TASKS else None
-    labels = meta.get("labels", obj.get("labels"))
-    labels = labels if isinstance(labels, dict) else None
-    transcript = _tasks.split_user_content(user)[0] if user else None
-    return assistant, task, labels, transcript, meta.get("id", obj.get("id"))
+    try:
+        ex = read_example(obj, roles=None, need="assistant")
+    except ChatMLError as exc:  # chain scoring's own wording of the reader's rules
+        reason = {"not_object": "line is not a JSON object", "no_assistant": "no assistant message",
+                  "bad_message": "a message lacks a string 'role' or 'content'"}.get(exc.rule, "no 'messages' list")
+        raise ValueError(reason) from None
+    task, labels = ex.meta.get("task"), ex.meta.get("labels")
+    return (ex.reference, task if task in _tasks.TASKS else None, labels if isinstance(labels, dict) else None,
+            ex.transcript, ex.meta.get("id"))
 
 
 MAX_JSON_DEPTH = 100  # a ChatML line nests about 4 deep; Python's json recurses per level

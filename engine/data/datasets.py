@@ -13,6 +13,7 @@ from pathlib import Path
 from engine.core import failpoints, store
 
 from engine.data import importer
+from engine.data.example import quote
 from engine.core.fileio import atomic_write
 from engine.core.paths import Home, resolve_home
 
@@ -38,9 +39,7 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
     path = Path(path)
     # A file name that is not valid UTF-8 must not make the messages or the job row unwritable.
     shown = importer.printable(display_name or str(path))
-    if split is not None and importer.SPLIT_ALIASES.get(split.lower()) is None:
-        raise ValueError(f"unknown split {split!r} (expected train, validation or test)")
-    split = importer.SPLIT_ALIASES[split.lower()] if split else importer.split_from_name(display_name or path)
+    split = _split_for(split, display_name or path)
     records = importer.read_records(path, default_split=split)  # raises ImportFileError
     db = store.connect(home)
     name = dataset or importer.dataset_from_name(shown)
@@ -61,7 +60,7 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
         dup_set = set(dups)
         for line, ex in rows:
             if ex["ex_id"] in dup_set:
-                reject(line, f"duplicate id {importer.quote(ex['ex_id'])} (already in dataset {name!r})")
+                reject(line, f"duplicate id {quote(ex['ex_id'])} (already in dataset {name!r})")
             elif split is None and "split" not in ex["meta"]:
                 defaulted += 1
 
@@ -78,7 +77,7 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
                     store_rows([(line, ex)])
                 except UNSTORABLE as exc:
                     seen.pop(ex["ex_id"], None)
-                    reject(line, f"could not be stored ({type(exc).__name__}: {importer.quote(str(exc), 120)})")
+                    reject(line, f"could not be stored ({type(exc).__name__}: {quote(str(exc), 120)})")
         batch.clear()
 
     lines = 0
@@ -89,7 +88,7 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
             continue
         first = seen.get(example["ex_id"])
         if first is not None:
-            reject(line, f"duplicate id {importer.quote(example['ex_id'])} (first seen on line {first})")
+            reject(line, f"duplicate id {quote(example['ex_id'])} (first seen on line {first})")
             continue
         seen[example["ex_id"]] = line
         batch.append((line, example))
@@ -99,13 +98,25 @@ def import_file(home: Home | str | None, path: str | os.PathLike, dataset: str |
                 on_progress(accepted, len(errors))
     flush()
     errors.sort()
-    note = None
-    if defaulted:
-        note = (f"{shown}: {defaulted} line(s) stored as train: no --split was given and neither the file name "
-                f"nor the lines name a split. If this is held-out test or validation data, import it again into "
-                f"a new dataset with --split test (on the Data page: Split).")
     return {"dataset": name, "dataset_id": dataset_id, "file": shown, "lines": lines, "accepted": accepted,
-            "rejected": len(errors), "errors": errors, "split_note": note}
+            "rejected": len(errors), "errors": errors, "split_note": _split_note(shown, defaulted)}
+
+
+def _split_for(split: str | None, name: str | os.PathLike) -> str | None:
+    """The split every line of a file goes to: the one asked for (any alias), else the one its name
+    says, else None (then each line's own split, or train)."""
+    if split is not None and importer.SPLIT_ALIASES.get(split.lower()) is None:
+        raise ValueError(f"unknown split {split!r} (expected train, validation or test)")
+    return importer.SPLIT_ALIASES[split.lower()] if split else importer.split_from_name(name)
+
+
+def _split_note(shown: str, defaulted: int) -> str | None:
+    """The warning for lines that went to train only because nothing named a split."""
+    if not defaulted:
+        return None
+    return (f"{shown}: {defaulted} line(s) stored as train: no --split was given and neither the file name "
+            f"nor the lines name a split. If this is held-out test or validation data, import it again into "
+            f"a new dataset with --split test (on the Data page: Split).")
 
 
 # What a single row can make the database refuse (a constraint, a value it cannot bind or

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine.data import tasks
+from engine.data.example import ChatMLError, quote, read_example
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a JSONL line, or a CSV record (all its fields together)
 MAX_DEPTH = 64  # nesting levels of one line; ChatML needs 4 (line, messages, message, value)
@@ -33,7 +34,6 @@ INT_RANGE = (-(1 << 63), (1 << 63) - 1)  # what SQLite's INTEGER and most JSON r
 # Labels are read from the end of the answer only: the answer line is its last line, and the
 # answer patterns in engine.data.tasks can take quadratic time on long runs of blanks.
 ANSWER_TAIL_CHARS = 1000
-ROLES = ("system", "user", "assistant")
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
                  "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
@@ -96,12 +96,6 @@ def printable(text: str) -> str:
     'caf\\\\udce9.jsonl'
     """
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def quote(value, limit: int = 60) -> str:
-    """A value quoted for a reason: repr (so control characters and surrogates are escaped), capped."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _path_text(path: tuple) -> str:
@@ -211,21 +205,6 @@ def _answer_labels(task: str, answer: str) -> dict:
     return tasks.parse_answer(task, tail) or {}
 
 
-def _role_order_problem(messages: list) -> str | None:
-    """Optional system, then user and assistant alternating, ending with the assistant's answer."""
-    start = 1 if messages[0]["role"] == "system" else 0
-    for i in range(start, len(messages)):
-        want = "user" if (i - start) % 2 == 0 else "assistant"
-        if messages[i]["role"] != want:
-            return (f"messages[{i}]: expected {want}, got {messages[i]['role']} (turn order: optional system, "
-                    "then user and assistant alternating, ending with assistant)")
-    if len(messages) == start:
-        return "no user turn"
-    if messages[-1]["role"] != "assistant":
-        return f"messages[{len(messages) - 1}]: the last turn is {messages[-1]['role']}, not the assistant's answer"
-    return None
-
-
 def validate_chatml(obj, default_split: str | None = None, check_tree: bool = True) -> tuple[dict | None, str | None]:
     """Check one decoded JSON line; returns (example, None) or (None, reason).
 
@@ -238,43 +217,14 @@ def validate_chatml(obj, default_split: str | None = None, check_tree: bool = Tr
     >>> validate_chatml({"messages": [{"role": "bot", "content": "x"}]})[1]
     "messages[0]: unknown role 'bot' (expected system, user or assistant)"
     """
-    if not isinstance(obj, dict):
-        return None, f"not a JSON object ({type(obj).__name__})"
-    problem = _check_tree(obj) if check_tree else None
+    problem = _check_tree(obj) if check_tree and isinstance(obj, dict) else None
     if problem:
         return None, problem
-    messages = obj.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return None, "messages is missing or not a non-empty list"
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            return None, f"messages[{i}] is not an object with role and content"
-        if not isinstance(m["role"], str) or m["role"] not in ROLES:
-            return None, f"messages[{i}]: unknown role {quote(m['role'])} (expected system, user or assistant)"
-        if not isinstance(m["content"], str):
-            return None, f"messages[{i}].content is not text ({type(m['content']).__name__})"
-        if "\x00" in m["content"]:
-            return None, f"messages[{i}].content contains a NUL character"
-    problem = _role_order_problem(messages)
-    if problem:
-        return None, problem
-    transcript, _ = tasks.split_user_content(messages[1 if messages[0]["role"] == "system" else 0]["content"])
-    if not transcript.strip():
-        return None, "empty transcript"
-    if not messages[-1]["content"].strip():
-        return None, f"messages[{len(messages) - 1}]: empty answer (the assistant turn is blank)"
-    meta = obj.get("meta", {})
-    if meta is None:
-        meta = {}
-    if not isinstance(meta, dict):
-        return None, f"meta is not an object ({type(meta).__name__})"
-    # Top-level task/labels/id/split are accepted too (some exporters put them there).
-    meta = dict(meta)
-    for key in ("id", "task", "labels", "split"):
-        if key in obj:
-            if key in meta and meta[key] != obj[key]:
-                return None, f"top-level {key} {quote(obj[key])} and meta.{key} {quote(meta[key])} disagree"
-            meta[key] = obj[key]
+    try:
+        example = read_example(obj, strict=True)
+    except ChatMLError as exc:
+        return None, str(exc)
+    messages, meta, transcript = example.messages, example.meta, example.transcript
     task = meta.get("task")
     if task is not None and not isinstance(task, str):
         return None, f"meta.task is not text ({type(task).__name__})"

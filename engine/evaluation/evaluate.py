@@ -29,6 +29,7 @@ from engine.evaluation import figures, formatting, metrics as M, scoring, stats
 from engine.evaluation.report import write_report
 from engine.core import store
 from engine.data import tasks
+from engine.data.example import reference_of
 from engine.core.paths import Home, resolve_home
 
 
@@ -52,15 +53,10 @@ def prompt_messages(messages: list[dict]) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in messages[:last_user + 1]]
 
 
-def _reference(messages: list[dict]) -> str | None:
-    answers = [m["content"] for m in messages if m.get("role") == "assistant"]
-    return answers[-1] if answers else None
-
-
 def _example(key: str, task, messages: list[dict], labels: dict, transcript: str) -> dict:
     prompt = prompt_messages(messages)
     return {"key": key, "task": task if task in tasks.TASKS else None, "messages": prompt,
-            "labels": labels or {}, "transcript": transcript, "reference": _reference(messages),
+            "labels": labels or {}, "transcript": transcript, "reference": reference_of(messages),
             "prompt": prompt[-1]["content"] if prompt else ""}
 
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from engine.data import tasks
+from engine.data.example import ChatMLError, read_example, read_meta
 from engine.evaluation.evaluate import prompt_messages
 
 
@@ -54,20 +55,16 @@ def parse_line(raw: str) -> tuple[dict | None, str | None]:
         return None, "invalid JSON (nested too deeply)"
     if not isinstance(obj, dict):
         return None, "not a JSON object"
-    meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
-    task = meta.get("task", obj.get("task"))
-    ex_id = meta.get("id", obj.get("id"))
+    meta = read_meta(obj)
+    task, ex_id = meta.get("task"), meta.get("id")
     if task is not None and task not in tasks.TASKS:
         return None, f"unknown task {task!r} (expected one of {', '.join(tasks.TASKS)})"
     if "messages" in obj:
-        messages = obj["messages"]
-        if not isinstance(messages, list) or not all(
-                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-                for m in messages):
-            return None, "messages must be a list of {role, content} objects with text content"
-        messages = prompt_messages(messages)
-        if not messages or messages[-1]["role"] != "user":
-            return None, "messages has no user turn"
+        try:  # any role name is passed on; the trailing assistant turn (the reference) is dropped
+            messages = prompt_messages(read_example(obj, roles=None, need="user").messages)
+        except ChatMLError as exc:
+            return None, ("messages has no user turn" if exc.rule in ("no_user", "messages_empty")
+                          else "messages must be a list of {role, content} objects with text content")
     elif isinstance(obj.get("prompt"), str):
         messages = [{"role": "user", "content": obj["prompt"]}]
     elif isinstance(obj.get("transcript"), str):

@@ -49,13 +49,13 @@ from engine.core import failpoints, store
 from engine.core.config import TrainConfig, load_config, to_dict
 from engine.core.fileio import atomic_write, file_sha256
 from engine.core.paths import CONFIGS, REPO, RUN_NAME, Home, resolve_home
+from engine.data.example import ChatMLError, read_example
 
 MARKER = "COMPLETE"
 CHECKPOINT_PREFIX = "checkpoint-"
 STOP_FILE = "STOP"
 DEFAULT_TRAIN_FILE = "train_reasoning.jsonl"
 DEFAULT_PRESET = CONFIGS / "smollm2_cpu.yaml"
-ROLES = ("system", "user", "assistant")
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 # Base models without a chat template (Mistral-7B-v0.1 is a base model) get ChatML, the format of
 # the training data; the BOS token opens the sequence as in the model's pre-training.
@@ -282,15 +282,13 @@ def read_chatml(path: str | os.PathLike) -> list[list[dict]]:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}:{line_no}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-                messages = obj.get("messages") if isinstance(obj, dict) else None
-                if not isinstance(messages, list) or not messages:
-                    raise DataError(f"{path}:{line_no}: expected an object with a non-empty messages list")
-                for i, m in enumerate(messages):
-                    if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                        raise DataError(f"{path}:{line_no}: messages[{i}] needs a role (system, user or assistant) "
-                                        f"and text content")
-                if not any(m["role"] == "assistant" for m in messages):
-                    raise DataError(f"{path}:{line_no}: no assistant turn to learn from")
+                try:
+                    messages = read_example(obj, need="assistant").messages
+                except ChatMLError as exc:  # training's own wording of the reader's rules
+                    reason = ("no assistant turn to learn from" if exc.rule == "no_assistant" else
+                              f"messages[{exc.index}] needs a role (system, user or assistant) and text content"
+                              if exc.rule == "bad_message" else "expected an object with a non-empty messages list")
+                    raise DataError(f"{path}:{line_no}: {reason}") from None
                 out.append([{"role": m["role"], "content": m["content"]} for m in messages])
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}:{line_no + 1}: invalid UTF-8 ({exc.reason})") from None
