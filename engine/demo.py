@@ -111,7 +111,7 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
     ``validation_limit``: validation chains (0: none); ``eval_limit``: test examples (0: all 60)."""
     train_limit = TRAIN_CHAINS if train_limit is None else (int(train_limit) or None)
     from engine.chains import chain_job
-    from engine.training import train
+    from engine.training import runs
 
     home = resolve_home(home).ensure()
     db = store.connect(home)
@@ -175,14 +175,14 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
 
     # 4. train
     t = stage("train the LoRA adapter")
-    folder = train.run_folder(home, run)
-    manifest = train.read_manifest(folder)
+    folder = runs.run_folder(home, run)
+    manifest = runs.read_manifest(folder)
     if manifest and manifest.get("status") == "succeeded" and (folder / "adapter_model.safetensors").exists():
         log(f"run {run} already trained")
     else:
         eval_data = exported["validation"]["path"] if exported["validation"]["lines"] else None
         if manifest or (folder / "config.yaml").exists():
-            launch = train.prepare_launch(home, overrides=[*TRAIN_OVERRIDES, *train_overrides], resume=run)
+            launch = runs.prepare_launch(home, overrides=[*TRAIN_OVERRIDES, *train_overrides], resume=run)
         else:
             overrides = [*TRAIN_OVERRIDES, *train_overrides]
             if not any(o.startswith("gradient_checkpointing=") for o in train_overrides):
@@ -194,8 +194,8 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
                 use_gc, why = checkpointing(plan["memory"]["total"], available_memory())
                 log(why)
                 overrides.append(f"gradient_checkpointing={str(use_gc).lower()}")
-            launch = train.prepare_launch(home, config_path=str(CONFIGS / "smollm2_cpu.yaml"), overrides=overrides,
-                                          data=exported["train"]["path"], eval_data=eval_data, run=run)
+            launch = runs.prepare_launch(home, config_path=str(CONFIGS / "smollm2_cpu.yaml"), overrides=overrides,
+                                         data=exported["train"]["path"], eval_data=eval_data, run=run)
         job = _run(home, "train", launch, f"train {run}", echo)
         log(f"run {run}: step {job['result'].get('step')}, train loss {job['result'].get('train_loss')}")
     stages["train_s"] = round(time.time() - t, 1)
