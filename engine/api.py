@@ -916,7 +916,7 @@ def train_presets() -> list[dict]:
 
 def train_data_files() -> list[dict]:
     """ChatML JSONL files in the home to train on: Phase 1's export first, then the others (train files first)."""
-    from engine.training.train import DEFAULT_TRAIN_FILE
+    from engine.training.runs import DEFAULT_TRAIN_FILE
 
     h = home()
     seen, rows = set(), []
@@ -1011,15 +1011,15 @@ def start_training(preset: str, data: str | None = None, eval_data: str | None =
     """Queue a new training run; returns (job id, run name). Raises ValueError with a readable message."""
     import hashlib
 
-    from engine.training import train
+    from engine.training import runs
 
     from engine.core.model_catalog import check_config_path, check_path_allowed
 
     # Paths typed into the app (directly or as overrides) must stay inside the allowed folders;
     # the preset is checked before it is read.
     check_config_path(preset, home())
-    launch = train.prepare_launch(home(), config_path=preset, overrides=_parse_overrides(overrides),
-                                  data=data or None, eval_data=eval_data or None, run=run or None)
+    launch = runs.prepare_launch(home(), config_path=preset, overrides=_parse_overrides(overrides),
+                                 data=data or None, eval_data=eval_data or None, run=run or None)
     for key in ("data", "eval_data", "accelerate_config"):
         if launch["config"].get(key):
             check_path_allowed(launch["config"][key], home(), key)
@@ -1036,14 +1036,14 @@ def start_training(preset: str, data: str | None = None, eval_data: str | None =
 
 def resume_training(run: str, overrides: str | list | None = None) -> int:
     """Continue ``run`` from its last complete checkpoint: requeue its stopped job, or queue a new one."""
-    from engine.training import train
+    from engine.training import runs
 
     conn = db()
     row = conn.execute("SELECT job_id FROM train_runs WHERE name = ?", [run]).fetchone()
     over = _parse_overrides(overrides)
     if row and row[0] and not over and store.requeue_job(conn, row[0]):
         return row[0]
-    launch = train.prepare_launch(home(), overrides=over, resume=run)
+    launch = runs.prepare_launch(home(), overrides=over, resume=run)
     return _enqueue("train", launch, f"train {run} (resume)", dedupe_key=f"train:{run}")
 
 
@@ -1081,14 +1081,14 @@ def train_runs() -> list[dict]:
 
 def train_run(name: str) -> dict | None:
     """One run: its row, manifest, checkpoints and job."""
-    from engine.training import train
+    from engine.training import runs
 
     rows = [r for r in train_runs() if r["name"] == name]
     if not rows:
         return None
     r = rows[0]
-    r["manifest"] = train.read_manifest(r["dir"]) or {}
-    r["checkpoints"] = train.list_checkpoints(r["dir"])
+    r["manifest"] = runs.read_manifest(r["dir"]) or {}
+    r["checkpoints"] = runs.list_checkpoints(r["dir"])
     r["job"] = store.get_job(db(), r["job_id"]) if r["job_id"] else None
     return r
 
@@ -1154,15 +1154,15 @@ def start_demo(train_limit: int | None = None, eval_limit: int = 0, seed: int = 
 
 
 def start_export_model(run: str, merge: bool = False) -> int:
-    """Queue ``train.export_model`` for the Train page (``ccr export model --run RUN [--merge]``).
+    """Queue ``export.export_model`` for the Train page (``ccr export model --run RUN [--merge]``).
 
     A job, not a call: a merge loads torch, transformers and peft, which must never happen in the
     Streamlit process. Two presses make one job (per run and kind of export)."""
-    from engine.training import train
+    from engine.training import runs
 
-    folder = train.run_folder(home(), train.check_run_name(run))  # RunError is a ValueError
-    if not (folder / train.ADAPTER_FILES[0]).exists():
-        raise ValueError(f"run {run!r} has no {train.ADAPTER_FILES[0]} in {folder} (not finished yet?)")
+    folder = runs.run_folder(home(), runs.check_run_name(run))  # RunError is a ValueError
+    if not (folder / runs.ADAPTER_FILES[0]).exists():
+        raise ValueError(f"run {run!r} has no {runs.ADAPTER_FILES[0]} in {folder} (not finished yet?)")
     what = "merged" if merge else "adapter"
     return _enqueue("export_model", {"run": run, "merge": bool(merge)},
                     f"export {run} ({'merged model' if merge else 'adapter'})", dedupe_key=f"export-model:{run}:{what}")

@@ -466,7 +466,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from engine.training import train
+    from engine.training import runs
     from engine.core.config import ConfigError, TrainConfig, load_config
     from engine.core.model_catalog import ModelNotAvailable, PathNotAllowed, check_config_path
 
@@ -482,14 +482,14 @@ def cmd_train(args) -> int:
             from engine.training import dryrun
 
             if resume:
-                name = resume if isinstance(resume, str) else (args.run or train.latest_run(home))
+                name = resume if isinstance(resume, str) else (args.run or runs.latest_run(home))
                 if not name:
-                    raise train.RunError("no run to resume (none started in this home)")
-                cfg, title = train.load_run_config(home, name, overrides), f"run {name}"
+                    raise runs.RunError("no run to resume (none started in this home)")
+                cfg, title = runs.load_run_config(home, name, overrides), f"run {name}"
             else:
-                path = args.config or str(train.DEFAULT_PRESET)
+                path = args.config or str(runs.DEFAULT_PRESET)
                 cfg, title = load_config(TrainConfig, path, overrides), path
-            data = args.data or cfg.data or str(train.default_data(home))
+            data = args.data or cfg.data or str(runs.default_data(home))
             e = dryrun.estimate(cfg, home, data)
             print(dryrun.format_estimate(e, title))
             if e.get("data"):
@@ -500,13 +500,13 @@ def cmd_train(args) -> int:
                 t = estimate.train(store.connect(home), c, e["data"]["total_steps"], e["data"]["mean_length"])
                 print(f"time         {t['text']}")
             return 0
-        launch = train.prepare_launch(home, config_path=args.config, overrides=overrides, data=args.data,
-                                      eval_data=args.eval_data, run=args.run, resume=resume)
-    except (ConfigError, train.DataError, train.RunError, ModelNotAvailable, PathNotAllowed, FileNotFoundError) as exc:
+        launch = runs.prepare_launch(home, config_path=args.config, overrides=overrides, data=args.data,
+                                     eval_data=args.eval_data, run=args.run, resume=resume)
+    except (ConfigError, runs.DataError, runs.RunError, ModelNotAvailable, PathNotAllowed, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     verb = "resuming" if launch["resume"] else "starting"
-    print(f"{verb} run {launch['run']} -> {train.run_folder(home, launch['run'])} (Ctrl-C stops after saving a "
+    print(f"{verb} run {launch['run']} -> {runs.run_folder(home, launch['run'])} (Ctrl-C stops after saving a "
           f"checkpoint; `ccr train --resume {launch['run']}` continues)", flush=True)
     job = jobs.run_inline(home, "train", launch, title=f"train {launch['run']}")
     if job["status"] != "succeeded":
@@ -522,12 +522,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_export_model(args) -> int:
-    from engine.training import train
+    from engine.training import export, runs
     from engine.core.model_catalog import ModelNotAvailable
 
     try:
-        r = train.export_model(_home(args), args.run, merge=args.merge, out=args.out, dtype=args.dtype)
-    except (train.RunError, ModelNotAvailable) as exc:
+        r = export.export_model(_home(args), args.run, merge=args.merge, out=args.out, dtype=args.dtype)
+    except (runs.RunError, ModelNotAvailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     what = "merged model" if r["merged"] else "adapter"

@@ -110,106 +110,32 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
     ``train_limit``: train examples that get chains (None: ``TRAIN_CHAINS``; 0: all 300);
     ``validation_limit``: validation chains (0: none); ``eval_limit``: test examples (0: all 60)."""
     train_limit = TRAIN_CHAINS if train_limit is None else (int(train_limit) or None)
-    from engine.chains import chain_job
-    from engine.training import train
-
     home = resolve_home(home).ensure()
     db = store.connect(home)
     dataset = f"demo-seed{seed}"
     run = run or f"demo-seed{seed}"
+    report = report or str(home.data / "reports" / f"{run}.json")  # one report per run: a second run keeps the first
     stages: dict[str, float] = {}
     t_all = time.time()
 
-    def stage(name: str):
+    def stage(key: str, name: str, do):
         log(f"== {name}")
-        return time.time()
+        t = time.time()
+        out = do()
+        stages[key] = round(time.time() - t, 1)
+        return out
 
-    # 1. data
-    t = stage("synthesize the demo dataset")
-    if db.execute("SELECT 1 FROM datasets WHERE name = ?", [dataset]).fetchone():
-        log(f"dataset {dataset} exists")
-    else:
-        _run(home, "synth", {"preset": "demo", "seed": seed}, f"synthesize demo (seed {seed})", echo)
-    store.set_setting(db, "current_dataset", dataset)
-    stages["synth_s"] = round(time.time() - t, 1)
-
-    # 2. the gate test, then the chains
-    t = stage("generate reasoning chains")
-    gen_cfg = chain_job.config_from(None, [], str(CONFIGS / "generate_smollm2_cpu.yaml"))
-    gen_cfg.dataset = dataset
-    gen_cfg.select = "balanced"
-    gate = chain_job.gate_status(home, gen_cfg)
-    if not gate["ok"]:
-        from engine.core.config import to_dict
-
-        job = _run(home, "generate", {**to_dict(gen_cfg), "test": True}, "test generation (demo gate)", echo)
-        r = job["result"]
-        log(f"gate test on {r['ex_id']}: score {r['score']:.1f} (gate {r['gate_threshold']:g})")
-        if not r["passed"]:
-            chain_job.record_override(home, gen_cfg, f"ccr demo: gate test scored {r['score']:.1f}; the demo goes on "
-                                     f"and the weak chains are retried, then flagged")
-            log("gate not reached: override recorded, the run goes on (weak chains are retried, then flagged)")
-    from engine.core.config import to_dict
-
-    for split, limit in (("train", train_limit), ("validation", validation_limit)):
-        if limit == 0:
-            continue
-        cfg = {**to_dict(gen_cfg), "split": split, "limit": limit}
-        job = _run(home, "generate", cfg, f"generate chains ({split}" + (f", balanced {limit}" if limit else "") + ")",
-                   echo)
-        log(job["result"].get("summary", ""))
-    stages["generate_s"] = round(time.time() - t, 1)
-
-    # 3. export
-    t = stage("export train_reasoning.jsonl")
-    exported = chain_job.export_reasoning(home, None, False, dataset, balanced=True, seed=gen_cfg.seed)
-    log(f"exported {exported['train']['lines']} train and {exported['validation']['lines']} validation chains to "
-        f"{exported['train']['path']}"
-        + (f" ({exported['train']['left_out']} train chains left out to keep the tasks even)"
-           if exported["train"]["left_out"] else ""))
-    log("train chains by task and label value: " + chain_job.format_balance(exported["train"]["by_label"]))
-    if not exported["train"]["lines"]:
-        raise DemoError("no chain passed the quality gate; nothing to train on (review the flagged chains on the "
-                        "Review page, or export with flagged chains)")
-    stages["export_s"] = round(time.time() - t, 1)
-
-    # 4. train
-    t = stage("train the LoRA adapter")
-    folder = train.run_folder(home, run)
-    manifest = train.read_manifest(folder)
-    if manifest and manifest.get("status") == "succeeded" and (folder / "adapter_model.safetensors").exists():
-        log(f"run {run} already trained")
-    else:
-        eval_data = exported["validation"]["path"] if exported["validation"]["lines"] else None
-        if manifest or (folder / "config.yaml").exists():
-            launch = train.prepare_launch(home, overrides=[*TRAIN_OVERRIDES, *train_overrides], resume=run)
-        else:
-            overrides = [*TRAIN_OVERRIDES, *train_overrides]
-            if not any(o.startswith("gradient_checkpointing=") for o in train_overrides):
-                from engine.training import dryrun
-                from engine.core.config import TrainConfig, load_config
-
-                plan = dryrun.estimate(load_config(TrainConfig, CONFIGS / "smollm2_cpu.yaml", overrides), home,
-                                       exported["train"]["path"])
-                use_gc, why = checkpointing(plan["memory"]["total"], available_memory())
-                log(why)
-                overrides.append(f"gradient_checkpointing={str(use_gc).lower()}")
-            launch = train.prepare_launch(home, config_path=str(CONFIGS / "smollm2_cpu.yaml"), overrides=overrides,
-                                          data=exported["train"]["path"], eval_data=eval_data, run=run)
-        job = _run(home, "train", launch, f"train {run}", echo)
-        log(f"run {run}: step {job['result'].get('step')}, train loss {job['result'].get('train_loss')}")
-    stages["train_s"] = round(time.time() - t, 1)
-
-    # 5. evaluate base and tuned
-    t = stage("evaluate base vs tuned on the test split")
-    report = report or str(home.data / "reports" / f"{run}.json")  # one report per run: a second run keeps the first
-    job = _run(home, "eval", {"model": f"run:{run}", "base": DEFAULT_MODEL, "dataset": dataset, "split": "test",
-                              "limit": eval_limit, "max_new_tokens": max_new_tokens, "batch_size": eval_batch_size,
-                              "report": report},
-               f"evaluate run:{run} vs {DEFAULT_MODEL}", echo)
-    stages["eval_s"] = round(time.time() - t, 1)
+    stage("synth_s", "synthesize the demo dataset", lambda: _synthesize(home, db, dataset, seed, echo, log))
+    gen_cfg = stage("generate_s", "generate reasoning chains",
+                    lambda: _generate(home, dataset, train_limit, validation_limit, echo, log))
+    exported = stage("export_s", "export train_reasoning.jsonl", lambda: _export(home, dataset, gen_cfg, log))
+    stage("train_s", "train the LoRA adapter", lambda: _train(home, run, exported, train_overrides, echo, log))
+    eval_config = {"model": f"run:{run}", "base": DEFAULT_MODEL, "dataset": dataset, "split": "test",
+                   "limit": eval_limit, "max_new_tokens": max_new_tokens, "batch_size": eval_batch_size,
+                   "report": report}
+    result = stage("eval_s", "evaluate base vs tuned on the test split",
+                   lambda: _run(home, "eval", eval_config, f"evaluate run:{run} vs {DEFAULT_MODEL}", echo)["result"])
     stages["total_s"] = round(time.time() - t_all, 1)
-    result = job["result"]
     summary = {"dataset": dataset, "run": run, "stages": stages, "report": result["report"], "html": result["html"],
                "evaluations": result["evaluations"],
                "n_test_examples": result["n_examples"], "chains": {s: exported[s]["lines"] for s in ("train", "validation")},
@@ -221,6 +147,89 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
     store.set_setting(db, "last_demo", {k: summary[k] for k in ("run", "dataset", "evaluations", "stages",
                                                                 "n_test_examples", "chains", "report")})
     return summary
+
+
+def _synthesize(home: Home, db, dataset: str, seed: int, echo: bool, log) -> None:
+    """Stage 1: the demo dataset (kept if it exists), made the current one."""
+    if db.execute("SELECT 1 FROM datasets WHERE name = ?", [dataset]).fetchone():
+        log(f"dataset {dataset} exists")
+    else:
+        _run(home, "synth", {"preset": "demo", "seed": seed}, f"synthesize demo (seed {seed})", echo)
+    store.set_setting(db, "current_dataset", dataset)
+
+
+def _generate(home: Home, dataset: str, train_limit: int | None, validation_limit: int, echo: bool, log):
+    """Stage 2: the gate test (an override if it fails: the demo goes on), then the train and validation
+    chains; returns the generation config."""
+    from engine.chains import chain_job
+    from engine.core.config import to_dict
+
+    gen_cfg = chain_job.config_from(None, [], str(CONFIGS / "generate_smollm2_cpu.yaml"))
+    gen_cfg.dataset = dataset
+    gen_cfg.select = "balanced"
+    gate = chain_job.gate_status(home, gen_cfg)
+    if not gate["ok"]:
+        job = _run(home, "generate", {**to_dict(gen_cfg), "test": True}, "test generation (demo gate)", echo)
+        r = job["result"]
+        log(f"gate test on {r['ex_id']}: score {r['score']:.1f} (gate {r['gate_threshold']:g})")
+        if not r["passed"]:
+            chain_job.record_override(home, gen_cfg, f"ccr demo: gate test scored {r['score']:.1f}; the demo goes on "
+                                     f"and the weak chains are retried, then flagged")
+            log("gate not reached: override recorded, the run goes on (weak chains are retried, then flagged)")
+    for split, limit in (("train", train_limit), ("validation", validation_limit)):
+        if limit == 0:
+            continue
+        cfg = {**to_dict(gen_cfg), "split": split, "limit": limit}
+        job = _run(home, "generate", cfg, f"generate chains ({split}" + (f", balanced {limit}" if limit else "") + ")",
+                   echo)
+        log(job["result"].get("summary", ""))
+    return gen_cfg
+
+
+def _export(home: Home, dataset: str, gen_cfg, log) -> dict:
+    """Stage 3: train_reasoning.jsonl (balanced by task); an export with no train chain ends the demo."""
+    from engine.chains import chain_job
+
+    exported = chain_job.export_reasoning(home, None, False, dataset, balanced=True, seed=gen_cfg.seed)
+    log(f"exported {exported['train']['lines']} train and {exported['validation']['lines']} validation chains to "
+        f"{exported['train']['path']}"
+        + (f" ({exported['train']['left_out']} train chains left out to keep the tasks even)"
+           if exported["train"]["left_out"] else ""))
+    log("train chains by task and label value: " + chain_job.format_balance(exported["train"]["by_label"]))
+    if not exported["train"]["lines"]:
+        raise DemoError("no chain passed the quality gate; nothing to train on (review the flagged chains on the "
+                        "Review page, or export with flagged chains)")
+    return exported
+
+
+def _train(home: Home, run: str, exported: dict, train_overrides: list[str] | tuple, echo: bool, log) -> None:
+    """Stage 4: train ``run`` (a finished run is kept, a started one resumed); gradient checkpointing is
+    decided from the dry run's memory estimate unless the overrides set it."""
+    from engine.training import runs
+
+    folder = runs.run_folder(home, run)
+    manifest = runs.read_manifest(folder)
+    if manifest and manifest.get("status") == "succeeded" and (folder / "adapter_model.safetensors").exists():
+        log(f"run {run} already trained")
+        return
+    eval_data = exported["validation"]["path"] if exported["validation"]["lines"] else None
+    if manifest or (folder / "config.yaml").exists():
+        launch = runs.prepare_launch(home, overrides=[*TRAIN_OVERRIDES, *train_overrides], resume=run)
+    else:
+        overrides = [*TRAIN_OVERRIDES, *train_overrides]
+        if not any(o.startswith("gradient_checkpointing=") for o in train_overrides):
+            from engine.training import dryrun
+            from engine.core.config import TrainConfig, load_config
+
+            plan = dryrun.estimate(load_config(TrainConfig, CONFIGS / "smollm2_cpu.yaml", overrides), home,
+                                   exported["train"]["path"])
+            use_gc, why = checkpointing(plan["memory"]["total"], available_memory())
+            log(why)
+            overrides.append(f"gradient_checkpointing={str(use_gc).lower()}")
+        launch = runs.prepare_launch(home, config_path=str(CONFIGS / "smollm2_cpu.yaml"), overrides=overrides,
+                                     data=exported["train"]["path"], eval_data=eval_data, run=run)
+    job = _run(home, "train", launch, f"train {run}", echo)
+    log(f"run {run}: step {job['result'].get('step')}, train loss {job['result'].get('train_loss')}")
 
 
 def format_summary(summary: dict) -> str:

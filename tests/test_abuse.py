@@ -196,7 +196,7 @@ def test_prompt_injection_never_stores_a_chain_that_neither_parses_nor_is_flagge
     from transformers import AutoTokenizer
 
     from engine.core.model_catalog import embedded_folder
-    from engine.training.train import assistant_spans
+    from engine.training.encoding import assistant_spans
 
     tok = AutoTokenizer.from_pretrained(str(embedded_folder()))
     for obj in lines:

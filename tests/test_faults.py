@@ -29,7 +29,7 @@ from engine.data import datasets
 
 from engine.core import jobs, store
 
-from engine.training import train
+from engine.training import runs, train
 from engine.core.config import TrainConfig, load_config
 from engine.core.paths import CONFIGS, REPO
 
@@ -369,7 +369,7 @@ def test_power_loss_of_worker_and_child_is_recovered_as_stale(demo_home, monkeyp
 
 
 def _complete_steps(folder: Path) -> list[int]:
-    return [c["step"] for c in train.list_checkpoints(folder) if c["complete"]]
+    return [c["step"] for c in runs.list_checkpoints(folder) if c["complete"]]
 
 
 @pytest.mark.slow
@@ -423,7 +423,7 @@ def test_training_child_killed_three_times_resumes_from_last_complete_checkpoint
     log = _log_text(job)
     for step in resumed_from:
         assert f"resuming from checkpoint-{step}" in log, (step, log[-3000:])
-    manifest = train.read_manifest(folder)
+    manifest = runs.read_manifest(folder)
     assert [r["from"] for r in manifest["resumes"]] == [f"checkpoint-{s}" for s in resumed_from]
     assert manifest["status"] == "succeeded" and (folder / "adapter_model.safetensors").exists()
 
@@ -496,7 +496,7 @@ def test_concurrent_start_presses_make_one_job_each(demo_home, tmp_path, monkeyp
     assert all(isinstance(r, tuple) for r in results), results
     assert len(set(results)) == 1 and _active(db, "train") == [results[0][0]], results
     # a press a few seconds later (another run name would be generated) still finds the same job
-    monkeypatch.setattr(train, "new_run_name", lambda preset=None: "later-name")
+    monkeypatch.setattr(runs, "new_run_name", lambda preset=None: "later-name")
     assert api.start_training(str(CONFIGS / "smollm2_cpu.yaml"), str(data), None, "max_steps=2") == results[0]
     results = _at_once(lambda: api.start_training(str(CONFIGS / "smollm2_cpu.yaml"), str(data), None,
                                                   "max_steps=3", "named"))

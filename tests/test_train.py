@@ -74,11 +74,11 @@ def tiny_home(home, tiny_model, monkeypatch):
 
 
 def tiny_config(home, tiny_model, *extra) -> TrainConfig:
-    from engine.training import train
+    from engine.training import runs
 
     cfg = load_config(TrainConfig, None, [f"base_model={tiny_model}", f"data={home.data / 'train_chat.jsonl'}",
                                           *TINY_OVERRIDES, *extra])
-    return train.resolve_data(cfg, home)
+    return runs.resolve_data(cfg, home)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def tiny_config(home, tiny_model, *extra) -> TrainConfig:
 def test_labels_mask_everything_but_the_assistant_turns(tiny_model):
     from transformers import AutoTokenizer
 
-    from engine.training.train import encode_example
+    from engine.training.encoding import encode_example
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Rate the call."},
@@ -121,7 +121,7 @@ def test_labels_mask_everything_but_the_assistant_turns(tiny_model):
 
 
 def test_collate_pads_to_the_batch_and_keeps_logits_only_at_labels():
-    from engine.training.train import collate
+    from engine.training.encoding import collate
 
     feats = [{"input_ids": [5, 6, 7, 8], "labels": [-100, -100, 7, 8]}, {"input_ids": [5, 6], "labels": [-100, 6]}]
     batch = collate(feats, pad_id=2, logits_only=True)
@@ -134,7 +134,7 @@ def test_collate_pads_to_the_batch_and_keeps_logits_only_at_labels():
 
 
 def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_groups_lengths():
-    from engine.training.train import EpochSampler
+    from engine.training.encoding import EpochSampler
 
     rng = random.Random(1)
     lengths = [rng.randint(10, 500) for _ in range(200)]
@@ -153,7 +153,8 @@ def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_groups_lengths():
 
 
 def test_bad_training_data_names_file_and_line(tmp_path):
-    from engine.training.train import DataError, read_chatml
+    from engine.training.runs import DataError
+    from engine.training.train import read_chatml
 
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(_example(random.Random(0), 0)) + "\n{not json\n")
@@ -253,7 +254,7 @@ def _losses(db, run: str) -> dict:
 
 
 def test_killed_run_resumes_from_last_complete_checkpoint_with_the_same_losses(tiny_home, tiny_model):
-    from engine.training import train
+    from engine.training import runs, train
 
     overrides = [f"base_model={tiny_model}", *TINY_OVERRIDES, "max_steps=8",
                  f"data={tiny_home.data / 'train_chat.jsonl'}", f"eval_data={tiny_home.data / 'validation_chat.jsonl'}"]
@@ -267,12 +268,12 @@ def test_killed_run_resumes_from_last_complete_checkpoint_with_the_same_losses(t
                           env=dict(os.environ, CCR_HOME=str(tiny_home.data)))
     assert proc.returncode == -9, proc.stderr[-2000:]
     folder = tiny_home.models / "killed"
-    assert [c["step"] for c in train.list_checkpoints(folder) if c["complete"]] == [4, 6]
+    assert [c["step"] for c in runs.list_checkpoints(folder) if c["complete"]] == [4, 6]
     # a checkpoint cut short by the kill: files but no completion marker
     torn = folder / "checkpoints" / "checkpoint-8"
     torn.mkdir()
     (torn / "adapter_model.safetensors").write_bytes(b"\0" * 100)
-    assert train.last_complete_checkpoint(folder)["step"] == 6
+    assert runs.last_complete_checkpoint(folder)["step"] == 6
 
     logs: list[str] = []
     resumed = train.train(tiny_home, "killed", cfg, resume=True, log=logs.append)
@@ -284,12 +285,12 @@ def test_killed_run_resumes_from_last_complete_checkpoint_with_the_same_losses(t
     assert set(want) == set(got) and len(want) >= 10
     for key in want:
         assert got[key] == pytest.approx(want[key], abs=1e-4), key
-    manifest = train.read_manifest(folder)
+    manifest = runs.read_manifest(folder)
     assert manifest["status"] == "succeeded" and manifest["resumes"][0]["from"] == "checkpoint-6"
 
 
 def test_checkpoint_helpers_skip_and_rotate(tmp_path):
-    from engine.training import train
+    from engine.training import runs
 
     folder = tmp_path / "run"
     for step in (2, 4, 6, 8):
@@ -297,20 +298,20 @@ def test_checkpoint_helpers_skip_and_rotate(tmp_path):
         ck.mkdir(parents=True)
         (ck / "adapter_model.safetensors").write_bytes(b"x" * step)
         if step != 8:
-            train.mark_complete(ck, {"step": step})
-    assert [c["complete"] for c in train.list_checkpoints(folder)] == [True, True, True, False]
-    assert train.last_complete_checkpoint(folder)["step"] == 6
-    train.rotate_checkpoints(folder, keep=2)
-    assert [c["step"] for c in train.list_checkpoints(folder)] == [4, 6, 8]
-    train.remove_incomplete_checkpoints(folder)
-    assert [c["step"] for c in train.list_checkpoints(folder)] == [4, 6]
+            runs.mark_complete(ck, {"step": step})
+    assert [c["complete"] for c in runs.list_checkpoints(folder)] == [True, True, True, False]
+    assert runs.last_complete_checkpoint(folder)["step"] == 6
+    runs.rotate_checkpoints(folder, keep=2)
+    assert [c["step"] for c in runs.list_checkpoints(folder)] == [4, 6, 8]
+    runs.remove_incomplete_checkpoints(folder)
+    assert [c["step"] for c in runs.list_checkpoints(folder)] == [4, 6]
 
 
 @pytest.mark.parametrize("how,status", [("pause", "paused"), ("local", "interrupted")])
 def test_stop_saves_a_checkpoint_and_resume_finishes(tiny_home, tiny_model, how, status):
     """A pause from the page, or a signal to the job's process ("local"), saves a checkpoint and
     leaves the run paused or interrupted (never "succeeded" without an adapter); resume finishes it."""
-    from engine.training import train
+    from engine.training import runs, train
 
     cfg = tiny_config(tiny_home, tiny_model, "max_steps=6", "save_steps=100")
     calls = {"n": 0}
@@ -322,9 +323,9 @@ def test_stop_saves_a_checkpoint_and_resume_finishes(tiny_home, tiny_model, how,
     result = train.train(tiny_home, "stopped", cfg, should_stop=stop_after_three, log=lambda m: None)
     assert result["stopped"] == how and result["step"] == 3 and result["status"] == status
     folder = tiny_home.models / "stopped"
-    assert train.last_complete_checkpoint(folder)["step"] == 3  # saved although save_steps is 100
+    assert runs.last_complete_checkpoint(folder)["step"] == 3  # saved although save_steps is 100
     assert not (folder / "adapter_model.safetensors").exists()
-    assert train.read_manifest(folder)["status"] == status
+    assert runs.read_manifest(folder)["status"] == status
     assert store.connect(tiny_home).execute("SELECT status FROM train_runs WHERE name = 'stopped'").fetchone()[0] == status
     result = train.train(tiny_home, "stopped", cfg, resume=True, log=lambda m: None)
     assert result["status"] == "succeeded" and result["step"] == 6
@@ -340,12 +341,12 @@ def test_job_pause_and_resume_through_the_job_engine(tiny_home, tiny_model, monk
 
     from engine.core import jobs
 
-    from engine.training import train
+    from engine.training import runs
 
-    launch = train.prepare_launch(tiny_home, config_path=str(CONFIGS / "smollm2_cpu.yaml"),
-                                  overrides=[f"base_model={tiny_model}", *TINY_OVERRIDES, "max_steps=40",
-                                             "save_steps=1000", "eval_steps=0"],
-                                  data=str(tiny_home.data / "train_chat.jsonl"), run="jobrun")
+    launch = runs.prepare_launch(tiny_home, config_path=str(CONFIGS / "smollm2_cpu.yaml"),
+                                 overrides=[f"base_model={tiny_model}", *TINY_OVERRIDES, "max_steps=40",
+                                            "save_steps=1000", "eval_steps=0"],
+                                 data=str(tiny_home.data / "train_chat.jsonl"), run="jobrun")
     db = store.connect(tiny_home)
     job_id = store.enqueue_job(db, "train", launch, title="train jobrun")
     job = store.claim_job(db, "test", job_id=job_id)
@@ -364,7 +365,7 @@ def test_job_pause_and_resume_through_the_job_engine(tiny_home, tiny_model, monk
     assert jobs.execute(tiny_home, job) == "paused"
     pauser.join()
     monkeypatch.delenv("CCR_FAILPOINTS")
-    saved = train.last_complete_checkpoint(tiny_home.models / "jobrun")
+    saved = runs.last_complete_checkpoint(tiny_home.models / "jobrun")
     assert saved is not None and saved["step"] == 3  # the stop wrote a checkpoint (save_steps is 1000)
     assert store.get_job(db, job_id)["status"] == "paused"
     assert store.requeue_job(db, job_id)
@@ -375,8 +376,8 @@ def test_job_pause_and_resume_through_the_job_engine(tiny_home, tiny_model, monk
     steps = [r[0] for r in db.execute("SELECT step FROM train_metrics WHERE run_name = 'jobrun' AND kind = 'train' "
                                       "ORDER BY step")]
     assert steps == list(range(1, 41))  # each step once: the resume rewrote nothing twice and skipped nothing
-    with pytest.raises(train.RunError, match="already exists"):
-        train.prepare_launch(tiny_home, data=str(tiny_home.data / "train_chat.jsonl"), run="jobrun")
+    with pytest.raises(runs.RunError, match="already exists"):
+        runs.prepare_launch(tiny_home, data=str(tiny_home.data / "train_chat.jsonl"), run="jobrun")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,7 +460,7 @@ def test_dry_run_of_the_mistral_preset_prints_the_plans_share(home, capsys, monk
 def test_an_empty_validation_export_beside_the_training_file_is_skipped(tmp_path):
     """Phase 1's export writes validation_reasoning.jsonl even with no validation chains; the
     automatic pick must then train without evaluation instead of failing on an empty file."""
-    from engine.training.train import sibling_validation
+    from engine.training.runs import sibling_validation
 
     train_file = tmp_path / "train_reasoning.jsonl"
     train_file.write_text('{"messages": []}\n')

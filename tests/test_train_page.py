@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _fake_run(home, name: str, status: str, steps: int, job_status: str) -> None:
     """A run as training leaves it: folder, manifest, checkpoints with markers, metrics rows, job row."""
-    from engine.training import train
+    from engine.training import runs
 
     folder = home.models / name
     (folder / "checkpoints").mkdir(parents=True)
@@ -24,7 +24,7 @@ def _fake_run(home, name: str, status: str, steps: int, job_status: str) -> None
         ck = folder / "checkpoints" / f"checkpoint-{step}"
         ck.mkdir()
         (ck / "adapter_model.safetensors").write_bytes(b"\0" * 64)
-        train.mark_complete(ck, {"step": step, "loss": 2.0})
+        runs.mark_complete(ck, {"step": step, "loss": 2.0})
     (folder / "checkpoints" / "checkpoint-6").mkdir()  # cut short: no marker
     (folder / "manifest.json").write_text(json.dumps({"run": name, "base_model": "smollm2-135m-instruct",
                                                       "status": status}))

@@ -342,6 +342,15 @@ class LoraSettings:
                                     "projection of a Llama/Mistral/Qwen block (the plan's 0.58% on Mistral-7B); "
                                     "[all-linear] lets peft pick every linear layer but the output head.")
 
+    def to_peft(self):
+        """These settings as peft's ``LoraConfig`` for a causal LM (peft is imported here, not with this module)."""
+        from peft import LoraConfig
+
+        targets = self.target_modules
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, bias="none",
+                          task_type="CAUSAL_LM",
+                          target_modules="all-linear" if targets == ["all-linear"] else list(targets))
+
 
 @dataclass
 class TrainConfig:
@@ -390,6 +399,55 @@ class TrainConfig:
                                      "$TENSORBOARD_LOGGING_DIR), mlflow, trackio, wandb... Each needs its package "
                                      "installed. Empty: only the app's database (the Train page's charts).")
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapter settings."})
+
+    def training_arguments(self, output_dir: str, *, evaluate: bool, device: str, weights_dtype: str,
+                           world_size: int, report_to: list[str]):
+        """This config as transformers' ``TrainingArguments`` (transformers is imported here, not with this module).
+
+        ``evaluate``: there is validation data; ``weights_dtype``: the loaded weights' dtype
+        ("bfloat16", "float16", "float32"); ``report_to``: the Trainer's integrations (none if empty).
+        """
+        import transformers
+
+        on_cuda = device.startswith("cuda")
+        return transformers.TrainingArguments(
+            output_dir=output_dir,
+            per_device_train_batch_size=self.batch_size,
+            per_device_eval_batch_size=self.batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            learning_rate=self.learning_rate,
+            num_train_epochs=self.epochs,
+            max_steps=self.max_steps,
+            lr_scheduler_type=self.lr_scheduler,
+            warmup_steps=self.warmup_ratio,  # a float below 1 is a share of the steps
+            weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm,
+            logging_steps=self.logging_steps,
+            logging_first_step=True,
+            eval_strategy="steps" if evaluate and self.eval_steps > 0 else "no",
+            eval_steps=self.eval_steps if self.eval_steps > 0 else None,
+            save_strategy="steps",
+            save_steps=self.save_steps,
+            save_total_limit=None,  # the Checkpoints callback rotates, counting only complete checkpoints
+            seed=self.seed,
+            # Autocast only on CUDA; elsewhere the weights are simply loaded in the chosen precision and
+            # the LoRA weights stay fp32 (peft keeps adapters in fp32).
+            bf16=on_cuda and weights_dtype == "bfloat16",
+            fp16=on_cuda and weights_dtype == "float16",
+            use_cpu=device == "cpu",
+            # (renamed activation_checkpointing in transformers 5.2x; the old name works in every 5.x)
+            gradient_checkpointing=self.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False} if self.gradient_checkpointing else None,
+            report_to=report_to or "none",  # the Trainer's own integrations (TensorBoard, MLflow...)
+            remove_unused_columns=False,
+            prediction_loss_only=True,
+            include_num_input_tokens_seen="non_padding",
+            dataloader_num_workers=0,
+            dataloader_pin_memory=on_cuda,
+            disable_tqdm=True,
+            label_names=["labels"],
+            ddp_find_unused_parameters=False if world_size > 1 else None,
+        )
 
 
 # ---------------------------------------------------------------------------------------------

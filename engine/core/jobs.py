@@ -46,7 +46,7 @@ JOB_KINDS = {
     "serve": "engine.serving.serve:run_serve_job",
     "demo": "engine.demo:run_demo_job",
     "train": "engine.training.train:run_train_job",
-    "export_model": "engine.training.train:run_export_model_job",  # the Train page's Export (a merge loads torch)
+    "export_model": "engine.training.export:run_export_model_job",  # the Train page's Export (a merge loads torch)
 }
 # Kinds whose work is keyed in the database, so re-running them after a stop continues
 # where they were instead of starting over.

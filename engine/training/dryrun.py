@@ -73,7 +73,7 @@ def count_parameters(arch: dict, cfg: TrainConfig) -> dict:
     import warnings
 
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import AutoConfig, AutoModelForCausalLM
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notices from inside peft
@@ -86,11 +86,7 @@ def count_parameters(arch: dict, cfg: TrainConfig) -> dict:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     base_total = sum(p.numel() for p in model.parameters())
-    targets = cfg.lora.target_modules
-    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, bias="none",
-                      task_type="CAUSAL_LM",
-                      target_modules="all-linear" if targets == ["all-linear"] else list(targets))
-    model = get_peft_model(model, lora)
+    model = get_peft_model(model, cfg.lora.to_peft())
     trainable, total = model.get_nb_trainable_parameters()
     wrapped = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if hasattr(mod, "lora_A")})
     return {"architecture": type(model.base_model.model).__name__, "base_params": base_total, "total": total,
@@ -135,7 +131,8 @@ def data_summary(path: str | None, cfg: TrainConfig, home: Home | None) -> dict 
     """Examples, tokens (by the base model's tokenizer when it is on this machine) and steps per epoch."""
     if not path or not Path(path).exists():
         return None
-    from engine.training.train import ensure_chat_template, read_chatml
+    from engine.training.encoding import ensure_chat_template
+    from engine.training.train import read_chatml
 
     records = read_chatml(path)
     lengths, how = None, "estimated at 4 characters per token (tokenizer not on this machine)"
