@@ -63,7 +63,7 @@ class Analysed:
     ``contents``, ``specifics``, ``signals``: the sentence's words in ``_SIGNAL`` or in the
     transcript, ``kinds``);
     ``sentences`` builds ``Sentence`` objects from them on demand. From the sentences that earn
-    content credit (kind ``ok``) ``analyse`` also gathers what the criteria count, in one pass:
+    content credit (kind ``ok``) ``analyse`` also gathers what the criteria count:
     ``ok_chars`` (their length), ``step_words`` (step region: distinct specific words),
     ``causal`` (causal sentences, those grounded, their weight), ``actions`` (action sentences
     in <insights>, those outside any part, the parts with one) and ``impact`` (impact term: best
@@ -324,7 +324,7 @@ def _actions(a: Analysed, said: list[int]) -> tuple[int, int, set[str]]:
     """(action sentences in <insights>, those outside any part, the parts with one)."""
     n_actions = loose = 0
     parts_with: set[str] = set()
-    action_single, action_keys, _, action_anchors = _ACTIONS
+    _, action_keys, _, action_anchors = _ACTIONS
     for i in said:
         region, sig, sentence_toks = a.regions[i], a.signals[i], a.toks[i]
         if region[:8] == "insights" and not _ACTION_WORDS.isdisjoint(sig):
@@ -342,7 +342,7 @@ def _actions(a: Analysed, said: list[int]) -> tuple[int, int, set[str]]:
     return n_actions, loose, parts_with
 
 
-def _faithfulness(a: "Analysed", tr: "_Transcript | None", labels: dict | None, label_words: frozenset) -> None:
+def _faithfulness(a: Analysed, tr: _Transcript | None, labels: dict | None, label_words: frozenset) -> None:
     """Set ``a.contradictions``, ``a.invented`` (fault dicts) and ``a.faith_checked``."""
     lv = _label_view(labels)
     hits = list(map(and_, a.sets, repeat(_FAITH_TRIGGERS)))
