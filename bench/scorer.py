@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from engine.chains import analysis, criteria  # noqa: E402
 from engine.chains import quality as q  # noqa: E402
 from engine.chains.chain import parse_chain, render_chain  # noqa: E402
 from test_quality import FIXTURES  # noqa: E402
@@ -154,14 +155,14 @@ def main() -> None:
               f"together ({cpu:,.0f}/s of CPU time per process; {multiprocessing.cpu_count()} CPUs here)")
     if "--stages" in sys.argv:
         parsed = [parse_chain(t) for t, *_ in items]
-        analysed = [q.analyse(t, tr, lb, parsed=p) for (t, _, lb, tr), p in zip(items, parsed)]
+        analysed = [analysis.analyse(t, tr, lb, parsed=p) for (t, _, lb, tr), p in zip(items, parsed)]
         stages = [
             ("parse_chain", lambda it: parse_chain(it[0]), items),
-            ("analyse (after parse)", lambda ip: q.analyse(ip[0][0], ip[0][3], ip[0][2], parsed=ip[1]),
+            ("analyse (after parse)", lambda ip: analysis.analyse(ip[0][0], ip[0][3], ip[0][2], parsed=ip[1]),
              list(zip(items, parsed))),
         ]
         for name in q.CRITERIA:
-            fn = getattr(q, f"criterion_{name}")
+            fn = getattr(criteria, f"criterion_{name}")
             if name == "label_agreement":
                 stages.append((name, lambda ai, fn=fn: fn(ai[0], ai[1][1], ai[1][2]), list(zip(analysed, items))))
             else:

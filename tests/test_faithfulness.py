@@ -20,7 +20,10 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from engine.chains import analysis  # noqa: E402
 from engine.chains import quality as q  # noqa: E402
+from engine.chains.transcript import _transcript_info  # noqa: E402
+from engine.chains.vocabulary import _SIGNAL, _STOP  # noqa: E402
 from engine.chains.chain import parse_chain, render_chain  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------
@@ -326,7 +329,7 @@ def _step1(sentence: str) -> str:
 
 def contradictions(sentence: str, labels: dict, region: int = 1) -> list[str]:
     text = render_chain({region: sentence}, {}, {}, "")
-    return [f["reason"] for f in q.analyse(text, labels=labels).contradictions]
+    return [f["reason"] for f in analysis.analyse(text, labels=labels).contradictions]
 
 
 @pytest.mark.parametrize("sentence, labels, expected", [
@@ -487,8 +490,8 @@ NEUTRAL_SWAPS = [("purposeful", "focused"), ("warmly", "kindly"), ("huddle", "me
 
 
 def _neutral(word: str) -> bool:
-    return (word not in q.CLAIM_WORDS and word not in q._SIGNAL and word not in q._STOP
-            and word not in q._transcript_info(HAPPY).words)
+    return (word not in q.CLAIM_WORDS and word not in _SIGNAL and word not in _STOP
+            and word not in _transcript_info(HAPPY).words)
 
 
 def _reorder(chain: str, rng: random.Random) -> str:

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pytest  # noqa: E402
 
+from engine.chains import analysis, criteria  # noqa: E402
 from engine.chains import quality as q  # noqa: E402
 from engine.chains.chain import (  # noqa: E402
     ANALYSIS_PARTS,
@@ -390,9 +391,9 @@ def test_keyword_stuffing_earns_nothing_extra():
 def test_copied_sentences_count_once():
     one = "The customer was upset because the duplicate charge was not refunded after two calls."
     text = render_chain({1: " ".join([one] * 10)}, {}, {}, "CSAT: 2/5")
-    a = q.analyse(text)
-    assert q.criterion_reasoning(a)["reason"].startswith("1 distinct causal statement ")
-    assert q.criterion_length(a)["points"] == round(5 * len(one) / 500, 2)
+    a = analysis.analyse(text)
+    assert criteria.criterion_reasoning(a)["reason"].startswith("1 distinct causal statement ")
+    assert criteria.criterion_length(a)["points"] == round(5 * len(one) / 500, 2)
 
 
 def test_damaged_chains_lose_points_in_proportion():
@@ -412,113 +413,113 @@ def test_damaged_chains_lose_points_in_proportion():
 
 
 def test_sections_criterion():
-    full = q.criterion_sections(q.analyse(CHAIN_CSAT))
+    full = criteria.criterion_sections(analysis.analyse(CHAIN_CSAT))
     assert full["points"] == 20
-    r = q.criterion_sections(q.analyse("<thinking>a</thinking><analysis>b"))
+    r = criteria.criterion_sections(analysis.analyse("<thinking>a</thinking><analysis>b"))
     assert r["points"] == pytest.approx((3 + 1.5 + 3 + 2 * 2 / 3) / 2, abs=0.01)
     assert "missing <insights>" in r["reason"].lower() and "<analysis> not closed" in r["reason"]
-    assert q.criterion_sections(q.analyse("no structure"))["points"] == 0
-    ooo = q.criterion_sections(q.analyse("<analysis>a</analysis><thinking>b</thinking><insights>c</insights>"))
+    assert criteria.criterion_sections(analysis.analyse("no structure"))["points"] == 0
+    ooo = criteria.criterion_sections(analysis.analyse("<analysis>a</analysis><thinking>b</thinking><insights>c</insights>"))
     assert "out of order" in ooo["reason"] and ooo["points"] == pytest.approx(13.5)
 
 
 def test_length_criterion():
-    assert q.criterion_length(q.analyse(CHAIN_CSAT))["points"] == 5
+    assert criteria.criterion_length(analysis.analyse(CHAIN_CSAT))["points"] == 5
     short = render_chain({1: "The customer was annoyed by the second transfer and the long hold."}, {}, {}, "")
-    r = q.criterion_length(q.analyse(short))
+    r = criteria.criterion_length(analysis.analyse(short))
     assert 0 < r["points"] < 1.5 and "500 needed" in r["reason"]
     # Text outside the sections does not count.
-    assert q.criterion_length(q.analyse("Final answer:\n" + "The refund was late for this customer. " * 30))["points"] == 0
+    assert criteria.criterion_length(analysis.analyse("Final answer:\n" + "The refund was late for this customer. " * 30))["points"] == 0
 
 
 def test_steps_criterion():
-    r = q.criterion_steps(q.analyse(CHAIN_CSAT))
+    r = criteria.criterion_steps(analysis.analyse(CHAIN_CSAT))
     assert r["points"] == 20 and r["reason"] == "5 of 5 steps found in order, all with substantive bodies."
     cut = CHAIN_CSAT[: CHAIN_CSAT.index("Step 4 -")] + CHAIN_CSAT[CHAIN_CSAT.index("Step 5 -"):]
-    r = q.criterion_steps(q.analyse(cut))
+    r = criteria.criterion_steps(analysis.analyse(cut))
     assert r["points"] == pytest.approx(16)
     assert "4 of 5 steps found in order; missing Step 4 - Root Cause Analysis" in r["reason"]
     p = parse_chain(CHAIN_CSAT)
     bodies = {s["n"]: s["body"] for s in p["steps"]}
     swapped = render_chain(bodies, {}, {}, "").replace("Step 2 - Agent", "Step 9 - Agent").replace(
         "Step 3 - Interaction", "Step 2 - Agent Performance Evaluation\n").replace("Step 9 - Agent", "Step 3 - Interaction")
-    assert q.criterion_steps(q.analyse(swapped))["points"] < 16
+    assert criteria.criterion_steps(analysis.analyse(swapped))["points"] < 16
     wrong_titles = CHAIN_CSAT.replace("Customer Sentiment Analysis", "Mood").replace("Root Cause Analysis", "Why")
-    assert q.criterion_steps(q.analyse(wrong_titles))["points"] == pytest.approx(19.2)
+    assert criteria.criterion_steps(analysis.analyse(wrong_titles))["points"] == pytest.approx(19.2)
 
 
 def test_reasoning_criterion():
-    assert q.criterion_reasoning(q.analyse(CHAIN_CSAT, TRANSCRIPT_CSAT))["points"] == 15
+    assert criteria.criterion_reasoning(analysis.analyse(CHAIN_CSAT, TRANSCRIPT_CSAT))["points"] == 15
     flat = "\n".join(f"The customer mentioned item {i} on the invoice and the agent noted it." for i in range(8))
-    assert q.criterion_reasoning(q.analyse(render_chain({1: flat}, {}, {}, "")))["points"] == 0
+    assert criteria.criterion_reasoning(analysis.analyse(render_chain({1: flat}, {}, {}, "")))["points"] == 0
     # Causal sentences without content words earn nothing.
     vague = "It happened because of that. So it was, since then. Therefore yes."
-    assert q.criterion_reasoning(q.analyse(render_chain({1: vague}, {}, {}, "")))["points"] == 0
+    assert criteria.criterion_reasoning(analysis.analyse(render_chain({1: vague}, {}, {}, "")))["points"] == 0
     # Ungrounded reasoning (nothing from transcript or labels) earns half.
     off = ("The weather worsened because clouds formed over mountains. Traffic slowed since roads flooded near bridges. "
            "Markets dipped due to uncertain quarterly forecasts overall. Birds migrated early because autumn arrived "
            "sooner. Rivers rose therefore farmers moved livestock uphill.")
     spread = render_chain({n: s for n, s in enumerate(off.split(". "), 1)}, {}, {}, "")
-    assert q.criterion_reasoning(q.analyse(spread))["points"] == 15
-    assert q.criterion_reasoning(q.analyse(spread, TRANSCRIPT_CSAT))["points"] == 7.5
+    assert criteria.criterion_reasoning(analysis.analyse(spread))["points"] == 15
+    assert criteria.criterion_reasoning(analysis.analyse(spread, TRANSCRIPT_CSAT))["points"] == 7.5
     # At most three causal sentences count from one step.
     crowded = render_chain({1: off}, {}, {}, "")
-    assert q.criterion_reasoning(q.analyse(crowded))["points"] == 9
+    assert criteria.criterion_reasoning(analysis.analyse(crowded))["points"] == 9
 
 
 def test_actionable_criterion():
-    r = q.criterion_actionable(q.analyse(CHAIN_CHURN))
+    r = criteria.criterion_actionable(analysis.analyse(CHAIN_CHURN))
     assert r["points"] >= 12 and "in 4 of 4 insight parts" in r["reason"]
     generic = render_chain({}, {}, {p: "Improve overall performance and quality going forward." for p in INSIGHT_PARTS}, "")
-    assert q.criterion_actionable(q.analyse(generic))["points"] == 0
+    assert criteria.criterion_actionable(analysis.analyse(generic))["points"] == 0
     filler = render_chain({}, {}, {p: "N/A" for p in INSIGHT_PARTS}, "")
-    assert q.criterion_actionable(q.analyse(filler))["points"] == 0
+    assert criteria.criterion_actionable(analysis.analyse(filler))["points"] == 0
     # Actions outside <insights> do not count.
     elsewhere = render_chain({1: "Coach Priya to acknowledge repeat contacts before placing callers on hold."}, {}, {}, "")
-    assert q.criterion_actionable(q.analyse(elsewhere))["points"] == 0
+    assert criteria.criterion_actionable(analysis.analyse(elsewhere))["points"] == 0
     # Without part headers, actions in <insights> earn partial credit.
     loose = "<insights>\n" + "\n".join(parse_chain(CHAIN_CHURN)["parts"]["insights"].values()) + "\n</insights>"
-    r = q.criterion_actionable(q.analyse(loose))
+    r = criteria.criterion_actionable(analysis.analyse(loose))
     assert 5 < r["points"] < 12 and "without part headers" in r["reason"]
 
 
 def test_business_impact_criterion():
-    assert q.criterion_business_impact(q.analyse(CHAIN_CSAT))["points"] == 10
+    assert criteria.criterion_business_impact(analysis.analyse(CHAIN_CSAT))["points"] == 10
     none = render_chain({5: "The call went fine and nothing else needs to be said about the matter here."}, {}, {}, "")
-    assert q.criterion_business_impact(q.analyse(none))["points"] == 0
+    assert criteria.criterion_business_impact(analysis.analyse(none))["points"] == 0
     # Impact terms only outside Step 5 / Business Actions are capped.
     elsewhere = render_chain({1: "Her churn risk is high and the repeat calls increase handle time, cost and complaint volume for the team."}, {}, {}, "")
-    r = q.criterion_business_impact(q.analyse(elsewhere))
+    r = criteria.criterion_business_impact(analysis.analyse(elsewhere))
     assert 0 < r["points"] <= 7 and "Step 5" in r["reason"]
     # Repeating a term adds nothing.
     once = render_chain({5: "Repeat calls raise the cost to serve this account by $40 each month for the team."}, {}, {}, "")
     many = render_chain({5: "Repeat calls raise the cost, cost, cost, cost to serve this account by $40 each month for the team."}, {}, {}, "")
-    assert q.criterion_business_impact(q.analyse(many))["points"] <= q.criterion_business_impact(q.analyse(once))["points"]
+    assert criteria.criterion_business_impact(analysis.analyse(many))["points"] <= criteria.criterion_business_impact(analysis.analyse(once))["points"]
 
 
 def test_label_agreement_criterion():
-    a = q.analyse(CHAIN_CSAT)
-    assert q.criterion_label_agreement(a, "csat", {"csat": 2})["points"] == 15
-    r = q.criterion_label_agreement(a, "csat", {"csat": 4})
+    a = analysis.analyse(CHAIN_CSAT)
+    assert criteria.criterion_label_agreement(a, "csat", {"csat": 2})["points"] == 15
+    r = criteria.criterion_label_agreement(a, "csat", {"csat": 4})
     assert r["points"] == 0 and r["reason"] == "Final answer says CSAT: 2/5; the reference is CSAT: 4/5."
-    r = q.criterion_label_agreement(a, "csat", None)
+    r = criteria.criterion_label_agreement(a, "csat", None)
     assert r["points"] == 15 and r["reason"].startswith("No reference labels")
     # Labels for all tasks, task unknown: the answer's own task is checked.
-    assert q.criterion_label_agreement(a, None, {"csat": 2, "churn": "low"})["points"] == 15
+    assert criteria.criterion_label_agreement(a, None, {"csat": 2, "churn": "low"})["points"] == 15
     # No answer line at all.
-    r = q.criterion_label_agreement(q.analyse(CHAIN_CSAT.replace("CSAT: 2/5", "")), "csat", {"csat": 2})
+    r = criteria.criterion_label_agreement(analysis.analyse(CHAIN_CSAT.replace("CSAT: 2/5", "")), "csat", {"csat": 2})
     assert r["points"] == 0 and r["reason"] == "No CSAT prediction answer line found in the final answer."
     # Answer line only outside the final answer: partial credit.
     moved = CHAIN_CSAT.replace("\nCSAT: 2/5", "").replace("</thinking>", "CSAT: 2/5\n</thinking>")
-    r = q.criterion_label_agreement(q.analyse(moved), "csat", {"csat": 2})
+    r = criteria.criterion_label_agreement(analysis.analyse(moved), "csat", {"csat": 2})
     assert r["points"] == 10 and "outside the final answer" in r["reason"]
     # QA scores agree within 10 points; sentiment needs both keys.
-    qa = q.analyse(CHAIN_QA)
-    assert q.criterion_label_agreement(qa, "quality", {"quality": 85})["points"] == 15
-    assert q.criterion_label_agreement(qa, "quality", {"quality": 70})["points"] == 0
-    sent = q.analyse("Final answer:\nCustomer sentiment: negative; trajectory: improving")
-    assert q.criterion_label_agreement(sent, "sentiment", {"sentiment": "negative", "sentiment_trajectory": "improving"})["points"] == 15
-    assert q.criterion_label_agreement(sent, "sentiment", {"sentiment": "negative", "sentiment_trajectory": "stable"})["points"] == 0
+    qa = analysis.analyse(CHAIN_QA)
+    assert criteria.criterion_label_agreement(qa, "quality", {"quality": 85})["points"] == 15
+    assert criteria.criterion_label_agreement(qa, "quality", {"quality": 70})["points"] == 0
+    sent = analysis.analyse("Final answer:\nCustomer sentiment: negative; trajectory: improving")
+    assert criteria.criterion_label_agreement(sent, "sentiment", {"sentiment": "negative", "sentiment_trajectory": "improving"})["points"] == 15
+    assert criteria.criterion_label_agreement(sent, "sentiment", {"sentiment": "negative", "sentiment_trajectory": "stable"})["points"] == 0
 
 
 def test_score_chain_tolerates_bad_input():

@@ -156,8 +156,29 @@ def parse_chain(text: str) -> dict:
         text = "" if text is None else str(text)
     problems: list[str] = []
     tags = [(m.start(), m.end(), m[2].lower(), m[1] == "/") for m in _TAG_RE.finditer(text)]
-    # "Final answer:" lines: found with bytes.find in an ASCII copy of the text, lower-cased,
-    # with one byte per character (offsets are the text's), then matched at their line start.
+    finals = _final_headers(text)
+    sections, present, closed, in_order, last_end = _sections(text, tags, finals, problems)
+    final_answer, after = _final_answer(text, finals, last_end, any(present.values()), problems)
+    steps = _steps(text, sections["thinking"], after, problems)
+    parts, part_order = _parts(sections, problems)
+    return {
+        "sections": sections,
+        "present": present,
+        "closed": closed,
+        "in_order": in_order,
+        "steps": steps,
+        "parts": parts,
+        "part_order": part_order,
+        "final_answer": final_answer,
+        "has_final_header": after is not None,
+        "problems": problems,
+    }
+
+
+def _final_headers(text: str) -> list[tuple[int, int]]:
+    """(line start, end of the header) of every ``Final answer:`` header line, in order."""
+    # Found with bytes.find in an ASCII copy of the text, lower-cased, with one byte per
+    # character (offsets are the text's), then matched at their line start.
     low = text.encode("ascii", "replace").lower()
     finals = []
     i = low.find(b"final")
@@ -170,15 +191,19 @@ def parse_chain(text: str) -> dict:
         if i == -1:
             break
         i = low.find(b"final", i)
-    size = len(text)
+    return finals
 
+
+def _sections(text: str, tags: list[tuple], finals: list[tuple[int, int]], problems: list[str]) -> tuple:
+    """(sections, present, closed, in_order, last_end): each section's body as the module
+    docstring describes, and the end of the last one (0 when there is none)."""
+    size = len(text)
     sections: dict[str, str | None] = {}
     present: dict[str, bool] = {}
     closed: dict[str, bool] = {}
     in_order = True
     cursor = 0
     last_end = 0
-    any_section = False
     for name in SECTIONS:
         opens = []
         for t in tags:
@@ -220,14 +245,17 @@ def parse_chain(text: str) -> dict:
             problems.append(f"<{name}> is not closed")
         sections[name] = text[body_start:end].strip()
         present[name], closed[name] = True, is_closed
-        any_section = True
         if start[0] >= cursor:
             cursor = end_after
         if end_after > last_end:
             last_end = end_after
+    return sections, present, closed, in_order, last_end
 
-    # Final answer: first header after the sections; else any header; else the trailing text.
-    final_answer, has_final = "", False
+
+def _final_answer(text: str, finals: list[tuple[int, int]], last_end: int, any_section: bool,
+                  problems: list[str]) -> tuple[str, tuple[int, int] | None]:
+    """(final answer, its header or None): the first header after the sections; else any
+    header; else the trailing text."""
     after = None
     for f in finals:
         if f[0] >= last_end:
@@ -236,20 +264,21 @@ def parse_chain(text: str) -> dict:
     if after is None and not any_section and finals:
         after = finals[0]
     if after is not None:
-        has_final = True
-        final_answer = text[after[1]:].strip()
+        return text[after[1]:].strip(), after
+    if finals:
+        problems.append(f"'{FINAL_ANSWER_HEADER}' appears only inside a section")
     else:
-        if finals:
-            problems.append(f"'{FINAL_ANSWER_HEADER}' appears only inside a section")
-        else:
-            problems.append(f"no '{FINAL_ANSWER_HEADER}' header")
-        final_answer = text[last_end:].strip() if any_section else ""
+        problems.append(f"no '{FINAL_ANSWER_HEADER}' header")
+    return (text[last_end:].strip() if any_section else ""), None
 
-    # Steps: in the thinking body, else in the text before the final answer. Splitting
-    # "\n" + that text at the step headers gives, per step, its number, the rest of the header
-    # line, the title groups and the body up to the next header (_STEP_GROUPS items each).
-    if sections["thinking"] is not None:
-        pieces = _STEP_NL.split("\n" + sections["thinking"])
+
+def _steps(text: str, thinking: str | None, after: tuple[int, int] | None, problems: list[str]) -> list[dict]:
+    """The step headers and bodies: in the thinking body, else in the text before the final
+    answer."""
+    # Splitting "\n" + that text at the step headers gives, per step, its number, the rest of the
+    # header line, the title groups and the body up to the next header (_STEP_GROUPS items each).
+    if thinking is not None:
+        pieces = _STEP_NL.split("\n" + thinking)
     else:
         pieces = _STEP_NL.split("\n" + (text[: after[0]] if after is not None else text))
     steps = []
@@ -280,7 +309,12 @@ def parse_chain(text: str) -> dict:
         if firsts != sorted(firsts):
             problems.append("steps out of order")
     problems.extend(title_problems)
+    return steps
 
+
+def _parts(sections: dict, problems: list[str]) -> tuple[dict, dict]:
+    """(parts, part_order): each part's body (its first occurrence) and the parts as found, per
+    section."""
     parts: dict[str, dict[str, str]] = {}
     part_order: dict[str, list[str]] = {}
     for name, names in SECTION_PARTS.items():
@@ -305,19 +339,7 @@ def parse_chain(text: str) -> dict:
                 got[key] = nl[m.end():].strip()
         if len(got) != len(names):
             problems.append(f"<{name}> lacks " + ", ".join([p for p in names if p not in got]))
-
-    return {
-        "sections": sections,
-        "present": present,
-        "closed": closed,
-        "in_order": in_order,
-        "steps": steps,
-        "parts": parts,
-        "part_order": part_order,
-        "final_answer": final_answer,
-        "has_final_header": has_final,
-        "problems": problems,
-    }
+    return parts, part_order
 
 
 def _step_text(steps: dict, n: int) -> str:
