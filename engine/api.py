@@ -44,12 +44,7 @@ def datasets() -> list[dict]:
 
 def current_dataset() -> str | None:
     """The dataset the pipeline works on: the chosen one, else the newest."""
-    conn = db()
-    name = store.get_setting(conn, "current_dataset")
-    if name and conn.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
-        return name
-    row = conn.execute("SELECT name FROM datasets ORDER BY id DESC LIMIT 1").fetchone()
-    return row[0] if row else None
+    return store.working_dataset(db())
 
 
 def set_current_dataset(name: str) -> None:
