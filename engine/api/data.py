@@ -1,0 +1,180 @@
+"""The Data page's entry points: datasets and their examples, synthesis, import, export,
+rename and delete (``ccr data ...``), and the model list."""
+
+from __future__ import annotations
+
+import json
+
+from engine.api.common import db, enqueue, home
+from engine.core import store
+from engine.data import uploads
+
+
+def datasets() -> list[dict]:
+    from engine.data import datasets
+
+    return datasets.list_datasets(home())
+
+
+def current_dataset() -> str | None:
+    """The dataset the pipeline works on: the chosen one, else the newest."""
+    return store.working_dataset(db())
+
+
+def set_current_dataset(name: str) -> None:
+    store.set_setting(db(), "current_dataset", name)
+
+
+def dataset_id(name: str | None) -> int | None:
+    if not name:
+        return None
+    row = db().execute("SELECT id FROM datasets WHERE name = ?", [name]).fetchone()
+    return row[0] if row else None
+
+
+def examples(dataset: str, split: str | None = None, task: str | None = None, search: str | None = None,
+             limit: int = 50, offset: int = 0) -> tuple[list[dict], int]:
+    """A page of examples (id, ex_id, split, task, labels, first line) and the total count."""
+    ds = dataset_id(dataset)
+    if ds is None:
+        return [], 0
+    where, params = ["dataset_id = ?"], [ds]
+    if split:
+        where.append("split = ?")
+        params.append(split)
+    if task:
+        where.append("task = ?")
+        params.append(task)
+    if search:
+        where.append("(transcript LIKE ? OR ex_id LIKE ?)")
+        params.extend([f"%{search}%", f"%{search}%"])
+    conn = db()
+    total = conn.execute(f"SELECT COUNT(*) FROM examples WHERE {' AND '.join(where)}", params).fetchone()[0]
+    rows = list(conn.query(
+        f"SELECT id, ex_id, split, task, labels, substr(transcript, 1, 160) AS preview, source_file, source_line "
+        f"FROM examples WHERE {' AND '.join(where)} ORDER BY id LIMIT ? OFFSET ?", params + [limit, offset]))
+    for r in rows:
+        r["labels"] = json.loads(r["labels"])
+    return rows, total
+
+
+def example(example_id: int) -> dict | None:
+    rows = list(db().query("SELECT * FROM examples WHERE id = ?", [example_id]))
+    if not rows:
+        return None
+    r = rows[0]
+    for key in ("messages", "meta", "labels"):
+        r[key] = json.loads(r[key])
+    return r
+
+
+def label_distribution(dataset: str, split: str | None = None) -> dict[str, dict[str, int]]:
+    """For each label key, how many examples (of the tasks that ask it) have each value."""
+    from engine.data import tasks
+
+    ds = dataset_id(dataset)
+    if ds is None:
+        return {}
+    where, params = "dataset_id = ?", [ds]
+    if split:
+        where += " AND split = ?"
+        params.append(split)
+    out: dict[str, dict[str, int]] = {}
+    for task, labels in db().execute(f"SELECT task, labels FROM examples WHERE {where}", params):
+        labels = json.loads(labels)
+        for key in tasks.TASK_KEYS.get(task, ()):
+            if key not in labels:
+                continue
+            values = labels[key] if isinstance(labels[key], list) else [labels[key]]
+            if key == "coaching" and not values:
+                values = ["none"]
+            for v in values:
+                bucket = out.setdefault(key, {})
+                bucket[str(v)] = bucket.get(str(v), 0) + 1
+    return out
+
+
+def task_counts(dataset: str) -> list[dict]:
+    ds = dataset_id(dataset)
+    if ds is None:
+        return []
+    return list(db().query(
+        "SELECT split, COALESCE(task, '(none)') AS task, COUNT(*) AS n FROM examples WHERE dataset_id = ? "
+        "GROUP BY split, task ORDER BY split, task", [ds]))
+
+
+def start_synth(preset: str = "demo", seed: int = 0) -> int:
+    """Queue a synthetic dataset; pressing the button twice while it runs makes one job."""
+    return enqueue("synth", {"preset": preset, "seed": seed}, f"synthesize {preset} (seed {seed})",
+                    dedupe_key=f"synth:{preset}:{seed}")
+
+
+def start_import(content: bytes, filename: str, dataset: str | None = None, split: str | None = None) -> int:
+    """Save an uploaded file under the home's uploads folder and queue its import. A dataset name
+    is trimmed; one that is blank after trimming (but not empty: empty means "from the file
+    name") or otherwise unusable raises ValueError before anything is saved."""
+    if dataset is not None and dataset != "":
+        dataset = store.clean_dataset_name(dataset)
+    target = uploads.save_upload(home(), content, filename, "upload.jsonl")
+    config = {"path": str(target), "dataset": dataset or None, "split": split or None, "display_name": filename}
+    return enqueue("import", config, f"import {filename}")
+
+
+def clean_dataset_name(name: str) -> str:
+    """A dataset name trimmed, or ValueError saying why it cannot be used (blank, too long...)."""
+    return store.clean_dataset_name(name)
+
+
+def dataset_usage(name: str) -> dict:
+    """What deleting dataset ``name`` would remove (examples, chains, attempts, reviews)."""
+    ds = dataset_id(name)
+    if ds is None:
+        raise ValueError(f"no dataset named {name!r}")
+    return store.dataset_usage(db(), ds)
+
+
+def rename_dataset(old: str, new: str) -> str:
+    """Rename a dataset (``ccr data rename``); returns the new (trimmed) name. Refused while a job
+    works on it, for a blank or taken name."""
+    return store.rename_dataset(db(), old, new)
+
+
+def delete_dataset(name: str) -> dict:
+    """Delete a dataset with its examples, chains, attempts and reviews (``ccr data delete``);
+    returns what was removed. Refused while a job works on it."""
+    ds = dataset_id(name)
+    if ds is None:
+        raise ValueError(f"no dataset named {name!r}")
+    return {"dataset": name, **store.delete_dataset(db(), ds)}
+
+
+def export_dataset(name: str, split: str | None = None, task: str | None = None) -> dict:
+    """Write dataset ``name`` (or one split and/or task of it) as ChatML JSONL to
+    ``HOME/exports/NAME-SPLIT[-TASK].jsonl`` through ``datasets.export_dataset`` (``ccr data export``);
+    returns its result plus the size."""
+    from engine.data import datasets, tasks
+
+    if split not in (None, "train", "validation", "test"):
+        raise ValueError(f"unknown split {split!r} (expected train, validation or test)")
+    if task is not None and task not in tasks.TASKS:
+        raise ValueError(f"unknown task {task!r} (expected one of {', '.join(tasks.TASKS)})")
+    out = uploads.export_path(home(), name, split, task)
+    r = datasets.export_dataset(home(), name, out, split=split, task=task)
+    return {**r, "dataset": name, "split": split, "task": task, "bytes": out.stat().st_size}
+
+
+def models() -> list[dict]:
+    from engine.core import model_catalog as m
+
+    return m.list_models(home())
+
+
+def model_names() -> list[str]:
+    """Names a model picker offers: the registry's models available here, then trained runs."""
+    return [r["name"] for r in models() if r["available"]] or ["smollm2-135m-instruct"]
+
+
+def chain_tasks() -> list[str]:
+    from engine.data import tasks
+
+    return list(tasks.TASKS)

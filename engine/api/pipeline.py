@@ -1,0 +1,159 @@
+"""Jobs, the pipeline overview and the demo: what the Jobs and Pipeline pages, the sidebar and
+``ccr jobs ...``/``ccr demo`` call."""
+
+from __future__ import annotations
+
+import json
+
+from engine.api.common import db, enqueue
+from engine.api.data import current_dataset, dataset_id
+from engine.core import jobs, store
+
+
+def list_jobs(limit: int = 50, kind: str | None = None) -> list[dict]:
+    where, params = "", []
+    if kind:
+        where, params = "WHERE kind = ?", [kind]
+    rows = list(db().query(
+        f"SELECT id, kind, title, status, progress, stats, config, error, created_at, started_at, finished_at, "
+        f"heartbeat, pid FROM jobs {where} ORDER BY id DESC LIMIT ?", params + [limit]))
+    for r in rows:
+        r["stats"] = json.loads(r["stats"] or "{}")
+        r["config"] = json.loads(r["config"] or "{}")
+    return rows
+
+
+def job(job_id: int) -> dict | None:
+    return store.get_job(db(), job_id)
+
+
+def active_jobs() -> list[dict]:
+    rows = list(db().query("SELECT id, kind, title, status, progress, stats, config, started_at, finished_at "
+                              "FROM jobs WHERE status IN ('queued', 'running', 'pausing') ORDER BY id"))
+    for r in rows:
+        r["stats"] = json.loads(r["stats"] or "{}")
+        r["config"] = json.loads(r["config"] or "{}")
+    return rows
+
+
+def cancel_job(job_id: int) -> None:
+    store.request_cancel(db(), job_id)
+
+
+def pause_job(job_id: int) -> None:
+    store.request_pause(db(), job_id)
+
+
+def resume_job(job_id: int) -> bool:
+    return store.requeue_job(db(), job_id)
+
+
+def job_log(job_id: int, nbytes: int = 20000) -> str:
+    row = store.get_job(db(), job_id)
+    if not row:
+        return ""
+    return jobs.tail_file(row.get("log_path"), nbytes) or (row.get("log_tail") or "")
+
+
+def _count(sql: str, params=()) -> int:
+    return db().execute(sql, list(params)).fetchone()[0]
+
+
+def pipeline_state() -> list[dict]:
+    """One row per phase: its state (done / running / ready / waiting), counts, and the next step."""
+    conn = db()
+    ds_name = current_dataset()
+    ds = dataset_id(ds_name)
+    running = {r["kind"] for r in active_jobs()}
+    n_examples = _count("SELECT COUNT(*) FROM examples WHERE dataset_id = ?", [ds]) if ds else 0
+    n_train = _count("SELECT COUNT(*) FROM examples WHERE dataset_id = ? AND split = 'train'", [ds]) if ds else 0
+    chains = dict(conn.execute(
+        "SELECT c.status, COUNT(*) FROM chains c JOIN examples e ON e.id = c.example_id WHERE e.dataset_id = ? "
+        "GROUP BY c.status", [ds]).fetchall()) if ds else {}
+    n_chains = sum(chains.values())
+    avg = conn.execute("SELECT AVG(c.score) FROM chains c JOIN examples e ON e.id = c.example_id "
+                       "WHERE e.dataset_id = ?", [ds]).fetchone()[0] if ds else None
+    runs = dict(conn.execute("SELECT status, COUNT(*) FROM train_runs GROUP BY status").fetchall())
+    evals = _count("SELECT COUNT(*) FROM evaluations WHERE status = 'succeeded'")
+    serving = _count("SELECT COUNT(*) FROM jobs WHERE kind = 'serve' AND status = 'running'")
+
+    def state(kind: str, done: bool, ready: bool) -> str:
+        if kind in running:
+            return "running"
+        return "done" if done else ("ready" if ready else "waiting")
+
+    flagged = chains.get("flagged", 0)
+    trained = runs.get("succeeded", 0)
+    if trained:
+        train_next = (f"{trained:,} run(s) trained. Next: evaluate base vs tuned (Evaluate page), or train again "
+                      "on more chains.")
+    elif n_chains:
+        train_next = "Export the chains (Review page), then train a LoRA adapter on the Train page."
+    else:
+        train_next = "Needs reasoning chains (or any ChatML file)."
+    rows = [
+        {"phase": "data", "state": state("synth", n_examples > 0, True),
+         "counts": f"{n_examples:,} examples ({n_train:,} train) in {ds_name}" if ds_name else "no dataset yet",
+         "next": "Create a demo dataset or upload your own JSONL/CSV on the Data page." if not n_examples
+         else "Data is in. Next: generate reasoning chains.", "page": "data"},
+        {"phase": "generate", "state": state("generate", n_chains >= n_train > 0, n_examples > 0),
+         "counts": f"{n_chains:,} of {n_train:,} train chains" + (f", average score {avg:.1f}" if avg else ""),
+         "next": "Test one example, then launch the full run on the Generate page." if n_examples
+         else "Needs a dataset first.", "page": "generate"},
+        {"phase": "review", "state": "ready" if flagged else state("review", n_chains > 0, False),
+         "counts": f"{flagged:,} flagged, {chains.get('approved', 0):,} approved, {chains.get('rejected', 0):,} rejected",
+         "next": f"Review the {flagged:,} flagged chains." if flagged else "Nothing waiting for review.",
+         "page": "review"},
+        {"phase": "train", "state": state("train", trained > 0, n_chains > 0),
+         "counts": ", ".join(f"{v:,} {k}" for k, v in runs.items()) or "no runs yet",
+         "next": train_next, "page": "train"},
+        {"phase": "evaluate", "state": state("eval", evals > 0, trained > 0),
+         "counts": f"{evals:,} evaluations", "next": "Evaluate base vs tuned on the test split.", "page": "evaluate"},
+        {"phase": "deploy", "state": "running" if serving else ("ready" if runs.get("succeeded", 0) else "waiting"),
+         "counts": f"{serving} API server(s) running", "next": "Serve the tuned model over an OpenAI-compatible API.",
+         "page": "deploy"},
+    ]
+    return rows
+
+
+def engine_status(worker) -> dict:
+    """What the sidebar shows: the engine thread's health and the active jobs."""
+    status = worker.status() if worker else {"alive": False, "running": [], "last_error": None}
+    status["active"] = active_jobs()
+    return status
+
+
+def demo_defaults() -> dict:
+    """The demo's default sizes (engine/demo.py), for the page's inputs."""
+    from engine import demo as D
+
+    return {"train_chains": D.TRAIN_CHAINS, "validation_chains": D.VALIDATION_CHAINS,
+            "max_new_tokens": D.EVAL_MAX_NEW_TOKENS, "eval_batch": D.EVAL_BATCH}
+
+
+def last_demo() -> dict | None:
+    """The last finished ``ccr demo`` (either front door): run, evaluation ids (base, tuned), stage
+    times, and the tuned evaluation's headline deltas when both evaluations are still there."""
+    from engine.evaluation import evaluate
+    from engine.evaluation import metrics as M
+
+    demo = store.get_setting(db(), "last_demo")
+    if not demo or len(demo.get("evaluations") or []) != 2:
+        return None
+    rows = []
+    for evaluation_id in demo["evaluations"]:  # the two rows only (the page renders this on every rerun)
+        try:
+            row = evaluate.evaluation_row(db(), evaluation_id)
+        except ValueError:  # deleted since
+            return None
+        if not row["metrics"]:
+            return None
+        rows.append({**row, "headline": M.headline(row["metrics"])})
+    return {**demo, "base": rows[0], "tuned": rows[1]}
+
+
+def start_demo(train_limit: int | None = None, eval_limit: int = 0, seed: int = 0) -> int:
+    """Queue the whole loop (``ccr demo``) as one job; each stage shows as its own job too.
+    ``train_limit`` None: the demo's default size (``demo_defaults()``); 0: all 300."""
+    config = {"seed": int(seed), "train_limit": train_limit, "eval_limit": int(eval_limit)}
+    return enqueue("demo", config, "demo: the whole loop", dedupe_key="demo")
