@@ -19,50 +19,57 @@ Reads return plain dicts and lists; writes go through ``engine.core.store`` or q
 
 from __future__ import annotations
 
-from engine.api.common import db, home, home_at, parse_overrides
+from engine.api.common import db, home, home_at, parse_overrides, run_job
 from engine.api.data import (
     datasets, current_dataset, set_current_dataset, dataset_id, examples, example, label_distribution,
     task_counts, start_synth, start_import, clean_dataset_name, dataset_usage, rename_dataset, delete_dataset,
-    export_dataset, models, model_names, chain_tasks)
+    export_dataset, models, model_names, chain_tasks, run_synth, check_import, run_import, write_dataset,
+    model_availability)
 from engine.api.pipeline import (
-    list_jobs, job, active_jobs, cancel_job, pause_job, resume_job, job_log, pipeline_state, engine_status,
-    demo_defaults, last_demo, start_demo)
+    list_jobs, job, active_jobs, cancel_job, pause_job, resume_job, worker, jobs_queued, job_log,
+    pipeline_state, engine_status, demo_defaults, last_demo, start_demo, run_demo)
 from engine.api.reasoning import (
     generate_fields, generate_presets, generate_config, generate_gate, start_generate_test,
-    record_generate_override, start_generate, generate_jobs, chains, chain, chain_parts, at_fault,
-    review_chains, bulk_review, edit_chain, check_reviewer, quality_report, export_reasoning, score_chatml)
+    record_generate_override, start_generate, generate_title, generate_jobs, chains, chain, chain_parts,
+    at_fault, review_chains, bulk_review, edit_chain, check_reviewer, quality_report, export_reasoning,
+    score_chatml, generate_setup, run_generate, score_lines, score_summary)
 from engine.api.training import (
     train_presets, train_data_files, train_estimate, start_training, resume_training, train_runs, train_run,
-    train_metrics, start_export_model)
+    train_metrics, start_export_model, train_dry_run, prepare_train, run_training, run_folder, export_model)
 from engine.api.evals import (
     evaluations, evaluation, eval_predictions, eval_disagreements, eval_deltas, eval_pair, eval_intervals,
     format_figure, format_p, small_sample_warning, eval_figures, faithfulness_word, confusion_views,
-    start_eval, read_report, chat_messages, example_prompt, score_answer)
+    start_eval, read_report, chat_messages, example_prompt, score_answer, eval_title, eval_plan, run_eval)
 from engine.api.serving import (
     new_api_key, start_server, check_port_free, server_info, servers, find_server, compare_servers,
-    start_infer, COMPARE_KEY)
+    start_infer, check_bind, run_server, run_infer, COMPARE_KEY)
+from engine.core.jobs import EXPECTED_ERRORS, expected_error
 from engine.data import uploads
 from engine.evaluation.metrics import SMALL_SAMPLE  # noqa: F401 (the pages' small-sample rule: fewer examples per task)
 from engine.serving.client import api_snippets, stream_chat, stream_pair
 from engine.training.probes import precision_choice
 
 __all__ = [  # what pages and commands call (the modules' public names)
-    "home", "datasets", "current_dataset", "set_current_dataset", "dataset_id", "examples", "example",
+    "datasets", "current_dataset", "set_current_dataset", "dataset_id", "examples", "example",
     "label_distribution", "task_counts", "start_synth", "start_import", "clean_dataset_name", "dataset_usage",
-    "rename_dataset", "delete_dataset", "export_dataset", "models", "model_names", "chain_tasks", "list_jobs",
-    "job", "active_jobs", "cancel_job", "pause_job", "resume_job", "job_log", "pipeline_state",
-    "engine_status", "demo_defaults", "last_demo", "start_demo", "generate_fields", "generate_presets",
-    "generate_config", "generate_gate", "start_generate_test", "record_generate_override", "start_generate",
-    "generate_jobs", "chains", "chain", "chain_parts", "at_fault", "review_chains", "bulk_review",
-    "edit_chain", "check_reviewer", "quality_report", "export_reasoning", "score_chatml", "train_presets",
+    "rename_dataset", "delete_dataset", "export_dataset", "models", "model_names", "chain_tasks", "run_synth",
+    "check_import", "run_import", "write_dataset", "model_availability", "list_jobs", "job", "active_jobs",
+    "cancel_job", "pause_job", "resume_job", "worker", "jobs_queued", "job_log", "pipeline_state",
+    "engine_status", "demo_defaults", "last_demo", "start_demo", "run_demo", "generate_fields",
+    "generate_presets", "generate_config", "generate_gate", "start_generate_test", "record_generate_override",
+    "start_generate", "generate_title", "generate_jobs", "chains", "chain", "chain_parts", "at_fault",
+    "review_chains", "bulk_review", "edit_chain", "check_reviewer", "quality_report", "export_reasoning",
+    "score_chatml", "generate_setup", "run_generate", "score_lines", "score_summary", "train_presets",
     "train_data_files", "train_estimate", "start_training", "resume_training", "train_runs", "train_run",
-    "train_metrics", "start_export_model", "evaluations", "evaluation", "eval_predictions",
-    "eval_disagreements", "eval_deltas", "eval_pair", "eval_intervals", "format_figure", "format_p",
-    "small_sample_warning", "eval_figures", "faithfulness_word", "confusion_views", "start_eval",
-    "read_report", "chat_messages", "example_prompt", "score_answer", "new_api_key", "start_server",
-    "check_port_free", "server_info", "servers", "find_server", "compare_servers", "start_infer",
-    "COMPARE_KEY", "SMALL_SAMPLE", "api_snippets", "stream_chat", "stream_pair", "precision_choice", "db",
-    "home_at", "estimate", "count_lines"]
+    "train_metrics", "start_export_model", "train_dry_run", "prepare_train", "run_training", "run_folder",
+    "export_model", "evaluations", "evaluation", "eval_predictions", "eval_disagreements", "eval_deltas",
+    "eval_pair", "eval_intervals", "format_figure", "format_p", "small_sample_warning", "eval_figures",
+    "faithfulness_word", "confusion_views", "start_eval", "read_report", "chat_messages", "example_prompt",
+    "score_answer", "eval_title", "eval_plan", "run_eval", "new_api_key", "start_server", "check_port_free",
+    "server_info", "servers", "find_server", "compare_servers", "start_infer", "check_bind", "run_server",
+    "run_infer", "COMPARE_KEY", "db", "home", "home_at", "parse_overrides", "run_job", "EXPECTED_ERRORS",
+    "expected_error", "SMALL_SAMPLE", "api_snippets", "stream_chat", "stream_pair", "precision_choice",
+    "estimate", "count_lines"]
 
 # Estimates before launch (engine/estimate.py): the pages and the `--dry-run` commands show the same.
 # Here rather than in a page area's module because it spans them all (and calls ``train_estimate``
@@ -74,12 +81,14 @@ def estimate(kind: str, **params) -> dict:
 
     ``kind`` and its parameters:
 
-    - ``generate``: ``values`` (the Generate page's settings, as for ``start_generate``);
+    - ``generate``: ``values`` (the Generate page's settings, as for ``start_generate``) or
+      ``config`` (a validated one: ``ccr generate``);
     - ``train``: ``preset``, ``data``, ``overrides`` (as for ``start_training``; runs the dry run);
     - ``eval``: ``model``, ``base``, ``data``, ``dataset``, ``split``, ``limit``, ``max_new_tokens``,
       ``batch_size`` (as for ``start_eval``);
     - ``infer``: ``model``, ``lines`` (input lines), ``batch_size``, ``max_new_tokens``;
-    - ``demo``: ``train_limit``, ``eval_limit``, ``seed`` (as for ``start_demo``).
+    - ``demo``: ``train_limit``, ``eval_limit``, ``seed`` (as for ``start_demo``), and ``ccr demo``'s
+      ``validation_limit``, ``max_new_tokens``, ``train_overrides``.
 
     Returns ``{"seconds" (None: unknown), "text" (the duration and its basis), "long" (over
     30 minutes or unknown: the pages ask for a confirmation), ...}``; ``{"error": message}`` when
@@ -90,7 +99,12 @@ def estimate(kind: str, **params) -> dict:
     conn = db()
     try:
         if kind == "generate":
-            config = generate_config(params["values"])
+            if "config" in params:
+                from engine.core.config import to_dict
+
+                config = to_dict(params["config"])
+            else:
+                config = generate_config(params["values"])
             return E.generate(conn, config, E.generate_pending(conn, config))
         if kind == "train":
             from engine.core.config import TrainConfig, load_config, to_dict
@@ -120,7 +134,9 @@ def estimate(kind: str, **params) -> dict:
                            int(params.get("batch_size", 8)), home())
         if kind == "demo":
             return E.demo_plan(conn, seed=int(params.get("seed", 0)), train_limit=params.get("train_limit"),
-                               eval_limit=int(params.get("eval_limit") or 0), home=home())
+                               eval_limit=int(params.get("eval_limit") or 0), home=home(),
+                               **{k: params[k] for k in ("validation_limit", "max_new_tokens", "train_overrides")
+                                  if k in params})
     except (ValueError, OSError) as exc:  # ConfigError, EvalDataError, no dataset: say why
         return {"error": str(exc)}
     raise ValueError(f"unknown kind {kind!r} (expected generate, train, eval, infer or demo)")

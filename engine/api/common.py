@@ -62,3 +62,9 @@ def refuse_model_path(name: str) -> None:
         resolve_model(name, home())
     except ModelNotAvailable:
         pass
+
+
+def run_job(kind: str, config: dict, title: str, echo: bool = True) -> dict:
+    """Run a job in this process and return its row (``ccr``: the command waits for its job, which
+    the app still shows live and can cancel or pause)."""
+    return jobs.run_inline(home(), kind, config, title=title, echo=echo)

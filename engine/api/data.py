@@ -4,8 +4,9 @@ rename and delete (``ccr data ...``), and the model list."""
 from __future__ import annotations
 
 import json
+import os
 
-from engine.api.common import db, enqueue, home
+from engine.api.common import db, enqueue, home, run_job
 from engine.core import store
 from engine.data import uploads
 
@@ -178,3 +179,45 @@ def chain_tasks() -> list[str]:
     from engine.data import tasks
 
     return list(tasks.TASKS)
+
+
+# -- what `ccr data` runs in its own process ----------------------------------------------------
+
+
+def run_synth(preset: str, seed: int, out: str | None = None, dataset: str | None = None) -> dict:
+    """``ccr data synth``: synthesize a dataset in this process; returns the job row. A dataset
+    name that cannot be used raises ValueError before the job."""
+    if dataset is not None:
+        dataset = store.clean_dataset_name(dataset)
+    config = {"preset": preset, "seed": seed, "out": out, "dataset": dataset}
+    return run_job("synth", config, f"synthesize {preset} (seed {seed})")
+
+
+def check_import(path: str, split: str | None) -> None:
+    """What ``ccr data import`` refuses before any job: an unreadable file (ImportFileError, an
+    OSError) or an unknown split (ValueError)."""
+    from engine.data import importer
+
+    importer.read_records(path)
+    if split and importer.SPLIT_ALIASES.get(split.lower()) is None:
+        raise ValueError(f"unknown split {split!r} (expected train, validation or test)")
+
+
+def run_import(path: str, dataset: str | None, split: str | None) -> dict:
+    """``ccr data import``: import a file in this process (after ``check_import``); the job row."""
+    config = {"path": os.path.abspath(path), "dataset": dataset, "split": split, "display_name": path}
+    return run_job("import", config, f"import {os.path.basename(path)}", echo=False)
+
+
+def write_dataset(name: str, out: str, split: str | None = None, task: str | None = None) -> dict:
+    """``ccr data export``: dataset ``name`` (or a split/task of it) as ChatML JSONL at ``out``."""
+    from engine.data import datasets
+
+    return datasets.export_dataset(home(), name, out, split=split, task=task)
+
+
+def model_availability(name: str) -> tuple[bool, str]:
+    """Whether model ``name`` can be loaded here, and why not."""
+    from engine.core import model_catalog
+
+    return model_catalog.availability(name, home())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.api.common import db, enqueue, home
+from engine.api.common import db, enqueue, home, run_job
 from engine.api.data import example
 
 
@@ -136,7 +136,7 @@ def start_eval(model: str, base: str | None = None, data: str | None = None, dat
         data = str(m.check_path_allowed(data, home(), "evaluation data"))
     config = {"model": model, "base": base or None, "data": data or None, "dataset": dataset or None, "split": split,
               "limit": int(limit), "max_new_tokens": int(max_new_tokens), "batch_size": int(batch_size)}
-    title = f"evaluate {model}" + (f" vs {base}" if base else "")
+    title = eval_title(model, base)
     key = "eval:" + json.dumps(config, sort_keys=True)
     return enqueue("eval", config, title, dedupe_key=key)
 
@@ -179,3 +179,24 @@ def score_answer(text: str, task: str | None, labels: dict | None = None, transc
     s = evaluate.score_answer({"task": task, "labels": labels or {}, "transcript": transcript}, text)
     s["sections"] = {k: v for k, v in s["structure"].items()}
     return s
+
+
+def eval_title(model: str, base: str | None) -> str:
+    return f"evaluate {model}" + (f" vs {base}" if base else "")
+
+
+def eval_plan(models: list[str], data: str | None, dataset: str | None, split: str, limit: int,
+              max_new_tokens: int, batch_size: int) -> dict:
+    """``ccr eval``'s checks and estimate: the examples it would read (EvalDataError, a ValueError,
+    when they are unusable) and how long ``models`` would take on them (``estimate.evaluate``)."""
+    from engine import estimate as E
+    from engine.evaluation import evaluate
+
+    rows, _, _ = evaluate.load_examples(home(), data, dataset, split, limit)
+    return E.evaluate(db(), models, len(rows), max_new_tokens, batch_size, home())
+
+
+def run_eval(config: dict) -> dict:
+    """``ccr eval``: evaluate in this process (``config`` as ``start_eval``'s, plus ``report``,
+    ``device`` and ``dtype``); returns the job row."""
+    return run_job("eval", config, eval_title(config["model"], config.get("base")))

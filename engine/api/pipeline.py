@@ -4,19 +4,26 @@
 from __future__ import annotations
 
 import json
+import time
 
-from engine.api.common import db, enqueue
+from engine.api.common import db, enqueue, home
 from engine.api.data import current_dataset, dataset_id
 from engine.core import jobs, store
 
 
-def list_jobs(limit: int = 50, kind: str | None = None) -> list[dict]:
-    where, params = "", []
+def list_jobs(limit: int = 50, kind: str | None = None, recent_s: float | None = None) -> list[dict]:
+    """Jobs, newest first (of one ``kind``); with ``recent_s``, only the active ones and those
+    finished in the last ``recent_s`` seconds (``ccr jobs list`` without ``--all``)."""
+    where, params = [], []
     if kind:
-        where, params = "WHERE kind = ?", [kind]
+        where, params = ["kind = ?"], [kind]
+    if recent_s is not None:
+        where.append("(status IN ('queued', 'running', 'pausing') OR finished_at > ?)")
+        params.append(time.time() - recent_s)
     rows = list(db().query(
         f"SELECT id, kind, title, status, progress, stats, config, error, created_at, started_at, finished_at, "
-        f"heartbeat, pid FROM jobs {where} ORDER BY id DESC LIMIT ?", params + [limit]))
+        f"heartbeat, pid FROM jobs {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id DESC LIMIT ?",
+        params + [limit]))
     for r in rows:
         r["stats"] = json.loads(r["stats"] or "{}")
         r["config"] = json.loads(r["config"] or "{}")
@@ -46,6 +53,15 @@ def pause_job(job_id: int) -> None:
 
 def resume_job(job_id: int) -> bool:
     return store.requeue_job(db(), job_id)
+
+
+def worker(slots: int = 1) -> jobs.Worker:
+    """The job loop ``ccr worker`` runs (the app's engine thread is the same)."""
+    return jobs.Worker(home(), slots=slots)
+
+
+def jobs_queued() -> bool:
+    return db().execute("SELECT 1 FROM jobs WHERE status = 'queued' LIMIT 1").fetchone() is not None
 
 
 def job_log(job_id: int, nbytes: int = 20000) -> str:
@@ -157,3 +173,11 @@ def start_demo(train_limit: int | None = None, eval_limit: int = 0, seed: int = 
     ``train_limit`` None: the demo's default size (``demo_defaults()``); 0: all 300."""
     config = {"seed": int(seed), "train_limit": train_limit, "eval_limit": int(eval_limit)}
     return enqueue("demo", config, "demo: the whole loop", dedupe_key="demo")
+
+
+def run_demo(**params) -> dict:
+    """``ccr demo``: the whole loop in this process (``demo.run_demo``'s parameters); its summary.
+    DemoError when a stage fails."""
+    from engine import demo
+
+    return demo.run_demo(home(), **params)

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 
-from engine.api.common import db, enqueue, home
+from engine.api.common import db, enqueue, home, run_job
 from engine.core import store
 from engine.data import uploads
 
@@ -128,3 +129,21 @@ def start_infer(model: str, content: bytes | None = None, filename: str | None =
     config = {"model": model, "input": str(source), "output": str(out), "batch_size": int(batch_size),
               "max_new_tokens": int(max_new_tokens)}
     return enqueue("infer", config, f"batch inference {source.name} with {model}", dedupe_key=f"infer:{out}")
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    """ServeError (a ValueError) for an exposed address without a key (``serve.check_bind``)."""
+    from engine.serving import serve
+
+    serve.check_bind(host, api_key)
+
+
+def run_server(config: dict) -> dict:
+    """``ccr serve``: serve in this process until stopped (``config`` as the serve job's); the job row."""
+    return run_job("serve", config, f"serve {config['model']} on {config['host']}:{config['port']}")
+
+
+def run_infer(config: dict) -> dict:
+    """``ccr infer``: batch inference in this process (``config`` as the infer job's); the job row."""
+    title = f"batch inference {os.path.basename(config['input'])} with {config['model']}"
+    return run_job("infer", config, title, echo=False)

@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from engine.api.common import db, enqueue, home, parse_overrides, refuse_model_path
+from engine.api.common import db, enqueue, home, parse_overrides, refuse_model_path, run_job
 from engine.api.pipeline import list_jobs
 from engine.core import jobs, store
 from engine.training import probes
@@ -180,3 +180,63 @@ def start_export_model(run: str, merge: bool = False) -> int:
     what = "merged" if merge else "adapter"
     return enqueue("export_model", {"run": run, "merge": bool(merge)},
                     f"export {run} ({'merged model' if merge else 'adapter'})", dedupe_key=f"export-model:{run}:{what}")
+
+
+# -- what `ccr train` and `ccr export model` run in their own process ---------------------------
+
+
+def train_dry_run(config_path: str | None, overrides: list[str], data: str | None = None, run: str | None = None,
+                  resume: bool | str = False) -> dict:
+    """``ccr train --dry-run`` in this process: ``dryrun.estimate`` of the preset (or of the run
+    ``resume`` continues) with ``overrides``, the title to print it under, and ``time``, the
+    duration from this machine's measured speed (None without data)."""
+    from engine import estimate as E
+    from engine.core.config import TrainConfig, load_config, to_dict
+    from engine.core.model_catalog import check_config_path
+    from engine.training import dryrun, train
+
+    if config_path:  # refused before it is read (README: "Allowed folders")
+        check_config_path(config_path, home(), cli=True)
+    if resume:
+        name = train.resume_name(home(), resume, run)
+        cfg, title = train.load_run_config(home(), name, overrides), f"run {name}"
+    else:
+        path = config_path or str(train.DEFAULT_PRESET)
+        cfg, title = load_config(TrainConfig, path, overrides), path
+    e = dryrun.estimate(cfg, home(), data or cfg.data or str(train.default_data(home())))
+    t = None
+    if e.get("data"):
+        c = {**to_dict(cfg), "device": e["device"], "precision": e["precision"]}
+        t = E.train(db(), c, e["data"]["total_steps"], e["data"]["mean_length"])
+    return {"estimate": e, "title": title, "time": t}
+
+
+def prepare_train(config_path: str | None, overrides: list[str], data: str | None = None,
+                  eval_data: str | None = None, run: str | None = None, resume: bool | str = False) -> dict:
+    """``ccr train``'s launch (``train.prepare_launch``): the preset refused outside the config
+    folders before it is read; ConfigError, DataError, RunError, ModelNotAvailable... saying why not."""
+    from engine.core.model_catalog import check_config_path
+    from engine.training import train
+
+    if config_path:
+        check_config_path(config_path, home(), cli=True)
+    return train.prepare_launch(home(), config_path=config_path, overrides=overrides, data=data, eval_data=eval_data,
+                                run=run, resume=resume)
+
+
+def run_training(launch: dict) -> dict:
+    """Train in this process (``prepare_train``'s launch); the job row."""
+    return run_job("train", launch, f"train {launch['run']}")
+
+
+def run_folder(run: str) -> Path:
+    from engine.training import train
+
+    return train.run_folder(home(), run)
+
+
+def export_model(run: str, merge: bool = False, out: str | None = None, dtype: str | None = None) -> dict:
+    """``ccr export model``: write a run's adapter, or the merged model, in this process."""
+    from engine.training import train
+
+    return train.export_model(home(), run, merge=merge, out=out, dtype=dtype)
