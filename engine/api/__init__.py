@@ -14,7 +14,8 @@ commands call ``api.NAME``:
 - ``serving``: servers and batch inference (Deploy page, ``ccr serve``, ``ccr infer``).
 
 Every function opens its own short-lived connection, so it is safe from any Streamlit thread.
-Reads return plain dicts and lists; writes go through ``engine.core.store`` or queue jobs.
+Reads return plain dicts and lists (the SQL is in ``engine.queries``); writes go through
+``engine.core.store`` or queue jobs.
 """
 
 from __future__ import annotations

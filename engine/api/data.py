@@ -3,9 +3,9 @@ rename and delete (``ccr data ...``), and the model list."""
 
 from __future__ import annotations
 
-import json
 import os
 
+from engine import queries
 from engine.api.common import db, enqueue, home, run_job
 from engine.core import store
 from engine.data import uploads
@@ -27,10 +27,7 @@ def set_current_dataset(name: str) -> None:
 
 
 def dataset_id(name: str | None) -> int | None:
-    if not name:
-        return None
-    row = db().execute("SELECT id FROM datasets WHERE name = ?", [name]).fetchone()
-    return row[0] if row else None
+    return queries.dataset_id(db(), name)
 
 
 def examples(dataset: str, split: str | None = None, task: str | None = None, search: str | None = None,
@@ -39,34 +36,11 @@ def examples(dataset: str, split: str | None = None, task: str | None = None, se
     ds = dataset_id(dataset)
     if ds is None:
         return [], 0
-    where, params = ["dataset_id = ?"], [ds]
-    if split:
-        where.append("split = ?")
-        params.append(split)
-    if task:
-        where.append("task = ?")
-        params.append(task)
-    if search:
-        where.append("(transcript LIKE ? OR ex_id LIKE ?)")
-        params.extend([f"%{search}%", f"%{search}%"])
-    conn = db()
-    total = conn.execute(f"SELECT COUNT(*) FROM examples WHERE {' AND '.join(where)}", params).fetchone()[0]
-    rows = list(conn.query(
-        f"SELECT id, ex_id, split, task, labels, substr(transcript, 1, 160) AS preview, source_file, source_line "
-        f"FROM examples WHERE {' AND '.join(where)} ORDER BY id LIMIT ? OFFSET ?", params + [limit, offset]))
-    for r in rows:
-        r["labels"] = json.loads(r["labels"])
-    return rows, total
+    return queries.examples(db(), ds, split, task, search, limit, offset)
 
 
 def example(example_id: int) -> dict | None:
-    rows = list(db().query("SELECT * FROM examples WHERE id = ?", [example_id]))
-    if not rows:
-        return None
-    r = rows[0]
-    for key in ("messages", "meta", "labels"):
-        r[key] = json.loads(r[key])
-    return r
+    return queries.example(db(), example_id)
 
 
 def label_distribution(dataset: str, split: str | None = None) -> dict[str, dict[str, int]]:
@@ -76,13 +50,8 @@ def label_distribution(dataset: str, split: str | None = None) -> dict[str, dict
     ds = dataset_id(dataset)
     if ds is None:
         return {}
-    where, params = "dataset_id = ?", [ds]
-    if split:
-        where += " AND split = ?"
-        params.append(split)
     out: dict[str, dict[str, int]] = {}
-    for task, labels in db().execute(f"SELECT task, labels FROM examples WHERE {where}", params):
-        labels = json.loads(labels)
+    for task, labels in queries.example_labels(db(), ds, split):
         for key in tasks.TASK_KEYS.get(task, ()):
             if key not in labels:
                 continue
@@ -99,9 +68,7 @@ def task_counts(dataset: str) -> list[dict]:
     ds = dataset_id(dataset)
     if ds is None:
         return []
-    return list(db().query(
-        "SELECT split, COALESCE(task, '(none)') AS task, COUNT(*) AS n FROM examples WHERE dataset_id = ? "
-        "GROUP BY split, task ORDER BY split, task", [ds]))
+    return queries.task_counts(db(), ds)
 
 
 def start_synth(preset: str = "demo", seed: int = 0) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from engine import queries
 from engine.api.common import db, enqueue, home, run_job
 from engine.api.data import example
 
@@ -14,13 +15,9 @@ def evaluations(limit: int = 100) -> list[dict]:
     """Evaluations, newest first, with their headline figures."""
     from engine.evaluation import metrics as M
 
-    rows = list(db().query(
-        "SELECT id, job_id, model, data_path, n, status, metrics, report_path, compare_to, created_at, finished_at "
-        "FROM evaluations ORDER BY id DESC LIMIT ?", [limit]))
+    rows = queries.evaluations(db(), limit)
     for r in rows:
-        r["metrics"] = json.loads(r["metrics"]) if r["metrics"] else None
         r["headline"] = M.headline(r["metrics"]) if r["metrics"] else {}
-        r["done"] = db().execute("SELECT COUNT(*) FROM eval_predictions WHERE evaluation_id = ?", [r["id"]]).fetchone()[0]
     return rows
 
 

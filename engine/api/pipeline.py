@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import json
-import time
 
+from engine import queries
 from engine.api.common import db, enqueue, home
 from engine.api.data import current_dataset, dataset_id
 from engine.core import jobs, store
@@ -14,20 +13,7 @@ from engine.core import jobs, store
 def list_jobs(limit: int = 50, kind: str | None = None, recent_s: float | None = None) -> list[dict]:
     """Jobs, newest first (of one ``kind``); with ``recent_s``, only the active ones and those
     finished in the last ``recent_s`` seconds (``ccr jobs list`` without ``--all``)."""
-    where, params = [], []
-    if kind:
-        where, params = ["kind = ?"], [kind]
-    if recent_s is not None:
-        where.append("(status IN ('queued', 'running', 'pausing') OR finished_at > ?)")
-        params.append(time.time() - recent_s)
-    rows = list(db().query(
-        f"SELECT id, kind, title, status, progress, stats, config, error, created_at, started_at, finished_at, "
-        f"heartbeat, pid FROM jobs {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id DESC LIMIT ?",
-        params + [limit]))
-    for r in rows:
-        r["stats"] = json.loads(r["stats"] or "{}")
-        r["config"] = json.loads(r["config"] or "{}")
-    return rows
+    return queries.jobs(db(), limit, kind, recent_s)
 
 
 def job(job_id: int) -> dict | None:
@@ -35,12 +21,7 @@ def job(job_id: int) -> dict | None:
 
 
 def active_jobs() -> list[dict]:
-    rows = list(db().query("SELECT id, kind, title, status, progress, stats, config, started_at, finished_at "
-                              "FROM jobs WHERE status IN ('queued', 'running', 'pausing') ORDER BY id"))
-    for r in rows:
-        r["stats"] = json.loads(r["stats"] or "{}")
-        r["config"] = json.loads(r["config"] or "{}")
-    return rows
+    return queries.active_jobs(db())
 
 
 def cancel_job(job_id: int) -> None:
@@ -61,7 +42,7 @@ def worker(slots: int = 1) -> jobs.Worker:
 
 
 def jobs_queued() -> bool:
-    return db().execute("SELECT 1 FROM jobs WHERE status = 'queued' LIMIT 1").fetchone() is not None
+    return queries.any_queued(db())
 
 
 def job_log(job_id: int, nbytes: int = 20000) -> str:
@@ -71,27 +52,14 @@ def job_log(job_id: int, nbytes: int = 20000) -> str:
     return jobs.tail_file(row.get("log_path"), nbytes) or (row.get("log_tail") or "")
 
 
-def _count(sql: str, params=()) -> int:
-    return db().execute(sql, list(params)).fetchone()[0]
-
-
 def pipeline_state() -> list[dict]:
     """One row per phase: its state (done / running / ready / waiting), counts, and the next step."""
-    conn = db()
     ds_name = current_dataset()
-    ds = dataset_id(ds_name)
+    counts = queries.pipeline_counts(db(), dataset_id(ds_name))
     running = {r["kind"] for r in active_jobs()}
-    n_examples = _count("SELECT COUNT(*) FROM examples WHERE dataset_id = ?", [ds]) if ds else 0
-    n_train = _count("SELECT COUNT(*) FROM examples WHERE dataset_id = ? AND split = 'train'", [ds]) if ds else 0
-    chains = dict(conn.execute(
-        "SELECT c.status, COUNT(*) FROM chains c JOIN examples e ON e.id = c.example_id WHERE e.dataset_id = ? "
-        "GROUP BY c.status", [ds]).fetchall()) if ds else {}
+    n_examples, n_train, chains, avg = counts["examples"], counts["train"], counts["chains"], counts["avg_score"]
     n_chains = sum(chains.values())
-    avg = conn.execute("SELECT AVG(c.score) FROM chains c JOIN examples e ON e.id = c.example_id "
-                       "WHERE e.dataset_id = ?", [ds]).fetchone()[0] if ds else None
-    runs = dict(conn.execute("SELECT status, COUNT(*) FROM train_runs GROUP BY status").fetchall())
-    evals = _count("SELECT COUNT(*) FROM evaluations WHERE status = 'succeeded'")
-    serving = _count("SELECT COUNT(*) FROM jobs WHERE kind = 'serve' AND status = 'running'")
+    runs, evals, serving = counts["runs"], counts["evaluations"], counts["serving"]
 
     def state(kind: str, done: bool, ready: bool) -> str:
         if kind in running:

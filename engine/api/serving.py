@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 
+from engine import queries
 from engine.api.common import db, enqueue, home, run_job
 from engine.core import store
 from engine.data import uploads
@@ -44,13 +44,11 @@ def check_port_free(host: str, port: int, wanted: dict | None = None) -> int | N
 
     if not 1 <= int(port) <= 65535:
         raise ValueError(f"port {port}: a port is a number from 1 to 65535 (or 0 for any free one)")
-    for r in db().execute("SELECT id, config FROM jobs WHERE kind = 'serve' AND status IN ('queued', 'running', "
-                          "'pausing')").fetchall():
-        c = json.loads(r[1] or "{}")
+    for job_id, c in queries.active_servers(db()):
         if int(c.get("port") or 0) == int(port):
             if wanted and all(c.get(k) == v for k, v in wanted.items()):
-                return r[0]
-            raise ValueError(f"port {port} is taken by server job #{r[0]} ({c.get('model')} on {c.get('host')}): "
+                return job_id
+            raise ValueError(f"port {port} is taken by server job #{job_id} ({c.get('model')} on {c.get('host')}): "
                              "stop it first, or pick another port")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -83,9 +81,7 @@ def server_info(job_id: int) -> dict | None:
 
 def servers(include_finished: bool = False) -> list[dict]:
     """Serve jobs (active ones, or the last 20 of any state)."""
-    where = "" if include_finished else "AND status IN ('queued', 'running', 'pausing')"
-    ids = [r[0] for r in db().execute(f"SELECT id FROM jobs WHERE kind = 'serve' {where} ORDER BY id DESC LIMIT 20")]
-    return [s for s in (server_info(i) for i in ids) if s]
+    return [s for s in (server_info(i) for i in queries.server_job_ids(db(), include_finished)) if s]
 
 
 COMPARE_KEY = "compare-serve:"  # the dedupe key of the servers the Compare page starts (it may stop those only)

@@ -4,10 +4,10 @@ their metrics."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
+from engine import queries
 from engine.api.common import db, enqueue, home, parse_overrides, refuse_model_path, run_job
 from engine.api.pipeline import list_jobs
 from engine.core import jobs, store
@@ -96,23 +96,18 @@ def resume_training(run: str, overrides: str | list | None = None) -> int:
     from engine.training import train
 
     conn = db()
-    row = conn.execute("SELECT job_id FROM train_runs WHERE name = ?", [run]).fetchone()
+    job_id = queries.train_run_job(conn, run)
     over = parse_overrides(overrides)
-    if row and row[0] and not over and store.requeue_job(conn, row[0]):
-        return row[0]
+    if job_id and not over and store.requeue_job(conn, job_id):
+        return job_id
     launch = train.prepare_launch(home(), overrides=over, resume=run)
     return enqueue("train", launch, f"train {run} (resume)", dedupe_key=f"train:{run}")
 
 
 def train_runs() -> list[dict]:
     """Every run, newest first, with its job's state (a 'running' run whose job is gone shows 'interrupted')."""
-    rows = list(db().query(
-        "SELECT r.name, r.job_id, r.base_model, r.data_path, r.status, r.dir, r.final_metrics, r.created_at, "
-        "r.finished_at, j.status AS job_status, j.progress, j.stats, j.heartbeat FROM train_runs r "
-        "LEFT JOIN jobs j ON j.id = r.job_id ORDER BY r.created_at DESC, r.id DESC"))
+    rows = queries.train_runs(db())
     for r in rows:
-        r["final_metrics"] = json.loads(r["final_metrics"]) if r["final_metrics"] else {}
-        r["stats"] = json.loads(r["stats"]) if r["stats"] else {}
         # A job process killed outright (kill -9 of `ccr train`) leaves its row running with an old heartbeat.
         stale = r["job_status"] in ("running", "pausing") and (r["heartbeat"] or 0) < time.time() - jobs.STALE_AFTER_S
         if r["status"] == "running" and (stale or r["job_status"] not in ("queued", "running", "pausing")):
@@ -152,19 +147,7 @@ def train_run(name: str) -> dict | None:
 
 def train_metrics(runs: list[str], kind: str | None = None) -> list[dict]:
     """Metric rows of ``runs`` (train and eval), ordered by run and step."""
-    if not runs:
-        return []
-    where = f"run_name IN ({', '.join('?' for _ in runs)})"
-    params = list(runs)
-    if kind:
-        where += " AND kind = ?"
-        params.append(kind)
-    rows = list(db().query(
-        f"SELECT run_name, step, kind, epoch, loss, learning_rate, grad_norm, tokens_per_s, memory_mb, extra, "
-        f"created_at FROM train_metrics WHERE {where} ORDER BY run_name, step, kind", params))
-    for r in rows:
-        r["extra"] = json.loads(r["extra"]) if r["extra"] else {}
-    return rows
+    return queries.train_metrics(db(), runs, kind) if runs else []
 
 
 def start_export_model(run: str, merge: bool = False) -> int:

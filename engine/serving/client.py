@@ -18,7 +18,7 @@ def api_snippets(url: str, api_key: str | None, model: str, reveal: bool = False
     curl = (f"curl {url}/v1/chat/completions \\\n  -H 'Content-Type: application/json'{auth} \\\n"
             f"  -d '{{\"model\": \"{model}\", \"max_tokens\": 256, \"messages\": "
             f"[{{\"role\": \"user\", \"content\": \"Call transcript: ... Predict the CSAT.\"}}]}}'")
-    python = ((f"import os\n" if masked else "") +
+    python = (("import os\n" if masked else "") +
               f"from openai import OpenAI\n\nclient = OpenAI(base_url=\"{url}/v1\", api_key={key_expr})\n"
               f"reply = client.chat.completions.create(\n    model=\"{model}\",\n"
               f"    messages=[{{\"role\": \"user\", \"content\": \"Call transcript: ... Predict the CSAT.\"}}],\n"
