@@ -13,8 +13,8 @@ import os
 import sys
 
 from engine import api
-from engine.cli.chains import (_os_user, cmd_export_reasoning, cmd_generate, cmd_review_approve, cmd_review_edit,
-                               cmd_review_list, cmd_review_reject, cmd_review_show, cmd_score)
+from engine.cli.chains import (cmd_export_reasoning, cmd_generate, cmd_review_approve, cmd_review_edit,
+                               cmd_review_list, cmd_review_reject, cmd_review_show, cmd_score, os_user)
 from engine.cli.data import (cmd_data_delete, cmd_data_export, cmd_data_import, cmd_data_list, cmd_data_rename,
                              cmd_data_synth, cmd_jobs_cancel, cmd_jobs_list, cmd_jobs_log, cmd_jobs_pause,
                              cmd_jobs_resume, cmd_models_list, cmd_worker)
@@ -272,7 +272,7 @@ def _add_review_parsers(sub, home_parent) -> None:
                             parents=[home_parent])
         p.add_argument("ids", nargs="*", type=int)
         p.add_argument("--all", action="store_true", help="every chain matching the filters")
-        p.add_argument("--reviewer", metavar="NAME", default=_os_user(),
+        p.add_argument("--reviewer", metavar="NAME", default=os_user(),
                        help="who decides, stored with each decision (required; default: your OS user name)")
         _review_filter_args(p, "flagged")
         p.set_defaults(func=func)
@@ -281,7 +281,7 @@ def _add_review_parsers(sub, home_parent) -> None:
                         parents=[home_parent])
     p.add_argument("id", type=int)
     p.add_argument("--file", required=True)
-    p.add_argument("--reviewer", metavar="NAME", default=_os_user(),
+    p.add_argument("--reviewer", metavar="NAME", default=os_user(),
                    help="who edits, stored with the edit (required; default: your OS user name)")
     p.set_defaults(func=cmd_review_edit)
 

@@ -112,7 +112,7 @@ def cmd_review_show(args) -> int:
     return 0
 
 
-def _os_user() -> str | None:
+def os_user() -> str | None:
     """The OS user name (``--reviewer``'s default), or None where there is none (a container
     without a passwd entry)."""
     import getpass
