@@ -195,7 +195,7 @@ def test_ccr_eval_with_the_embedded_model(demo_home, tmp_path, embedded_generato
 def test_base_vs_tuned_table_carries_intervals_n_and_the_paired_verdict(demo_home, tmp_path, capsys):
     """Six examples, one per task: the structure jump (0/6 -> 6/6) is significant by McNemar, a
     per-task figure over one example never is, and every table says so."""
-    from engine import cli
+    from engine.cli.output import print_eval_table
     from engine.evaluation import formatting
 
     gens = {"base-m": FakeGenerator(lambda m: "CSAT: 1/5"), "tuned-m": FakeGenerator(_chain_answer)}
@@ -236,7 +236,7 @@ def test_base_vs_tuned_table_carries_intervals_n_and_the_paired_verdict(demo_hom
     assert "class=warn" in html and "smoke test, not a result" in html
     assert "<th class=l>paired test at 95%</th>" in html
 
-    cli._print_eval_table(result)  # what `ccr eval --base` prints after the job
+    print_eval_table(result)  # what `ccr eval --base` prints after the job
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("structure.compliance_rate"))
     assert "0.00 [0.00, 0.39], n=6" in line and "1.00 [0.61, 1.00], n=6" in line
@@ -290,7 +290,7 @@ def _faith_models(examples: list[dict]) -> tuple[dict, dict]:
 
 
 def test_faithfulness_figures_intervals_and_paired_tests(demo_home, tmp_path, capsys):
-    from engine import cli
+    from engine.cli.output import print_eval_table
     from engine.evaluation import stats
 
     examples, _, _ = evaluate.load_examples(demo_home, limit=12)
@@ -349,7 +349,7 @@ def test_faithfulness_figures_intervals_and_paired_tests(demo_home, tmp_path, ca
     assert "Sentences at fault:" in html and "&lt;img src=x onerror=alert(&#x27;x&#x27;)&gt;" in html
     assert not re.search(r"<\s*img\b", html, re.I)
 
-    cli._print_eval_table(result)
+    print_eval_table(result)
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("faithfulness.faithful_rate"))
     assert "0.00 [0.00, 0.30], n=9" in line and "1.00 [0.76, 1.00], n=12" in line and "significant at 95%" in line

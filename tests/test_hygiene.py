@@ -108,11 +108,13 @@ def test_every_page_imports_ui():
 
 
 # Every `ccr` command has a page (developers' guide: "Every capability is reachable by a user: a
-# page in the app AND a `ccr` command, calling the same engine function"). Each leaf command maps
-# to (file, reference): the page, or app.py, and the `api.` (or `jobs.`) name it calls, which
-# calls the engine function the command calls. A page may call it through a `ui.` helper: the
-# Jobs page's cancel, pause, resume and log buttons are ui.job_panel's. A new command without an
-# entry here fails the test below.
+# page in the app AND a `ccr` command, calling the same engine function"). The command side is
+# structural: engine/cli reaches the engine only through engine.api (checked by import below), and
+# each command's handler calls functions of the same engine.api area module as its page. The page
+# side is this table: each leaf command maps to (file, reference): the page, or app.py, and the
+# `api.` (or `jobs.`) name it calls. A page may call it through a `ui.` helper: the Jobs page's
+# cancel, pause, resume and log buttons are ui.job_panel's. A new command without an entry here
+# fails the test below.
 PAGE_FOR_COMMAND = {
     "ccr data synth": ("pages/data.py", "api.start_synth"),
     "ccr data import": ("pages/data.py", "api.start_import"),
@@ -219,3 +221,113 @@ def test_the_page_check_catches_what_it_must():
     assert _check_reference("pages/jobs.py", "api.no_such_function") == [
         "engine.api.no_such_function does not exist", "pages/jobs.py never calls api.no_such_function"]
     assert _check_reference("pages/nowhere.py", "api.chain")[0] == "pages/nowhere.py is not in app.py's navigation"
+
+
+# What engine/cli may import from the engine besides engine.api: error classes it catches to pick
+# an exit status (checked to be exceptions) and these printing helpers and constants.
+CLI_PRESENTATION = {"format_summary", "format_estimate", "format_balance", "DEFAULT_MODEL"}
+
+
+def _cli_sources() -> dict[str, str]:
+    return {p.stem: p.read_text() for p in sorted((REPO / "engine" / "cli").glob("*.py"))}
+
+
+def _cli_engine_imports() -> list[tuple[str, str, list[str]]]:
+    """(cli module, engine module, names) of every ``import``/``from`` of the engine in engine/cli."""
+    import ast
+
+    out = []
+    for stem, text in _cli_sources().items():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "engine":
+                out.append((stem, node.module, [a.name for a in node.names]))
+            elif isinstance(node, ast.Import):
+                out += [(stem, a.name, []) for a in node.names if a.name.split(".")[0] == "engine"]
+    return out
+
+
+def _cli_import_problems(imports) -> list[str]:
+    import importlib
+
+    bad = []
+    for stem, module, names in imports:
+        if module == "engine" and names == ["api"] or module.startswith("engine.cli"):
+            continue
+        if not names:
+            bad.append(f"engine/cli/{stem}.py imports {module}")
+            continue
+        for name in names:
+            obj = getattr(importlib.import_module(module), name, None)
+            if not (name in CLI_PRESENTATION or isinstance(obj, type) and issubclass(obj, BaseException)):
+                bad.append(f"engine/cli/{stem}.py imports {module}.{name}")
+    return bad
+
+
+def test_the_command_line_reaches_the_engine_only_through_api():
+    imports = _cli_engine_imports()
+    assert ("__init__", "engine", ["api"]) in imports
+    assert _cli_import_problems(imports) == []
+
+
+def _command_handlers() -> dict[str, object]:
+    def walk(parser, prefix):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, f"{prefix} {name}")
+                return
+        yield prefix, parser.get_default("func")
+
+    return dict(walk(build_parser(), "ccr"))
+
+
+def _api_calls(func) -> set[str]:
+    """The ``api.NAME`` a command handler uses, itself or through the engine/cli helpers it calls."""
+    import inspect
+
+    seen, names, todo = set(), set(), [func]
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        text = inspect.getsource(f)
+        names |= set(re.findall(r"(?<![\w.])api\.(\w+)", text))
+        for called in set(re.findall(r"(?<![\w.])(\w+)\(", text)):
+            g = f.__globals__.get(called)
+            if inspect.isfunction(g) and g.__module__.startswith("engine.cli"):
+                todo.append(g)
+    return names
+
+
+def test_every_command_calls_the_api_area_its_page_calls():
+    from engine import api
+
+    bad = []
+    for cmd, handler in _command_handlers().items():
+        used = _api_calls(handler)
+        missing = [n for n in used if not hasattr(api, n)]
+        if missing:
+            bad.append(f"{cmd} calls api.{', api.'.join(sorted(missing))}, which do not exist")
+        areas = {getattr(api, n).__module__ for n in used if callable(getattr(api, n, None))}
+        page, ref = PAGE_FOR_COMMAND.get(cmd, (None, ""))
+        if not ref.startswith("api."):
+            if not areas:
+                bad.append(f"{cmd} calls no api function")
+            continue
+        page_area = getattr(api, ref.split(".", 1)[1]).__module__
+        if page_area not in areas:
+            bad.append(f"{cmd} calls {sorted(areas)}, not {page_area} as {page} does")
+    assert bad == []
+
+
+def test_the_import_check_catches_what_it_must():
+    assert _cli_import_problems([("data", "engine.core", ["store"])]) == ["engine/cli/data.py imports engine.core.store"]
+    assert _cli_import_problems([("runs", "engine.training.train", ["prepare_launch", "RunError"])]) == [
+        "engine/cli/runs.py imports engine.training.train.prepare_launch"]
+    assert _cli_import_problems([("x", "engine.core.store", [])]) == ["engine/cli/x.py imports engine.core.store"]
+    assert _cli_import_problems([("x", "engine.demo", ["format_summary", "DemoError"])]) == []
+    # a handler's helpers count: `ccr generate` checks its teacher through output.check_model
+    from engine.cli.chains import cmd_generate
+
+    assert {"generate_gate", "record_generate_override", "run_generate", "model_availability"} <= _api_calls(cmd_generate)

@@ -176,6 +176,7 @@ def test_the_real_probe_is_cached_and_matches_proc_cpuinfo(monkeypatch):
 
 def test_the_dry_run_and_the_api_show_the_choice_and_its_reason(home, capsys, monkeypatch):
     from engine import api, cli
+    from engine.training import probes
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     fake_cpu(monkeypatch, AMX)
@@ -191,7 +192,7 @@ def test_the_dry_run_and_the_api_show_the_choice_and_its_reason(home, capsys, mo
     assert "precision    fp32: CPU AMD EPYC has AVX2 but no AVX512-BF16/AMX-BF16" in capsys.readouterr().out
     # the pages' function: torch is loaded in this process, so it answers directly (the UI process
     # runs the same function in a subprocess)
-    monkeypatch.setattr(api, "_PRECISIONS", {})
+    monkeypatch.setattr(probes, "_PRECISIONS", {})
     choice = api.precision_choice("cpu", "auto")
     assert choice["precision"] == "fp32" and choice["text"].startswith("Weights' precision on cpu (configured): fp32")
     assert api.precision_choice("cpu", "bfloat16")["precision"] == "bf16"

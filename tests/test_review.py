@@ -288,7 +288,7 @@ def test_cli_review_needs_a_reviewer(demo_home, capsys, monkeypatch):
     assert cli.main(["review", "approve", str(ids["flagged"][0]), "--reviewer", "a\nb", *home]) == 2
     capsys.readouterr()
     # The default is the OS user name; where there is none, the command says to give --reviewer.
-    monkeypatch.setattr(cli_module, "_os_user", lambda: None)
+    monkeypatch.setattr(cli_module, "os_user", lambda: None)
     edit = demo_home.data / "edit.txt"
     edit.write_text("<thinking>x</thinking>")
     assert cli.main(["review", "edit", str(ids["flagged"][1]), "--file", str(edit), *home]) == 2
@@ -296,7 +296,7 @@ def test_cli_review_needs_a_reviewer(demo_home, capsys, monkeypatch):
     assert cli.main(["review", "reject", "--all", *home]) == 2
     db = store.connect(demo_home)
     assert db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 0
-    monkeypatch.setattr(cli_module, "_os_user", lambda: "osuser")
+    monkeypatch.setattr(cli_module, "os_user", lambda: "osuser")
     assert cli.main(["review", "reject", str(ids["flagged"][2]), *home]) == 0
     assert cli.main(["review", "approve", str(ids["flagged"][0]), "--reviewer", "Ann", *home]) == 0
     assert db.execute("SELECT reviewer FROM reviews ORDER BY id").fetchall() == [("osuser",), ("Ann",)]

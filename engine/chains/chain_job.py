@@ -58,11 +58,7 @@ def config_from(config: dict | GenerateConfig | None = None, overrides: list[str
 
 def resolve_dataset(db, name: str | None) -> tuple[int, str]:
     """(id, name) of ``name`` or the working dataset; ValueError when there is none."""
-    if not name:
-        name = store.get_setting(db, "current_dataset")
-        if not name or not db.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
-            row = db.execute("SELECT name FROM datasets ORDER BY id DESC LIMIT 1").fetchone()
-            name = row[0] if row else None
+    name = name or store.working_dataset(db)
     if not name:
         raise ValueError("no dataset yet: create one (`ccr data synth`) or import one (`ccr data import FILE`)")
     row = db.execute("SELECT id FROM datasets WHERE name = ?", [name]).fetchone()

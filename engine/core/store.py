@@ -626,6 +626,16 @@ def get_setting(db: Database, key: str, default=None):
     return json.loads(row[0]) if row else default
 
 
+def working_dataset(db: Database) -> str | None:
+    """The dataset the pipeline works on when none is named: the chosen one (the
+    ``current_dataset`` setting) while it exists, else the newest; None when there is none."""
+    name = get_setting(db, "current_dataset")
+    if name and db.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
+        return name
+    row = db.execute("SELECT name FROM datasets ORDER BY id DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
 # ---------------------------------------------------------------------------------------------
 # Phase 2: training runs and their metrics (engine/training/train.py)
 # ---------------------------------------------------------------------------------------------

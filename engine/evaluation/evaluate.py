@@ -107,11 +107,7 @@ def load_examples(home: Home | str | None, data: str | None = None, dataset: str
             raise EvalDataError(f"{data}: no usable examples" + (f" ({problems[0]})" if problems else ""))
     else:
         db = store.connect(home)
-        if not dataset:
-            dataset = store.get_setting(db, "current_dataset")
-            if not dataset or not db.execute("SELECT 1 FROM datasets WHERE name = ?", [dataset]).fetchone():
-                row = db.execute("SELECT name FROM datasets ORDER BY id DESC LIMIT 1").fetchone()
-                dataset = row[0] if row else None
+        dataset = dataset or store.working_dataset(db)
         if not dataset:
             raise EvalDataError("no dataset yet: create one (ccr data synth) or pass --data FILE")
         row = db.execute("SELECT id FROM datasets WHERE name = ?", [dataset]).fetchone()

@@ -232,6 +232,15 @@ def code_version() -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
+def resume_name(home: Home | str | None, resume: bool | str, run: str | None = None) -> str:
+    """The run ``--resume`` continues: the one named, else ``run``, else the latest; RunError when
+    there is none."""
+    name = resume if isinstance(resume, str) else (run or latest_run(home))
+    if not name:
+        raise RunError("no run to resume (none started in this home)")
+    return name
+
+
 def prepare_launch(home: Home | str | None, *, config_path: str | None = None, overrides: list[str] | tuple = (),
                    data: str | None = None, eval_data: str | None = None, run: str | None = None,
                    resume: bool | str = False) -> dict:
@@ -243,10 +252,7 @@ def prepare_launch(home: Home | str | None, *, config_path: str | None = None, o
     """
     home = resolve_home(home)
     if resume:
-        name = resume if isinstance(resume, str) else (run or latest_run(home))
-        if not name:
-            raise RunError("no run to resume (none started in this home)")
-        check_run_name(name)
+        name = check_run_name(resume_name(home, resume, run))
         cfg = load_run_config(home, name, overrides)
         if data:
             cfg.data = data
