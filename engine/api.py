@@ -16,6 +16,7 @@ from pathlib import Path
 from engine.core import jobs, store
 from engine.evaluation.metrics import SMALL_SAMPLE  # noqa: F401 (the pages' small-sample rule: fewer examples per task)
 from engine.core.paths import REPO, Home, resolve_home
+from engine.core.store import ACTIVE_JOB_STATES
 
 
 def home() -> Home:
@@ -213,7 +214,7 @@ def job(job_id: int) -> dict | None:
 
 def active_jobs() -> list[dict]:
     rows = _rows(db().execute("SELECT id, kind, title, status, progress, stats, config, started_at, finished_at "
-                              "FROM jobs WHERE status IN ('queued', 'running', 'pausing') ORDER BY id"))
+                              f"FROM jobs WHERE status IN {store.ACTIVE_SQL} ORDER BY id"))
     for r in rows:
         r["stats"] = json.loads(r["stats"] or "{}")
         r["config"] = json.loads(r["config"] or "{}")
@@ -511,8 +512,7 @@ def check_port_free(host: str, port: int, wanted: dict | None = None) -> int | N
 
     if not 1 <= int(port) <= 65535:
         raise ValueError(f"port {port}: a port is a number from 1 to 65535 (or 0 for any free one)")
-    for r in db().execute("SELECT id, config FROM jobs WHERE kind = 'serve' AND status IN ('queued', 'running', "
-                          "'pausing')").fetchall():
+    for r in db().execute(f"SELECT id, config FROM jobs WHERE kind = 'serve' AND status IN {store.ACTIVE_SQL}").fetchall():
         c = json.loads(r[1] or "{}")
         if int(c.get("port") or 0) == int(port):
             if wanted and all(c.get(k) == v for k, v in wanted.items()):
@@ -550,7 +550,7 @@ def server_info(job_id: int) -> dict | None:
 
 def servers(include_finished: bool = False) -> list[dict]:
     """Serve jobs (active ones, or the last 20 of any state)."""
-    where = "" if include_finished else "AND status IN ('queued', 'running', 'pausing')"
+    where = "" if include_finished else f"AND status IN {store.ACTIVE_SQL}"
     ids = [r[0] for r in db().execute(f"SELECT id FROM jobs WHERE kind = 'serve' {where} ORDER BY id DESC LIMIT 20")]
     return [s for s in (server_info(i) for i in ids) if s]
 
@@ -1057,7 +1057,7 @@ def train_runs() -> list[dict]:
         r["stats"] = json.loads(r["stats"]) if r["stats"] else {}
         # A job process killed outright (kill -9 of `ccr train`) leaves its row running with an old heartbeat.
         stale = r["job_status"] in ("running", "pausing") and (r["heartbeat"] or 0) < time.time() - jobs.STALE_AFTER_S
-        if r["status"] == "running" and (stale or r["job_status"] not in ("queued", "running", "pausing")):
+        if r["status"] == "running" and (stale or r["job_status"] not in ACTIVE_JOB_STATES):
             r["status"] = "interrupted"
         if r["job_status"] in ("queued", "pausing"):
             r["status"] = r["job_status"]
@@ -1067,7 +1067,7 @@ def train_runs() -> list[dict]:
     pending = []
     for j in list_jobs(limit=50, kind="train"):
         name = (j["config"] or {}).get("run")
-        if j["status"] in ("queued", "running", "pausing") and name and name not in named:
+        if j["status"] in ACTIVE_JOB_STATES and name and name not in named:
             cfg = j["config"].get("config") or {}
             pending.append({"name": name, "job_id": j["id"], "base_model": cfg.get("base_model"),
                             "data_path": cfg.get("data"), "status": j["status"],

@@ -200,7 +200,7 @@ def cmd_worker(args) -> int:
 
 def cmd_jobs_list(args) -> int:
     db = store.connect(_home(args))
-    where = "" if args.all else "WHERE status IN ('queued', 'running', 'pausing') OR finished_at > ?"
+    where = "" if args.all else f"WHERE status IN {store.ACTIVE_SQL} OR finished_at > ?"
     params = [] if args.all else [time.time() - 86400]
     cols = ["id", "kind", "title", "status", "progress", "error", "stats", "started_at", "finished_at"]
     rows = [dict(zip(cols, r)) for r in db.execute(

@@ -165,7 +165,7 @@ if test_job.get("dataset") == dataset:
         job = api.job(test_job["job"])
         if not job:
             return
-        if job["status"] in ("queued", "running", "pausing"):
+        if job["status"] in api.ACTIVE_JOB_STATES:
             st.info(f"Test job #{job['id']} {job['status']}: generating one chain...")
             return
         if st.session_state.get("gen-test-shown") != job["id"]:

@@ -15,7 +15,7 @@ st.title("Train")
 st.caption("LoRA fine-tuning. Every run writes checkpoints it can resume from after any stop; "
            "the same runs start headless with `ccr train` (see the preset's launch command).")
 
-ACTIVE = ("queued", "running", "pausing")
+ACTIVE = api.ACTIVE_JOB_STATES
 
 
 def _gib(n) -> str:
