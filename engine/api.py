@@ -16,7 +16,7 @@ from pathlib import Path
 from engine.core import jobs, store
 from engine.evaluation.metrics import SMALL_SAMPLE  # noqa: F401 (the pages' small-sample rule: fewer examples per task)
 from engine.core.paths import REPO, Home, resolve_home
-from engine.core.store import ACTIVE_JOB_STATES
+from engine.core.schema import ACTIVE_JOB_STATES, ACTIVE_SQL
 
 
 def home() -> Home:
@@ -25,11 +25,6 @@ def home() -> Home:
 
 def db():
     return store.connect(home())
-
-
-def _rows(cursor) -> list[dict]:
-    cols = [d[0] for d in cursor.description]
-    return [dict(zip(cols, r)) for r in cursor.fetchall()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,7 +77,7 @@ def examples(dataset: str, split: str | None = None, task: str | None = None, se
         params.extend([f"%{search}%", f"%{search}%"])
     conn = db()
     total = conn.execute(f"SELECT COUNT(*) FROM examples WHERE {' AND '.join(where)}", params).fetchone()[0]
-    rows = _rows(conn.execute(
+    rows = list(conn.query(
         f"SELECT id, ex_id, split, task, labels, substr(transcript, 1, 160) AS preview, source_file, source_line "
         f"FROM examples WHERE {' AND '.join(where)} ORDER BY id LIMIT ? OFFSET ?", params + [limit, offset]))
     for r in rows:
@@ -91,7 +86,7 @@ def examples(dataset: str, split: str | None = None, task: str | None = None, se
 
 
 def example(example_id: int) -> dict | None:
-    rows = _rows(db().execute("SELECT * FROM examples WHERE id = ?", [example_id]))
+    rows = list(db().query("SELECT * FROM examples WHERE id = ?", [example_id]))
     if not rows:
         return None
     r = rows[0]
@@ -130,7 +125,7 @@ def task_counts(dataset: str) -> list[dict]:
     ds = dataset_id(dataset)
     if ds is None:
         return []
-    return _rows(db().execute(
+    return list(db().query(
         "SELECT split, COALESCE(task, '(none)') AS task, COUNT(*) AS n FROM examples WHERE dataset_id = ? "
         "GROUP BY split, task ORDER BY split, task", [ds]))
 
@@ -199,7 +194,7 @@ def list_jobs(limit: int = 50, kind: str | None = None) -> list[dict]:
     where, params = "", []
     if kind:
         where, params = "WHERE kind = ?", [kind]
-    rows = _rows(db().execute(
+    rows = list(db().query(
         f"SELECT id, kind, title, status, progress, stats, config, error, created_at, started_at, finished_at, "
         f"heartbeat, pid FROM jobs {where} ORDER BY id DESC LIMIT ?", params + [limit]))
     for r in rows:
@@ -213,8 +208,8 @@ def job(job_id: int) -> dict | None:
 
 
 def active_jobs() -> list[dict]:
-    rows = _rows(db().execute("SELECT id, kind, title, status, progress, stats, config, started_at, finished_at "
-                              f"FROM jobs WHERE status IN {store.ACTIVE_SQL} ORDER BY id"))
+    rows = list(db().query("SELECT id, kind, title, status, progress, stats, config, started_at, finished_at "
+                           f"FROM jobs WHERE status IN {ACTIVE_SQL} ORDER BY id"))
     for r in rows:
         r["stats"] = json.loads(r["stats"] or "{}")
         r["config"] = json.loads(r["config"] or "{}")
@@ -333,7 +328,7 @@ def evaluations(limit: int = 100) -> list[dict]:
     """Evaluations, newest first, with their headline figures."""
     from engine.evaluation import metrics as M
 
-    rows = _rows(db().execute(
+    rows = list(db().query(
         "SELECT id, job_id, model, data_path, n, status, metrics, report_path, compare_to, created_at, finished_at "
         "FROM evaluations ORDER BY id DESC LIMIT ?", [limit]))
     for r in rows:
@@ -512,7 +507,7 @@ def check_port_free(host: str, port: int, wanted: dict | None = None) -> int | N
 
     if not 1 <= int(port) <= 65535:
         raise ValueError(f"port {port}: a port is a number from 1 to 65535 (or 0 for any free one)")
-    for r in db().execute(f"SELECT id, config FROM jobs WHERE kind = 'serve' AND status IN {store.ACTIVE_SQL}").fetchall():
+    for r in db().execute(f"SELECT id, config FROM jobs WHERE kind = 'serve' AND status IN {ACTIVE_SQL}").fetchall():
         c = json.loads(r[1] or "{}")
         if int(c.get("port") or 0) == int(port):
             if wanted and all(c.get(k) == v for k, v in wanted.items()):
@@ -550,7 +545,7 @@ def server_info(job_id: int) -> dict | None:
 
 def servers(include_finished: bool = False) -> list[dict]:
     """Serve jobs (active ones, or the last 20 of any state)."""
-    where = "" if include_finished else f"AND status IN {store.ACTIVE_SQL}"
+    where = "" if include_finished else f"AND status IN {ACTIVE_SQL}"
     ids = [r[0] for r in db().execute(f"SELECT id FROM jobs WHERE kind = 'serve' {where} ORDER BY id DESC LIMIT 20")]
     return [s for s in (server_info(i) for i in ids) if s]
 
@@ -731,20 +726,20 @@ def start_infer(model: str, content: bytes | None = None, filename: str | None =
 # ---------------------------------------------------------------------------------------------
 
 
-def generate_fields() -> list[tuple[str, str, object]]:
-    """(name, help, default) of every generation setting, for the Generate page's form."""
-    from engine.core.config import GenerateConfig, describe
+def generate_fields() -> list[dict]:
+    """Every generation setting (name, help, default, type, choices), for the Generate page's form."""
+    from engine.core.config import GenerateConfig, field_specs
 
-    return describe(GenerateConfig)
+    return field_specs(GenerateConfig)
 
 
 def generate_presets() -> dict[str, dict]:
-    """The ``configs/generate_*.yaml`` presets by file name, as dicts (default preset first)."""
+    """The ``configs/generate/*.yaml`` presets by file name, as dicts (default preset first)."""
     import yaml
 
     from engine.core.paths import CONFIGS
 
-    files = sorted(CONFIGS.glob("generate_*.yaml"), key=lambda p: (p.name != "generate_smollm2_cpu.yaml", p.name))
+    files = sorted((CONFIGS / "generate").glob("generate_*.yaml"), key=lambda p: (p.name != "generate_smollm2_cpu.yaml", p.name))
     return {p.name: yaml.safe_load(p.read_text(encoding="utf-8")) or {} for p in files}
 
 
@@ -887,13 +882,13 @@ _ESTIMATES: dict = {}
 
 
 def train_presets() -> list[dict]:
-    """The training presets in configs/ (YAML files with a ``lora`` section) and their header comments."""
+    """The training presets in configs/train/ (YAML files with a ``lora`` section) and their header comments."""
     import yaml
 
     from engine.core.paths import CONFIGS
 
     out = []
-    for path in sorted(CONFIGS.glob("*.yaml")):
+    for path in sorted((CONFIGS / "train").glob("*.yaml")):
         text = path.read_text(encoding="utf-8")
         try:
             data = yaml.safe_load(text)
@@ -1048,7 +1043,7 @@ def resume_training(run: str, overrides: str | list | None = None) -> int:
 
 def train_runs() -> list[dict]:
     """Every run, newest first, with its job's state (a 'running' run whose job is gone shows 'interrupted')."""
-    rows = _rows(db().execute(
+    rows = list(db().query(
         "SELECT r.name, r.job_id, r.base_model, r.data_path, r.status, r.dir, r.final_metrics, r.created_at, "
         "r.finished_at, j.status AS job_status, j.progress, j.stats, j.heartbeat FROM train_runs r "
         "LEFT JOIN jobs j ON j.id = r.job_id ORDER BY r.created_at DESC, r.id DESC"))
@@ -1101,7 +1096,7 @@ def train_metrics(runs: list[str], kind: str | None = None) -> list[dict]:
     if kind:
         where += " AND kind = ?"
         params.append(kind)
-    rows = _rows(db().execute(
+    rows = list(db().query(
         f"SELECT run_name, step, kind, epoch, loss, learning_rate, grad_norm, tokens_per_s, memory_mb, extra, "
         f"created_at FROM train_metrics WHERE {where} ORDER BY run_name, step, kind", params))
     for r in rows:

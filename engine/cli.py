@@ -15,6 +15,7 @@ import time
 
 from engine.core import jobs, store
 from engine.core.paths import resolve_home
+from engine.core.schema import ACTIVE_SQL
 
 
 def _home(args):
@@ -200,11 +201,11 @@ def cmd_worker(args) -> int:
 
 def cmd_jobs_list(args) -> int:
     db = store.connect(_home(args))
-    where = "" if args.all else f"WHERE status IN {store.ACTIVE_SQL} OR finished_at > ?"
+    where = "" if args.all else f"WHERE status IN {ACTIVE_SQL} OR finished_at > ?"
     params = [] if args.all else [time.time() - 86400]
     cols = ["id", "kind", "title", "status", "progress", "error", "stats", "started_at", "finished_at"]
-    rows = [dict(zip(cols, r)) for r in db.execute(
-        f"SELECT {', '.join(cols)} FROM jobs {where} ORDER BY id DESC LIMIT ?", params + [args.limit])]
+    rows = list(db.query(f"SELECT {', '.join(cols)} FROM jobs {where} ORDER BY id DESC LIMIT ?",
+                         params + [args.limit]))
     now = time.time()
     for r in rows:
         r.update(_job_times(r, now))
@@ -582,7 +583,7 @@ def cmd_generate(args) -> int:
         overrides.append(f"limit={args.limit}")
     if args.split:
         overrides.append(f"split={args.split}")
-    path = args.config or (CONFIGS / "generate_smollm2_cpu.yaml")
+    path = args.config or (CONFIGS / "generate" / "generate_smollm2_cpu.yaml")
     try:
         if args.config:  # refused before it is read (README: "Allowed folders"); PathNotAllowed is a ValueError
             from engine.core.model_catalog import check_config_path
@@ -922,7 +923,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"longest answer in the evaluation (default {D.EVAL_MAX_NEW_TOKENS})")
     p.add_argument("--run", help="run name (default demo-seedN)")
     p.add_argument("--train-override", action="append", metavar="KEY=VALUE",
-                   help="override a training setting of configs/smollm2_cpu.yaml (repeatable)")
+                   help="override a training setting of configs/train/smollm2_cpu.yaml (repeatable)")
     p.add_argument("--report", help="report path (default HOME/reports/RUN.json)")
     p.add_argument("--dry-run", action="store_true", help="print how long the whole loop would take (from the speed "
                    "measured on this machine), and exit")
@@ -945,10 +946,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     # Phase 2: train, export model
-    p = sub.add_parser("train", help="LoRA fine-tuning from a preset (configs/*.yaml) with checkpoints, live "
+    p = sub.add_parser("train", help="LoRA fine-tuning from a preset (configs/train/*.yaml) with checkpoints, live "
                        "metrics and resume; --dry-run estimates parameters, memory, disk and steps",
                        parents=[home_parent])
-    p.add_argument("--config", help="preset YAML (default configs/smollm2_cpu.yaml)")
+    p.add_argument("--config", help="preset YAML (default configs/train/smollm2_cpu.yaml)")
     p.add_argument("--data", help="training ChatML JSONL (default HOME/train_reasoning.jsonl, Phase 1's export)")
     p.add_argument("--eval-data", help="validation ChatML JSONL (default the data file's validation_* sibling)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
@@ -974,7 +975,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Phase 1: generate, review, export reasoning, score
     p = sub.add_parser("generate", help="generate reasoning chains (test gate, auto-retry, resumable; rerun to "
                        "continue)", parents=[home_parent])
-    p.add_argument("--config", help="YAML preset (default configs/generate_smollm2_cpu.yaml)")
+    p.add_argument("--config", help="YAML preset (default configs/generate/generate_smollm2_cpu.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="override config fields (see the preset)")
     p.add_argument("--limit", type=int, help="only N examples of the split (the first N; with select=balanced "
                    "balanced across tasks and label values)")

@@ -1,4 +1,5 @@
-"""The database schema: every migration, in the order it is applied.
+"""The database schema: every migration, in the order it is applied, and the job states the
+``jobs.status`` column holds (store.py, jobs.py, the CLI and the pages use JobState).
 
 Why a module of its own: the schema is long and declarative, and store.py (the functions that
 read and write the tables) is easier to follow without it. A migration, once released, is never
@@ -10,9 +11,32 @@ registration order (store.migrate holds a file lock around it).
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
+
+
+class JobState(StrEnum):
+    """A job's status. A str enum, so a state equals its stored string (``"queued" ==
+    JobState.QUEUED``) and rows, JSON and comparisons with plain strings keep working."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSING = "pausing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    PAUSED = "paused"
+    INTERRUPTED = "interrupted"
+
+
+# A job that still holds (or will hold) a worker; the one list of them. ACTIVE_SQL is the same
+# set as an SQL IN-list: ``... WHERE status IN {ACTIVE_SQL}``.
+ACTIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.PAUSING)
+FINAL_JOB_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PAUSED, JobState.INTERRUPTED)
+ACTIVE_SQL = "(" + ", ".join(f"'{s}'" for s in ACTIVE_JOB_STATES) + ")"
+
 
 migrations = Migrations("ccr")
 
@@ -75,7 +99,7 @@ def m001_initial(db: Database) -> None:
     )
     db.execute("CREATE INDEX jobs_status ON jobs (status, id)")
     # Two people pressing Start at once make one job: an active job's dedupe key is unique.
-    # (The IN-list is store.ACTIVE_SQL as of this migration; a migration is never edited.)
+    # (The IN-list is ACTIVE_SQL as of this migration; a migration is never edited.)
     db.execute(
         "CREATE UNIQUE INDEX jobs_active_dedupe ON jobs (dedupe_key) "
         "WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running', 'pausing')"

@@ -21,36 +21,14 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from enum import StrEnum
 from pathlib import Path
 
 from sqlite_utils import Database
 
 from engine.core.paths import Home, resolve_home
-from engine.core.schema import derived_reasons, migrations, reasons_text
+from engine.core.schema import ACTIVE_SQL, FINAL_JOB_STATES, derived_reasons, migrations, reasons_text
 
 BUSY_TIMEOUT_S = 30
-
-
-class JobState(StrEnum):
-    """A job's status. A str enum, so a state equals its stored string (``"queued" ==
-    JobState.QUEUED``) and rows, JSON and comparisons with plain strings keep working."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    PAUSING = "pausing"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    PAUSED = "paused"
-    INTERRUPTED = "interrupted"
-
-
-# A job that still holds (or will hold) a worker; the one list of them. ACTIVE_SQL is the same
-# set as an SQL IN-list: ``... WHERE status IN {ACTIVE_SQL}``.
-ACTIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.PAUSING)
-FINAL_JOB_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PAUSED, JobState.INTERRUPTED)
-ACTIVE_SQL = "(" + ", ".join(f"'{s}'" for s in ACTIVE_JOB_STATES) + ")"
 
 
 _migrated: set[str] = set()
@@ -314,11 +292,9 @@ def claim_job(db: Database, worker: str, kinds: Iterable[str] | None = None, job
 
 
 def get_job(db: Database, job_id: int) -> dict | None:
-    row = db.execute("SELECT * FROM jobs WHERE id = ?", [job_id]).fetchone()
-    if row is None:
+    job = next(db.query("SELECT * FROM jobs WHERE id = ?", [job_id]), None)
+    if job is None:
         return None
-    cols = [d[0] for d in db.execute("SELECT * FROM jobs LIMIT 0").description]
-    job = dict(zip(cols, row))
     for key in ("config", "stats", "result"):
         job[key] = json.loads(job[key]) if job[key] else ({} if key != "result" else None)
     return job
