@@ -68,7 +68,7 @@ def show_estimate(est: dict) -> None:
 with st.expander("New run", expanded=not api.train_runs()):
     presets = api.train_presets()
     if not presets:
-        st.error("No training presets found in configs/.")
+        st.error("No training presets found in configs/train/.")
     else:
         names = [p["name"] for p in presets]
         preset_name = st.selectbox("Preset", names, key="train-preset",

@@ -54,7 +54,7 @@ MARKER = "COMPLETE"
 CHECKPOINT_PREFIX = "checkpoint-"
 STOP_FILE = "STOP"
 DEFAULT_TRAIN_FILE = "train_reasoning.jsonl"
-DEFAULT_PRESET = CONFIGS / "smollm2_cpu.yaml"
+DEFAULT_PRESET = CONFIGS / "train" / "smollm2_cpu.yaml"
 ROLES = ("system", "user", "assistant")
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 # Base models without a chat template (Mistral-7B-v0.1 is a base model) get ChatML, the format of
