@@ -17,7 +17,6 @@ from engine.core import store
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher_server import BAD_CHAIN, good_chain  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 TID, PK = "smollm2-135m-instruct", "2-guided"
 
 
@@ -160,14 +159,9 @@ def test_quality_report_targets(demo_home):
 
 
 @pytest.fixture
-def app(demo_home, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("CCR_ENGINE", "0")
+def app(demo_home, open_page):
     make_chains(demo_home)
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    at.run()
-    return at
+    return open_page(None, check=False)
 
 
 def _texts(at) -> str:
@@ -392,14 +386,9 @@ def test_reasons_migration_backfills_existing_chains(demo_home):
     assert dict(db.execute("SELECT id, reasons FROM chains").fetchall()) == got
 
 
-def test_review_page_filters_by_reason_and_marks_sentences(demo_home, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("CCR_ENGINE", "0")
+def test_review_page_filters_by_reason_and_marks_sentences(demo_home, open_page):
     ids = make_unfaithful_chains(demo_home)
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/review.py").run()
+    at = open_page("pages/review.py", check=False)
     assert not at.exception
     at.selectbox(key="rv-reason").select("invented specifics").run()
     assert not at.exception
