@@ -260,6 +260,36 @@ def chain_reasons(result: dict, threshold: float = quality.THRESHOLD) -> list[st
     return why
 
 
+def stored_reasons(criteria, status: str | None) -> list[str]:
+    """The reasons of a chain stored with only its breakdown and status: ``quality.reasons``,
+    and for a flagged chain with none, ``form`` (it was flagged for its structure: a duplicated
+    header, a control token).
+
+    >>> stored_reasons({}, "flagged"), stored_reasons({"steps": {"points": 95.0}}, "passed")
+    (['form'], [])
+    """
+    why = quality.reasons(criteria if isinstance(criteria, dict) else {})
+    if status == "flagged" and not why:
+        why = ["form"]
+    return why
+
+
+def fill_missing_reasons(db) -> int:
+    """Derive and store the reasons of chains stored without them (a database from before the
+    reasons column: its migration leaves them NULL, as core does not know the quality rules).
+    Called before chains are read; a no-op once every chain has them. Returns how many it filled."""
+    missing = {}
+    for chain_id, criteria, status in db.execute("SELECT id, criteria, status FROM chains WHERE reasons IS NULL"):
+        try:
+            crit = json.loads(criteria)
+        except ValueError:
+            crit = {}
+        missing[chain_id] = stored_reasons(crit, status)
+    if missing:
+        store.set_chain_reasons(db, missing)
+    return len(missing)
+
+
 def judge_attempts(cfg, pairs: list[tuple[dict, dict]], everything: bool = False) -> dict:
     """Rate scored attempts with the judge model (``cfg.judge``; engine/chains/judge.py) and add its
     criterion to each, in place. ``pairs``: (example, attempt) where an attempt has ``text``,
@@ -385,6 +415,7 @@ def run_test(home: Home | str | None, cfg, log=print) -> dict:
 
 def selection_summary(db, ids: list[int], tid: str, pk: str) -> dict:
     """Counts and average over the chains of a selection (what the summary line reports)."""
+    fill_missing_reasons(db)
     n = passed = flagged = contradiction = invented = 0
     total = 0.0
     scores = []
@@ -753,6 +784,7 @@ def list_chains(home: Home | str | None = None, dataset: str | None = None, limi
     teacher, prompt_version, split, reason: contradiction | invented | judge | form) and the total count.
     ``order``: score (lowest first) or recent. Each row's ``reasons`` lists why it falls short."""
     db = store.connect(home)
+    fill_missing_reasons(db)
     try:
         ds_id = resolve_dataset(db, dataset)[0]
     except ValueError:
@@ -775,6 +807,7 @@ def chain_detail(home: Home | str | None, chain_id: int) -> dict | None:
     (``reasons``), the sentences at fault (``at_fault``: sentence, reason, kind), attempts and
     reviews."""
     db = store.connect(home)
+    fill_missing_reasons(db)
     c = next(db.query("SELECT id, example_id, prompt_version, teacher, text, score, criteria, status, attempts, "
                       "tokens, seconds, job_id, created_at, updated_at, reasons FROM chains WHERE id = ?",
                       [chain_id]), None)
@@ -858,6 +891,7 @@ def quality_report(home: Home | str | None = None, dataset: str | None = None, t
                    **filters) -> dict:
     """What the Quality page shows: scores, pass rate per criterion and per task, the plan's targets."""
     db = store.connect(home)
+    fill_missing_reasons(db)
     try:
         ds_id, ds_name = resolve_dataset(db, dataset)
     except ValueError:

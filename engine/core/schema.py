@@ -10,7 +10,6 @@ registration order (store.migrate holds a file lock around it).
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 
 from sqlite_utils import Database
@@ -276,28 +275,12 @@ def m_eval_002_faithfulness(db: Database) -> None:
 @migrations()
 def m_faith_001_chain_reasons(db: Database) -> None:
     """Why each chain falls short (``quality.reasons``: contradiction, invented, form), stored as
-    ",contradiction,invented," so the review list filters with one LIKE. Existing chains get it
-    from their stored breakdown; one scored before the faithfulness checks can only show
+    ",contradiction,invented," so the review list filters with one LIKE. Chains stored before
+    stay NULL here: the chains side derives theirs from the stored breakdown the first time it
+    reads them (``chain_job.fill_missing_reasons``), since the rules are the quality scorer's
+    and core does not import it. One scored before the faithfulness checks can only show
     ``form`` (re-score it by editing, or generate again under a new prompt version)."""
     db.execute("ALTER TABLE chains ADD COLUMN reasons TEXT")
-    rows = db.execute("SELECT id, criteria, status FROM chains").fetchall()
-    for chain_id, criteria, status in rows:
-        try:
-            crit = json.loads(criteria)
-        except ValueError:
-            crit = {}
-        db.execute("UPDATE chains SET reasons = ? WHERE id = ?", [reasons_text(derived_reasons(crit, status)), chain_id])
-
-
-def derived_reasons(criteria, status: str | None) -> list[str]:
-    """``quality.reasons`` of a stored breakdown; a flagged chain with none was flagged for its
-    structure (a duplicated header, a control token): ``form``."""
-    from engine.chains import quality
-
-    why = quality.reasons(criteria if isinstance(criteria, dict) else {})
-    if status == "flagged" and not why:
-        why = ["form"]
-    return why
 
 
 def reasons_text(reasons) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from engine.core.paths import Home, resolve_home
-from engine.core.schema import ACTIVE_SQL, FINAL_JOB_STATES, derived_reasons, migrations, reasons_text
+from engine.core.schema import ACTIVE_SQL, FINAL_JOB_STATES, migrations, reasons_text
 
 BUSY_TIMEOUT_S = 30
 
@@ -535,8 +535,8 @@ def save_generation_step(db: Database, attempts: list[dict], chains: list[dict])
     Attempts are keyed (example, prompt version, teacher, attempt) and upserted, so a batch redone
     after a kill overwrites its own rows. A chain is keyed (example, prompt version, teacher) and
     inserted only if absent: a chain, once written (and perhaps reviewed), is never replaced by
-    a later run. A chain's ``reasons`` (why it falls short) are derived from its criteria when
-    not given. Returns how many chains were new.
+    a later run. Each chain comes with its ``reasons`` (why it falls short: the chains side
+    derives them, ``chain_job.chain_reasons``). Returns how many chains were new.
     """
     t = now()
     new = 0
@@ -561,11 +561,17 @@ def save_generation_step(db: Database, attempts: list[dict], chains: list[dict])
                 "ON CONFLICT(example_id, prompt_version, teacher) DO NOTHING",
                 [c["example_id"], c["prompt_version"], c["teacher"], c["text"], c["score"], dumps(c["criteria"]),
                  c["status"], c["attempts"], c.get("tokens"), c.get("seconds"), c.get("job_id"), t, t,
-                 reasons_text(c["reasons"] if c.get("reasons") is not None
-                              else derived_reasons(c["criteria"], c["status"]))],
+                 reasons_text(c["reasons"])],
             )
             new += cur.rowcount
     return new
+
+
+def set_chain_reasons(db: Database, reasons: dict[int, list[str]]) -> None:
+    """Store why chains fall short (chain id -> reasons), in one transaction."""
+    with immediate(db):
+        for chain_id, why in reasons.items():
+            db.execute("UPDATE chains SET reasons = ? WHERE id = ?", [reasons_text(why), chain_id])
 
 
 def review_chains(db: Database, chain_ids: Iterable[int], decision: str, reviewer: str | None = None,
