@@ -164,7 +164,7 @@ def job_panel(job_id: int, key: str, show_log: bool = True) -> dict | None:
         st.error("Error:")
         st.code(job["error"], language=None)
     c1, c2, c3 = st.columns(3)
-    if job["status"] in ("queued", "running", "pausing"):
+    if job["status"] in api.ACTIVE_JOB_STATES:
         if c1.button("Cancel", key=f"{key}-cancel-{job_id}"):
             api.cancel_job(job_id)
             st.rerun()

@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     ds_id, _ = chain_job.resolve_dataset(db, None)
     n = max(args.examples, args.sequential)
     examples = chain_job.load_examples(db, chain_job.selection_ids(db, ds_id, "train", n))
-    cfg = load_config(GenerateConfig, ROOT / "configs" / "generate_smollm2_cpu.yaml")
+    cfg = load_config(GenerateConfig, ROOT / "configs" / "generate" / "generate_smollm2_cpu.yaml")
     if args.batch_size:
         cfg.batch_size = args.batch_size
     if args.part_tokens:

@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     db = store.connect(tmp.name)
     ds_id, _ = chain_job.resolve_dataset(db, None)
     examples = chain_job.load_examples(db, chain_job.selection_ids(db, ds_id, "train", args.examples))
-    cfg = load_config(GenerateConfig, ROOT / "configs" / "generate_smollm2_cpu.yaml")
+    cfg = load_config(GenerateConfig, ROOT / "configs" / "generate" / "generate_smollm2_cpu.yaml")
     if args.batch_size:
         cfg.batch_size = args.batch_size
     sides = {"before": old_teacher, "after": new_teacher}

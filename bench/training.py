@@ -14,7 +14,7 @@ Throughput counts real (non-pad) tokens of the steps after the first (warm-up) o
 second of the variant's process (all threads) and per wall second. Other work on a shared
 machine slows the wall clock of whichever variant it overlaps; CPU seconds are much less
 affected, so the ratios use them. Ratios are against ``pad_max_fp32`` measured in
-the same run; the issue's target for the default CPU path (``configs/smollm2_cpu.yaml``:
+the same run; the issue's target for the default CPU path (``configs/train/smollm2_cpu.yaml``:
 dynamic padding, length grouping, logits only at the answer tokens) is >= 8x the throughput at
 <= 0.3x the peak memory. bf16 is a variant but not the default: on CPUs without native bf16
 (AVX2 only, like the 2-core machine this was written on) a bf16 matmul is ~35x slower than fp32.

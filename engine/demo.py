@@ -1,7 +1,7 @@
 """``ccr demo``: the whole loop in one command, on CPU with the embedded model.
 
 synth (demo preset) -> gate test -> generate chains (train, and some validation for the loss
-curve) -> export ``train_reasoning.jsonl`` -> train a LoRA adapter (``configs/smollm2_cpu.yaml``)
+curve) -> export ``train_reasoning.jsonl`` -> train a LoRA adapter (``configs/train/smollm2_cpu.yaml``)
 -> evaluate base and tuned on the test split -> the base-vs-tuned report.
 
 The examples that get chains, and the chains exported, are balanced across the six tasks and,
@@ -164,7 +164,7 @@ def _generate(home: Home, dataset: str, train_limit: int | None, validation_limi
     from engine.chains import chain_job
     from engine.core.config import to_dict
 
-    gen_cfg = chain_job.config_from(None, [], str(CONFIGS / "generate_smollm2_cpu.yaml"))
+    gen_cfg = chain_job.config_from(None, [], str(CONFIGS / "generate" / "generate_smollm2_cpu.yaml"))
     gen_cfg.dataset = dataset
     gen_cfg.select = "balanced"
     gate = chain_job.gate_status(home, gen_cfg)
@@ -221,12 +221,12 @@ def _train(home: Home, run: str, exported: dict, train_overrides: list[str] | tu
             from engine.training import dryrun
             from engine.core.config import TrainConfig, load_config
 
-            plan = dryrun.estimate(load_config(TrainConfig, CONFIGS / "smollm2_cpu.yaml", overrides), home,
+            plan = dryrun.estimate(load_config(TrainConfig, CONFIGS / "train" / "smollm2_cpu.yaml", overrides), home,
                                    exported["train"]["path"])
             use_gc, why = checkpointing(plan["memory"]["total"], available_memory())
             log(why)
             overrides.append(f"gradient_checkpointing={str(use_gc).lower()}")
-        launch = runs.prepare_launch(home, config_path=str(CONFIGS / "smollm2_cpu.yaml"), overrides=overrides,
+        launch = runs.prepare_launch(home, config_path=str(CONFIGS / "train" / "smollm2_cpu.yaml"), overrides=overrides,
                                      data=exported["train"]["path"], eval_data=eval_data, run=run)
     job = _run(home, "train", launch, f"train {run}", echo)
     log(f"run {run}: step {job['result'].get('step')}, train loss {job['result'].get('train_loss')}")

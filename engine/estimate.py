@@ -359,8 +359,8 @@ def demo_plan(db, seed: int = 0, train_limit: int | None = None, validation_limi
     validation_limit = D.VALIDATION_CHAINS if validation_limit is None else validation_limit
     max_new_tokens = max_new_tokens or D.EVAL_MAX_NEW_TOKENS
     eval_batch_size = eval_batch_size or D.EVAL_BATCH
-    gen = to_dict(load_config(GenerateConfig, CONFIGS / "generate_smollm2_cpu.yaml"))
-    train_cfg = to_dict(load_config(TrainConfig, CONFIGS / "smollm2_cpu.yaml", [*D.TRAIN_OVERRIDES, *train_overrides]))
+    gen = to_dict(load_config(GenerateConfig, CONFIGS / "generate" / "generate_smollm2_cpu.yaml"))
+    train_cfg = to_dict(load_config(TrainConfig, CONFIGS / "train" / "smollm2_cpu.yaml", [*D.TRAIN_OVERRIDES, *train_overrides]))
     n_train = D.TRAIN_CHAINS if train_limit is None else (min(train_limit, 300) if train_limit else 300)
     n_val = min(validation_limit, 60) if validation_limit else 0
     out = demo(db, gen, train_cfg, n_train + n_val, n_train, train_cfg["epochs"], min(eval_limit, 60) if eval_limit

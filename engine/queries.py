@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import time
 
+from engine.core.schema import ACTIVE_SQL
+
 def _decode(rows: list[dict], *keys: str, empty=None) -> list[dict]:
     for r in rows:
         for key in keys:
@@ -83,7 +85,7 @@ def jobs(db, limit: int = 50, kind: str | None = None, recent_s: float | None = 
     if kind:
         where, params = ["kind = ?"], [kind]
     if recent_s is not None:
-        where.append("(status IN ('queued', 'running', 'pausing') OR finished_at > ?)")
+        where.append(f"(status IN {ACTIVE_SQL} OR finished_at > ?)")
         params.append(time.time() - recent_s)
     rows = list(db.query(
         f"SELECT id, kind, title, status, progress, stats, config, error, created_at, started_at, finished_at, "
@@ -94,7 +96,7 @@ def jobs(db, limit: int = 50, kind: str | None = None, recent_s: float | None = 
 
 def active_jobs(db) -> list[dict]:
     rows = list(db.query("SELECT id, kind, title, status, progress, stats, config, started_at, finished_at "
-                         "FROM jobs WHERE status IN ('queued', 'running', 'pausing') ORDER BY id"))
+                         f"FROM jobs WHERE status IN {ACTIVE_SQL} ORDER BY id"))
     return _decode(rows, "stats", "config", empty=dict)
 
 
@@ -104,14 +106,14 @@ def any_queued(db) -> bool:
 
 def server_job_ids(db, include_finished: bool = False) -> list[int]:
     """Serve jobs, newest first: the active ones, or the last 20 of any state."""
-    where = "" if include_finished else "AND status IN ('queued', 'running', 'pausing')"
+    where = "" if include_finished else f"AND status IN {ACTIVE_SQL}"
     return [r[0] for r in db.execute(f"SELECT id FROM jobs WHERE kind = 'serve' {where} ORDER BY id DESC LIMIT 20")]
 
 
 def active_servers(db) -> list[tuple[int, dict]]:
     """(id, config) of every queued or running serve job."""
     return [(r[0], json.loads(r[1] or "{}")) for r in db.execute(
-        "SELECT id, config FROM jobs WHERE kind = 'serve' AND status IN ('queued', 'running', 'pausing')").fetchall()]
+        f"SELECT id, config FROM jobs WHERE kind = 'serve' AND status IN {ACTIVE_SQL}").fetchall()]
 
 
 # -- the pipeline overview ----------------------------------------------------------------------

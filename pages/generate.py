@@ -20,12 +20,11 @@ st.caption(f"Working dataset: {ui.md_escape(dataset)}. A teacher model rewrites 
 # --- configuration ---------------------------------------------------------------------------
 presets = api.generate_presets()
 preset = st.selectbox("Preset", list(presets), key="gen-preset",
-                      help="configs/generate_*.yaml; the first is the default (the embedded teacher on CPU)")
+                      help="configs/generate/*.yaml; the first is the default (the embedded teacher on CPU)")
 base = presets.get(preset, {})
-fields = {name: (help_, default) for name, help_, default in api.generate_fields()}
-CHOICES = {"backend": ["local", "openai"], "split": ["train", "validation", "test"],
-           "device": ["auto", "cpu", "cuda", "mps"], "dtype": ["auto", "fp32", "bf16", "fp16"],
-           "select": ["first", "balanced"]}
+specs = api.generate_fields()
+fields = {f["name"]: (f["help"], f["default"]) for f in specs}
+CHOICES = {f["name"]: f["choices"] for f in specs if f["choices"]}  # the config's Literal fields
 MAIN = ["teacher", "backend", "guided", "split", "limit", "batch_size", "threshold", "attempts", "gate_threshold"]
 HTTP = ["base_url", "api_key_env", "concurrency", "timeout_s", "http_retries"]
 SKIP = {"test", "dataset"}
@@ -165,7 +164,7 @@ if test_job.get("dataset") == dataset:
         job = api.job(test_job["job"])
         if not job:
             return
-        if job["status"] in ("queued", "running", "pausing"):
+        if job["status"] in api.ACTIVE_JOB_STATES:
             st.info(f"Test job #{job['id']} {job['status']}: generating one chain...")
             return
         if st.session_state.get("gen-test-shown") != job["id"]:

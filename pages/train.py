@@ -15,7 +15,7 @@ st.title("Train")
 st.caption("LoRA fine-tuning. Every run writes checkpoints it can resume from after any stop; "
            "the same runs start headless with `ccr train` (see the preset's launch command).")
 
-ACTIVE = ("queued", "running", "pausing")
+ACTIVE = api.ACTIVE_JOB_STATES
 
 
 def _gib(n) -> str:
@@ -68,7 +68,7 @@ def show_estimate(est: dict) -> None:
 with st.expander("New run", expanded=not api.train_runs()):
     presets = api.train_presets()
     if not presets:
-        st.error("No training presets found in configs/.")
+        st.error("No training presets found in configs/train/.")
     else:
         names = [p["name"] for p in presets]
         preset_name = st.selectbox("Preset", names, key="train-preset",

@@ -49,3 +49,34 @@ def artifacts_dir() -> Path:
     path = Path(os.environ.get("CCR_ARTIFACTS", REPO / "test-artifacts"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture
+def app_env(demo_home, monkeypatch):
+    """The pages under AppTest: the demo dataset, the engine's worker thread off (CCR_ENGINE=0,
+    the test runs jobs itself or only looks at what a page queued) and no demo autostart."""
+    monkeypatch.setenv("CCR_ENGINE", "0")
+    monkeypatch.setenv("CCR_AUTODEMO", "0")
+    return demo_home
+
+
+@pytest.fixture
+def open_page(monkeypatch):
+    """``open_page(path)``: app.py under AppTest, run, switched to the page ``path`` (None: stay
+    on the first page) and run again; with ``check`` (the default) an exception the page raised
+    fails the test. The engine's worker thread is off, as in ``app_env``."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CCR_ENGINE", "0")
+    monkeypatch.setenv("CCR_AUTODEMO", "0")
+
+    def open_(path: str | None, timeout: float = 120, check: bool = True) -> AppTest:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
+        at.run()
+        if path is not None:
+            at.switch_page(path).run()
+        if check:
+            assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return open_

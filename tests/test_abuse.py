@@ -220,8 +220,8 @@ def outside(tmp_path, monkeypatch):
     folder = tmp_path / "elsewhere"
     (folder / "model").mkdir(parents=True)
     (folder / "model" / "config.json").write_text('{"model_type": "llama"}')
-    (folder / "preset.yaml").write_text((CONFIGS / "smollm2_cpu.yaml").read_text())
-    (folder / "generate.yaml").write_text((CONFIGS / "generate_smollm2_cpu.yaml").read_text())
+    (folder / "preset.yaml").write_text((CONFIGS / "train" / "smollm2_cpu.yaml").read_text())
+    (folder / "generate.yaml").write_text((CONFIGS / "generate" / "generate_smollm2_cpu.yaml").read_text())
     return folder
 
 
@@ -272,7 +272,7 @@ def test_config_paths_outside_the_config_folders_are_refused(home, outside, monk
         check_config_path(sneaky, home)
     # what is allowed: configs/, the home, CCR_ALLOWED_PATHS; the command line also takes the
     # working directory (not when that is the filesystem root)
-    assert check_config_path(CONFIGS / "smollm2_cpu.yaml", home) == (CONFIGS / "smollm2_cpu.yaml").resolve()
+    assert check_config_path(CONFIGS / "train" / "smollm2_cpu.yaml", home) == (CONFIGS / "train" / "smollm2_cpu.yaml").resolve()
     (home.data / "mine.yaml").write_text("max_steps: 3\n")
     assert check_config_path(home.data / "mine.yaml", home)
     with pytest.raises(PathNotAllowed):
@@ -304,7 +304,7 @@ def test_paths_typed_into_the_pages_are_refused(demo_home, outside, monkeypatch)
     write_chatml(demo_home.data / "train_reasoning.jsonl", 6)
     for overrides in (f"base_model={outside / 'model'}", "data=/etc/passwd", f"eval_data={outside / 'preset.yaml'}"):
         with pytest.raises(PathNotAllowed):
-            api.start_training(str(CONFIGS / "smollm2_cpu.yaml"), overrides=overrides)
+            api.start_training(str(CONFIGS / "train" / "smollm2_cpu.yaml"), overrides=overrides)
     with pytest.raises(PathNotAllowed):
         api.generate_config({"backend": "local", "teacher": str(outside / "model")})
     assert api.generate_config({"backend": "openai", "teacher": "/not/a/path/for/http"})  # a served model's name

@@ -272,7 +272,8 @@ def _hostile_home(home) -> None:
         r = chain_job.score_for(ex, text)
         chains.append({"example_id": ex["id"], "prompt_version": "2-guided", "teacher": "smollm2-135m-instruct",
                        "text": text, "score": r["score"], "criteria": r["criteria"],
-                       "status": "passed" if quality.passes(r) else "flagged", "attempts": 1})
+                       "status": "passed" if quality.passes(r) else "flagged", "attempts": 1,
+                       "reasons": chain_job.stored_reasons(r["criteria"], "passed" if quality.passes(r) else "flagged")})
     assert store.save_generation_step(db, [], chains) == len(chains)
     gens = {"base-m": FakeGenerator(lambda m: ALL_PAYLOADS + "\nCSAT: 2/5"),
             "tuned-m": FakeGenerator(lambda m: "<think>" + ALL_PAYLOADS + "</think>\nCSAT: 4/5")}

@@ -21,7 +21,7 @@ def test_every_field_has_help():
     assert missing == []
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*/*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_yaml_loads(path):
     loaded = []
     for cls in phase_classes():
@@ -81,11 +81,11 @@ def test_yaml_tags_are_not_executed(tmp_path):
 
 
 def test_the_demo_training_settings_load_on_the_cpu_preset():
-    # `ccr demo` applies these to configs/smollm2_cpu.yaml; a renamed field or a bad value would
+    # `ccr demo` applies these to configs/train/smollm2_cpu.yaml; a renamed field or a bad value would
     # only surface an hour into the demo, after the chains are generated.
     from engine import demo
 
-    cfg = load_config(config.TrainConfig, CONFIGS / "smollm2_cpu.yaml", list(demo.TRAIN_OVERRIDES))
+    cfg = load_config(config.TrainConfig, CONFIGS / "train" / "smollm2_cpu.yaml", list(demo.TRAIN_OVERRIDES))
     # gradient checkpointing is decided at launch from the dry run and the free memory (demo.checkpointing)
     assert (cfg.max_length, cfg.gradient_checkpointing, cfg.epochs) == (1280, False, 3)
     assert (cfg.learning_rate, cfg.batch_size * cfg.gradient_accumulation_steps) == (1e-3, 4)
@@ -107,7 +107,7 @@ def test_precision_is_one_vocabulary_and_old_values_still_load():
 def test_judge_settings_nested_in_the_generate_config():
     from engine.core.config import GenerateConfig, JudgeSettings
 
-    default = load_config(GenerateConfig, CONFIGS / "generate_smollm2_cpu.yaml")
+    default = load_config(GenerateConfig, CONFIGS / "generate" / "generate_smollm2_cpu.yaml")
     assert default.judge == JudgeSettings() and default.judge.enabled is False  # off by default
     cfg = load_config(GenerateConfig, None, ["judge.enabled=true", "judge.base_url=http://10.0.0.5:8000/v1",
                                              "judge.model=Qwen/Qwen2.5-7B-Instruct", "judge.threshold=4"])
@@ -121,3 +121,16 @@ def test_judge_settings_nested_in_the_generate_config():
                                (["judge.enabled=maybe"], "judge.enabled: expected true or false")):
         with pytest.raises(ConfigError, match=message):
             load_config(GenerateConfig, None, overrides)
+
+
+def test_old_preset_path_loads_the_moved_file_with_a_warning():
+    # presets moved into configs/train/ and configs/generate/; the old paths keep working
+    old, new = CONFIGS / "smollm2_cpu.yaml", CONFIGS / "train" / "smollm2_cpu.yaml"
+    assert not old.exists() and new.is_file()
+    with pytest.warns(FutureWarning, match=str(new)):
+        cfg = load_config(config.TrainConfig, old)
+    assert cfg == load_config(config.TrainConfig, new)
+    with pytest.warns(FutureWarning, match="configs/generate/generate_vllm.yaml"):
+        load_config(config.GenerateConfig, str(CONFIGS / "generate_vllm.yaml"))
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(config.TrainConfig, CONFIGS / "no_such_preset.yaml")

@@ -389,7 +389,7 @@ def test_training_child_killed_three_times_resumes_from_last_complete_checkpoint
     kill_at = (5, 14, 23)
     held_dir = tiny_home.data / "failpoints"
     held = arm_failpoint(monkeypatch, held_dir, "train.step", kill_at[0])  # the worker's children inherit it
-    job_id, run = api.start_training(str(CONFIGS / "smollm2_cpu.yaml"), str(data_file), str(eval_data),
+    job_id, run = api.start_training(str(CONFIGS / "train" / "smollm2_cpu.yaml"), str(data_file), str(eval_data),
                                      "\n".join(overrides), "killed")
     db = store.connect(tiny_home)
     launch = store.get_job(db, job_id)["config"]
@@ -492,13 +492,13 @@ def test_concurrent_start_presses_make_one_job_each(demo_home, tmp_path, monkeyp
     from test_train import write_chatml
 
     data = write_chatml(demo_home.data / "train_chat.jsonl", 6)
-    results = _at_once(lambda: api.start_training(str(CONFIGS / "smollm2_cpu.yaml"), str(data), None, "max_steps=2"))
+    results = _at_once(lambda: api.start_training(str(CONFIGS / "train" / "smollm2_cpu.yaml"), str(data), None, "max_steps=2"))
     assert all(isinstance(r, tuple) for r in results), results
     assert len(set(results)) == 1 and _active(db, "train") == [results[0][0]], results
     # a press a few seconds later (another run name would be generated) still finds the same job
     monkeypatch.setattr(runs, "new_run_name", lambda preset=None: "later-name")
-    assert api.start_training(str(CONFIGS / "smollm2_cpu.yaml"), str(data), None, "max_steps=2") == results[0]
-    results = _at_once(lambda: api.start_training(str(CONFIGS / "smollm2_cpu.yaml"), str(data), None,
+    assert api.start_training(str(CONFIGS / "train" / "smollm2_cpu.yaml"), str(data), None, "max_steps=2") == results[0]
+    results = _at_once(lambda: api.start_training(str(CONFIGS / "train" / "smollm2_cpu.yaml"), str(data), None,
                                                   "max_steps=3", "named"))
     assert len({r for r in results if isinstance(r, tuple)}) == 1, results
     assert len(_active(db, "train")) == 2  # different settings: a second, distinct run

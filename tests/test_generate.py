@@ -225,7 +225,7 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(demo_home, fake):
 @pytest.mark.slow
 def test_real_two_example_run_on_the_embedded_teacher(demo_home, embedded_generator, monkeypatch):
     monkeypatch.setattr(teacher, "local_generator", lambda cfg, home=None: embedded_generator)
-    cfg = chain_job.config_from(None, path=REPO / "configs" / "generate_smollm2_cpu.yaml")
+    cfg = chain_job.config_from(None, path=REPO / "configs" / "generate" / "generate_smollm2_cpu.yaml")
     # (the gate itself is tested with the HTTP teacher above; one model run here keeps the suite short)
     chain_job.record_override(demo_home, cfg, "test")
     job = jobs.run_inline(demo_home, "generate", {**to_dict(cfg), "limit": 2, "batch_size": 2}, echo=False)

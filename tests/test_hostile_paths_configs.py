@@ -207,7 +207,7 @@ def test_deep_yaml_and_non_utf8_files_are_one_clear_error(tmp_path):
 ])
 def test_error_messages_quote_a_long_value_shortened(override):
     with pytest.raises(ConfigError) as err:
-        load_config(TrainConfig, CONFIGS / "smollm2_cpu.yaml", [override])
+        load_config(TrainConfig, CONFIGS / "train" / "smollm2_cpu.yaml", [override])
     message = str(err.value)
     assert len(message) < 500 + len(str(CONFIGS)), len(message)
     assert "…" in message or "..." in message, message

@@ -20,23 +20,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_review import make_chains  # noqa: E402
 from test_train_page import _fake_run  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def open_page(monkeypatch):
-    monkeypatch.setenv("CCR_ENGINE", "0")
-    monkeypatch.setenv("CCR_AUTODEMO", "0")
-
-    def open_(page: str) -> AppTest:
-        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-        at.run()
-        at.switch_page(page).run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-
-    return open_
-
 
 def _button(at: AppTest, label: str):
     matches = [b for b in at.button if b.label == label]

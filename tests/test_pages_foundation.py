@@ -5,9 +5,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-from streamlit.testing.v1 import AppTest
-
 from engine import api
 
 from engine.core import store
@@ -20,39 +17,24 @@ def page_files():
     return re.findall(r'st\.Page\("([^"]+)"', (REPO / "app.py").read_text())
 
 
-@pytest.fixture
-def app_env(demo_home, monkeypatch):
-    monkeypatch.setenv("CCR_ENGINE", "0")
-    monkeypatch.setenv("CCR_AUTODEMO", "0")
-    return demo_home
-
-
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page(page)
-    at.run()
-    return at
-
-
-def test_every_page_renders_without_exception(app_env):
+def test_every_page_renders_without_exception(app_env, open_page):
     pages = page_files()
     assert {"pages/pipeline.py", "pages/data.py", "pages/jobs.py"} <= set(pages)
     for page in pages:
-        at = open_page(page)
+        at = open_page(page, check=False)
         assert not at.exception, (page, [e.value for e in at.exception])
         assert at.title, page
 
 
-def test_pipeline_shows_phases_and_counts(app_env):
-    at = open_page("pages/pipeline.py")
+def test_pipeline_shows_phases_and_counts(app_env, open_page):
+    at = open_page("pages/pipeline.py", check=False)
     texts = [t.value for t in at.text]
     assert any("420 examples (300 train) in demo-seed0" in t for t in texts)
     assert "data" in at.info[0].value.lower() or "generate" in at.info[0].value.lower()
 
 
-def test_data_page_creates_a_synth_job_once(app_env):
-    at = open_page("pages/data.py")
+def test_data_page_creates_a_synth_job_once(app_env, open_page):
+    at = open_page("pages/data.py", check=False)
     at.button(key="synth-start").click().run()
     at.button(key="synth-start").click().run()
     db = store.connect(app_env)
@@ -61,7 +43,7 @@ def test_data_page_creates_a_synth_job_once(app_env):
     assert not at.exception
 
 
-def test_data_page_shows_transcript_as_plain_text(app_env):
+def test_data_page_shows_transcript_as_plain_text(app_env, open_page):
     xss = "Customer: <script>alert('x')</script> </thinking>"
     db = store.connect(app_env)
     ds = store.create_dataset(db, "xss", "import")
@@ -69,17 +51,17 @@ def test_data_page_shows_transcript_as_plain_text(app_env):
                                     "messages": [{"role": "user", "content": xss}], "meta": {"id": "x"},
                                     "labels": {}, "transcript": xss}])
     api.set_current_dataset("xss")
-    at = open_page("pages/data.py")
+    at = open_page("pages/data.py", check=False)
     assert not at.exception
     assert xss in [t.value for t in at.text]  # st.text: shown literally, never rendered
     assert all(xss not in m.value for m in at.markdown)
 
 
-def test_jobs_page_lists_jobs(app_env):
+def test_jobs_page_lists_jobs(app_env, open_page):
     from engine.core import jobs
 
     job = jobs.run_inline(app_env, "synth", {"preset": "demo", "seed": 5}, echo=False)
-    at = open_page("pages/jobs.py")
+    at = open_page("pages/jobs.py", check=False)
     assert not at.exception
     assert at.selectbox(key="jobs-pick").value == job["id"]
 

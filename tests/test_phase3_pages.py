@@ -24,22 +24,6 @@ APP = str(REPO / "app.py")
 HOSTILE = "<script>alert('x')</script> **bold** CSAT: 1/5"
 
 
-@pytest.fixture
-def app_env(demo_home, monkeypatch):
-    monkeypatch.setenv("CCR_ENGINE", "0")
-    monkeypatch.setenv("CCR_AUTODEMO", "0")
-    return demo_home
-
-
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def _good(messages) -> str:
     return render_chain({n: "The customer waited because of two holds." for n in range(1, 6)}, {}, {}, "CSAT: 4/5")
 
@@ -48,7 +32,7 @@ def _texts(at) -> list[str]:
     return [t.value for t in at.text]
 
 
-def test_evaluate_page_compares_base_and_tuned(app_env):
+def test_evaluate_page_compares_base_and_tuned(app_env, open_page):
     gens = {"base-m": FakeGenerator(lambda m: HOSTILE), "tuned-m": FakeGenerator(_good)}
     evaluate.run_evaluation(app_env, EvalConfig(model="tuned-m", base="base-m", limit=6), generators=gens)
     at = open_page("pages/evaluate.py")
@@ -82,7 +66,7 @@ def test_evaluate_page_compares_base_and_tuned(app_env):
     assert at.selectbox(key="res-base").value is not None
 
 
-def test_evaluate_page_queues_an_evaluation_once(app_env):
+def test_evaluate_page_queues_an_evaluation_once(app_env, open_page):
     at = open_page("pages/evaluate.py")
     at.number_input(key="eval-limit").set_value(6)
     at.button(key="eval-start").click().run()
@@ -93,7 +77,7 @@ def test_evaluate_page_queues_an_evaluation_once(app_env):
     assert '"limit": 6' in jobs[0][1] and '"dataset": "demo-seed0"' in jobs[0][1]
 
 
-def test_deploy_page_starts_a_server_job_and_refuses_exposed_without_key(app_env):
+def test_deploy_page_starts_a_server_job_and_refuses_exposed_without_key(app_env, open_page):
     at = open_page("pages/deploy.py")
     at.text_input(key="serve-host").set_value("0.0.0.0")
     at.checkbox(key="serve-use-key").uncheck()
@@ -107,7 +91,7 @@ def test_deploy_page_starts_a_server_job_and_refuses_exposed_without_key(app_env
     assert len(job) == 1 and job[0][0] == "serve" and '"api_key": "ccr-' in job[0][1]
 
 
-def test_deploy_page_shows_a_running_server_with_snippets(app_env):
+def test_deploy_page_shows_a_running_server_with_snippets(app_env, open_page):
     job_id = api.start_server("smollm2-135m-instruct", "127.0.0.1", 8123, "ccr-secret-key")
     db = store.connect(app_env)
     store.claim_job(db, "test", job_id=job_id)
@@ -124,7 +108,7 @@ def test_deploy_page_shows_a_running_server_with_snippets(app_env):
     assert store.get_job(db, job_id)["cancel_requested"] == 1
 
 
-def test_deploy_page_queues_batch_inference_from_a_path(app_env):
+def test_deploy_page_queues_batch_inference_from_a_path(app_env, open_page):
     src = app_env.data / "calls.jsonl"
     src.write_text('{"prompt": "hello"}\n')
     at = open_page("pages/deploy.py")
@@ -147,7 +131,7 @@ def answer_server():
     server.stop()
 
 
-def test_compare_page_streams_both_answers_with_scores(app_env, answer_server):
+def test_compare_page_streams_both_answers_with_scores(app_env, open_page, answer_server):
     at = open_page("pages/compare.py")
     at.button(key="cmp-start").click().run()
     db = store.connect(app_env)
@@ -171,7 +155,7 @@ def test_compare_page_streams_both_answers_with_scores(app_env, answer_server):
     assert len([t for t in _texts(at) if HOSTILE.strip() in t]) == 2
 
 
-def test_evaluate_page_queues_the_whole_loop_as_one_demo_job(app_env):
+def test_evaluate_page_queues_the_whole_loop_as_one_demo_job(app_env, open_page):
     at = open_page("pages/evaluate.py")
     at.number_input(key="demo-eval").set_value(12).run()
     # The whole loop is hours here: its estimate is shown and must be confirmed before the launch.
@@ -186,7 +170,7 @@ def test_evaluate_page_queues_the_whole_loop_as_one_demo_job(app_env):
     assert row[0] == "demo" and '"eval_limit": 12' in row[1]
 
 
-def test_compare_page_puts_one_call_next_to_the_evaluation_evidence(app_env):
+def test_compare_page_puts_one_call_next_to_the_evaluation_evidence(app_env, open_page):
     at = open_page("pages/compare.py")
     assert any("No base-vs-tuned evaluation of these two models" in c.value for c in at.caption)
     # Two evaluations of the page's model (different settings, different answers), the second compared to the first.
@@ -221,7 +205,7 @@ def _faithful(messages) -> str:
     return render_chain({n: NEUTRAL for n in range(1, 6)}, {}, {}, "CSAT: 3/5")
 
 
-def test_evaluate_page_shows_faithfulness_also_for_an_evaluation_stored_before_it(app_env):
+def test_evaluate_page_shows_faithfulness_also_for_an_evaluation_stored_before_it(app_env, open_page):
     gens = {"base-m": FakeGenerator(_faulty), "tuned-m": FakeGenerator(_faithful)}
     evaluate.run_evaluation(app_env, EvalConfig(model="tuned-m", base="base-m", limit=6), generators=gens)
     db = store.connect(app_env)
@@ -260,7 +244,7 @@ def faulty_server():
     server.stop()
 
 
-def test_compare_page_marks_the_sentences_at_fault_as_escaped_text(app_env, faulty_server):
+def test_compare_page_marks_the_sentences_at_fault_as_escaped_text(app_env, open_page, faulty_server):
     at = open_page("pages/compare.py")
     at.button(key="cmp-start").click().run()
     db = store.connect(app_env)
@@ -289,7 +273,7 @@ def _ready(db, job_id: int, url: str) -> None:
     store.update_job_progress(db, job_id, None, {"state": "ready", "url": url})
 
 
-def test_compare_reuses_a_running_server_of_the_same_model(app_env, answer_server):
+def test_compare_reuses_a_running_server_of_the_same_model(app_env, open_page, answer_server):
     db = store.connect(app_env)
     # The model already served from Deploy (its own port and key): Compare starts no second process.
     deployed = api.start_server("smollm2-135m-instruct", "127.0.0.1", 0, "ccr-deploy-key")
@@ -317,7 +301,7 @@ def test_compare_reuses_a_running_server_of_the_same_model(app_env, answer_serve
     assert store.get_job(db, deployed)["cancel_requested"] == 0
 
 
-def test_compare_shows_the_reference_labels_latency_and_tokens(app_env, answer_server):
+def test_compare_shows_the_reference_labels_latency_and_tokens(app_env, open_page, answer_server):
     at = open_page("pages/compare.py")
     at.button(key="cmp-start").click().run()
     db = store.connect(app_env)
@@ -351,7 +335,7 @@ def _caption_text(at) -> str:
     return "\n".join(re.sub(r"\\(.)", r"\1", c.value) for c in at.caption)
 
 
-def test_evaluate_launch_is_guarded_bounded_and_estimated(app_env):
+def test_evaluate_launch_is_guarded_bounded_and_estimated(app_env, open_page):
     db = store.connect(app_env)
     at = open_page("pages/evaluate.py")
     limit = at.number_input(key="eval-limit")
@@ -396,7 +380,7 @@ def _figure(chart) -> dict:
     return json.loads(chart.proto.spec)
 
 
-def test_evaluate_confusion_matrix_has_every_class_and_readable_counts(app_env):
+def test_evaluate_confusion_matrix_has_every_class_and_readable_counts(app_env, open_page):
     # Every answer unparseable (CSAT accuracy and parse rate 0), as in the issue's screenshot.
     gens = {"tuned-m": FakeGenerator(lambda m: "I cannot tell.")}
     evaluate.run_evaluation(app_env, EvalConfig(model="tuned-m", limit=30), generators=gens)
@@ -437,7 +421,7 @@ def test_evaluate_confusion_matrix_has_every_class_and_readable_counts(app_env):
     assert "n=30" in hist["layout"]["title"]["text"]
 
 
-def test_pipeline_links_to_the_last_demos_comparison(app_env):
+def test_pipeline_links_to_the_last_demos_comparison(app_env, open_page):
     """After a demo (its base and tuned evaluations), the Pipeline page names its figures and links to
     the Evaluate page with that comparison selected, even when a newer evaluation exists."""
     gens = {"base-m": FakeGenerator(lambda m: HOSTILE), "run:demo-seed0": FakeGenerator(_good)}

@@ -4,7 +4,6 @@ computed when they are read (the page, the sidebar, the Jobs page, `ccr jobs lis
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import types

@@ -17,7 +17,6 @@ from engine.core import store
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher_server import BAD_CHAIN, good_chain  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 TID, PK = "smollm2-135m-instruct", "2-guided"
 
 
@@ -33,9 +32,10 @@ def make_chains(home, n_train: int = 4, n_val: int = 2) -> dict[str, list[int]]:
         raw = good_chain(prompt.free_messages(ex)[-1]["content"]) if i % 2 == 0 else BAD_CHAIN
         text = prompt.finish_free(ex, raw)
         r = chain_job.score_for(ex, text)
+        status = "passed" if quality.passes(r) else "flagged"
         chains.append({"example_id": ex["id"], "prompt_version": PK, "teacher": TID, "text": text, "score": r["score"],
-                       "criteria": r["criteria"], "status": "passed" if quality.passes(r) else "flagged",
-                       "attempts": 1 if i % 2 == 0 else 3})
+                       "criteria": r["criteria"], "status": status, "attempts": 1 if i % 2 == 0 else 3,
+                       "reasons": chain_job.stored_reasons(r["criteria"], status)})
     assert store.save_generation_step(db, [], chains) == len(chains)
     out: dict[str, list[int]] = {}
     for cid, status in db.execute("SELECT id, status FROM chains ORDER BY id"):
@@ -160,14 +160,9 @@ def test_quality_report_targets(demo_home):
 
 
 @pytest.fixture
-def app(demo_home, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("CCR_ENGINE", "0")
+def app(demo_home, open_page):
     make_chains(demo_home)
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    at.run()
-    return at
+    return open_page(None, check=False)
 
 
 def _texts(at) -> str:
@@ -386,20 +381,16 @@ def test_reasons_migration_backfills_existing_chains(demo_home):
     db.execute("ALTER TABLE chains DROP COLUMN reasons")
     db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm_faith_001_chain_reasons'")
     store.migrate(db, demo_home.db)
+    chain_job.fill_missing_reasons(db)   # the chains side derives them (core does not import quality)
     got = dict(db.execute("SELECT id, reasons FROM chains").fetchall())
     assert got == {ids["contradiction"]: ",contradiction,", ids["invented"]: ",invented,", ids["form"]: ",form,"}
     store.migrate(db, demo_home.db)   # applied once only
     assert dict(db.execute("SELECT id, reasons FROM chains").fetchall()) == got
 
 
-def test_review_page_filters_by_reason_and_marks_sentences(demo_home, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("CCR_ENGINE", "0")
+def test_review_page_filters_by_reason_and_marks_sentences(demo_home, open_page):
     ids = make_unfaithful_chains(demo_home)
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/review.py").run()
+    at = open_page("pages/review.py", check=False)
     assert not at.exception
     at.selectbox(key="rv-reason").select("invented specifics").run()
     assert not at.exception
@@ -426,7 +417,8 @@ def _passed_chains(home, ids: list[int]) -> None:
         r = chain_job.score_for(ex, text)
         assert quality.passes(r)
         chains.append({"example_id": ex["id"], "prompt_version": PK, "teacher": TID, "text": text, "score": r["score"],
-                       "criteria": r["criteria"], "status": "passed", "attempts": 1})
+                       "criteria": r["criteria"], "status": "passed", "attempts": 1,
+                       "reasons": chain_job.stored_reasons(r["criteria"], "passed")})
     assert store.save_generation_step(db, [], chains) == len(chains)
 
 

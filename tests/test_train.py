@@ -179,7 +179,7 @@ def test_cli_run_writes_adapter_manifest_metrics_and_changes_only_lora(tiny_home
     from engine.training import train
     from engine.core.model_catalog import load_model
 
-    rc = cli.main(["train", "--home", str(tiny_home.data), "--config", str(CONFIGS / "smollm2_cpu.yaml"),
+    rc = cli.main(["train", "--home", str(tiny_home.data), "--config", str(CONFIGS / "train" / "smollm2_cpu.yaml"),
                    "--data", str(tiny_home.data / "train_chat.jsonl"), "--run", "cli-run",
                    f"base_model={tiny_model}", *TINY_OVERRIDES, "max_steps=4"])
     out = capsys.readouterr().out
@@ -343,7 +343,7 @@ def test_job_pause_and_resume_through_the_job_engine(tiny_home, tiny_model, monk
 
     from engine.training import runs
 
-    launch = runs.prepare_launch(tiny_home, config_path=str(CONFIGS / "smollm2_cpu.yaml"),
+    launch = runs.prepare_launch(tiny_home, config_path=str(CONFIGS / "train" / "smollm2_cpu.yaml"),
                                  overrides=[f"base_model={tiny_model}", *TINY_OVERRIDES, "max_steps=40",
                                             "save_steps=1000", "eval_steps=0"],
                                  data=str(tiny_home.data / "train_chat.jsonl"), run="jobrun")
@@ -419,7 +419,7 @@ def test_export_adapter_and_merged_model(tiny_home, tiny_model):
 def train_presets() -> list[Path]:
     import yaml
 
-    return [p for p in sorted(CONFIGS.glob("*.yaml")) if "lora" in (yaml.safe_load(p.read_text()) or {})]
+    return [p for p in sorted(CONFIGS.glob("*/*.yaml")) if "lora" in (yaml.safe_load(p.read_text()) or {})]
 
 
 def test_every_training_preset_loads_with_its_launch_command():
@@ -428,13 +428,13 @@ def test_every_training_preset_loads_with_its_launch_command():
     assert names & {"mistral_7b_cuda.yaml", "qwen2.5_7b_cuda.yaml"}
     for path in train_presets():
         cfg = load_config(TrainConfig, path)
-        assert path.read_text().startswith("# Launch: ccr train --config configs/" + path.name), path.name
+        assert path.read_text().startswith("# Launch: ccr train --config configs/train/" + path.name), path.name
         assert cfg.lora.r == 16
-    plan = load_config(TrainConfig, CONFIGS / "mistral_7b_mac.yaml")
+    plan = load_config(TrainConfig, CONFIGS / "train" / "mistral_7b_mac.yaml")
     assert (plan.base_model, plan.device, plan.precision, plan.batch_size, plan.gradient_accumulation_steps,
             plan.learning_rate, plan.epochs, plan.max_length) == ("mistral-7b-v0.1", "mps", "fp16", 2, 8, 2e-5, 3, 2048)
     assert plan.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    cuda = load_config(TrainConfig, CONFIGS / "mistral_7b_cuda.yaml")
+    cuda = load_config(TrainConfig, CONFIGS / "train" / "mistral_7b_cuda.yaml")
     assert cuda.device == "cuda" and cuda.precision == "bf16"
 
 
@@ -443,7 +443,7 @@ def test_dry_run_of_the_mistral_preset_prints_the_plans_share(home, capsys, monk
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     data = write_chatml(home.data / "train_reasoning.jsonl", 40)
-    assert cli.main(["train", "--home", str(home.data), "--config", str(CONFIGS / "mistral_7b_mac.yaml"), "--dry-run"]) == 0
+    assert cli.main(["train", "--home", str(home.data), "--config", str(CONFIGS / "train" / "mistral_7b_mac.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "(0.58%)" in out
     assert "41,943,040 trainable" in out and "meta device" in out
@@ -452,7 +452,7 @@ def test_dry_run_of_the_mistral_preset_prints_the_plans_share(home, capsys, monk
     # gradient checkpointing must shrink the activation estimate
     from engine.training import dryrun
 
-    e = dryrun.estimate(load_config(TrainConfig, CONFIGS / "mistral_7b_mac.yaml"), home, str(data))
+    e = dryrun.estimate(load_config(TrainConfig, CONFIGS / "train" / "mistral_7b_mac.yaml"), home, str(data))
     assert e["memory"]["activations_checkpointed"] < e["memory"]["activations"] / 5
     assert e["data"]["steps_per_epoch"] == 3  # 40 examples / (2 x 8)
 

@@ -7,11 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from streamlit.testing.v1 import AppTest
-
 from engine.core import store
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _fake_run(home, name: str, status: str, steps: int, job_status: str) -> None:
@@ -45,22 +41,12 @@ def write_chatml(path: Path, n: int) -> None:
         {"role": "assistant", "content": f"CSAT: {1 + i % 5}/5"}]}) + "\n" for i in range(n)))
 
 
-def _page(monkeypatch) -> AppTest:
-    monkeypatch.setenv("CCR_ENGINE", "0")
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
-    at.run()
-    at.switch_page("pages/train.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def test_training_page_shows_estimate_curves_checkpoints_and_resume(home, monkeypatch):
+def test_training_page_shows_estimate_curves_checkpoints_and_resume(home, open_page):
     write_chatml(home.data / "train_reasoning.jsonl", 20)
     _fake_run(home, "older", "succeeded", 6, "succeeded")
     time.sleep(0.01)
     _fake_run(home, "demo-run", "paused", 5, "paused")
-    at = _page(monkeypatch)
+    at = open_page("pages/train.py", timeout=300)
 
     # the dry-run estimate of the default preset on the Phase 1 export, before launch
     metrics = {m.label: m.value for m in at.metric}
@@ -93,8 +79,8 @@ def test_training_page_shows_estimate_curves_checkpoints_and_resume(home, monkey
     assert store.get_job(store.connect(home), job_id)["status"] == "queued"
 
 
-def test_launch_from_the_page_queues_a_train_job(home, monkeypatch):
-    at = _page(monkeypatch)
+def test_launch_from_the_page_queues_a_train_job(home, open_page):
+    at = open_page("pages/train.py", timeout=300)
     assert any("No ChatML JSONL file" in i.value for i in at.info)
     # the data appears (Phase 1 exports it); one dry run, then the launch with overrides
     write_chatml(home.data / "train_reasoning.jsonl", 20)

@@ -26,17 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def page(demo_home, monkeypatch):
-    monkeypatch.setenv("CCR_ENGINE", "0")
-
-    def open_(path: str) -> AppTest:
-        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-        at.run()
-        at.switch_page(path).run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-
-    return open_
+def page(app_env, open_page):
+    """``page(path)``: the conftest opener, with the demo dataset in the home."""
+    return open_page
 
 
 def texts(at: AppTest) -> str:
@@ -64,7 +56,7 @@ def finished_job(home, kind: str, config: dict, result: dict, seconds: float = 1
 
 
 def gen_config(home, **extra) -> dict:
-    return to_dict(chain_job.config_from({**extra}, path=REPO / "configs" / "generate_smollm2_cpu.yaml"))
+    return to_dict(chain_job.config_from({**extra}, path=REPO / "configs" / "generate" / "generate_smollm2_cpu.yaml"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,7 +65,7 @@ def gen_config(home, **extra) -> dict:
 
 
 def test_an_invalid_limit_disables_test_and_launch_and_says_why(page, demo_home):
-    chain_job.record_override(demo_home, chain_job.config_from(None, path=REPO / "configs" / "generate_smollm2_cpu.yaml"),
+    chain_job.record_override(demo_home, chain_job.config_from(None, path=REPO / "configs" / "generate" / "generate_smollm2_cpu.yaml"),
                              "test")  # the gate is open: only the field keeps the launch closed
     at = page("pages/generate.py")
     limit = field(at, "text_input", "Examples to generate (empty: all)")
@@ -100,7 +92,7 @@ def test_every_number_on_generate_has_bounds(page):
 
 
 def test_a_long_run_asks_for_a_confirmation_that_names_the_estimate(page, demo_home):
-    chain_job.record_override(demo_home, chain_job.config_from(None, path=REPO / "configs" / "generate_smollm2_cpu.yaml"),
+    chain_job.record_override(demo_home, chain_job.config_from(None, path=REPO / "configs" / "generate" / "generate_smollm2_cpu.yaml"),
                              "test")
     at = page("pages/generate.py")
     assert "Estimate: about 50 min: 300 examples at 0.1 ex/s (no measurement yet: rough default" in texts(at)
@@ -376,9 +368,7 @@ def test_synth_result_is_written_in_words(page, demo_home):
     from engine.core import jobs
 
     job = jobs.run_inline(demo_home, "synth", {"preset": "demo", "seed": 3}, echo=False)
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page("pages/data.py").run()
+    at = page("pages/data.py", check=False)
     at.session_state["data-job"] = job["id"]
     at.run()
     shown = texts(at)
@@ -430,9 +420,7 @@ def test_a_failed_server_job_shows_its_error(page, demo_home):
     db = store.connect(demo_home)
     store.claim_job(db, "test", job_id=job_id)
     store.finish_job(db, job_id, "failed", error="OSError: [Errno 98] address already in use")
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page("pages/deploy.py").run()
+    at = page("pages/deploy.py", check=False)
     at.session_state["serve-job"] = job_id
     at.run()
     assert any(f"Server job #{job_id} failed" in e.value for e in at.error)

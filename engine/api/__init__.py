@@ -45,6 +45,7 @@ from engine.api.serving import (
     new_api_key, start_server, check_port_free, server_info, servers, find_server, compare_servers,
     start_infer, check_bind, run_server, run_infer, COMPARE_KEY)
 from engine.core.jobs import EXPECTED_ERRORS, expected_error
+from engine.core.schema import ACTIVE_JOB_STATES
 from engine.data import uploads
 from engine.evaluation.stats import SMALL_SAMPLE  # noqa: F401 (the pages' small-sample rule: fewer examples per task)
 from engine.serving.client import api_snippets, stream_chat, stream_pair
@@ -69,7 +70,7 @@ __all__ = [  # what pages and commands call (the modules' public names)
     "score_answer", "eval_title", "eval_plan", "run_eval", "new_api_key", "start_server", "check_port_free",
     "server_info", "servers", "find_server", "compare_servers", "start_infer", "check_bind", "run_server",
     "run_infer", "COMPARE_KEY", "db", "home", "home_at", "parse_overrides", "run_job", "EXPECTED_ERRORS",
-    "expected_error", "SMALL_SAMPLE", "api_snippets", "stream_chat", "stream_pair", "precision_choice",
+    "expected_error", "ACTIVE_JOB_STATES", "SMALL_SAMPLE", "api_snippets", "stream_chat", "stream_pair", "precision_choice",
     "estimate", "count_lines"]
 
 # Estimates before launch (engine/estimate.py): the pages and the `--dry-run` commands show the same.

@@ -10,20 +10,21 @@ from engine.api.pipeline import list_jobs
 from engine.data import uploads
 
 
-def generate_fields() -> list[tuple[str, str, object]]:
-    """(name, help, default) of every generation setting, for the Generate page's form."""
-    from engine.core.config import GenerateConfig, describe
+def generate_fields() -> list[dict]:
+    """Every generation setting (name, help, default, type, choices), for the Generate page's form."""
+    from engine.core.config import GenerateConfig, field_specs
 
-    return describe(GenerateConfig)
+    return field_specs(GenerateConfig)
 
 
 def generate_presets() -> dict[str, dict]:
-    """The ``configs/generate_*.yaml`` presets by file name, as dicts (default preset first)."""
+    """The ``configs/generate/*.yaml`` presets by file name, as dicts (default preset first)."""
     import yaml
 
     from engine.core.paths import CONFIGS
 
-    files = sorted(CONFIGS.glob("generate_*.yaml"), key=lambda p: (p.name != "generate_smollm2_cpu.yaml", p.name))
+    files = sorted((CONFIGS / "generate").glob("generate_*.yaml"),
+                   key=lambda p: (p.name != "generate_smollm2_cpu.yaml", p.name))
     return {p.name: yaml.safe_load(p.read_text(encoding="utf-8")) or {} for p in files}
 
 
@@ -184,7 +185,7 @@ def generate_setup(config_path: str | None, overrides: list[str]):
 
     if config_path:  # README: "Allowed folders"; PathNotAllowed is a ValueError
         check_config_path(config_path, home(), cli=True)
-    cfg = chain_job.config_from(None, overrides, config_path or (CONFIGS / "generate_smollm2_cpu.yaml"))
+    cfg = chain_job.config_from(None, overrides, config_path or (CONFIGS / "generate" / "generate_smollm2_cpu.yaml"))
     chain_job.resolve_dataset(db(), cfg.dataset)
     return cfg
 

@@ -11,17 +11,18 @@ from engine import queries
 from engine.api.common import db, enqueue, home, parse_overrides, refuse_model_path, run_job
 from engine.api.pipeline import list_jobs
 from engine.core import jobs, store
+from engine.core.schema import ACTIVE_JOB_STATES
 from engine.training import probes
 
 
 def train_presets() -> list[dict]:
-    """The training presets in configs/ (YAML files with a ``lora`` section) and their header comments."""
+    """The training presets in configs/train/ (YAML files with a ``lora`` section) and their header comments."""
     import yaml
 
     from engine.core.paths import CONFIGS
 
     out = []
-    for path in sorted(CONFIGS.glob("*.yaml")):
+    for path in sorted((CONFIGS / "train").glob("*.yaml")):
         text = path.read_text(encoding="utf-8")
         try:
             data = yaml.safe_load(text)
@@ -110,7 +111,7 @@ def train_runs() -> list[dict]:
     for r in rows:
         # A job process killed outright (kill -9 of `ccr train`) leaves its row running with an old heartbeat.
         stale = r["job_status"] in ("running", "pausing") and (r["heartbeat"] or 0) < time.time() - jobs.STALE_AFTER_S
-        if r["status"] == "running" and (stale or r["job_status"] not in ("queued", "running", "pausing")):
+        if r["status"] == "running" and (stale or r["job_status"] not in ACTIVE_JOB_STATES):
             r["status"] = "interrupted"
         if r["job_status"] in ("queued", "pausing"):
             r["status"] = r["job_status"]
@@ -120,7 +121,7 @@ def train_runs() -> list[dict]:
     pending = []
     for j in list_jobs(limit=50, kind="train"):
         name = (j["config"] or {}).get("run")
-        if j["status"] in ("queued", "running", "pausing") and name and name not in named:
+        if j["status"] in ACTIVE_JOB_STATES and name and name not in named:
             cfg = j["config"].get("config") or {}
             pending.append({"name": name, "job_id": j["id"], "base_model": cfg.get("base_model"),
                             "data_path": cfg.get("data"), "status": j["status"],

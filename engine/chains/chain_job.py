@@ -70,8 +70,7 @@ def resolve_dataset(db, name: str | None) -> tuple[int, str]:
 _EX_COLS = "id, ex_id, split, task, messages, meta, labels, transcript"
 
 
-def _example(row) -> dict:
-    ex = dict(zip(["id", "ex_id", "split", "task", "messages", "meta", "labels", "transcript"], row))
+def _example(ex: dict) -> dict:
     for key in ("messages", "meta", "labels"):
         ex[key] = json.loads(ex[key])
     return ex
@@ -199,7 +198,7 @@ def load_examples(db, ids: list[int]) -> list[dict]:
     for start in range(0, len(ids), 500):
         part = ids[start:start + 500]
         q = ", ".join("?" for _ in part)
-        out.extend(_example(r) for r in db.execute(f"SELECT {_EX_COLS} FROM examples WHERE id IN ({q})", part))
+        out.extend(_example(r) for r in db.query(f"SELECT {_EX_COLS} FROM examples WHERE id IN ({q})", part))
     by_id = {e["id"]: e for e in out}
     return [by_id[i] for i in ids if i in by_id]
 
@@ -258,6 +257,36 @@ def chain_reasons(result: dict, threshold: float = quality.THRESHOLD) -> list[st
     return why
 
 
+def stored_reasons(criteria, status: str | None) -> list[str]:
+    """The reasons of a chain stored with only its breakdown and status: ``quality.reasons``,
+    and for a flagged chain with none, ``form`` (it was flagged for its structure: a duplicated
+    header, a control token).
+
+    >>> stored_reasons({}, "flagged"), stored_reasons({"steps": {"points": 95.0}}, "passed")
+    (['form'], [])
+    """
+    why = quality.reasons(criteria if isinstance(criteria, dict) else {})
+    if status == "flagged" and not why:
+        why = ["form"]
+    return why
+
+
+def fill_missing_reasons(db) -> int:
+    """Derive and store the reasons of chains stored without them (a database from before the
+    reasons column: its migration leaves them NULL, as core does not know the quality rules).
+    Called before chains are read; a no-op once every chain has them. Returns how many it filled."""
+    missing = {}
+    for chain_id, criteria, status in db.execute("SELECT id, criteria, status FROM chains WHERE reasons IS NULL"):
+        try:
+            crit = json.loads(criteria)
+        except ValueError:
+            crit = {}
+        missing[chain_id] = stored_reasons(crit, status)
+    if missing:
+        store.set_chain_reasons(db, missing)
+    return len(missing)
+
+
 def judge_attempts(cfg, pairs: list[tuple[dict, dict]], everything: bool = False) -> dict:
     """Rate scored attempts with the judge model (``cfg.judge``; engine/chains/judge.py) and add its
     criterion to each, in place. ``pairs``: (example, attempt) where an attempt has ``text``,
@@ -313,11 +342,10 @@ def gate_status(home: Home | str | None, cfg) -> dict:
         ds_id, ds_name = resolve_dataset(db, cfg.dataset)
     except ValueError:
         ds_id = ds_name = None
-    rows = [dict(zip(["id", "example_id", "score", "override", "reason", "created_at", "dataset_id", "dataset"], r))
-            for r in db.execute(
-                "SELECT g.id, g.example_id, g.score, g.override, g.reason, g.created_at, e.dataset_id, "
-                "json_extract(g.config, '$.dataset') FROM gate_tests g LEFT JOIN examples e ON e.id = g.example_id "
-                "WHERE g.teacher = ? AND g.prompt_version = ? ORDER BY g.id DESC", [tid, pk])]
+    rows = list(db.query(
+        "SELECT g.id, g.example_id, g.score, g.override, g.reason, g.created_at, e.dataset_id, "
+        "json_extract(g.config, '$.dataset') AS dataset FROM gate_tests g LEFT JOIN examples e ON e.id = g.example_id "
+        "WHERE g.teacher = ? AND g.prompt_version = ? ORDER BY g.id DESC", [tid, pk]))
     rows = [r for r in rows if (r["dataset_id"] is not None and r["dataset_id"] == ds_id)
             or (r["override"] and ds_name is not None and r["dataset"] == ds_name)]
     tests = [r for r in rows if not r["override"]]
@@ -384,6 +412,7 @@ def run_test(home: Home | str | None, cfg, log=print) -> dict:
 
 def selection_summary(db, ids: list[int], tid: str, pk: str) -> dict:
     """Counts and average over the chains of a selection (what the summary line reports)."""
+    fill_missing_reasons(db)
     n = passed = flagged = contradiction = invented = 0
     total = 0.0
     scores = []
@@ -752,6 +781,7 @@ def list_chains(home: Home | str | None = None, dataset: str | None = None, limi
     teacher, prompt_version, split, reason: contradiction | invented | judge | form) and the total count.
     ``order``: score (lowest first) or recent. Each row's ``reasons`` lists why it falls short."""
     db = store.connect(home)
+    fill_missing_reasons(db)
     try:
         ds_id = resolve_dataset(db, dataset)[0]
     except ValueError:
@@ -763,9 +793,7 @@ def list_chains(home: Home | str | None = None, dataset: str | None = None, limi
     sql = f"SELECT {_LIST_COLS} {base} ORDER BY {sort}"
     if limit is not None:
         sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
-    cols = ["id", "example_id", "ex_id", "split", "task", "status", "score", "attempts", "teacher",
-            "prompt_version", "updated_at", "reasons"]
-    rows = [dict(zip(cols, r)) for r in db.execute(sql, params)]
+    rows = list(db.query(sql, params))
     for r in rows:
         r["reasons"] = [x for x in (r["reasons"] or "").split(",") if x]
     return rows, total
@@ -776,13 +804,12 @@ def chain_detail(home: Home | str | None, chain_id: int) -> dict | None:
     (``reasons``), the sentences at fault (``at_fault``: sentence, reason, kind), attempts and
     reviews."""
     db = store.connect(home)
-    row = db.execute("SELECT id, example_id, prompt_version, teacher, text, score, criteria, status, attempts, "
-                     "tokens, seconds, job_id, created_at, updated_at, reasons FROM chains WHERE id = ?",
-                     [chain_id]).fetchone()
-    if not row:
+    fill_missing_reasons(db)
+    c = next(db.query("SELECT id, example_id, prompt_version, teacher, text, score, criteria, status, attempts, "
+                      "tokens, seconds, job_id, created_at, updated_at, reasons FROM chains WHERE id = ?",
+                      [chain_id]), None)
+    if not c:
         return None
-    c = dict(zip(["id", "example_id", "prompt_version", "teacher", "text", "score", "criteria", "status", "attempts",
-                  "tokens", "seconds", "job_id", "created_at", "updated_at", "reasons"], row))
     c["criteria"] = json.loads(c["criteria"])
     c["reasons"] = [x for x in (c["reasons"] or "").split(",") if x]
     c["at_fault"] = quality.at_fault(c["criteria"])   # the sentences to highlight
@@ -790,15 +817,13 @@ def chain_detail(home: Home | str | None, chain_id: int) -> dict | None:
     c["example"] = ex[0] if ex else None
     if ex:
         c["reference"] = reference_of(ex[0]["messages"]) or ""
-    c["attempt_rows"] = [dict(zip(["attempt", "score", "sampling", "tokens", "seconds", "created_at"], r)) for r in
-                         db.execute("SELECT attempt, score, sampling, tokens, seconds, created_at FROM chain_attempts "
-                                    "WHERE example_id = ? AND prompt_version = ? AND teacher = ? ORDER BY attempt",
-                                    [c["example_id"], c["prompt_version"], c["teacher"]])]
+    c["attempt_rows"] = list(db.query("SELECT attempt, score, sampling, tokens, seconds, created_at FROM chain_attempts "
+                                      "WHERE example_id = ? AND prompt_version = ? AND teacher = ? ORDER BY attempt",
+                                      [c["example_id"], c["prompt_version"], c["teacher"]]))
     for a in c["attempt_rows"]:
         a["sampling"] = json.loads(a["sampling"])
-    c["reviews"] = [dict(zip(["decision", "score_before", "score_after", "reviewer", "created_at"], r)) for r in
-                    db.execute("SELECT decision, score_before, score_after, reviewer, created_at FROM reviews "
-                               "WHERE chain_id = ? ORDER BY id", [chain_id])]
+    c["reviews"] = list(db.query("SELECT decision, score_before, score_after, reviewer, created_at FROM reviews "
+                                 "WHERE chain_id = ? ORDER BY id", [chain_id]))
     return c
 
 
@@ -862,6 +887,7 @@ def quality_report(home: Home | str | None = None, dataset: str | None = None, t
                    **filters) -> dict:
     """What the Quality page shows: scores, pass rate per criterion and per task, the plan's targets."""
     db = store.connect(home)
+    fill_missing_reasons(db)
     try:
         ds_id, ds_name = resolve_dataset(db, dataset)
     except ValueError:

@@ -181,7 +181,7 @@ def _add_demo_serve_parsers(sub, home_parent) -> None:
                    help=f"longest answer in the evaluation (default {D['max_new_tokens']})")
     p.add_argument("--run", help="run name (default demo-seedN)")
     p.add_argument("--train-override", action="append", metavar="KEY=VALUE",
-                   help="override a training setting of configs/smollm2_cpu.yaml (repeatable)")
+                   help="override a training setting of configs/train/smollm2_cpu.yaml (repeatable)")
     p.add_argument("--report", help="report path (default HOME/reports/RUN.json)")
     p.add_argument("--dry-run", action="store_true", help="print how long the whole loop would take (from the speed "
                    "measured on this machine), and exit")
@@ -207,10 +207,10 @@ def _add_demo_serve_parsers(sub, home_parent) -> None:
 def _add_train_parsers(sub, home_parent):
     """Phase 2: ccr train, ccr export model; returns the `ccr export` subcommands (Phase 1 adds `export reasoning`)."""
     # Phase 2: train, export model
-    p = sub.add_parser("train", help="LoRA fine-tuning from a preset (configs/*.yaml) with checkpoints, live "
+    p = sub.add_parser("train", help="LoRA fine-tuning from a preset (configs/train/*.yaml) with checkpoints, live "
                        "metrics and resume; --dry-run estimates parameters, memory, disk and steps",
                        parents=[home_parent])
-    p.add_argument("--config", help="preset YAML (default configs/smollm2_cpu.yaml)")
+    p.add_argument("--config", help="preset YAML (default configs/train/smollm2_cpu.yaml)")
     p.add_argument("--data", help="training ChatML JSONL (default HOME/train_reasoning.jsonl, Phase 1's export)")
     p.add_argument("--eval-data", help="validation ChatML JSONL (default the data file's validation_* sibling)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
@@ -240,7 +240,7 @@ def _add_generate_parsers(sub, home_parent) -> None:
     # Phase 1: generate, review, export reasoning, score
     p = sub.add_parser("generate", help="generate reasoning chains (test gate, auto-retry, resumable; rerun to "
                        "continue)", parents=[home_parent])
-    p.add_argument("--config", help="YAML preset (default configs/generate_smollm2_cpu.yaml)")
+    p.add_argument("--config", help="YAML preset (default configs/generate/generate_smollm2_cpu.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="override config fields (see the preset)")
     p.add_argument("--limit", type=int, help="only N examples of the split (the first N; with select=balanced "
                    "balanced across tasks and label values)")

@@ -1,13 +1,14 @@
 """Configuration: one dataclass per phase, loaded from a YAML preset plus dotted overrides.
 
-A preset in ``configs/`` is a flat YAML mapping of one phase's fields (nested dataclasses as
-nested mappings). ``load_config(TrainConfig, "configs/x.yaml", ["max_steps=3", "lora.r=8"])``
+A preset in ``configs/train/`` or ``configs/generate/`` is a flat YAML mapping of one phase's
+fields (nested dataclasses as nested mappings). ``load_config(TrainConfig, "configs/train/x.yaml", ["max_steps=3", "lora.r=8"])``
 reads it with ``yaml.safe_load`` (never ``yaml.load``: a config file must not run code), rejects
 unknown keys with the file and key named, applies overrides (values parsed as YAML scalars:
 ``3`` is an int, ``true`` a bool, ``[q_proj,v_proj]`` a list) and checks every value's type.
 
 Every field carries ``metadata["help"]``; ``describe()`` lists them for ``--help`` output and
-the pages, and a test checks that no field lacks help.
+``field_specs()`` with each field's type and choices for the pages; a test checks that no field
+lacks help.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from engine.core.paths import moved_preset
 
 
 class ConfigError(ValueError):
@@ -111,6 +114,13 @@ def opt(default, help: str, **kwargs):
 # or the short name.
 Precision = typing.Literal["auto", "fp32", "bf16", "fp16"]
 PRECISION_ALIASES = {None: "auto", "": "auto", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+# The device, the same way: "auto" is the one spelling of "choose for me" (cuda, then mps, then
+# cpu); older configs and job rows say None (null), which loads as auto. Training and generation
+# take one of DEVICE's names; evaluation, inference and serving also take cuda:N (AnyDevice).
+Device = typing.Literal["auto", "cpu", "cuda", "mps"]
+AnyDevice = typing.NewType("AnyDevice", str)
+DEVICE_ALIASES = {None: "auto", "": "auto"}
+ANY_DEVICE_HELP = "auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."
 PRECISION_HELP = ("auto (default): bf16 on CUDA GPUs that support it (else fp16), fp16 on Apple MPS, and on a CPU "
                   "bf16 when it has native bf16 matmuls (AMX-BF16 or AVX512-BF16), else fp32 (without them bf16 "
                   "is ~35x slower); fp32, bf16 or fp16 force one. The job log and the dry run say what was "
@@ -129,6 +139,9 @@ def _coerce(value, hint, where: str):
         return value
     if hint == Precision:
         value = PRECISION_ALIASES.get(value, value) if value is None or isinstance(value, str) else value
+    if hint == Device or hint is AnyDevice:
+        value = DEVICE_ALIASES.get(value, value) if value is None or isinstance(value, str) else value
+        hint = str if hint is AnyDevice else hint
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -241,6 +254,7 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | tupl
     merged: dict = {}
     where = ""
     if path is not None:
+        path = moved_preset(path)
         where = str(path)
         text = read_config_text(path)
         try:
@@ -292,17 +306,47 @@ def to_dict(cfg) -> dict:
 
 def describe(cls, prefix: str = "") -> list[tuple[str, str, object]]:
     """(dotted name, help, default) for every field, nested ones included."""
+    return [(f["name"], f["help"], f["default"]) for f in field_specs(cls, prefix)]
+
+
+def field_specs(cls, prefix: str = "") -> list[dict]:
+    """Every field, nested ones included, as ``{name, help, default, type, choices}``: ``type`` is
+    the value's type in words (``int``, ``float``, ``bool``, ``str``, ``list[float]``, ``str |
+    None``), ``choices`` the allowed values of a Literal field (else None). The pages build their
+    widgets from these, so a field's vocabulary is declared once, here.
+
+    >>> [f for f in field_specs(GenerateConfig) if f["name"] == "split"][0]["choices"]
+    ['train', 'validation', 'test']
+    """
     rows = []
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
-        name = prefix + f.name
-        if dataclasses.is_dataclass(hints[f.name]):
-            rows.extend(describe(hints[f.name], name + "."))
+        name, hint = prefix + f.name, hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            rows.extend(field_specs(hint, name + "."))
             continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        rows.append((name, f.metadata.get("help", ""), default))
+        literal = typing.get_origin(hint) is typing.Literal
+        rows.append({"name": name, "help": f.metadata.get("help", ""), "default": default,
+                     "type": _type_name(hint), "choices": list(typing.get_args(hint)) if literal else None})
     return rows
+
+
+def _type_name(hint) -> str:
+    """A type hint in words: ``int``, ``list[float]``, ``str | None``; a Literal is ``str`` (its
+    values are the choices), a NewType its base type.
+
+    >>> _type_name(list[float]), _type_name(str | None), _type_name(Precision), _type_name(AnyDevice)
+    ('list[float]', 'str | None', 'str', 'str')
+    """
+    if typing.get_origin(hint) is typing.Literal:
+        return " | ".join(sorted({type(v).__name__ for v in typing.get_args(hint)}))
+    if hasattr(hint, "__supertype__"):
+        return _type_name(hint.__supertype__)
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__name__
+    return str(hint).replace("typing.", "").replace("NoneType", "None")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,7 +371,7 @@ class ImportConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Phase 2: LoRA fine-tuning (engine/training/train.py, engine/training/dryrun.py, configs/*_mac.yaml / *_cuda.yaml / *_cpu.yaml)
+# Phase 2: LoRA fine-tuning (engine/training/train.py, engine/training/dryrun.py, configs/train/*.yaml)
 # ---------------------------------------------------------------------------------------------
 
 LORA_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -359,7 +403,7 @@ class TrainConfig:
     data: str | None = opt(None, "Training ChatML JSONL; default <home>/train_reasoning.jsonl (Phase 1's export).")
     eval_data: str | None = opt(None, "Validation ChatML JSONL; default the training file's validation_* "
                                 "sibling (e.g. validation_reasoning.jsonl) when it exists, else no evaluation.")
-    device: typing.Literal["auto", "cpu", "cuda", "mps"] = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps.")
+    device: Device = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda or mps.")
     precision: Precision = opt("auto", "Weights' precision: " + PRECISION_HELP + " LoRA weights and optimizer "
                                "states stay in fp32.")
     batch_size: int = opt(2, "Examples per device per forward pass.")
@@ -468,7 +512,7 @@ class EvalConfig:
     max_new_tokens: int = opt(512, "Longest answer generated per example, in tokens.")
     batch_size: int = opt(8, "Examples generated together in one batch.")
     max_prompt_tokens: int = opt(0, "Cut prompts longer than this from the start (0: no limit).")
-    device: str | None = opt(None, "cuda, mps or cpu; default the best one present.")
+    device: AnyDevice = opt("auto", ANY_DEVICE_HELP)
     dtype: Precision = opt("auto", "Weights' precision: " + PRECISION_HELP)
     report: str | None = opt(None, "Write the report as JSON to this file and as HTML beside it (same name, .html); "
                              "default <home>/reports/eval-<job>.json.")
@@ -486,7 +530,7 @@ class InferConfig:
     temperature: float = opt(0.0, "Sampling temperature (0: greedy, reproducible).")
     top_p: float = opt(1.0, "Nucleus sampling mass (with temperature > 0).")
     seed: int = opt(0, "Sampling seed (with temperature > 0).")
-    device: str | None = opt(None, "cuda, mps or cpu; default the best one present.")
+    device: AnyDevice = opt("auto", ANY_DEVICE_HELP)
     dtype: Precision = opt("auto", "Weights' precision: " + PRECISION_HELP)
     progress_bar: bool = opt(False, "Draw a progress bar on stderr (the command line turns it on).")
 
@@ -507,7 +551,7 @@ class ServeConfig:
                                    "(DNS-rebinding guard); ['*'] accepts any.")
     idle_shutdown_s: float = opt(0.0, "Stop after this many seconds without a request (0: never); the Compare "
                                  "page's servers use it so they do not outlive the demo.")
-    device: str | None = opt(None, "cuda, mps or cpu; default the best one present.")
+    device: AnyDevice = opt("auto", ANY_DEVICE_HELP)
     dtype: Precision = opt("auto", "Weights' precision: " + PRECISION_HELP)
 
 
@@ -566,7 +610,7 @@ class GenerateConfig:
                        "HTTP endpoint: vLLM, SGLang, TGI, Ollama, llama.cpp).")
     guided: bool = opt(True, "Structure-guided mode: we write the tags and headers, the model fills each of the "
                        "13 parts (best for small teachers). false: the model writes the whole chain.")
-    device: typing.Literal["auto", "cpu", "cuda", "mps"] = opt("auto", "Local backend: cuda, mps, cpu or auto (the best one present).")
+    device: Device = opt("auto", "Local backend: cuda, mps, cpu or auto (the best one present).")
     dtype: Precision = opt("auto", "Local backend: the weights' precision: " + PRECISION_HELP)
     batch_size: int = opt(8, "Examples generated together (guided mode decodes batch_size x 13 parts at once; "
                           "the openai backend sends this many examples' requests per round).")

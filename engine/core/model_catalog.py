@@ -47,7 +47,7 @@ MODELS = {
         "hf_id": "mistralai/Mistral-7B-v0.1",
         "arch": "mistral-7b-v0.1.json",
         "params": "7.2B",
-        "about": "The plan's base model for LoRA fine-tuning (configs/mistral_7b_mac.yaml).",
+        "about": "The plan's base model for LoRA fine-tuning (configs/train/mistral_7b_mac.yaml).",
     },
 }
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
+PRESET_FOLDERS = ("train", "generate")   # configs/train/*.yaml, configs/generate/*.yaml
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,23 @@ def resolve_home(home: str | os.PathLike | Home | None = None) -> Home:
         root = Path(home).expanduser().resolve()
         return Home(data=root, models=root / "models")
     return Home(data=REPO / "data", models=REPO / "models")
+
+
+def moved_preset(path: str | os.PathLike) -> str | os.PathLike:
+    """``path``, or for a ``configs/NAME.yaml`` that no longer exists because the presets moved
+    into ``configs/train/`` and ``configs/generate/``, the file of that name there (with a
+    warning naming it): ``configs/smollm2_cpu.yaml`` -> ``configs/train/smollm2_cpu.yaml``. Why:
+    launch commands, scripts and notes written before the split still use the old paths.
+    """
+    old = Path(path)
+    if old.parent.name != "configs" or old.exists():
+        return path
+    for folder in PRESET_FOLDERS:
+        new = old.parent / folder / old.name
+        if new.is_file():
+            warnings.warn(f"{path} moved to {new}; use the new path", FutureWarning, stacklevel=3)
+            return new
+    return path
 
 
 # A trained run's folder name under models/ (a run name is a path part: no separators, no dot-dot)

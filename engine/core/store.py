@@ -8,8 +8,8 @@ Why these choices:
 - A connection is never shared across threads: ``connect()`` is cheap, call it per thread.
 - Rows that a resumed job may write again are keyed by UNIQUE constraints, and writes use
   upserts on those keys, so a resume can neither lose nor duplicate them.
-- Schema changes are ``sqlite_utils`` migrations, applied under a file lock so two processes
-  starting together do not race; re-running them is a no-op.
+- Schema changes are ``sqlite_utils`` migrations (engine/core/schema.py), applied under a file
+  lock so two processes starting together do not race; re-running them is a no-op.
 """
 
 from __future__ import annotations
@@ -24,214 +24,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
 
 from engine.core.paths import Home, resolve_home
+from engine.core.schema import ACTIVE_SQL, FINAL_JOB_STATES, migrations, reasons_text
 
 BUSY_TIMEOUT_S = 30
-ACTIVE_JOB_STATES = ("queued", "running", "pausing")
-FINAL_JOB_STATES = ("succeeded", "failed", "cancelled", "paused", "interrupted")
-
-migrations = Migrations("ccr")
-
-
-@migrations()
-def m001_initial(db: Database) -> None:
-    db.execute(
-        """CREATE TABLE datasets (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            kind TEXT NOT NULL,            -- synth | import
-            source TEXT,                   -- folder or file it came from
-            preset TEXT,
-            seed INTEGER,
-            created_at REAL NOT NULL
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE examples (
-            id INTEGER PRIMARY KEY,
-            dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
-            split TEXT NOT NULL,
-            ex_id TEXT NOT NULL,           -- meta.id, unique within a dataset
-            task TEXT,
-            messages TEXT NOT NULL,        -- JSON list, stored verbatim
-            meta TEXT NOT NULL,            -- JSON object (id, task, labels, events, ...)
-            labels TEXT NOT NULL,          -- JSON object
-            transcript TEXT NOT NULL,      -- the call transcript as plain text
-            source_file TEXT,
-            source_line INTEGER,
-            created_at REAL NOT NULL,
-            UNIQUE (dataset_id, ex_id)
-        )"""
-    )
-    db.execute("CREATE INDEX examples_split_task ON examples (dataset_id, split, task)")
-    db.execute(
-        """CREATE TABLE jobs (
-            id INTEGER PRIMARY KEY,
-            kind TEXT NOT NULL,            -- synth | import | generate | train | eval | infer | serve | demo
-            title TEXT,
-            config TEXT NOT NULL,          -- JSON
-            status TEXT NOT NULL,          -- queued | running | pausing | succeeded | failed | cancelled | paused | interrupted
-            progress REAL NOT NULL DEFAULT 0,   -- 0..1
-            stats TEXT NOT NULL DEFAULT '{}',   -- JSON: done, total, rates, eta, ...
-            heartbeat REAL,
-            pid INTEGER,
-            worker TEXT,
-            cancel_requested INTEGER NOT NULL DEFAULT 0,
-            pause_requested INTEGER NOT NULL DEFAULT 0,
-            error TEXT,
-            log_path TEXT,
-            log_tail TEXT,
-            result TEXT,                   -- JSON
-            dedupe_key TEXT,
-            runs INTEGER NOT NULL DEFAULT 0,
-            created_at REAL NOT NULL,
-            started_at REAL,
-            finished_at REAL
-        )"""
-    )
-    db.execute("CREATE INDEX jobs_status ON jobs (status, id)")
-    # Two people pressing Start at once make one job: an active job's dedupe key is unique.
-    db.execute(
-        "CREATE UNIQUE INDEX jobs_active_dedupe ON jobs (dedupe_key) "
-        "WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running', 'pausing')"
-    )
-    db.execute(
-        """CREATE TABLE chains (
-            id INTEGER PRIMARY KEY,
-            example_id INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
-            prompt_version TEXT NOT NULL,
-            teacher TEXT NOT NULL,
-            text TEXT NOT NULL,
-            score REAL NOT NULL,
-            criteria TEXT NOT NULL,        -- JSON: per-criterion points and reasons
-            status TEXT NOT NULL,          -- passed | flagged | approved | rejected
-            attempts INTEGER NOT NULL,
-            tokens INTEGER,
-            seconds REAL,
-            job_id INTEGER,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            UNIQUE (example_id, prompt_version, teacher)
-        )"""
-    )
-    db.execute("CREATE INDEX chains_status ON chains (status, score)")
-    db.execute(
-        """CREATE TABLE chain_attempts (
-            id INTEGER PRIMARY KEY,
-            example_id INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
-            prompt_version TEXT NOT NULL,
-            teacher TEXT NOT NULL,
-            attempt INTEGER NOT NULL,
-            text TEXT NOT NULL,
-            score REAL NOT NULL,
-            criteria TEXT NOT NULL,
-            sampling TEXT NOT NULL,        -- JSON: temperature, top_p, seed, mode
-            tokens INTEGER,
-            seconds REAL,
-            job_id INTEGER,
-            created_at REAL NOT NULL,
-            UNIQUE (example_id, prompt_version, teacher, attempt)
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE reviews (
-            id INTEGER PRIMARY KEY,
-            chain_id INTEGER NOT NULL REFERENCES chains(id) ON DELETE CASCADE,
-            decision TEXT NOT NULL,        -- approve | reject | edit
-            edited_text TEXT,
-            score_before REAL,
-            score_after REAL,
-            reviewer TEXT,
-            created_at REAL NOT NULL
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE gate_tests (
-            id INTEGER PRIMARY KEY,
-            example_id INTEGER,
-            teacher TEXT NOT NULL,
-            prompt_version TEXT NOT NULL,
-            config TEXT NOT NULL,
-            text TEXT,
-            score REAL,
-            criteria TEXT,
-            override INTEGER NOT NULL DEFAULT 0,   -- 1: the user launched without a passing test
-            reason TEXT,
-            created_at REAL NOT NULL
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE train_runs (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            job_id INTEGER,
-            config TEXT NOT NULL,
-            base_model TEXT NOT NULL,
-            data_path TEXT,
-            data_hash TEXT,
-            status TEXT NOT NULL,
-            dir TEXT NOT NULL,
-            final_metrics TEXT,
-            created_at REAL NOT NULL,
-            finished_at REAL
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE train_metrics (
-            id INTEGER PRIMARY KEY,
-            run_name TEXT NOT NULL,
-            step INTEGER NOT NULL,
-            kind TEXT NOT NULL,            -- train | eval
-            epoch REAL,
-            loss REAL,
-            learning_rate REAL,
-            grad_norm REAL,
-            tokens_per_s REAL,
-            memory_mb REAL,
-            extra TEXT,
-            created_at REAL NOT NULL,
-            UNIQUE (run_name, step, kind)
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE evaluations (
-            id INTEGER PRIMARY KEY,
-            job_id INTEGER,
-            model TEXT NOT NULL,
-            data_path TEXT,
-            n INTEGER,
-            status TEXT NOT NULL,
-            metrics TEXT,
-            report_path TEXT,
-            created_at REAL NOT NULL,
-            finished_at REAL
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE eval_predictions (
-            id INTEGER PRIMARY KEY,
-            evaluation_id INTEGER NOT NULL REFERENCES evaluations(id) ON DELETE CASCADE,
-            example_key TEXT NOT NULL,
-            task TEXT,
-            output TEXT NOT NULL,
-            parsed TEXT,
-            labels TEXT,
-            score REAL,
-            criteria TEXT,
-            correct INTEGER,
-            created_at REAL NOT NULL,
-            UNIQUE (evaluation_id, example_key)
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE settings (
-            key TEXT PRIMARY KEY,
-            value TEXT NOT NULL,
-            updated_at REAL NOT NULL
-        )"""
-    )
 
 
 _migrated: set[str] = set()
@@ -345,7 +142,7 @@ def jobs_using_dataset(db: Database, name: str) -> list[tuple[int, str]]:
     working = get_setting(db, "current_dataset")
     out = []
     for job_id, kind, config in db.execute(
-            "SELECT id, kind, config FROM jobs WHERE status IN ('queued', 'running', 'pausing') AND kind IN "
+            f"SELECT id, kind, config FROM jobs WHERE status IN {ACTIVE_SQL} AND kind IN "
             "('synth', 'import', 'generate', 'eval', 'demo') ORDER BY id"):
         c = json.loads(config or "{}")
         if c.get("dataset") == name or (kind in ("generate", "eval") and not c.get("dataset") and not c.get("data")
@@ -435,13 +232,6 @@ def insert_examples(db: Database, dataset_id: int, rows: Iterable[dict]) -> tupl
     return inserted, duplicates
 
 
-@migrations()
-def m_import_001_raw_line(db: Database) -> None:
-    """An imported JSONL line's own text (NULL for CSV rows and older imports): the export
-    writes it back, so a line is kept verbatim, fields the product does not read included."""
-    db.execute("ALTER TABLE examples ADD COLUMN raw TEXT")
-
-
 # ---------------------------------------------------------------------------------------------
 # Jobs
 # ---------------------------------------------------------------------------------------------
@@ -467,7 +257,7 @@ def enqueue_job(db: Database, kind: str, config: dict, title: str | None = None,
             return cur.lastrowid
     except sqlite3.IntegrityError:
         row = db.execute(
-            "SELECT id FROM jobs WHERE dedupe_key = ? AND status IN ('queued', 'running', 'pausing')", [dedupe_key]
+            f"SELECT id FROM jobs WHERE dedupe_key = ? AND status IN {ACTIVE_SQL}", [dedupe_key]
         ).fetchone()
         raise DuplicateJob(row[0] if row else -1) from None
 
@@ -502,11 +292,9 @@ def claim_job(db: Database, worker: str, kinds: Iterable[str] | None = None, job
 
 
 def get_job(db: Database, job_id: int) -> dict | None:
-    row = db.execute("SELECT * FROM jobs WHERE id = ?", [job_id]).fetchone()
-    if row is None:
+    job = next(db.query("SELECT * FROM jobs WHERE id = ?", [job_id]), None)
+    if job is None:
         return None
-    cols = [d[0] for d in db.execute("SELECT * FROM jobs LIMIT 0").description]
-    job = dict(zip(cols, row))
     for key in ("config", "stats", "result"):
         job[key] = json.loads(job[key]) if job[key] else ({} if key != "result" else None)
     return job
@@ -688,31 +476,6 @@ def delete_train_metrics_after(db: Database, run_name: str, step: int) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-@migrations()
-def m_eval_001_evaluation_keys(db: Database) -> None:
-    """What a resumed evaluation needs: its settings and a key to find it again (run_key), the
-    evaluation it is compared with, and per prediction the prompt, structure and token count."""
-    db.execute("ALTER TABLE evaluations ADD COLUMN config TEXT")
-    db.execute("ALTER TABLE evaluations ADD COLUMN run_key TEXT")
-    db.execute("ALTER TABLE evaluations ADD COLUMN compare_to INTEGER")
-    db.execute("CREATE INDEX evaluations_run_key ON evaluations (run_key, status)")
-    db.execute("ALTER TABLE eval_predictions ADD COLUMN position INTEGER")
-    db.execute("ALTER TABLE eval_predictions ADD COLUMN prompt TEXT")
-    db.execute("ALTER TABLE eval_predictions ADD COLUMN reference TEXT")
-    db.execute("ALTER TABLE eval_predictions ADD COLUMN structure TEXT")
-    db.execute("ALTER TABLE eval_predictions ADD COLUMN completion_tokens INTEGER")
-    db.execute("ALTER TABLE eval_predictions ADD COLUMN finish_reason TEXT")
-    db.execute("ALTER TABLE eval_predictions ADD COLUMN seconds REAL")
-
-
-@migrations()
-def m_eval_002_faithfulness(db: Database) -> None:
-    """Per prediction, the faithfulness of the answer (``evaluate.answer_faithfulness``: counts of
-    contradictions and unsupported specifics, faithful, judged). NULL for predictions stored
-    before: ``evaluate.predictions`` computes it from the stored answer on read."""
-    db.execute("ALTER TABLE eval_predictions ADD COLUMN faithfulness TEXT")
-
-
 def start_evaluation(db: Database, run_key: str, *, job_id: int | None, model: str, data_path: str, n: int,
                      config: dict) -> tuple[int, bool]:
     """(evaluation id, resumed): an evaluation with the same run key is continued (a finished one
@@ -776,47 +539,14 @@ def finish_evaluation(db: Database, evaluation_id: int, status: str, metrics: di
 # ---------------------------------------------------------------------------------------------
 
 
-@migrations()
-def m_faith_001_chain_reasons(db: Database) -> None:
-    """Why each chain falls short (``quality.reasons``: contradiction, invented, form), stored as
-    ",contradiction,invented," so the review list filters with one LIKE. Existing chains get it
-    from their stored breakdown; one scored before the faithfulness checks can only show
-    ``form`` (re-score it by editing, or generate again under a new prompt version)."""
-    db.execute("ALTER TABLE chains ADD COLUMN reasons TEXT")
-    rows = db.execute("SELECT id, criteria, status FROM chains").fetchall()
-    for chain_id, criteria, status in rows:
-        try:
-            crit = json.loads(criteria)
-        except ValueError:
-            crit = {}
-        db.execute("UPDATE chains SET reasons = ? WHERE id = ?", [reasons_text(derived_reasons(crit, status)), chain_id])
-
-
-def derived_reasons(criteria, status: str | None) -> list[str]:
-    """``quality.reasons`` of a stored breakdown; a flagged chain with none was flagged for its
-    structure (a duplicated header, a control token): ``form``."""
-    from engine.chains import quality
-
-    why = quality.reasons(criteria if isinstance(criteria, dict) else {})
-    if status == "flagged" and not why:
-        why = ["form"]
-    return why
-
-
-def reasons_text(reasons) -> str:
-    """``["contradiction", "invented"]`` -> ``",contradiction,invented,"``; none -> ``""``."""
-    reasons = list(reasons or [])
-    return "," + ",".join(reasons) + "," if reasons else ""
-
-
 def save_generation_step(db: Database, attempts: list[dict], chains: list[dict]) -> int:
     """Record a batch's attempts and the chains it finished, in one transaction.
 
     Attempts are keyed (example, prompt version, teacher, attempt) and upserted, so a batch redone
     after a kill overwrites its own rows. A chain is keyed (example, prompt version, teacher) and
     inserted only if absent: a chain, once written (and perhaps reviewed), is never replaced by
-    a later run. A chain's ``reasons`` (why it falls short) are derived from its criteria when
-    not given. Returns how many chains were new.
+    a later run. Each chain comes with its ``reasons`` (why it falls short: the chains side
+    derives them, ``chain_job.chain_reasons``). Returns how many chains were new.
     """
     t = now()
     new = 0
@@ -841,11 +571,17 @@ def save_generation_step(db: Database, attempts: list[dict], chains: list[dict])
                 "ON CONFLICT(example_id, prompt_version, teacher) DO NOTHING",
                 [c["example_id"], c["prompt_version"], c["teacher"], c["text"], c["score"], dumps(c["criteria"]),
                  c["status"], c["attempts"], c.get("tokens"), c.get("seconds"), c.get("job_id"), t, t,
-                 reasons_text(c["reasons"] if c.get("reasons") is not None
-                              else derived_reasons(c["criteria"], c["status"]))],
+                 reasons_text(c["reasons"])],
             )
             new += cur.rowcount
     return new
+
+
+def set_chain_reasons(db: Database, reasons: dict[int, list[str]]) -> None:
+    """Store why chains fall short (chain id -> reasons), in one transaction."""
+    with immediate(db):
+        for chain_id, why in reasons.items():
+            db.execute("UPDATE chains SET reasons = ? WHERE id = ?", [reasons_text(why), chain_id])
 
 
 def review_chains(db: Database, chain_ids: Iterable[int], decision: str, reviewer: str | None = None,

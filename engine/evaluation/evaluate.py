@@ -280,12 +280,10 @@ def predictions(db, evaluation_id: int, keys: list[str] | None = None) -> list[d
     """
     from engine.chains.quality import at_fault
 
-    cur = db.execute("SELECT * FROM eval_predictions WHERE evaluation_id = ? ORDER BY position, id", [evaluation_id])
-    cols = [d[0] for d in cur.description]
     out = []
     wanted = set(keys) if keys is not None else None
-    for row in cur.fetchall():
-        r = dict(zip(cols, row))
+    for r in list(db.query("SELECT * FROM eval_predictions WHERE evaluation_id = ? ORDER BY position, id",
+                           [evaluation_id])):
         if wanted is not None and r["example_key"] not in wanted:
             continue
         for k in ("parsed", "labels", "criteria", "structure", "faithfulness"):
@@ -329,12 +327,9 @@ def compute_metrics(db, evaluation_id: int, keys: list[str] | None = None) -> di
 
 
 def evaluation_row(db, evaluation_id: int) -> dict:
-    cur = db.execute("SELECT * FROM evaluations WHERE id = ?", [evaluation_id])
-    cols = [d[0] for d in cur.description]
-    row = cur.fetchone()
-    if row is None:
+    r = next(db.query("SELECT * FROM evaluations WHERE id = ?", [evaluation_id]), None)
+    if r is None:
         raise ValueError(f"no evaluation {evaluation_id}")
-    r = dict(zip(cols, row))
     r["metrics"] = json.loads(r["metrics"]) if r["metrics"] else None
     r["config"] = json.loads(r["config"]) if r.get("config") else {}
     if r["metrics"] is not None and "faithfulness" not in r["metrics"]:

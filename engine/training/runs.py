@@ -28,7 +28,7 @@ MARKER = "COMPLETE"
 CHECKPOINT_PREFIX = "checkpoint-"
 STOP_FILE = "STOP"
 DEFAULT_TRAIN_FILE = "train_reasoning.jsonl"
-DEFAULT_PRESET = CONFIGS / "smollm2_cpu.yaml"
+DEFAULT_PRESET = CONFIGS / "train" / "smollm2_cpu.yaml"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 
 
