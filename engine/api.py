@@ -750,10 +750,10 @@ def generate_presets() -> dict[str, dict]:
 
 def generate_config(values: dict) -> dict:
     """Validate a Generate-page configuration; returns the full config dict (raises ConfigError)."""
-    from engine.chains import chain_job
+    from engine.chains import selection
     from engine.core.config import to_dict
 
-    config = to_dict(chain_job.config_from(dict(values)))
+    config = to_dict(selection.config_from(dict(values)))
     if config["backend"] == "local":
         _refuse_model_path(config["teacher"])
     return config
@@ -771,9 +771,9 @@ def _refuse_model_path(name: str) -> None:
 
 
 def generate_gate(values: dict) -> dict:
-    from engine.chains import chain_job
+    from engine.chains import gate, selection
 
-    return chain_job.gate_status(home(), chain_job.config_from(dict(values)))
+    return gate.gate_status(home(), selection.config_from(dict(values)))
 
 
 def start_generate_test(values: dict) -> int:
@@ -783,17 +783,17 @@ def start_generate_test(values: dict) -> int:
 
 
 def record_generate_override(values: dict, reason: str) -> int:
-    from engine.chains import chain_job
+    from engine.chains import gate, selection
 
-    return chain_job.record_override(home(), chain_job.config_from(dict(values)), reason)
+    return gate.record_override(home(), selection.config_from(dict(values)), reason)
 
 
 def start_generate(values: dict) -> int:
     """Queue the full run; refused (ValueError) unless a test passed the gate or an override is recorded."""
-    from engine.chains import chain_job
+    from engine.chains.gate import gate_status
 
     config = {**generate_config(values), "test": False}
-    gate = chain_job.gate_status(home(), config)
+    gate = gate_status(home(), config)
     if not gate["ok"]:
         raise ValueError(f"run a test that scores >= {gate['threshold']:g} first, or record an override")
     limit = f", {config.get('select', 'first')} {config['limit']}" if config.get("limit") is not None else ""
@@ -807,15 +807,15 @@ def generate_jobs(limit: int = 20) -> list[dict]:
 
 def chains(dataset: str | None = None, limit: int | None = 100, offset: int = 0, order: str = "score",
            **filters) -> tuple[list[dict], int]:
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.list_chains(home(), dataset, limit=limit, offset=offset, order=order, **filters)
+    return review.list_chains(home(), dataset, limit=limit, offset=offset, order=order, **filters)
 
 
 def chain(chain_id: int) -> dict | None:
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.chain_detail(home(), chain_id)
+    return review.chain_detail(home(), chain_id)
 
 
 def chain_parts(text: str) -> dict:
@@ -834,43 +834,43 @@ def at_fault(criteria: dict | None) -> list[dict]:
 
 def review_chains(chain_ids: list[int], decision: str, reviewer: str | None = None) -> int:
     """Approve or reject chains as ``reviewer`` (required: ValueError without a name)."""
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.review(home(), chain_ids, decision, chain_job.check_reviewer(reviewer))
+    return review.review(home(), chain_ids, decision, review.check_reviewer(reviewer))
 
 
 def bulk_review(decision: str, reviewer: str | None = None, **filters) -> int:
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.bulk_review(home(), decision, None, chain_job.check_reviewer(reviewer), **filters)
+    return review.bulk_review(home(), decision, None, review.check_reviewer(reviewer), **filters)
 
 
 def edit_chain(chain_id: int, text: str, reviewer: str | None = None) -> dict:
     """Replace a chain's text and re-score it; approved when it passes (the Review page's *Save
     edit and approve*). ``reviewer`` is required, as for a decision."""
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.edit_chain(home(), chain_id, text, chain_job.check_reviewer(reviewer))
+    return review.edit_chain(home(), chain_id, text, review.check_reviewer(reviewer))
 
 
 def check_reviewer(name: str | None) -> str:
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.check_reviewer(name)
+    return review.check_reviewer(name)
 
 
 def quality_report(**filters) -> dict:
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.quality_report(home(), **filters)
+    return review.quality_report(home(), **filters)
 
 
 def export_reasoning(include_flagged: bool = False, balanced: bool = False, limit: int | None = None) -> dict:
     """``ccr export reasoning [--include-flagged] [--balanced] [--limit N]``: the report has each
     file's lines, ``left_out`` and ``by_label`` ({task: {label value: lines}})."""
-    from engine.chains import chain_job
+    from engine.chains import export
 
-    return chain_job.export_reasoning(home(), None, include_flagged, balanced=balanced, limit=limit)
+    return export.export_reasoning(home(), None, include_flagged, balanced=balanced, limit=limit)
 
 
 def chain_tasks() -> list[str]:

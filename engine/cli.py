@@ -572,7 +572,8 @@ def _generate_test(home, cfg) -> dict | None:
 
 
 def cmd_generate(args) -> int:
-    from engine.chains import chain_job
+    from engine.chains import selection
+    from engine.chains.gate import gate_status, record_override
     from engine.core.config import ConfigError, to_dict
     from engine.core.paths import CONFIGS
 
@@ -588,8 +589,8 @@ def cmd_generate(args) -> int:
             from engine.core.model_catalog import check_config_path
 
             check_config_path(args.config, home, cli=True)
-        cfg = chain_job.config_from(None, overrides, path)
-        chain_job.resolve_dataset(store.connect(home), cfg.dataset)
+        cfg = selection.config_from(None, overrides, path)
+        selection.resolve_dataset(store.connect(home), cfg.dataset)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -606,10 +607,10 @@ def cmd_generate(args) -> int:
     if args.test or cfg.test:
         r = _generate_test(home, cfg)
         return 0 if r and r["passed"] else 1
-    gate = chain_job.gate_status(home, cfg)
+    gate = gate_status(home, cfg)
     if not gate["ok"]:
         if args.override:
-            chain_job.record_override(home, cfg, args.reason or "ccr generate --override")
+            record_override(home, cfg, args.reason or "ccr generate --override")
             print(f"gate overridden for {gate['teacher']} / prompt {gate['prompt_version']} (recorded)")
         else:
             print(f"no test for {gate['teacher']} / prompt {gate['prompt_version']} has scored >= "
@@ -635,9 +636,9 @@ def _review_filters(args) -> dict:
 
 
 def cmd_review_list(args) -> int:
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    rows, total = chain_job.list_chains(_home(args), args.dataset, limit=args.limit, **_review_filters(args))
+    rows, total = review.list_chains(_home(args), args.dataset, limit=args.limit, **_review_filters(args))
     for r in rows:
         r["score"] = f"{r['score']:.1f}"
         r["updated"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["updated_at"]))
@@ -649,9 +650,9 @@ def cmd_review_list(args) -> int:
 
 
 def cmd_review_show(args) -> int:
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    c = chain_job.chain_detail(_home(args), args.id)
+    c = review.chain_detail(_home(args), args.id)
     if not c:
         print(f"error: no chain {args.id}", file=sys.stderr)
         return 2
@@ -683,10 +684,10 @@ def _os_user() -> str | None:
 
 def _reviewer(args) -> str | None:
     """``--reviewer`` checked (required, one line); prints why and returns None when refused."""
-    from engine.chains import chain_job
+    from engine.chains import review
 
     try:
-        return chain_job.check_reviewer(args.reviewer)
+        return review.check_reviewer(args.reviewer)
     except ValueError as exc:
         print(f"error: {exc}; give --reviewer NAME (the default, your OS user name, is not available here)"
               if not (args.reviewer or "").strip() else f"error: --reviewer: {exc}", file=sys.stderr)
@@ -694,16 +695,16 @@ def _reviewer(args) -> str | None:
 
 
 def _cmd_review_decide(args, decision: str) -> int:
-    from engine.chains import chain_job
+    from engine.chains import review
 
     home = _home(args)
     args.reviewer = _reviewer(args)
     if args.reviewer is None:
         return 2
     if args.ids:
-        n = chain_job.review(home, args.ids, decision, args.reviewer)
+        n = review.review(home, args.ids, decision, args.reviewer)
     elif args.all:
-        n = chain_job.bulk_review(home, decision, args.dataset, args.reviewer, **_review_filters(args))
+        n = review.bulk_review(home, decision, args.dataset, args.reviewer, **_review_filters(args))
     else:
         print("error: give chain ids, or --all to decide every chain matching the filters "
               "(--status, --task, --min-score, --max-score, --search, --reason)", file=sys.stderr)
@@ -721,7 +722,7 @@ def cmd_review_reject(args) -> int:
 
 
 def cmd_review_edit(args) -> int:
-    from engine.chains import chain_job
+    from engine.chains import review
 
     args.reviewer = _reviewer(args)
     if args.reviewer is None:
@@ -732,7 +733,7 @@ def cmd_review_edit(args) -> int:
         print(f"error: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     try:
-        r = chain_job.edit_chain(_home(args), args.id, text, args.reviewer)
+        r = review.edit_chain(_home(args), args.id, text, args.reviewer)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -742,10 +743,10 @@ def cmd_review_edit(args) -> int:
 
 
 def cmd_export_reasoning(args) -> int:
-    from engine.chains import chain_job
+    from engine.chains import export, selection
 
     try:
-        r = chain_job.export_reasoning(_home(args), args.out, args.include_flagged, args.dataset,
+        r = export.export_reasoning(_home(args), args.out, args.include_flagged, args.dataset,
                                       balanced=args.balanced, limit=args.limit, seed=args.seed)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -756,7 +757,7 @@ def cmd_export_reasoning(args) -> int:
               + ", ".join(f"{k} {v}" for k, v in s["by_status"].items())
               + (f"; {s['left_out']} usable chains left out to balance or limit" if s["left_out"] else "") + ")")
         if args.balanced and s["lines"]:
-            print(f"  by task and label value: {chain_job.format_balance(s['by_label'])}")
+            print(f"  by task and label value: {selection.format_balance(s['by_label'])}")
     return 0
 
 
