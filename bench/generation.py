@@ -34,14 +34,14 @@ sys.path.insert(0, str(ROOT))
 
 from engine.data import datasets
 
-from engine.chains import chain_job, prompt, quality, teacher
+from engine.chains import acceptance, prompt, quality, selection, teacher
 
 from engine.core import store  # noqa: E402
 from engine.core.config import GenerateConfig, load_config  # noqa: E402
 
 
 def score_all(examples, texts) -> dict:
-    rs = [chain_job.score_for(ex, t) for ex, t in zip(examples, texts)]
+    rs = [acceptance.score_for(ex, t) for ex, t in zip(examples, texts)]
     return {"average": round(sum(r["score"] for r in rs) / len(rs), 1),
             "pass_rate": round(sum(quality.passes(r) for r in rs) / len(rs), 3), "results": rs}
 
@@ -67,7 +67,7 @@ def batched(examples, cfg, retries: bool) -> tuple[list[str], int, float, int]:
     outs = teacher.teach(examples, cfg, temperature=cfg.temperatures[0], seed=cfg.seed + 1000)
     texts = [o.text for o in outs]
     tokens = sum(o.completion_tokens for o in outs)
-    best = [chain_job.score_for(ex, t) for ex, t in zip(examples, texts)]
+    best = [acceptance.score_for(ex, t) for ex, t in zip(examples, texts)]
     n_retries = 0
     if retries:
         for k in range(2, cfg.attempts + 1):
@@ -79,7 +79,7 @@ def batched(examples, cfg, retries: bool) -> tuple[list[str], int, float, int]:
                                  seed=cfg.seed + 1000 * k)
             for i, o in zip(todo, outs):
                 tokens += o.completion_tokens
-                r = chain_job.score_for(examples[i], o.text)
+                r = acceptance.score_for(examples[i], o.text)
                 if (quality.passes(r), r["score"]) > (quality.passes(best[i]), best[i]["score"]):
                     best[i], texts[i] = r, o.text
     return texts, tokens, time.time() - t0, n_retries
@@ -112,9 +112,9 @@ def main(argv=None) -> int:
         home = tmp.name
         datasets.synthesize(home, "demo", 0)
     db = store.connect(home)
-    ds_id, _ = chain_job.resolve_dataset(db, None)
+    ds_id, _ = selection.resolve_dataset(db, None)
     n = max(args.examples, args.sequential)
-    examples = chain_job.load_examples(db, chain_job.selection_ids(db, ds_id, "train", n))
+    examples = selection.load_examples(db, selection.selection_ids(db, ds_id, "train", n))
     cfg = load_config(GenerateConfig, ROOT / "configs" / "generate" / "generate_smollm2_cpu.yaml")
     if args.batch_size:
         cfg.batch_size = args.batch_size

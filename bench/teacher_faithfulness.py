@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.data import datasets
 
-from engine.chains import chain_job, quality
+from engine.chains import acceptance, quality, selection
 
 from engine.core import store  # noqa: E402
 from engine.chains import prompt as new_prompt  # noqa: E402
@@ -106,8 +106,8 @@ def main(argv=None) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="ccr-bench-faith-")
     datasets.synthesize(tmp.name, "demo", 0)
     db = store.connect(tmp.name)
-    ds_id, _ = chain_job.resolve_dataset(db, None)
-    examples = chain_job.load_examples(db, chain_job.selection_ids(db, ds_id, "train", args.examples))
+    ds_id, _ = selection.resolve_dataset(db, None)
+    examples = selection.load_examples(db, selection.selection_ids(db, ds_id, "train", args.examples))
     cfg = load_config(GenerateConfig, ROOT / "configs" / "generate" / "generate_smollm2_cpu.yaml")
     if args.batch_size:
         cfg.batch_size = args.batch_size
@@ -130,9 +130,9 @@ def main(argv=None) -> int:
             secs[name] += time.perf_counter() - t0
             for ex, o in zip(batch, outs):
                 toks[name] += o.completion_tokens
-                r = chain_job.score_for(ex, o.text)
+                r = acceptance.score_for(ex, o.text)
                 rows[name].append({"id": ex["ex_id"], "task": ex["task"], "text": o.text, "score": r["score"],
-                                   "passed": quality.passes(r) and not chain_job.structure_faults(o.text),
+                                   "passed": quality.passes(r) and not acceptance.structure_faults(o.text),
                                    "reasons": quality.reasons(r["criteria"]),
                                    "contradictions": r["faithfulness"]["contradictions"],
                                    "invented": r["faithfulness"]["invented"],

@@ -5,7 +5,7 @@ curve) -> export ``train_reasoning.jsonl`` -> train a LoRA adapter (``configs/tr
 -> evaluate base and tuned on the test split -> the base-vs-tuned report.
 
 The examples that get chains, and the chains exported, are balanced across the six tasks and,
-within each task, across label values (``chain_job.balanced_order``): with the first N examples
+within each task, across label values (``selection.balanced_order``): with the first N examples
 instead, 8 of the 16 CSAT chains of a 96-chain run were 5/5 and the tuned model answered 5/5 to
 most CSAT calls.
 
@@ -31,7 +31,7 @@ from engine.core.paths import CONFIGS, Home, resolve_home
 # do in under an hour, measured stage by stage (docs/benchmarks.md, "A demo under an hour").
 # The evaluation is fixed by issue 13 (all 60 test examples, 10 per task, for both models), so
 # the chains and the training get what is left. The chains are balanced across the six tasks and,
-# within each, across label values (``chain_job.balanced_order``): with the first N examples
+# within each, across label values (``selection.balanced_order``): with the first N examples
 # instead, 8 of the 16 CSAT chains of a 96-chain run were 5/5 and the tuned model answered 5/5 to
 # most CSAT calls.
 # Measured on 2026-12-06 (two idle AVX2 cores): 36 chains took 31.7 min end to end (chains 6.1,
@@ -161,19 +161,20 @@ def _synthesize(home: Home, db, dataset: str, seed: int, echo: bool, log) -> Non
 def _generate(home: Home, dataset: str, train_limit: int | None, validation_limit: int, echo: bool, log):
     """Stage 2: the gate test (an override if it fails: the demo goes on), then the train and validation
     chains; returns the generation config."""
-    from engine.chains import chain_job
+    from engine.chains import selection
+    from engine.chains.gate import gate_status, record_override
     from engine.core.config import to_dict
 
-    gen_cfg = chain_job.config_from(None, [], str(CONFIGS / "generate" / "generate_smollm2_cpu.yaml"))
+    gen_cfg = selection.config_from(None, [], str(CONFIGS / "generate" / "generate_smollm2_cpu.yaml"))
     gen_cfg.dataset = dataset
     gen_cfg.select = "balanced"
-    gate = chain_job.gate_status(home, gen_cfg)
+    gate = gate_status(home, gen_cfg)
     if not gate["ok"]:
         job = _run(home, "generate", {**to_dict(gen_cfg), "test": True}, "test generation (demo gate)", echo)
         r = job["result"]
         log(f"gate test on {r['ex_id']}: score {r['score']:.1f} (gate {r['gate_threshold']:g})")
         if not r["passed"]:
-            chain_job.record_override(home, gen_cfg, f"ccr demo: gate test scored {r['score']:.1f}; the demo goes on "
+            record_override(home, gen_cfg, f"ccr demo: gate test scored {r['score']:.1f}; the demo goes on "
                                      f"and the weak chains are retried, then flagged")
             log("gate not reached: override recorded, the run goes on (weak chains are retried, then flagged)")
     for split, limit in (("train", train_limit), ("validation", validation_limit)):
@@ -188,14 +189,14 @@ def _generate(home: Home, dataset: str, train_limit: int | None, validation_limi
 
 def _export(home: Home, dataset: str, gen_cfg, log) -> dict:
     """Stage 3: train_reasoning.jsonl (balanced by task); an export with no train chain ends the demo."""
-    from engine.chains import chain_job
+    from engine.chains import export, selection
 
-    exported = chain_job.export_reasoning(home, None, False, dataset, balanced=True, seed=gen_cfg.seed)
+    exported = export.export_reasoning(home, None, False, dataset, balanced=True, seed=gen_cfg.seed)
     log(f"exported {exported['train']['lines']} train and {exported['validation']['lines']} validation chains to "
         f"{exported['train']['path']}"
         + (f" ({exported['train']['left_out']} train chains left out to keep the tasks even)"
            if exported["train"]["left_out"] else ""))
-    log("train chains by task and label value: " + chain_job.format_balance(exported["train"]["by_label"]))
+    log("train chains by task and label value: " + selection.format_balance(exported["train"]["by_label"]))
     if not exported["train"]["lines"]:
         raise DemoError("no chain passed the quality gate; nothing to train on (review the flagged chains on the "
                         "Review page, or export with flagged chains)")

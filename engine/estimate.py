@@ -331,19 +331,16 @@ def demo(db, generate_config: dict, train_config: dict, n_generate: int, n_train
 def generate_pending(db, config: dict) -> int:
     """Examples a generation with ``config`` would still generate (its selection less the chains
     already there; one for a gate test)."""
-    from engine.chains import chain_job as G
-    from engine.chains.teacher import prompt_key, teacher_id
+    from engine.chains.selection import chain_keys, chunked_query, config_from, resolve_dataset, selection_ids
 
     if config.get("test"):
         return 1
-    cfg = G.config_from(dict(config))
-    ds_id, _ = G.resolve_dataset(db, cfg.dataset)
-    ids = G.selection_ids(db, ds_id, cfg.split, cfg.limit)
-    done = 0
-    for start in range(0, len(ids), 500):
-        part = ids[start:start + 500]
-        done += db.execute(f"SELECT COUNT(*) FROM chains WHERE teacher = ? AND prompt_version = ? AND example_id IN "
-                           f"({', '.join('?' for _ in part)})", [teacher_id(cfg), prompt_key(cfg), *part]).fetchone()[0]
+    cfg = config_from(dict(config))
+    ds_id, _ = resolve_dataset(db, cfg.dataset)
+    ids = selection_ids(db, ds_id, cfg.split, cfg.limit)
+    tid, pk = chain_keys(cfg)
+    done = sum(n for (n,) in chunked_query(
+        db, "SELECT COUNT(*) FROM chains WHERE teacher = ? AND prompt_version = ? AND example_id IN ({ids})", ids, [tid, pk]))
     return len(ids) - done
 
 

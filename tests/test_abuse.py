@@ -25,7 +25,7 @@ from engine import api
 
 from engine.data import datasets, tasks
 
-from engine.chains import chain_job, prompt
+from engine.chains import export, gate, prompt, selection
 
 from engine.core import jobs, store
 from engine.chains.chain import ANALYSIS_PARTS, INSIGHT_PARTS, STEPS, parse_chain
@@ -137,8 +137,8 @@ def structural_faults(text: str, task: str, labels: dict) -> list[str]:
 def run_generation(home, server: FakeTeacher, teacher: str, guided: bool) -> dict:
     values = {"backend": "openai", "teacher": teacher, "base_url": server.base_url, "guided": guided,
               "batch_size": 7, "concurrency": 7, "http_retries": 1, "timeout_s": 20, "dataset": "inject"}
-    cfg = chain_job.config_from(values)
-    chain_job.record_override(home, cfg, "injection test")
+    cfg = selection.config_from(values)
+    gate.record_override(home, cfg, "injection test")
     job = jobs.run_inline(home, "generate", to_dict(cfg), echo=False)
     assert job["status"] == "succeeded", job["error"]
     return job["result"]
@@ -190,7 +190,7 @@ def test_prompt_injection_never_stores_a_chain_that_neither_parses_nor_is_flagge
     # The export (passed chains only) is valid JSON, and the tokenizer of training finds no turn
     # the example did not have: the learned assistant turn carries no injected control token.
     out = tmp_path / "train_reasoning.jsonl"
-    report = chain_job.export_reasoning(injected_home, out, dataset="inject")
+    report = export.export_reasoning(injected_home, out, dataset="inject")
     lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == report["train"]["lines"] > 0
     from transformers import AutoTokenizer

@@ -237,7 +237,7 @@ def _hostile_home(home) -> None:
 
     from engine.evaluation import evaluate
 
-    from engine.chains import chain_job, prompt, quality
+    from engine.chains import acceptance, prompt, quality, selection
 
     from engine.core import store
     from engine.chains.chain import render_chain
@@ -258,8 +258,8 @@ def _hostile_home(home) -> None:
     assert result["accepted"] == len(lines) and result["rejected"] == 0, result
 
     db = store.connect(home)
-    ds_id, _ = chain_job.resolve_dataset(db, None)
-    exs = chain_job.load_examples(db, chain_job.selection_ids(db, ds_id, "train", 6))
+    ds_id, _ = selection.resolve_dataset(db, None)
+    exs = selection.load_examples(db, selection.selection_ids(db, ds_id, "train", 6))
     chains = []
     for i, ex in enumerate(exs):
         if i % 2:  # a chain whose every section is hostile (flagged: no content the scorer credits)
@@ -269,11 +269,11 @@ def _hostile_home(home) -> None:
             raw = good_chain(prompt.free_messages(ex)[-1]["content"]).replace("See the reference answer.",
                                                                               ALL_PAYLOADS)
         text = prompt.finish_free(ex, raw)
-        r = chain_job.score_for(ex, text)
+        r = acceptance.score_for(ex, text)
         chains.append({"example_id": ex["id"], "prompt_version": "2-guided", "teacher": "smollm2-135m-instruct",
                        "text": text, "score": r["score"], "criteria": r["criteria"],
                        "status": "passed" if quality.passes(r) else "flagged", "attempts": 1,
-                       "reasons": chain_job.stored_reasons(r["criteria"], "passed" if quality.passes(r) else "flagged")})
+                       "reasons": acceptance.stored_reasons(r["criteria"], "passed" if quality.passes(r) else "flagged")})
     assert store.save_generation_step(db, [], chains) == len(chains)
     gens = {"base-m": FakeGenerator(lambda m: ALL_PAYLOADS + "\nCSAT: 2/5"),
             "tuned-m": FakeGenerator(lambda m: "<think>" + ALL_PAYLOADS + "</think>\nCSAT: 4/5")}

@@ -51,9 +51,9 @@ def teacher_values(server: FakeTeacher, n: int, batch: int) -> dict:
 
 
 def selection(db, n: int) -> list[int]:
-    from engine.chains import chain_job
+    from engine.chains.selection import resolve_dataset, selection_ids
 
-    return chain_job.selection_ids(db, chain_job.resolve_dataset(db, None)[0], "train", n)
+    return selection_ids(db, resolve_dataset(db, None)[0], "train", n)
 
 
 def assert_one_chain_per_example(db, ids: list[int], attempts_each: int) -> None:
@@ -517,24 +517,24 @@ def test_concurrent_start_presses_make_one_job_each(demo_home, tmp_path, monkeyp
 KILL_BEFORE_RENAME = """
 import os, signal, sys
 sys.path.insert(0, {repo!r})
-from engine.chains import chain_job
+from engine.chains import export
 os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # dies after writing, before the rename
-chain_job.export_reasoning({home!r}, {out!r})
+export.export_reasoning({home!r}, {out!r})
 """
 
 
 def test_export_killed_before_its_rename_leaves_the_previous_file_whole(demo_home, tmp_path):
-    from engine.chains import chain_job
+    from engine.chains import export, gate, selection
     from engine.core.config import to_dict
 
     server = FakeTeacher().start()
     try:
         values = teacher_values(server, 6, 3)
-        cfg = chain_job.config_from(values)
-        chain_job.record_override(demo_home, cfg, "fault test")
+        cfg = selection.config_from(values)
+        gate.record_override(demo_home, cfg, "fault test")
         assert jobs.run_inline(demo_home, "generate", {**to_dict(cfg), "limit": 3}, echo=False)["status"] == "succeeded"
         out = tmp_path / "train_reasoning.jsonl"
-        chain_job.export_reasoning(demo_home, out)
+        export.export_reasoning(demo_home, out)
         before = out.read_bytes()
         assert len(before.splitlines()) == 3
         assert jobs.run_inline(demo_home, "generate", to_dict(cfg), echo=False)["status"] == "succeeded"  # 6 now
@@ -546,5 +546,5 @@ def test_export_killed_before_its_rename_leaves_the_previous_file_whole(demo_hom
     assert out.read_bytes() == before  # the reader sees the old export, whole
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".train_reasoning.jsonl.")]
     assert leftovers and all(n.endswith(".tmp") for n in leftovers)  # the cut-short file is an obvious temp file
-    chain_job.export_reasoning(demo_home, out)
+    export.export_reasoning(demo_home, out)
     assert len(out.read_text().splitlines()) == 6

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.chains import chain_job, quality, teacher
+from engine.chains import acceptance, chain_job, quality, review, selection, teacher
+from engine.chains.gate import gate_status, record_override, run_test
 
 from engine.core import jobs, store
 from engine.core.config import to_dict
@@ -42,13 +43,13 @@ def fake():
 def http_cfg(server: FakeTeacher, **extra):
     values = {"backend": "openai", "teacher": "fake-teacher", "base_url": server.base_url, "guided": False,
               "batch_size": 4, "concurrency": 4, "http_retries": 3, "timeout_s": 10, **extra}
-    return chain_job.config_from(values)
+    return selection.config_from(values)
 
 
 def some_examples(home, n: int) -> list[dict]:
     db = store.connect(home)
-    ds_id, _ = chain_job.resolve_dataset(db, None)
-    return chain_job.load_examples(db, chain_job.selection_ids(db, ds_id, "train", n))
+    ds_id, _ = selection.resolve_dataset(db, None)
+    return selection.load_examples(db, selection.selection_ids(db, ds_id, "train", n))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ def test_http_backend_free_mode_with_retries(demo_home, fake):
     outs = teacher.teach(exs, http_cfg(server), temperature=0.0, seed=7)
     assert server.requests == 6 and server.calls == 3  # three failures retried, three answers
     for ex, out in zip(exs, outs):
-        r = chain_job.score_for(ex, out.text)
+        r = acceptance.score_for(ex, out.text)
         assert quality.passes(r), r
         assert out.completion_tokens > 0
     body = server.bodies[0]
@@ -75,7 +76,7 @@ def test_http_backend_guided_mode_sends_one_request_per_part(demo_home, fake):
     outs = teacher.teach(exs, http_cfg(server, guided=True), temperature=0.7, seed=1)
     assert server.calls == 2 * 13
     for ex, out in zip(exs, outs):
-        r = chain_job.score_for(ex, out.text)
+        r = acceptance.score_for(ex, out.text)
         assert r["sections_ok"] and r["criteria"]["steps"]["points"] >= 15, r
         assert out.calls == 13
 
@@ -107,11 +108,11 @@ def test_gate_blocks_until_a_test_passes_or_an_override(demo_home, fake):
     config = {**to_dict(cfg), "limit": 2}
     job = jobs.run_inline(demo_home, "generate", config, echo=False)
     assert job["status"] == "failed" and "run a test" in job["error"]
-    r = chain_job.run_test(demo_home, cfg, log=lambda m: None)
+    r = run_test(demo_home, cfg, log=lambda m: None)
     assert not r["passed"] and r["score"] < cfg.gate_threshold
-    assert not chain_job.gate_status(demo_home, cfg)["ok"]
-    chain_job.record_override(demo_home, cfg, "demo needs it")
-    gate = chain_job.gate_status(demo_home, cfg)
+    assert not gate_status(demo_home, cfg)["ok"]
+    record_override(demo_home, cfg, "demo needs it")
+    gate = gate_status(demo_home, cfg)
     assert gate["ok"] and gate["override"]["reason"] == "demo needs it" and not gate["passing_test"]
     rows = store.connect(demo_home).execute("SELECT override, score, text FROM gate_tests ORDER BY id").fetchall()
     assert [r[0] for r in rows] == [0, 1] and rows[0][2]
@@ -120,7 +121,7 @@ def test_gate_blocks_until_a_test_passes_or_an_override(demo_home, fake):
     cfg2 = http_cfg(good, teacher="other-teacher")
     job = jobs.run_inline(demo_home, "generate", {**to_dict(cfg2), "test": True}, echo=False)
     assert job["status"] == "succeeded" and job["result"]["passed"] and job["result"]["score"] >= 75
-    assert chain_job.gate_status(demo_home, cfg2)["passing_test"]["id"] == job["result"]["gate_id"]
+    assert gate_status(demo_home, cfg2)["passing_test"]["id"] == job["result"]["gate_id"]
 
 
 def _chains(home) -> list[tuple]:
@@ -131,7 +132,7 @@ def _chains(home) -> list[tuple]:
 def test_retry_keeps_the_best_attempt_and_flags_failures(demo_home, fake):
     server = fake(quality="bad-greedy")  # attempt 1 (greedy) is bad, retries are good
     cfg = http_cfg(server)
-    chain_job.record_override(demo_home, cfg, "test")
+    record_override(demo_home, cfg, "test")
     job = jobs.run_inline(demo_home, "generate", {**to_dict(cfg), "limit": 3}, echo=False)
     assert job["status"] == "succeeded", job["error"]
     rows = _chains(demo_home)
@@ -144,7 +145,7 @@ def test_retry_keeps_the_best_attempt_and_flags_failures(demo_home, fake):
 
     bad = fake(quality="bad")
     cfg_b = http_cfg(bad, teacher="bad-teacher", attempts=3)
-    chain_job.record_override(demo_home, cfg_b, "test")
+    record_override(demo_home, cfg_b, "test")
     job = jobs.run_inline(demo_home, "generate", {**to_dict(cfg_b), "limit": 2}, echo=False)
     r = job["result"]
     assert (r["generated"], r["passed"], r["flagged"]) == (2, 0, 2)
@@ -161,7 +162,7 @@ def test_retry_keeps_the_best_attempt_and_flags_failures(demo_home, fake):
 def test_resume_reuses_recorded_attempts(demo_home, fake):
     server = fake()
     cfg = http_cfg(server)
-    chain_job.record_override(demo_home, cfg, "test")
+    record_override(demo_home, cfg, "test")
     exs = some_examples(demo_home, 3)
     tid, pk = teacher.teacher_id(cfg), teacher.prompt_key(cfg)
     # a stopped run had recorded a failed attempt 1 for the first example, and no chain
@@ -208,7 +209,7 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(demo_home, fake):
     last = final.stdout.strip().splitlines()[-1]
     assert last.startswith(f"generated {n}, passed {n}, flagged 0, average score ")
     rows = db.execute("SELECT example_id, COUNT(*) FROM chains GROUP BY example_id").fetchall()
-    ids = chain_job.selection_ids(db, chain_job.resolve_dataset(db, None)[0], "train", n)
+    ids = selection.selection_ids(db, selection.resolve_dataset(db, None)[0], "train", n)
     assert sorted(r[0] for r in rows) == sorted(ids) and all(r[1] == 1 for r in rows)
     assert db.execute("SELECT COUNT(*) FROM chain_attempts").fetchone()[0] == n  # one attempt row each
     assert kills == want_kills and done_before < n
@@ -225,9 +226,9 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(demo_home, fake):
 @pytest.mark.slow
 def test_real_two_example_run_on_the_embedded_teacher(demo_home, embedded_generator, monkeypatch):
     monkeypatch.setattr(teacher, "local_generator", lambda cfg, home=None: embedded_generator)
-    cfg = chain_job.config_from(None, path=REPO / "configs" / "generate" / "generate_smollm2_cpu.yaml")
+    cfg = selection.config_from(None, path=REPO / "configs" / "generate" / "generate_smollm2_cpu.yaml")
     # (the gate itself is tested with the HTTP teacher above; one model run here keeps the suite short)
-    chain_job.record_override(demo_home, cfg, "test")
+    record_override(demo_home, cfg, "test")
     job = jobs.run_inline(demo_home, "generate", {**to_dict(cfg), "limit": 2, "batch_size": 2}, echo=False)
     assert job["status"] == "succeeded", job["error"]
     r = job["result"]
@@ -265,7 +266,7 @@ def test_guided_decoder_matches_an_uncached_reference(demo_home):
                                 lock=__import__("threading").Lock())
     exs = some_examples(demo_home, 1)
     prepared = [teacher._part_ids(gen, ex) for ex in exs]
-    cfg = chain_job.config_from({"part_tokens": 16, "repetition_penalty": 1.3})
+    cfg = selection.config_from({"part_tokens": 16, "repetition_penalty": 1.3})
     texts, _, n_new = teacher._decode_parts(gen, prepared, cfg, temperature=0.0, seed=0)
 
     stops = set(teacher._newline_ids(tok)) | set(end_ids)
@@ -321,7 +322,7 @@ def _counts(rows: list[tuple], ids: list[int]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for i in ids:
         _, task, labels = by_id[i]
-        value = chain_job.label_stratum(task, labels)
+        value = selection.label_stratum(task, labels)
         out.setdefault(task, {}).setdefault(value, 0)
         out[task][value] += 1
     return out
@@ -329,7 +330,7 @@ def _counts(rows: list[tuple], ids: list[int]) -> dict[str, dict[str, int]]:
 
 def test_balanced_order_is_even_across_tasks_and_label_values():
     rows = _rows({1: 30, 2: 30, 3: 30, 4: 30, 5: 30})
-    order = chain_job.balanced_order(rows, seed=0)
+    order = selection.balanced_order(rows, seed=0)
     assert sorted(order) == sorted(r[0] for r in rows)  # a permutation: nothing dropped or repeated
     counts = _counts(rows, order[:360])  # 60 per task
     assert {t: sum(v.values()) for t, v in counts.items()} == {t: 60 for t in counts} and len(counts) == 6
@@ -343,49 +344,49 @@ def test_balanced_order_is_even_across_tasks_and_label_values():
     task_of = {r[0]: r[1] for r in rows}
     assert [task_of[i] for i in order[:6]] == ["csat", "quality", "churn", "sentiment", "root_cause", "coaching"]
     # deterministic: the same rows and seed give the same order; another seed another order
-    assert chain_job.balanced_order(list(reversed(rows)), seed=0) == order
-    other = chain_job.balanced_order(rows, seed=1)
+    assert selection.balanced_order(list(reversed(rows)), seed=0) == order
+    other = selection.balanced_order(rows, seed=1)
     assert other != order and _counts(rows, other[:360])["csat"] == counts["csat"]
 
 
 def test_a_short_stratum_is_used_up_and_the_others_fill_its_share():
     # CSAT 1 has only 2 examples: 60 CSAT picks take both, and the 58 others spread evenly
     rows = _rows({1: 2, 2: 30, 3: 30, 4: 30, 5: 30})
-    csat = _counts(rows, chain_job.balanced_order(rows)[:360])["csat"]
+    csat = _counts(rows, selection.balanced_order(rows)[:360])["csat"]
     assert csat["1"] == 2 and sum(csat.values()) == 60 and sorted(csat[v] for v in "2345") == [14, 14, 15, 15]
     # a task with too few examples: CSAT has 10 in all; the first 120 hold all 10, the other tasks 22 each
     rows = _rows({1: 2, 2: 2, 3: 2, 4: 2, 5: 2})
-    per_task = {t: sum(v.values()) for t, v in _counts(rows, chain_job.balanced_order(rows)[:120]).items()}
+    per_task = {t: sum(v.values()) for t, v in _counts(rows, selection.balanced_order(rows)[:120]).items()}
     assert per_task == {"csat": 10, "quality": 22, "churn": 22, "sentiment": 22, "root_cause": 22, "coaching": 22}
     # examples without a usable label (imported data) form one stratum of their task; unknown tasks come last
     rows = [(1, "csat", {}), (2, "csat", {"csat": 3}), (3, "other", None), (4, None, None)]
-    assert chain_job.label_stratum("csat", {}) == "(no label)"
-    order = chain_job.balanced_order(rows)
+    assert selection.label_stratum("csat", {}) == "(no label)"
+    order = selection.balanced_order(rows)
     assert order[1:3] == [4, 3] and {order[0], order[3]} == {1, 2}  # one per task a round: csat, then the others
 
 
 def test_balanced_selection_on_the_demo_data_and_in_a_generate_run(demo_home, fake):
     db = store.connect(demo_home)
-    ds_id, _ = chain_job.resolve_dataset(db, None)
-    ids = chain_job.selection_ids(db, ds_id, "train", 60, balanced=True)
-    assert ids == chain_job.selection_ids(db, ds_id, "train", 60, balanced=True)  # a resumed run selects the same
-    counts = chain_job.balance_counts(db, ids)
+    ds_id, _ = selection.resolve_dataset(db, None)
+    ids = selection.selection_ids(db, ds_id, "train", 60, balanced=True)
+    assert ids == selection.selection_ids(db, ds_id, "train", 60, balanced=True)  # a resumed run selects the same
+    counts = selection.balance_counts(db, ids)
     assert {t: sum(v.values()) for t, v in counts.items()} == {t: 10 for t in counts} and len(counts) == 6
     # the demo split's CSAT scores are skewed (15 x 1, 6 x 2, 3 x 3, 5 x 4, 21 x 5): 2 of each all the same
     assert counts["csat"] == {"1": 2, "2": 2, "3": 2, "4": 2, "5": 2}
-    first = chain_job.balance_counts(db, chain_job.selection_ids(db, ds_id, "train", 60))
+    first = selection.balance_counts(db, selection.selection_ids(db, ds_id, "train", 60))
     assert first["csat"] != counts["csat"]
-    everything = chain_job.selection_ids(db, ds_id, "train", None, balanced=True)
-    assert sorted(everything) == chain_job.selection_ids(db, ds_id, "train", None)
+    everything = selection.selection_ids(db, ds_id, "train", None, balanced=True)
+    assert sorted(everything) == selection.selection_ids(db, ds_id, "train", None)
     # the generate job takes the balanced selection with select=balanced
     server = fake()
     cfg = http_cfg(server, select="balanced")
-    chain_job.record_override(demo_home, cfg, "test")
+    record_override(demo_home, cfg, "test")
     job = jobs.run_inline(demo_home, "generate", {**to_dict(cfg), "limit": 12}, echo=False)
     assert job["status"] == "succeeded", job["error"]
     done = [r[0] for r in _chains(demo_home)]
-    assert done == sorted(chain_job.selection_ids(db, ds_id, "train", 12, balanced=True))
-    assert {t: sum(v.values()) for t, v in chain_job.balance_counts(db, done).items()} == {t: 2 for t in counts}
+    assert done == sorted(selection.selection_ids(db, ds_id, "train", 12, balanced=True))
+    assert {t: sum(v.values()) for t, v in selection.balance_counts(db, done).items()} == {t: 2 for t in counts}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,10 +417,10 @@ def test_judge_rates_each_chain_and_an_unfaithful_one_is_flagged_with_its_reason
     teacher_server = fake()
     cfg = http_cfg(teacher_server, judge=_judge(judge_server))
     # The gate test shows the judge's rating in its breakdown.
-    test = chain_job.run_test(demo_home, cfg, log=lambda m: None)
+    test = run_test(demo_home, cfg, log=lambda m: None)
     assert test["ex_id"] == exs[0]["ex_id"] and test["passed"]
     assert test["criteria"]["judge"]["rating"] == 5 and judge_server.calls == 1
-    chain_job.record_override(demo_home, cfg, "test")
+    record_override(demo_home, cfg, "test")
     job = jobs.run_inline(demo_home, "generate", {**to_dict(cfg), "limit": 3}, echo=False)
     assert job["status"] == "succeeded", job["error"]
     db = store.connect(demo_home)
@@ -428,12 +429,12 @@ def test_judge_rates_each_chain_and_an_unfaithful_one_is_flagged_with_its_reason
     for ex in (exs[0], exs[2]):
         status, attempts, _, reasons, chain_id = rows[ex["id"]]
         assert (status, attempts, reasons) == ("passed", 1, "")
-        j = chain_job.chain_detail(demo_home, chain_id)["criteria"]["judge"]
+        j = review.chain_detail(demo_home, chain_id)["criteria"]["judge"]
         assert (j["rating"], j["faithful"], j["points"]) == (5, True, 0.0)
     # The one the judge calls unfaithful is retried, then flagged with the judge's reason and sentence.
     status, attempts, score, reasons, chain_id = rows[target["id"]]
     assert (status, attempts, reasons) == ("flagged", 3, ",judge,")
-    detail = chain_job.chain_detail(demo_home, chain_id)
+    detail = review.chain_detail(demo_home, chain_id)
     j = detail["criteria"]["judge"]
     assert j["rating"] == 2 and j["faithful"] is False and j["points"] <= -10.0
     assert j["reason"] == ("fake-judge rates it 2/5 (unfaithful below 3): Claims a follow-up email the call never "
@@ -443,7 +444,7 @@ def test_judge_rates_each_chain_and_an_unfaithful_one_is_flagged_with_its_reason
     assert len(judged) == 1 and judged[0]["sentence"].startswith("Send a follow-up email")
     assert judged[0]["sentence"] in detail["text"]
     assert detail["reasons"] == ["judge"]
-    listed, total = chain_job.list_chains(demo_home, reason="judge")
+    listed, total = review.list_chains(demo_home, reason="judge")
     assert total == 1 and listed[0]["id"] == chain_id
     # One rating per attempt, greedy, to the judge's model; the teacher never sees a judge prompt.
     assert judge_server.calls == 1 + 5 and teacher_server.calls == 1 + 5
@@ -459,14 +460,14 @@ def test_judge_down_or_talking_nonsense_loses_no_chain(demo_home, fake):
 
     teacher_server = fake()
     cfg = http_cfg(teacher_server, judge=_judge(None))  # nothing listens on the judge's port
-    chain_job.record_override(demo_home, cfg, "test")
+    record_override(demo_home, cfg, "test")
     job = jobs.run_inline(demo_home, "generate", {**to_dict(cfg), "limit": 3}, echo=False)
     assert job["status"] == "succeeded", job["error"]
     db = store.connect(demo_home)
     rows = db.execute("SELECT id, status, attempts FROM chains").fetchall()
     assert sorted(r[1:] for r in rows) == [("passed", 1)] * 3  # every chain kept, settled on its score
     for chain_id, _, _ in rows:
-        j = chain_job.chain_detail(demo_home, chain_id)["criteria"]["judge"]
+        j = review.chain_detail(demo_home, chain_id)["criteria"]["judge"]
         assert j["reason"].startswith("judge unavailable: TeacherError:") and "failed after 1 tries" in j["reason"]
         assert j["points"] == 0.0 and j["rating"] is None and j["unavailable"]
     r = job["result"]
@@ -475,12 +476,12 @@ def test_judge_down_or_talking_nonsense_loses_no_chain(demo_home, fake):
     # A judge that answers, but not with a verdict: recorded the same way, chains kept.
     junk = fake(answer=judge_answer(raw="I'd rather not say."))
     cfg2 = http_cfg(teacher_server, teacher="other-teacher", judge=_judge(junk))
-    chain_job.record_override(demo_home, cfg2, "test")
+    record_override(demo_home, cfg2, "test")
     job = jobs.run_inline(demo_home, "generate", {**to_dict(cfg2), "limit": 2}, echo=False)
     assert job["status"] == "succeeded", job["error"]
     rows = db.execute("SELECT id, status FROM chains WHERE teacher = 'openai:other-teacher'").fetchall()
     assert [r[1] for r in rows] == ["passed", "passed"] and junk.calls == 2
-    reason = chain_job.chain_detail(demo_home, rows[0][0])["criteria"]["judge"]["reason"]
+    reason = review.chain_detail(demo_home, rows[0][0])["criteria"]["judge"]["reason"]
     assert reason.startswith("judge unavailable: the answer is not a verdict (no JSON object with a rating")
 
 
@@ -513,14 +514,14 @@ def test_a_resumed_run_keeps_the_judges_recorded_rating(demo_home):
 
     text = good_chain(ex["transcript"])
     settings = JudgeSettings(model="m")
-    first = chain_job.score_for(ex, text)
+    first = acceptance.score_for(ex, text)
     form = first["score"]
     judge.apply(first, judge.entry({"rating": 1, "reason": "Wrong.", "sentences": []}, settings, form, 70.0))
     assert first["score"] == min(form - 10.0, 60.0) and first["criteria"]["judge"]["faithful"] is False
-    again = chain_job.score_for(ex, text)  # what a resumed run does with a recorded attempt
+    again = acceptance.score_for(ex, text)  # what a resumed run does with a recorded attempt
     judge.reapply(again, json.loads(json.dumps(first["criteria"]["judge"])), settings, 70.0)
     assert again["score"] == first["score"] and again["criteria"]["judge"] == first["criteria"]["judge"]
     assert quality.reasons(again["criteria"]) == ["judge"]
     unavailable = judge.entry({"error": "down"}, settings, form, 70.0)
-    third = judge.reapply(chain_job.score_for(ex, text), unavailable, settings, 70.0)
+    third = judge.reapply(acceptance.score_for(ex, text), unavailable, settings, 70.0)
     assert third["score"] == form and third["criteria"]["judge"]["reason"] == "judge unavailable: down"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.chains import chain_job, teacher
+from engine.chains import chain_job, gate, selection, teacher
 
 from engine.core import jobs, store
 from engine.core.config import to_dict
@@ -49,7 +49,7 @@ def test_guided_local_decoding_reports_every_step_before_the_batch_ends(demo_hom
     gen = types.SimpleNamespace(model=model, tokenizer=tok, device="cpu", end_ids=[tok.eos_token_id],
                                 lock=threading.Lock())
     exs = some_examples(demo_home, 1)
-    cfg = chain_job.config_from({"part_tokens": 12, "batch_size": 1})
+    cfg = selection.config_from({"part_tokens": 12, "batch_size": 1})
     events: list[dict] = []
     outs = teacher._guided_local(gen, exs, cfg, 0.0, 0, progress=events.append)
     assert len(outs) == 1 and outs[0].text
@@ -77,7 +77,7 @@ def test_batched_generate_reports_every_decode_step():
 
 
 def test_http_teacher_reports_each_finished_request(demo_home, server):
-    cfg = chain_job.config_from({"backend": "openai", "teacher": "fake-teacher", "base_url": server.base_url,
+    cfg = selection.config_from({"backend": "openai", "teacher": "fake-teacher", "base_url": server.base_url,
                                 "guided": True, "concurrency": 2, "timeout_s": 10})
     events: list[dict] = []
     teacher.teach(some_examples(demo_home, 1), cfg, progress=events.append)
@@ -103,8 +103,8 @@ class RecordingContext(jobs.JobContext):
 def test_a_one_batch_generation_moves_the_job_row_at_least_three_times_before_the_batch_ends(demo_home, server):
     values = {"backend": "openai", "teacher": "fake-teacher", "base_url": server.base_url, "guided": True,
               "concurrency": 1, "timeout_s": 10, "limit": 2, "batch_size": 2, "attempts": 1}
-    cfg = chain_job.config_from(values)
-    chain_job.record_override(demo_home, cfg, "test")
+    cfg = selection.config_from(values)
+    gate.record_override(demo_home, cfg, "test")
     db = store.connect(demo_home)
     job_id = store.enqueue_job(db, "generate", to_dict(cfg))
     store.claim_job(db, "test", job_id=job_id)

@@ -10,7 +10,7 @@ import pytest
 
 from engine import api, cli
 
-from engine.chains import chain_job, prompt, quality
+from engine.chains import acceptance, export, prompt, quality, review, selection
 
 from engine.core import store
 
@@ -24,18 +24,18 @@ def make_chains(home, n_train: int = 4, n_val: int = 2) -> dict[str, list[int]]:
     """Chains for the first train and validation examples: even ones good (passed), odd ones bad
     (flagged). Returns chain ids by status."""
     db = store.connect(home)
-    ds_id, _ = chain_job.resolve_dataset(db, None)
-    exs = (chain_job.load_examples(db, chain_job.selection_ids(db, ds_id, "train", n_train))
-           + chain_job.load_examples(db, chain_job.selection_ids(db, ds_id, "validation", n_val)))
+    ds_id, _ = selection.resolve_dataset(db, None)
+    exs = (selection.load_examples(db, selection.selection_ids(db, ds_id, "train", n_train))
+           + selection.load_examples(db, selection.selection_ids(db, ds_id, "validation", n_val)))
     chains = []
     for i, ex in enumerate(exs):
         raw = good_chain(prompt.free_messages(ex)[-1]["content"]) if i % 2 == 0 else BAD_CHAIN
         text = prompt.finish_free(ex, raw)
-        r = chain_job.score_for(ex, text)
+        r = acceptance.score_for(ex, text)
         status = "passed" if quality.passes(r) else "flagged"
         chains.append({"example_id": ex["id"], "prompt_version": PK, "teacher": TID, "text": text, "score": r["score"],
                        "criteria": r["criteria"], "status": status, "attempts": 1 if i % 2 == 0 else 3,
-                       "reasons": chain_job.stored_reasons(r["criteria"], status)})
+                       "reasons": acceptance.stored_reasons(r["criteria"], status)})
     assert store.save_generation_step(db, [], chains) == len(chains)
     out: dict[str, list[int]] = {}
     for cid, status in db.execute("SELECT id, status FROM chains ORDER BY id"):
@@ -47,37 +47,37 @@ def test_review_decisions_are_stored_and_edit_rescores(demo_home):
     ids = make_chains(demo_home)
     assert len(ids["passed"]) == 3 and len(ids["flagged"]) == 3
     f1, f2, f3 = ids["flagged"]
-    assert chain_job.review(demo_home, [f1], "approve", "ana") == 1
-    assert chain_job.review(demo_home, [f2], "reject", "ben") == 1
+    assert review.review(demo_home, [f1], "approve", "ana") == 1
+    assert review.review(demo_home, [f2], "reject", "ben") == 1
     # edit: the bad chain replaced by a good one is re-scored and approved
-    c = chain_job.chain_detail(demo_home, f3)
+    c = review.chain_detail(demo_home, f3)
     better = prompt.finish_free(c["example"], good_chain(prompt.free_messages(c["example"])[-1]["content"]))
-    r = chain_job.edit_chain(demo_home, f3, better, "cy")
+    r = review.edit_chain(demo_home, f3, better, "cy")
     assert r["status"] == "approved" and r["score"] > r["score_before"] and r["score"] >= 70
     # an edit that is still bad stays flagged with its new score
-    r2 = chain_job.edit_chain(demo_home, f3, "<thinking>too short</thinking>", "cy")
+    r2 = review.edit_chain(demo_home, f3, "<thinking>too short</thinking>", "cy")
     assert r2["status"] == "flagged" and r2["score"] < 40
     with pytest.raises(ValueError):
-        chain_job.edit_chain(demo_home, f3, "   ")
+        review.edit_chain(demo_home, f3, "   ")
     db = store.connect(demo_home)
     reviews = db.execute("SELECT chain_id, decision, reviewer, score_before, score_after, created_at, edited_text "
                          "FROM reviews ORDER BY id").fetchall()
     assert [(r[0], r[1], r[2]) for r in reviews] == [(f1, "approve", "ana"), (f2, "reject", "ben"),
                                                      (f3, "edit", "cy"), (f3, "edit", "cy")]
     assert all(r[5] > 0 for r in reviews) and reviews[2][6] == better and reviews[3][3] == reviews[2][4]
-    detail = chain_job.chain_detail(demo_home, f3)
+    detail = review.chain_detail(demo_home, f3)
     assert detail["text"].startswith("<thinking>too short") and len(detail["reviews"]) == 2
     # bulk over a filter: reject everything still flagged
-    assert chain_job.bulk_review(demo_home, "reject", status="flagged") == 1
-    assert chain_job.list_chains(demo_home, status="flagged")[1] == 0
-    assert chain_job.list_chains(demo_home, status="rejected")[1] == 2
+    assert review.bulk_review(demo_home, "reject", status="flagged") == 1
+    assert review.list_chains(demo_home, status="flagged")[1] == 0
+    assert review.list_chains(demo_home, status="rejected")[1] == 2
 
 
 def test_export_follows_status_and_keeps_meta(demo_home):
     ids = make_chains(demo_home)
-    chain_job.review(demo_home, [ids["flagged"][0]], "approve")
-    chain_job.review(demo_home, [ids["passed"][0]], "reject")
-    r = chain_job.export_reasoning(demo_home)
+    review.review(demo_home, [ids["flagged"][0]], "approve")
+    review.review(demo_home, [ids["passed"][0]], "reject")
+    r = export.export_reasoning(demo_home)
     train = demo_home.data / "train_reasoning.jsonl"
     val = demo_home.data / "validation_reasoning.jsonl"
     assert r["train"]["path"] == str(train) and r["validation"]["path"] == str(val)
@@ -94,7 +94,7 @@ def test_export_follows_status_and_keeps_meta(demo_home):
         assert obj["messages"][0]["role"] == "system" and obj["messages"][1]["role"] == "user"
         assert meta["chain_score"] == score and meta["chain_status"] == status and meta["labels"] and meta["task"]
     # --include-flagged adds the flagged ones; rejected never appear
-    r2 = chain_job.export_reasoning(demo_home, demo_home.data / "x" / "train_all.jsonl", include_flagged=True)
+    r2 = export.export_reasoning(demo_home, demo_home.data / "x" / "train_all.jsonl", include_flagged=True)
     n_flagged = db.execute("SELECT COUNT(*) FROM chains WHERE status = 'flagged'").fetchone()[0]
     assert r2["train"]["lines"] + r2["validation"]["lines"] == len(expected) + n_flagged
     assert Path(r2["validation"]["path"]).name == "validation_all.jsonl"
@@ -141,7 +141,7 @@ def test_cli_review_export_and_score(demo_home, capsys, tmp_path):
 
 def test_quality_report_targets(demo_home):
     make_chains(demo_home)
-    r = chain_job.quality_report(demo_home)
+    r = review.quality_report(demo_home)
     assert r["count"] == 6 and len(r["scores"]) == 6
     avg = sum(r["scores"]) / 6
     assert r["average"] == round(avg, 2)
@@ -315,8 +315,8 @@ def make_unfaithful_chains(home) -> dict[str, int]:
     inventing specifics (one of them inside markup, as a hostile teacher would write it), one
     empty (form). Returns chain ids by what is wrong."""
     db = store.connect(home)
-    ds_id, _ = chain_job.resolve_dataset(db, None)
-    exs = chain_job.load_examples(db, chain_job.selection_ids(db, ds_id, "train", 3))
+    ds_id, _ = selection.resolve_dataset(db, None)
+    exs = selection.load_examples(db, selection.selection_ids(db, ds_id, "train", 3))
     out, chains = {}, []
     for kind, ex in zip(("contradiction", "invented", "form"), exs):
         text = prompt.finish_free(ex, good_chain(prompt.free_messages(ex)[-1]["content"]))
@@ -329,11 +329,11 @@ def make_unfaithful_chains(home) -> dict[str, int]:
                                 "interaction quality was", 1)
         else:
             text = prompt.finish_free(ex, BAD_CHAIN)
-        r = chain_job.score_for(ex, text)
+        r = acceptance.score_for(ex, text)
         assert not quality.passes(r)
         chains.append({"example_id": ex["id"], "prompt_version": PK, "teacher": TID, "text": text, "score": r["score"],
                        "criteria": r["criteria"], "status": "flagged", "attempts": 3,
-                       "reasons": chain_job.chain_reasons({**r, "faults": chain_job.structure_faults(text)})})
+                       "reasons": acceptance.chain_reasons({**r, "faults": acceptance.structure_faults(text)})})
     assert store.save_generation_step(db, [], chains) == 3
     for kind, (cid,) in zip(("contradiction", "invented", "form"), db.execute("SELECT id FROM chains ORDER BY id")):
         out[kind] = cid
@@ -343,11 +343,11 @@ def make_unfaithful_chains(home) -> dict[str, int]:
 def test_review_list_filters_by_reason(demo_home, capsys):
     ids = make_unfaithful_chains(demo_home)
     for reason, cid in ids.items():
-        rows, total = chain_job.list_chains(demo_home, status="flagged", reason=reason)
+        rows, total = review.list_chains(demo_home, status="flagged", reason=reason)
         assert [r["id"] for r in rows] == [cid] and total == 1 and rows[0]["reasons"] == [reason]
     with pytest.raises(ValueError, match="reason must be one of"):
-        chain_job.list_chains(demo_home, reason="typo")
-    detail = chain_job.chain_detail(demo_home, ids["contradiction"])
+        review.list_chains(demo_home, reason="typo")
+    detail = review.chain_detail(demo_home, ids["contradiction"])
     assert detail["reasons"] == ["contradiction"]
     assert [f["kind"] for f in detail["at_fault"]] == ["contradiction"]
     assert detail["at_fault"][0]["sentence"] in detail["text"] and "churn risk is" in detail["at_fault"][0]["reason"]
@@ -364,12 +364,12 @@ def test_review_list_filters_by_reason(demo_home, capsys):
     # bulk decisions take the filter too
     assert cli.main(["review", "reject", "--all", "--reason", "contradiction", *home]) == 0
     assert "rejected 1 chain" in capsys.readouterr().out
-    assert chain_job.list_chains(demo_home, status="rejected")[0][0]["id"] == ids["contradiction"]
+    assert review.list_chains(demo_home, status="rejected")[0][0]["id"] == ids["contradiction"]
     # an edit re-derives the reasons
     ex = detail["example"]
     fixed = prompt.finish_free(ex, good_chain(prompt.free_messages(ex)[-1]["content"]))
-    assert chain_job.edit_chain(demo_home, ids["contradiction"], fixed)["status"] == "approved"
-    assert chain_job.chain_detail(demo_home, ids["contradiction"])["reasons"] == []
+    assert review.edit_chain(demo_home, ids["contradiction"], fixed)["status"] == "approved"
+    assert review.chain_detail(demo_home, ids["contradiction"])["reasons"] == []
 
 
 def test_reasons_migration_backfills_existing_chains(demo_home):
@@ -381,7 +381,7 @@ def test_reasons_migration_backfills_existing_chains(demo_home):
     db.execute("ALTER TABLE chains DROP COLUMN reasons")
     db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm_faith_001_chain_reasons'")
     store.migrate(db, demo_home.db)
-    chain_job.fill_missing_reasons(db)   # the chains side derives them (core does not import quality)
+    acceptance.fill_missing_reasons(db)   # the chains side derives them (core does not import quality)
     got = dict(db.execute("SELECT id, reasons FROM chains").fetchall())
     assert got == {ids["contradiction"]: ",contradiction,", ids["invented"]: ",invented,", ids["form"]: ",form,"}
     store.migrate(db, demo_home.db)   # applied once only
@@ -401,7 +401,7 @@ def test_review_page_filters_by_reason_and_marks_sentences(demo_home, open_page)
     body = "\n".join(marked)
     # the chain's own markup arrives escaped inside our <mark>, never as a tag
     assert "&lt;b onmouseover=alert(1)&gt;Sarah&lt;/b&gt;" in body and "<b " not in body
-    assert chain_job.chain_detail(demo_home, ids["invented"])["at_fault"]
+    assert review.chain_detail(demo_home, ids["invented"])["at_fault"]
     at.selectbox(key="rv-reason").select("contradicts the labels").run()
     assert not at.exception and "Falls short for: contradiction" in _texts(at)
     assert any("<mark" in h.value for h in at.get("html"))
@@ -412,13 +412,13 @@ def test_review_page_filters_by_reason_and_marks_sentences(demo_home, open_page)
 def _passed_chains(home, ids: list[int]) -> None:
     db = store.connect(home)
     chains = []
-    for ex in chain_job.load_examples(db, ids):
+    for ex in selection.load_examples(db, ids):
         text = prompt.finish_free(ex, good_chain(prompt.free_messages(ex)[-1]["content"]))
-        r = chain_job.score_for(ex, text)
+        r = acceptance.score_for(ex, text)
         assert quality.passes(r)
         chains.append({"example_id": ex["id"], "prompt_version": PK, "teacher": TID, "text": text, "score": r["score"],
                        "criteria": r["criteria"], "status": "passed", "attempts": 1,
-                       "reasons": chain_job.stored_reasons(r["criteria"], "passed")})
+                       "reasons": acceptance.stored_reasons(r["criteria"], "passed")})
     assert store.save_generation_step(db, [], chains) == len(chains)
 
 
@@ -433,16 +433,16 @@ def _assert_round_robin(kept: dict[str, int], available: dict[str, int]) -> None
 
 def test_balanced_export_evens_tasks_and_label_values(demo_home, capsys):
     db = store.connect(demo_home)
-    ds_id, _ = chain_job.resolve_dataset(db, None)
-    train = chain_job.selection_ids(db, ds_id, "train", None)
-    csat_extra = [e["id"] for e in chain_job.load_examples(db, train[90:]) if e["task"] == "csat"][:10]
-    _passed_chains(demo_home, train[:90] + csat_extra + chain_job.selection_ids(db, ds_id, "validation", 12))
-    plain = chain_job.export_reasoning(demo_home)
+    ds_id, _ = selection.resolve_dataset(db, None)
+    train = selection.selection_ids(db, ds_id, "train", None)
+    csat_extra = [e["id"] for e in selection.load_examples(db, train[90:]) if e["task"] == "csat"][:10]
+    _passed_chains(demo_home, train[:90] + csat_extra + selection.selection_ids(db, ds_id, "validation", 12))
+    plain = export.export_reasoning(demo_home)
     chained = plain["train"]["by_label"]
     assert sum(chained["csat"].values()) == 25 and {sum(v.values()) for t, v in chained.items() if t != "csat"} == {15}
     assert plain["train"]["left_out"] == 0 and plain["balanced"] is False
 
-    r = chain_job.export_reasoning(demo_home, balanced=True)
+    r = export.export_reasoning(demo_home, balanced=True)
     kept = r["train"]["by_label"]
     # every task keeps the smallest task's count (15); CSAT's 10 extra chains are left out, and counted
     assert {t: sum(v.values()) for t, v in kept.items()} == {t: 15 for t in chained}
@@ -453,17 +453,17 @@ def test_balanced_export_evens_tasks_and_label_values(demo_home, capsys):
     assert len(lines) == 90 and len({x["meta"]["id"] for x in lines}) == 90
     assert sum(x["meta"]["task"] == "csat" for x in lines) == 15
 
-    r = chain_job.export_reasoning(demo_home, balanced=True, limit=12)
+    r = export.export_reasoning(demo_home, balanced=True, limit=12)
     assert {t: sum(v.values()) for t, v in r["train"]["by_label"].items()} == {t: 2 for t in chained}
     assert r["train"]["left_out"] == 100 - 12 and r["validation"]["lines"] == 12  # 12 validation chains in all
     for task, counts in r["train"]["by_label"].items():
         _assert_round_robin(counts, chained[task])
     # deterministic: the same call writes the same file
     first = Path(r["train"]["path"]).read_bytes()
-    assert chain_job.export_reasoning(demo_home, balanced=True, limit=12)["train"]["lines"] == 12
+    assert export.export_reasoning(demo_home, balanced=True, limit=12)["train"]["lines"] == 12
     assert Path(r["train"]["path"]).read_bytes() == first
     with pytest.raises(ValueError, match="limit must be 0 or more"):
-        chain_job.export_reasoning(demo_home, limit=-1)
+        export.export_reasoning(demo_home, limit=-1)
 
     assert cli.main(["export", "reasoning", "--home", str(demo_home.data), "--balanced", "--limit", "30"]) == 0
     out = capsys.readouterr().out

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine import api, cli, estimate
 
-from engine.chains import chain_job
+from engine.chains import gate, selection
 
 from engine.core import store
 from engine.core.config import to_dict
@@ -56,7 +56,7 @@ def finished_job(home, kind: str, config: dict, result: dict, seconds: float = 1
 
 
 def gen_config(home, **extra) -> dict:
-    return to_dict(chain_job.config_from({**extra}, path=REPO / "configs" / "generate" / "generate_smollm2_cpu.yaml"))
+    return to_dict(selection.config_from({**extra}, path=REPO / "configs" / "generate" / "generate_smollm2_cpu.yaml"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,7 +65,7 @@ def gen_config(home, **extra) -> dict:
 
 
 def test_an_invalid_limit_disables_test_and_launch_and_says_why(page, demo_home):
-    chain_job.record_override(demo_home, chain_job.config_from(None, path=REPO / "configs" / "generate" / "generate_smollm2_cpu.yaml"),
+    gate.record_override(demo_home, selection.config_from(None, path=REPO / "configs" / "generate" / "generate_smollm2_cpu.yaml"),
                              "test")  # the gate is open: only the field keeps the launch closed
     at = page("pages/generate.py")
     limit = field(at, "text_input", "Examples to generate (empty: all)")
@@ -92,7 +92,7 @@ def test_every_number_on_generate_has_bounds(page):
 
 
 def test_a_long_run_asks_for_a_confirmation_that_names_the_estimate(page, demo_home):
-    chain_job.record_override(demo_home, chain_job.config_from(None, path=REPO / "configs" / "generate" / "generate_smollm2_cpu.yaml"),
+    gate.record_override(demo_home, selection.config_from(None, path=REPO / "configs" / "generate" / "generate_smollm2_cpu.yaml"),
                              "test")
     at = page("pages/generate.py")
     assert "Estimate: about 50 min: 300 examples at 0.1 ex/s (no measurement yet: rough default" in texts(at)
@@ -111,7 +111,7 @@ def test_a_long_run_asks_for_a_confirmation_that_names_the_estimate(page, demo_h
 def test_the_estimate_uses_the_speed_measured_on_this_machine(page, demo_home):
     cfg = gen_config(demo_home)
     job = finished_job(demo_home, "generate", cfg, {"new_chains": 4, "examples_per_s": 0.026, "generated": 4})
-    chain_job.record_override(demo_home, chain_job.config_from(cfg), "test")
+    gate.record_override(demo_home, selection.config_from(cfg), "test")
     at = page("pages/generate.py")
     assert f"about 3 h 12 min: 300 examples at 0.026 ex/s measured on job #{job}" in texts(at)
 
@@ -237,9 +237,9 @@ def test_switching_dataset_clears_the_previous_datasets_run_and_gate(page, demo_
     from engine.data import datasets
 
     cfg = gen_config(demo_home)
-    ds_id, _ = chain_job.resolve_dataset(store.connect(demo_home), "demo-seed0")
-    ex = chain_job.selection_ids(store.connect(demo_home), ds_id, "train", 1)[0]
-    tid, pk = chain_job._keys(chain_job.config_from(cfg))
+    ds_id, _ = selection.resolve_dataset(store.connect(demo_home), "demo-seed0")
+    ex = selection.selection_ids(store.connect(demo_home), ds_id, "train", 1)[0]
+    tid, pk = selection.chain_keys(selection.config_from(cfg))
     store.add_gate_test(store.connect(demo_home), ex, tid, pk, cfg, "text", 90.0, {})
     finished_job(demo_home, "generate", {**cfg, "dataset": "demo-seed0"}, {"summary": "generated 2, passed 2"})
     at = page("pages/generate.py")

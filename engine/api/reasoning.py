@@ -40,15 +40,15 @@ def generate_config(values: dict) -> dict:
 
 def _settings(values):
     """A GenerateConfig of the page's settings (a dict, copied) or ``ccr generate``'s resolved one."""
-    from engine.chains import chain_job
+    from engine.chains import selection
 
-    return chain_job.config_from(dict(values) if isinstance(values, dict) else values)
+    return selection.config_from(dict(values) if isinstance(values, dict) else values)
 
 
 def generate_gate(values: dict) -> dict:
-    from engine.chains import chain_job
+    from engine.chains import gate
 
-    return chain_job.gate_status(home(), _settings(values))
+    return gate.gate_status(home(), _settings(values))
 
 
 def start_generate_test(values: dict) -> int:
@@ -58,17 +58,17 @@ def start_generate_test(values: dict) -> int:
 
 
 def record_generate_override(values: dict, reason: str) -> int:
-    from engine.chains import chain_job
+    from engine.chains import gate
 
-    return chain_job.record_override(home(), _settings(values), reason)
+    return gate.record_override(home(), _settings(values), reason)
 
 
 def start_generate(values: dict) -> int:
     """Queue the full run; refused (ValueError) unless a test passed the gate or an override is recorded."""
-    from engine.chains import chain_job
+    from engine.chains.gate import gate_status
 
     config = {**generate_config(values), "test": False}
-    gate = chain_job.gate_status(home(), config)
+    gate = gate_status(home(), config)
     if not gate["ok"]:
         raise ValueError(f"run a test that scores >= {gate['threshold']:g} first, or record an override")
     key = f"generate:{config.get('dataset') or current_dataset()}:{config['split']}:{gate['teacher']}:{gate['prompt_version']}"
@@ -89,15 +89,15 @@ def generate_jobs(limit: int = 20) -> list[dict]:
 
 def chains(dataset: str | None = None, limit: int | None = 100, offset: int = 0, order: str = "score",
            **filters) -> tuple[list[dict], int]:
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.list_chains(home(), dataset, limit=limit, offset=offset, order=order, **filters)
+    return review.list_chains(home(), dataset, limit=limit, offset=offset, order=order, **filters)
 
 
 def chain(chain_id: int) -> dict | None:
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.chain_detail(home(), chain_id)
+    return review.chain_detail(home(), chain_id)
 
 
 def chain_parts(text: str) -> dict:
@@ -116,45 +116,45 @@ def at_fault(criteria: dict | None) -> list[dict]:
 
 def review_chains(chain_ids: list[int], decision: str, reviewer: str | None = None) -> int:
     """Approve or reject chains as ``reviewer`` (required: ValueError without a name)."""
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.review(home(), chain_ids, decision, chain_job.check_reviewer(reviewer))
+    return review.review(home(), chain_ids, decision, review.check_reviewer(reviewer))
 
 
 def bulk_review(decision: str, reviewer: str | None = None, dataset: str | None = None, **filters) -> int:
     """Approve or reject every chain of ``dataset`` (default: the working one) matching the filters."""
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.bulk_review(home(), decision, dataset, chain_job.check_reviewer(reviewer), **filters)
+    return review.bulk_review(home(), decision, dataset, review.check_reviewer(reviewer), **filters)
 
 
 def edit_chain(chain_id: int, text: str, reviewer: str | None = None) -> dict:
     """Replace a chain's text and re-score it; approved when it passes (the Review page's *Save
     edit and approve*). ``reviewer`` is required, as for a decision."""
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.edit_chain(home(), chain_id, text, chain_job.check_reviewer(reviewer))
+    return review.edit_chain(home(), chain_id, text, review.check_reviewer(reviewer))
 
 
 def check_reviewer(name: str | None) -> str:
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.check_reviewer(name)
+    return review.check_reviewer(name)
 
 
 def quality_report(**filters) -> dict:
-    from engine.chains import chain_job
+    from engine.chains import review
 
-    return chain_job.quality_report(home(), **filters)
+    return review.quality_report(home(), **filters)
 
 
 def export_reasoning(include_flagged: bool = False, balanced: bool = False, limit: int | None = None,
                      out: str | None = None, dataset: str | None = None, seed: int = 0) -> dict:
     """``ccr export reasoning [--include-flagged] [--balanced] [--limit N]``: the report has each
     file's lines, ``left_out`` and ``by_label`` ({task: {label value: lines}})."""
-    from engine.chains import chain_job
+    from engine.chains import export
 
-    return chain_job.export_reasoning(home(), out, include_flagged, dataset, balanced=balanced, limit=limit,
+    return export.export_reasoning(home(), out, include_flagged, dataset, balanced=balanced, limit=limit,
                                       seed=seed)
 
 
@@ -179,14 +179,14 @@ def score_chatml(content: bytes, filename: str = "upload.jsonl") -> dict:
 def generate_setup(config_path: str | None, overrides: list[str]):
     """``ccr generate``'s configuration: the preset (refused outside the config folders before it
     is read) with ``overrides``, on a dataset that exists; ConfigError or ValueError saying why not."""
-    from engine.chains import chain_job
+    from engine.chains import selection
     from engine.core.model_catalog import check_config_path
     from engine.core.paths import CONFIGS
 
     if config_path:  # README: "Allowed folders"; PathNotAllowed is a ValueError
         check_config_path(config_path, home(), cli=True)
-    cfg = chain_job.config_from(None, overrides, config_path or (CONFIGS / "generate" / "generate_smollm2_cpu.yaml"))
-    chain_job.resolve_dataset(db(), cfg.dataset)
+    cfg = selection.config_from(None, overrides, config_path or (CONFIGS / "generate" / "generate_smollm2_cpu.yaml"))
+    selection.resolve_dataset(db(), cfg.dataset)
     return cfg
 
 

@@ -218,125 +218,13 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int, progress=No
     finished are dropped from the cache in one gather once a quarter of the rows are done.
     """
     import torch
-    from transformers import DynamicCache, StaticCache
 
-    from engine.core import decoding as D
-
-    model, tok = gen.model, gen.tokenizer
-    device = gen.device
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    tok = gen.tokenizer
     n_parts = len(prepared[0][1])
-    n_ex = len(prepared)
-    budget = int(cfg.part_tokens)
-    suffixes = [s for p in prepared for s in p[1]]
-    rows = len(suffixes)
-    lp = max(len(p[0]) for p in prepared)
-    bans = [p[2][0].get("ban_ids") or [] if p[2] else [] for p in prepared]
-    ls = max(len(s) for s in suffixes)
-    total = lp + ls + budget
-
-    # 1. prefill each example's shared prefix once (left padded), keep only the last logits
-    ids = torch.full((n_ex, lp), pad, dtype=torch.long)
-    pmask = torch.zeros((n_ex, lp), dtype=torch.long)
-    for r, (prefix, _, _) in enumerate(prepared):
-        ids[r, lp - len(prefix):] = torch.tensor(prefix)
-        pmask[r, lp - len(prefix):] = 1
     with torch.inference_mode():
-        dyn = DynamicCache(config=model.config)
-        pos = (pmask.cumsum(-1) - 1).clamp(min=0)
-        model(input_ids=ids.to(device), attention_mask=pmask.to(device), position_ids=pos.to(device), cache=dyn,
-              use_cache=True, logits_to_keep=1)
-        # 2. a static cache with one copy of the prefix per part (rows: ex0 part0..n, ex1 part0..n, ...)
-        cache = StaticCache(config=model.config, max_cache_len=total)
-        for layer, src in zip(cache.layers, dyn.layers):
-            k = src.keys.repeat_interleave(n_parts, dim=0)
-            v = src.values.repeat_interleave(n_parts, dim=0)
-            layer.lazy_initialization(k, v)
-            layer.keys[:, :, :lp] = k
-            layer.values[:, :, :lp] = v
-            layer.cumulative_length.fill_(lp)
-        del dyn
-        mask = torch.zeros((rows, total), dtype=torch.long)
-        mask[:, :lp] = pmask.repeat_interleave(n_parts, dim=0)
-        # 3. the part suffixes, left padded inside their own block (padding masked out)
-        sids = torch.full((rows, ls), pad, dtype=torch.long)
-        for r, s in enumerate(suffixes):
-            sids[r, ls - len(s):] = torch.tensor(s)
-            mask[r, lp + ls - len(s):lp + ls] = 1
-        pos = (mask[:, :lp + ls].cumsum(-1) - 1).clamp(min=0)[:, -ls:]
-        out = model(input_ids=sids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
-                    cache=cache, use_cache=True, logits_to_keep=1)
-        logits = out.logits[:, -1, :].float()
-        dev = logits.device  # sampling happens where the logits are (a GPU, or the CPU)
-        next_pos = pos[:, -1] + 1
-        vocab = logits.shape[-1]
-        ban = None
-        if any(bans):
-            ban = torch.zeros((rows, vocab), dtype=torch.bool, device=dev)
-            for e, ids_e in enumerate(bans):
-                ids_e = [i for i in ids_e if i < vocab]
-                if ids_e:
-                    ban[e * n_parts:(e + 1) * n_parts, torch.tensor(ids_e, device=dev)] = True
-
-        # 4. decode: a row stops at a line break, an end token or its budget
-        min_tokens = min(6, budget)
-        stop_ids = torch.tensor(sorted(set(_newline_ids(tok)) | set(gen.end_ids)), dtype=torch.long)
-        stop_ids = stop_ids[stop_ids < vocab]
-        stop_set = frozenset(stop_ids.tolist())
-        stop_ids = stop_ids.to(dev)
-        end_set = frozenset(gen.end_ids)
-        generated: list[list[int]] = [[] for _ in range(rows)]
-        present = list(range(rows))          # rows still in the cache (original indices)
-        active = [True] * rows               # per position in ``present``
-        seen = torch.zeros((rows, vocab), dtype=torch.bool, device=dev)
-        penalty = float(cfg.repetition_penalty)
-        rng = torch.Generator(device=dev).manual_seed(int(seed))
-        n_tokens = 0
-        for t in range(budget):
-            if penalty != 1.0:
-                sl = seen[torch.tensor(present, device=dev)]
-                logits = torch.where(sl, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
-            if ban is not None:
-                logits.masked_fill_(ban, float("-inf"))
-            if t < min_tokens:
-                logits[:, stop_ids] = float("-inf")  # a part is at least a few words
-            nxt = D.sample(logits, temperature, float(cfg.top_p), rng)
-            marked_rows, marked_tokens = [], []
-            for j, token in enumerate(nxt.tolist()):
-                if not active[j]:
-                    continue
-                row = present[j]
-                if token in end_set or (t >= min_tokens and token in stop_set):
-                    active[j] = False
-                    continue
-                generated[row].append(token)
-                marked_rows.append(row)
-                marked_tokens.append(token)
-                if len(generated[row]) >= budget:
-                    active[j] = False
-            if marked_rows:
-                seen[torch.tensor(marked_rows, device=dev), torch.tensor(marked_tokens, device=dev)] = True
-            n_active = sum(active)
-            n_tokens += len(marked_rows)
-            if progress:  # every decode step: the job throttles what it writes
-                progress({"stage": "decode", "done": rows - n_active, "of": rows, "tokens": n_tokens,
-                          "step": t + 1, "budget": budget})
-            if not n_active or t == budget - 1:
-                break
-            col = lp + ls + t
-            if len(present) - n_active >= max(1, len(present) // 4):
-                keep = torch.tensor([j for j, a in enumerate(active) if a], dtype=torch.long)
-                D.drop_rows(cache, keep)
-                mask, next_pos, nxt = mask[keep], next_pos[keep], nxt[keep.to(dev)]
-                if ban is not None:
-                    ban = ban[keep.to(dev)]
-                present = [present[j] for j in keep.tolist()]
-                active = [True] * len(present)
-            mask[:, col] = 1
-            out = model(input_ids=nxt.view(-1, 1).to(device), attention_mask=mask.to(device),
-                        position_ids=next_pos.view(-1, 1).to(device), cache=cache, use_cache=True)
-            logits = out.logits[:, -1, :].float()
-            next_pos = next_pos + 1
+        cache, mask, logits, next_pos = _prefill_parts(gen, prepared, int(cfg.part_tokens))
+        ban = _ban_mask(prepared, n_parts, logits)
+        generated = _decode_guided(gen, cfg, cache, mask, logits, next_pos, ban, temperature, seed, progress)
     texts, n_prompt, n_new = [], [], []
     for e, (prefix, sfx, _) in enumerate(prepared):
         rows_e = generated[e * n_parts:(e + 1) * n_parts]
@@ -344,6 +232,150 @@ def _decode_parts(gen, prepared, cfg, temperature: float, seed: int, progress=No
         n_prompt.append(len(prefix) + sum(len(s) for s in sfx))
         n_new.append(sum(len(r) for r in rows_e))
     return texts, n_prompt, n_new
+
+
+def _prefill_parts(gen, prepared, budget: int):
+    """(static cache, attention mask, last logits, next positions) for the rows of ``prepared``
+    (ex0 part0..n, ex1 part0..n, ...), the cache long enough for ``budget`` new tokens.
+
+    Each example's shared prefix is prefilled once (left padded) and copied into the static cache
+    once per part; then the part suffixes run, left padded inside their own block (the padding
+    masked out)."""
+    import torch
+    from transformers import DynamicCache, StaticCache
+
+    model, tok, device = gen.model, gen.tokenizer, gen.device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    n_parts, n_ex = len(prepared[0][1]), len(prepared)
+    suffixes = [s for p in prepared for s in p[1]]
+    rows = len(suffixes)
+    lp = max(len(p[0]) for p in prepared)
+    ls = max(len(s) for s in suffixes)
+    total = lp + ls + budget
+    # 1. prefill each example's shared prefix once (left padded), keep only the last logits
+    ids = torch.full((n_ex, lp), pad, dtype=torch.long)
+    pmask = torch.zeros((n_ex, lp), dtype=torch.long)
+    for r, (prefix, _, _) in enumerate(prepared):
+        ids[r, lp - len(prefix):] = torch.tensor(prefix)
+        pmask[r, lp - len(prefix):] = 1
+    dyn = DynamicCache(config=model.config)
+    pos = (pmask.cumsum(-1) - 1).clamp(min=0)
+    model(input_ids=ids.to(device), attention_mask=pmask.to(device), position_ids=pos.to(device), cache=dyn,
+          use_cache=True, logits_to_keep=1)
+    # 2. a static cache with one copy of the prefix per part (rows: ex0 part0..n, ex1 part0..n, ...)
+    cache = StaticCache(config=model.config, max_cache_len=total)
+    for layer, src in zip(cache.layers, dyn.layers):
+        k = src.keys.repeat_interleave(n_parts, dim=0)
+        v = src.values.repeat_interleave(n_parts, dim=0)
+        layer.lazy_initialization(k, v)
+        layer.keys[:, :, :lp] = k
+        layer.values[:, :, :lp] = v
+        layer.cumulative_length.fill_(lp)
+    del dyn
+    mask = torch.zeros((rows, total), dtype=torch.long)
+    mask[:, :lp] = pmask.repeat_interleave(n_parts, dim=0)
+    # 3. the part suffixes, left padded inside their own block (padding masked out)
+    sids = torch.full((rows, ls), pad, dtype=torch.long)
+    for r, s in enumerate(suffixes):
+        sids[r, ls - len(s):] = torch.tensor(s)
+        mask[r, lp + ls - len(s):lp + ls] = 1
+    pos = (mask[:, :lp + ls].cumsum(-1) - 1).clamp(min=0)[:, -ls:]
+    out = model(input_ids=sids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+                cache=cache, use_cache=True, logits_to_keep=1)
+    return cache, mask, out.logits[:, -1, :].float(), pos[:, -1] + 1
+
+
+def _ban_mask(prepared, n_parts: int, logits):
+    """rows x vocab, true where a row may not write the token (its example's ``ban_ids``), on the
+    logits' device; None when nothing is banned."""
+    import torch
+
+    bans = [p[2][0].get("ban_ids") or [] if p[2] else [] for p in prepared]
+    if not any(bans):
+        return None
+    dev, vocab = logits.device, logits.shape[-1]
+    ban = torch.zeros((logits.shape[0], vocab), dtype=torch.bool, device=dev)
+    for e, ids_e in enumerate(bans):
+        ids_e = [i for i in ids_e if i < vocab]
+        if ids_e:
+            ban[e * n_parts:(e + 1) * n_parts, torch.tensor(ids_e, device=dev)] = True
+    return ban
+
+
+def _decode_guided(gen, cfg, cache, mask, logits, next_pos, ban, temperature: float, seed: int,
+                   progress=None) -> list[list[int]]:
+    """The guided decode loop: the new tokens of every row. A row stops at a line break, an end
+    token or its budget (``cfg.part_tokens``), writes at least a few tokens, never a banned one,
+    and repeats itself less (``cfg.repetition_penalty`` on the tokens it already wrote)."""
+    import torch
+
+    from engine.core import decoding as D
+
+    budget, rows = int(cfg.part_tokens), logits.shape[0]
+    width = mask.shape[1] - budget  # prefix + suffix columns
+    device, dev = gen.device, logits.device  # sampling happens where the logits are (a GPU, or the CPU)
+    vocab = logits.shape[-1]
+    min_tokens = min(6, budget)
+    stop_ids = torch.tensor(sorted(set(_newline_ids(gen.tokenizer)) | set(gen.end_ids)), dtype=torch.long)
+    stop_ids = stop_ids[stop_ids < vocab]
+    stops = (frozenset(gen.end_ids), frozenset(stop_ids.tolist()), min_tokens, budget)
+    stop_ids = stop_ids.to(dev)
+    generated: list[list[int]] = [[] for _ in range(rows)]
+    present = list(range(rows))          # rows still in the cache (original indices)
+    active = [True] * rows               # per position in ``present``
+    seen = torch.zeros((rows, vocab), dtype=torch.bool, device=dev)
+    penalty = float(cfg.repetition_penalty)
+    rng = torch.Generator(device=dev).manual_seed(int(seed))
+    n_tokens = 0
+    for t in range(budget):
+        if penalty != 1.0:
+            sl = seen[torch.tensor(present, device=dev)]
+            logits = torch.where(sl, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+        if ban is not None:
+            logits.masked_fill_(ban, float("-inf"))
+        if t < min_tokens:
+            logits[:, stop_ids] = float("-inf")  # a part is at least a few words
+        nxt = D.sample(logits, temperature, float(cfg.top_p), rng)
+        marked_rows, marked_tokens = _take_parts(nxt.tolist(), t, present, active, generated, stops)
+        if marked_rows:
+            seen[torch.tensor(marked_rows, device=dev), torch.tensor(marked_tokens, device=dev)] = True
+        n_active = sum(active)
+        n_tokens += len(marked_rows)
+        if progress:  # every decode step: the job throttles what it writes
+            progress({"stage": "decode", "done": rows - n_active, "of": rows, "tokens": n_tokens,
+                      "step": t + 1, "budget": budget})
+        if not n_active or t == budget - 1:
+            break
+        present, active, (mask, next_pos, nxt, ban) = D.drop_finished(cache, present, active, mask, next_pos, nxt, ban)
+        mask[:, width + t] = 1
+        out = gen.model(input_ids=nxt.view(-1, 1).to(device), attention_mask=mask.to(device),
+                        position_ids=next_pos.view(-1, 1).to(device), cache=cache, use_cache=True)
+        logits = out.logits[:, -1, :].float()
+        next_pos = next_pos + 1
+    return generated
+
+
+def _take_parts(tokens: list[int], t: int, present: list[int], active: list[bool], generated: list[list[int]],
+                stops: tuple) -> tuple[list[int], list[int]]:
+    """Record step ``t``'s sampled ``tokens`` (one per row in the cache; ``present`` maps it to the
+    row) in ``generated``; a row ends (``active`` false) at an end token, a stop token once it has
+    ``min_tokens``, or its budget. ``stops``: (end ids, stop ids, min_tokens, budget). Returns the
+    (rows, tokens) written, for the repetition penalty."""
+    end_set, stop_set, min_tokens, budget = stops
+    marked_rows, marked_tokens = [], []
+    for j, token in enumerate(tokens):
+        if not active[j]:
+            continue
+        row = present[j]
+        if token in end_set or (t >= min_tokens and token in stop_set):
+            active[j] = False
+            continue
+        generated[row].append(token)
+        marked_rows.append(row)
+        marked_tokens.append(token)
+        if len(generated[row]) >= budget:
+            active[j] = False
+    return marked_rows, marked_tokens
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ made evaluation memory-bound: a bigger batch was *slower* per token (docs/benchm
 - the prompt is prefilled in groups of rows, so the prefill's attention scratch stays small.
 
 The loop itself stays with its caller (the guided mode has its own stop rules); this module
-holds the pieces: the cache, the prefill, row dropping and sampling.
+holds the pieces: the cache, the prefill, row dropping (``drop_finished``) and sampling.
 """
 
 from __future__ import annotations
@@ -109,6 +109,22 @@ def drop_rows(cache, keep: torch.Tensor) -> None:
         layer.keys = layer.keys.index_select(0, idx)
         layer.values = layer.values.index_select(0, idx)
         layer.batch_size = len(keep)
+
+
+def drop_finished(cache, present: list[int], active: list[bool], *tensors):
+    """The cache bookkeeping of a decode step: once a quarter of the rows in ``cache`` are done
+    (``active`` false), drop them (``drop_rows``) and the same rows of ``tensors`` (the mask, the
+    positions, the last tokens ...: indexed on dim 0, each on its own device; None stays None).
+
+    ``present`` maps a position in the cache to the caller's row. Returns (present, active,
+    tensors), unchanged while fewer rows are done: a gather per finished row would cost more
+    than the rows it saves."""
+    if len(present) - sum(active) < max(1, len(present) // 4):
+        return present, active, tensors
+    keep = torch.tensor([j for j, a in enumerate(active) if a], dtype=torch.long)
+    drop_rows(cache, keep)
+    tensors = tuple(None if t is None else t[keep.to(t.device)] for t in tensors)
+    return [present[j] for j in keep.tolist()], [True] * len(keep), tensors
 
 
 def sample(logits: torch.Tensor, temperature: float, top_p: float, rng: torch.Generator | None) -> torch.Tensor:

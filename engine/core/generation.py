@@ -122,90 +122,58 @@ class LocalGenerator:
 
         from engine.core import decoding as D
 
-        t0 = time.time()
-        tok, model, device = self.tokenizer, self.model, self.device
-        rows, budget = len(batch), max(0, int(max_new_tokens))
-        ids, pmask = D.left_pad(batch, tok.pad_token_id)
-        width = ids.shape[1]
-        out: list[Completion | None] = [None] * rows
-        generated: list[list[int]] = [[] for _ in range(rows)]
-        share = [0.0] * rows  # each row's part of the wall time so far
-        stop = [s for s in (stop or []) if s]
-        tail = max((len(s) for s in stop), default=0) + 2  # a stop string of n characters spans <= n tokens
-
-        def finish(r: int, reason: str) -> None:
-            text = tok.decode(generated[r], skip_special_tokens=True)
-            cuts = [text.find(s) for s in stop if s in text]
-            if cuts:
-                text, reason = text[:min(cuts)], "stop"
-            out[r] = Completion(text, len(batch[r]), len(generated[r]), reason, round(share[r], 4))
-            if on_row:
-                on_row(r, out[r])
-
+        rows_ = _Rows(self.tokenizer, batch, stop, on_row, t0=time.time())
+        budget = max(0, int(max_new_tokens))
         if budget == 0:
-            share[:] = [(time.time() - t0) / rows] * rows
-            for r in range(rows):
-                finish(r, "length")
-            return out  # type: ignore[return-value]
-        end = frozenset(self.end_ids)
+            rows_.charge()
+            for r in range(len(batch)):
+                rows_.finish(r, "length")
+            return rows_.out  # type: ignore[return-value]
+        ids, pmask = D.left_pad(batch, self.tokenizer.pad_token_id)
         with torch.inference_mode():
-            cache, logits = D.prefill(model, ids, pmask, width + budget)
-            dev = logits.device
+            cache, logits = D.prefill(self.model, ids, pmask, ids.shape[1] + budget)
             rng = None
             if temperature and temperature > 0 and seed is not None:
-                rng = torch.Generator(device=dev).manual_seed(int(seed))
-            mask = torch.cat([pmask, torch.zeros((rows, budget), dtype=torch.long)], dim=1)
-            next_pos = D.positions(pmask)[:, -1] + 1
-            present = list(range(rows))  # the batch rows still in the cache
-            active = [True] * rows       # per position in ``present``
-            n_tokens = 0
-            last = time.time()
-            share[:] = [(last - t0) / rows] * rows  # the prefill, split over every row
-            for t in range(budget):
-                now = time.time()
-                open_rows = [r for r in range(rows) if out[r] is None]
-                for r in open_rows:  # the step just computed (and this sampling) was for these rows
-                    share[r] += (now - last) / len(open_rows)
-                last = now
-                nxt = D.sample(logits, temperature, top_p, rng)
-                for j, token in enumerate(nxt.tolist()):
-                    if not active[j]:
-                        continue
-                    r = present[j]
-                    if token in end:
-                        active[j] = False
-                        finish(r, "stop")
-                        continue
-                    generated[r].append(token)
-                    n_tokens += 1
-                    if stop and any(s in tok.decode(generated[r][-tail:], skip_special_tokens=True) for s in stop):
-                        active[j] = False
-                        finish(r, "stop")
-                    elif len(generated[r]) >= budget:
-                        active[j] = False
-                        finish(r, "length")
-                n_active = sum(active)
-                if progress:
-                    progress({"stage": "decode", "done": sum(o is not None for o in out), "of": rows,
-                              "tokens": n_tokens, "step": t + 1, "budget": budget})
-                if not n_active:
-                    break
-                if len(present) - n_active >= max(1, len(present) // 4):
-                    keep = torch.tensor([j for j, a in enumerate(active) if a], dtype=torch.long)
-                    D.drop_rows(cache, keep)
-                    mask, next_pos, nxt = mask[keep], next_pos[keep], nxt[keep.to(nxt.device)]
-                    present = [present[j] for j in keep.tolist()]
-                    active = [True] * len(present)
-                col = width + t
-                mask[:, col] = 1
-                step = model(input_ids=nxt.view(-1, 1).to(device), attention_mask=mask[:, :col + 1].to(device),
-                             position_ids=next_pos.view(-1, 1).to(device), cache=cache, use_cache=True)
-                logits = step.logits[:, -1, :].float()
-                next_pos = next_pos + 1
-        for r in range(rows):  # rows still open when the loop ended (none, unless the budget is 0)
-            if out[r] is None:
-                finish(r, "length")
-        return out  # type: ignore[return-value]
+                rng = torch.Generator(device=logits.device).manual_seed(int(seed))
+            rows_.charge()  # the prefill, split over every row
+            self._decode(rows_, cache, logits, pmask, budget, temperature, top_p, rng, progress)
+        for r in range(len(batch)):  # rows still open when the loop ended (none, unless the budget is 0)
+            if rows_.out[r] is None:
+                rows_.finish(r, "length")
+        return rows_.out  # type: ignore[return-value]
+
+    def _decode(self, rows_: "_Rows", cache, logits, pmask, budget: int, temperature: float, top_p: float, rng,
+                progress=None) -> None:
+        """The decode loop of ``_generate_batch``: sample a token for every row in the cache
+        (``decoding.sample``), record it (``_Rows.take``), drop the finished rows
+        (``decoding.drop_finished``), and run the next step on the rows left."""
+        import torch
+
+        from engine.core import decoding as D
+
+        rows, width = pmask.shape
+        device, end = self.device, frozenset(self.end_ids)
+        mask = torch.cat([pmask, torch.zeros((rows, budget), dtype=torch.long)], dim=1)
+        next_pos = D.positions(pmask)[:, -1] + 1
+        present = list(range(rows))  # the batch rows still in the cache
+        active = [True] * rows       # per position in ``present``
+        n_tokens = 0
+        for t in range(budget):
+            rows_.charge()  # the step just computed (and this sampling) was for the rows still open
+            nxt = D.sample(logits, temperature, top_p, rng)
+            n_tokens += rows_.take(nxt.tolist(), present, active, end, budget)
+            if progress:
+                progress({"stage": "decode", "done": sum(o is not None for o in rows_.out), "of": rows,
+                          "tokens": n_tokens, "step": t + 1, "budget": budget})
+            if not any(active):
+                break
+            present, active, (mask, next_pos, nxt) = D.drop_finished(cache, present, active, mask, next_pos, nxt)
+            col = width + t
+            mask[:, col] = 1
+            step = self.model(input_ids=nxt.view(-1, 1).to(device), attention_mask=mask[:, :col + 1].to(device),
+                              position_ids=next_pos.view(-1, 1).to(device), cache=cache, use_cache=True)
+            logits = step.logits[:, -1, :].float()
+            next_pos = next_pos + 1
 
     def stream(self, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
                seed: int | None = None, should_stop=None) -> Iterator[str]:
@@ -248,3 +216,58 @@ class LocalGenerator:
             thread.join()
         if errors:
             raise errors[0]
+
+
+class _Rows:
+    """The rows of one batch as ``LocalGenerator`` decodes them: their new tokens, their
+    completion once finished (``finish``) and each row's share of the batch's wall time."""
+
+    def __init__(self, tokenizer, batch: list[list[int]], stop: list[str] | None, on_row, t0: float):
+        self.tokenizer, self.batch, self.on_row = tokenizer, batch, on_row
+        self.stop = [s for s in (stop or []) if s]
+        self.tail = max((len(s) for s in self.stop), default=0) + 2  # a stop string of n characters spans <= n tokens
+        self.generated: list[list[int]] = [[] for _ in batch]
+        self.out: list[Completion | None] = [None] * len(batch)
+        self.share = [0.0] * len(batch)  # each row's part of the wall time so far
+        self.last = t0
+
+    def charge(self) -> None:
+        """Split the wall time since the last charge over the rows still open."""
+        now = time.time()
+        open_rows = [r for r in range(len(self.batch)) if self.out[r] is None]
+        for r in open_rows:
+            self.share[r] += (now - self.last) / len(open_rows)
+        self.last = now
+
+    def finish(self, r: int, reason: str) -> None:
+        text = self.tokenizer.decode(self.generated[r], skip_special_tokens=True)
+        cuts = [text.find(s) for s in self.stop if s in text]
+        if cuts:
+            text, reason = text[:min(cuts)], "stop"
+        self.out[r] = Completion(text, len(self.batch[r]), len(self.generated[r]), reason, round(self.share[r], 4))
+        if self.on_row:
+            self.on_row(r, self.out[r])
+
+    def take(self, tokens: list[int], present: list[int], active: list[bool], end: frozenset, budget: int) -> int:
+        """Record a step's sampled ``tokens`` (one per row in the cache: ``present`` maps it to the
+        batch row); a row ends at an end token, a stop string or its budget (``active`` turns
+        false). Returns how many tokens were kept."""
+        kept = 0
+        for j, token in enumerate(tokens):
+            if not active[j]:
+                continue
+            r = present[j]
+            if token in end:
+                active[j] = False
+                self.finish(r, "stop")
+                continue
+            self.generated[r].append(token)
+            kept += 1
+            if self.stop and any(s in self.tokenizer.decode(self.generated[r][-self.tail:], skip_special_tokens=True)
+                                 for s in self.stop):
+                active[j] = False
+                self.finish(r, "stop")
+            elif len(self.generated[r]) >= budget:
+                active[j] = False
+                self.finish(r, "length")
+        return kept

@@ -277,7 +277,7 @@ def m_faith_001_chain_reasons(db: Database) -> None:
     """Why each chain falls short (``quality.reasons``: contradiction, invented, form), stored as
     ",contradiction,invented," so the review list filters with one LIKE. Chains stored before
     stay NULL here: the chains side derives theirs from the stored breakdown the first time it
-    reads them (``chain_job.fill_missing_reasons``), since the rules are the quality scorer's
+    reads them (``engine.chains.acceptance.fill_missing_reasons``), since the rules are the quality scorer's
     and core does not import it. One scored before the faithfulness checks can only show
     ``form`` (re-score it by editing, or generate again under a new prompt version)."""
     db.execute("ALTER TABLE chains ADD COLUMN reasons TEXT")
