@@ -18,7 +18,7 @@ from engine.core.config import to_dict
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher_server import FakeTeacher  # noqa: E402
-from test_generate import some_examples  # noqa: E402
+from test_chain_job import some_examples  # noqa: E402
 
 
 @pytest.fixture
