@@ -68,7 +68,7 @@ def start_generate(values: dict) -> int:
     from engine.chains.gate import gate_status
 
     config = {**generate_config(values), "test": False}
-    gate = gate_status(home(), config)
+    gate = gate_status(home(), _settings(config))
     if not gate["ok"]:
         raise ValueError(f"run a test that scores >= {gate['threshold']:g} first, or record an override")
     key = f"generate:{config.get('dataset') or current_dataset()}:{config['split']}:{gate['teacher']}:{gate['prompt_version']}"

@@ -4,6 +4,9 @@
 (``chain_job.run_generate_job``) starts only when a test for the same teacher and prompt version
 on the same dataset reached ``gate_threshold`` or an override (with its reason) was recorded for
 that dataset (``gate_status``, ``record_override``).
+
+Each takes a parsed ``GenerateConfig``: the entry layer (``engine.api``) parses the page's or the
+command's settings once, the job parses its stored JSON once (``run_generate_job``).
 """
 
 from __future__ import annotations
@@ -11,17 +14,16 @@ from __future__ import annotations
 import time
 
 from engine.chains.acceptance import judge_attempts, score_for, structure_faults
-from engine.chains.selection import chain_keys, config_from, load_examples, resolve_dataset, selection_ids
+from engine.chains.selection import chain_keys, load_examples, resolve_dataset, selection_ids
 from engine.core import store
-from engine.core.config import to_dict
+from engine.core.config import GenerateConfig, to_dict
 from engine.core.paths import Home, resolve_home
 
 
-def gate_status(home: Home | str | None, cfg) -> dict:
+def gate_status(home: Home | str | None, cfg: GenerateConfig) -> dict:
     """Whether a full run may start: a recorded test >= gate threshold, or an override, for this
     teacher and prompt version ON THIS DATASET (a test on another dataset's example, or an
     override recorded for another dataset, does not open the gate here)."""
-    cfg = config_from(cfg)
     tid, pk = chain_keys(cfg)
     db = store.connect(home)
     try:
@@ -42,9 +44,8 @@ def gate_status(home: Home | str | None, cfg) -> dict:
             "passing_test": passing[0] if passing else None, "override": overrides[0] if overrides else None}
 
 
-def record_override(home: Home | str | None, cfg, reason: str | None = None) -> int:
+def record_override(home: Home | str | None, cfg: GenerateConfig, reason: str | None = None) -> int:
     """Record that a person launched the full run without a passing test."""
-    cfg = config_from(cfg)
     tid, pk = chain_keys(cfg)
     db = store.connect(home)
     # The override holds for the dataset it was recorded on (the working one when none is named).
@@ -53,11 +54,10 @@ def record_override(home: Home | str | None, cfg, reason: str | None = None) -> 
                                reason=reason or "override without a passing test")
 
 
-def run_test(home: Home | str | None, cfg, log=print) -> dict:
+def run_test(home: Home | str | None, cfg: GenerateConfig, log=print) -> dict:
     """Generate and score one example (attempt-1 sampling) and record it as a gate test."""
     from engine.chains import teacher
 
-    cfg = config_from(cfg)
     home = resolve_home(home)
     db = store.connect(home)
     ds_id, ds_name = resolve_dataset(db, cfg.dataset)

@@ -9,7 +9,7 @@ import sys
 import time
 
 from engine import api
-from engine.cli.output import check_model, job_exit, print_breakdown, print_table
+from engine.cli.output import check_model, job_exit, print_breakdown, print_estimate, print_table
 
 
 def _generate_test(cfg) -> dict | None:
@@ -42,10 +42,8 @@ def cmd_generate(args) -> int:
         return 2
     if args.dry_run or not (args.test or cfg.test):
         est = api.estimate("generate", config=cfg)
-        if "error" in est:
-            print(f"error: {est['error']}", file=sys.stderr)
+        if not print_estimate(est):
             return 2
-        print(f"estimate: {est['text']}", flush=True)
         if args.dry_run:
             return 0
     if cfg.backend == "local" and not check_model(cfg.teacher):

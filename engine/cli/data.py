@@ -6,7 +6,7 @@ import sys
 import time
 
 from engine import api
-from engine.cli.output import job_exit, job_times, print_table
+from engine.cli.output import input_error_exit, job_exit, job_times, print_table
 
 
 def cmd_data_synth(args) -> int:
@@ -41,10 +41,7 @@ def cmd_data_import(args) -> int:
             return 2
     job = api.run_import(args.file, args.dataset, args.split)
     if job["status"] != "succeeded":
-        if job.get("error") and "ImportFileError" in job["error"]:
-            print(f"error: {job['error'].split(': ', 1)[1]}", file=sys.stderr)
-            return 2
-        return job_exit(job)
+        return input_error_exit(job, "ImportFileError") or job_exit(job)
     r = job["result"]
     print(f"accepted {r['accepted']}, rejected {r['rejected']}")
     return 0 if r["rejected"] == 0 else 1

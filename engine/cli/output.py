@@ -30,6 +30,24 @@ def _expected_message(error: str | None) -> str | None:
     return None
 
 
+def print_estimate(est: dict) -> bool:
+    """An estimate on stdout (stderr is for errors, as in every command); after an error line, False."""
+    if "error" in est:
+        print(f"error: {est['error']}", file=sys.stderr)
+        return False
+    print(f"estimate: {est['text']}", flush=True)
+    return True
+
+
+def input_error_exit(job: dict, error_class: str) -> int | None:
+    """A job that stopped on the user's input (``error_class``, e.g. EvalDataError): its message and
+    exit status 2, as a check before the job would have given; None for any other job."""
+    if job["status"] != "succeeded" and job.get("error") and error_class in job["error"]:
+        print(f"error: {job['error'].split(': ', 1)[1]}", file=sys.stderr)
+        return 2
+    return None
+
+
 def job_exit(job: dict) -> int:
     if job["status"] == "succeeded":
         return 0

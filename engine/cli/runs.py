@@ -8,7 +8,7 @@ import sys
 import time
 
 from engine import api
-from engine.cli.output import check_model, job_exit, print_eval_table
+from engine.cli.output import check_model, input_error_exit, job_exit, print_estimate, print_eval_table
 
 
 def _model_arg(args) -> str:
@@ -42,10 +42,7 @@ def cmd_eval(args) -> int:
               "dtype": args.dtype}
     job = api.run_eval(config)
     if job["status"] != "succeeded":
-        if job.get("error") and "EvalDataError" in job["error"]:
-            print(f"error: {job['error'].split(': ', 1)[1]}", file=sys.stderr)
-            return 2
-        return job_exit(job)
+        return input_error_exit(job, "EvalDataError") or job_exit(job)
     r = job["result"]
     print_eval_table(r)
     print(f"{r['n_examples']} examples; report: {r['report']} and {r['html']}")
@@ -63,10 +60,8 @@ def cmd_infer(args) -> int:
         lines = sum(1 for line in fh if line.strip())
     est = api.estimate("infer", model=model, lines=lines, max_new_tokens=args.max_new_tokens,
                        batch_size=args.batch_size)
-    if "error" in est:
-        print(f"error: {est['error']}", file=sys.stderr)
+    if not print_estimate(est):
         return 2
-    print(f"estimate: {est['text']}", flush=True)  # stdout, as the other commands: stderr is for errors
     if args.dry_run:
         return 0
     config = {"model": model, "input": os.path.abspath(args.input), "output": os.path.abspath(args.output),
@@ -75,10 +70,7 @@ def cmd_infer(args) -> int:
               "dtype": args.dtype, "progress_bar": not args.no_progress}
     job = api.run_infer(config)
     if job["status"] != "succeeded":
-        if job.get("error") and "InferInputError" in job["error"]:
-            print(f"error: {job['error'].split(': ', 1)[1]}", file=sys.stderr)
-            return 2
-        return job_exit(job)
+        return input_error_exit(job, "InferInputError") or job_exit(job)
     r = job["result"]
     print(f"{r['generated']} lines generated ({r['skipped_already_done']} already done, {r['errors']} unusable) "
           f"in {r['seconds']} s -> {r['output']}", file=sys.stderr)
@@ -93,10 +85,8 @@ def cmd_demo(args) -> int:
     est = api.estimate("demo", seed=args.seed, train_limit=args.train_limit, validation_limit=args.validation_limit,
                        eval_limit=args.eval_limit, max_new_tokens=args.max_new_tokens,
                        train_overrides=args.train_override or [])
-    if "error" in est:
-        print(f"error: {est['error']}", file=sys.stderr)
+    if not print_estimate(est):
         return 2
-    print(f"estimate: {est['text']}", flush=True)
     if args.dry_run:
         return 0
     t0 = time.time()
@@ -131,10 +121,7 @@ def cmd_serve(args) -> int:
               "device": args.device, "dtype": args.dtype}
     job = api.run_server(config)
     if job["status"] != "succeeded":
-        if job.get("error") and "ServeError" in job["error"]:
-            print(f"error: {job['error'].split(': ', 1)[1]}", file=sys.stderr)
-            return 2
-        return job_exit(job)
+        return input_error_exit(job, "ServeError") or job_exit(job)
     r = job["result"] or {}
     print(f"server stopped ({r.get('ended')}): {r.get('served', 0)} requests served, {r.get('rejected', 0)} "
           f"answered 429", file=sys.stderr)
