@@ -13,6 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MODULES = [
     "engine.data.tasks",
+    "engine.data.example",
+    "engine.data.importer",
+    "engine.data.labels",
+    "engine.data.render",
+    "engine.data.synth",
     "engine.chains.chain",
     "engine.chains.quality",
     "engine.chains.vocabulary",
@@ -34,6 +39,10 @@ MODULES = [
     "engine.serving.serve",
     "engine.estimate",
     "engine.demo",
+    "engine.training.train",
+    "engine.core.config",
+    "engine.core.safe_yaml",
+    "engine.core.model_catalog",
     "engine.core.decoding",
     "engine.core.store",
 ]

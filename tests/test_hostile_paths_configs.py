@@ -20,7 +20,7 @@ import pytest
 
 from engine import cli
 
-from engine.core import config, model_catalog, store
+from engine.core import config, model_catalog, safe_yaml, store
 
 from engine.chains import quality
 from engine.core.config import ConfigError, TrainConfig, load_config
@@ -161,23 +161,23 @@ def test_aliases_within_the_bound_load_and_loops_do_not(tmp_path):
     path.write_text("base_model: smollm2-135m-instruct\ndefaults: &d {r: 4, alpha: 8}\n")
     with pytest.raises(ConfigError, match="unknown field 'defaults'"):  # anchors parse; the field is checked
         load_config(TrainConfig, path)
-    assert config.load_yaml("x: &d {r: 4, alpha: 8}\nlora:\n  <<: *d\n  r: 2\n", "t")["lora"] == {"r": 2, "alpha": 8}
+    assert safe_yaml.load_yaml("x: &d {r: 4, alpha: 8}\nlora:\n  <<: *d\n  r: 2\n", "t")["lora"] == {"r": 2, "alpha": 8}
     for text in ("a: &a [*a]", "a: &a {b: *a}"):
         with pytest.raises(ConfigError, match="refers to its own anchor"):
-            config.load_yaml(text, "t")
+            safe_yaml.load_yaml(text, "t")
 
 
 def test_config_files_are_capped_at_one_mebibyte(tmp_path):
     at_cap = tmp_path / "at-cap.yaml"
-    at_cap.write_bytes(b"#" + b" " * (config.MAX_CONFIG_BYTES - 2) + b"\n")
-    assert at_cap.stat().st_size == config.MAX_CONFIG_BYTES
+    at_cap.write_bytes(b"#" + b" " * (safe_yaml.MAX_CONFIG_BYTES - 2) + b"\n")
+    assert at_cap.stat().st_size == safe_yaml.MAX_CONFIG_BYTES
     assert load_config(TrainConfig, at_cap) == TrainConfig()
     over = tmp_path / "over.yaml"
-    over.write_bytes(b"#" + b" " * (config.MAX_CONFIG_BYTES - 1) + b"\n")
+    over.write_bytes(b"#" + b" " * (safe_yaml.MAX_CONFIG_BYTES - 1) + b"\n")
     with pytest.raises(ConfigError, match="over.yaml: config file over 1,048,576 bytes"):
         load_config(TrainConfig, over)
     with pytest.raises(ConfigError, match="value over"):
-        load_config(TrainConfig, None, ["data=" + "x" * (config.MAX_CONFIG_BYTES + 1)])
+        load_config(TrainConfig, None, ["data=" + "x" * (safe_yaml.MAX_CONFIG_BYTES + 1)])
 
 
 def test_deep_yaml_and_non_utf8_files_are_one_clear_error(tmp_path):

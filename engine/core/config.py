@@ -14,7 +14,6 @@ lacks help.
 from __future__ import annotations
 
 import dataclasses
-import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,82 +22,7 @@ from pathlib import Path
 import yaml
 
 from engine.core.paths import moved_preset
-
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message names the file and field."""
-
-
-MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: presets are a few KiB; a bigger file is a mistake or an attack
-# Nodes plus characters of the document with every alias expanded. A preset weighs a few
-# thousand; anchors reused a few times stay far below. A "billion laughs" file (447 bytes of
-# nested aliases) weighs billions and would grow to gigabytes when copied or quoted.
-MAX_YAML_WEIGHT = 4 * MAX_CONFIG_BYTES
-_SHOWN = reprlib.Repr()  # Python 3.11's Repr takes no arguments
-_SHOWN.maxlevel, _SHOWN.maxdict, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxset = 3, 6, 6, 6, 6
-_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 120, 120, 60
-
-
-def shorten(text, limit: int = 200) -> str:
-    """``text`` cut to ``limit`` characters with an ellipsis, for error messages that quote input.
-
-    >>> shorten("x" * 500, 10)
-    'xxxxxxxxx…'
-    """
-    text = str(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _show(value) -> str:
-    """A bounded repr: a quoted value never makes a message (or the work of building it) huge."""
-    return shorten(_SHOWN.repr(value))
-
-
-def load_yaml(text: str, where: str):
-    """``yaml.safe_load`` with the expanded size bounded and deep nesting refused (ConfigError);
-    a syntax error stays a ``yaml.YAMLError``.
-
-    Aliases are allowed (``<<: *defaults`` is ordinary YAML) as long as the document they expand
-    to stays under MAX_YAML_WEIGHT; the check walks the parsed node graph once, counting each
-    shared node's weight once, so it costs what the file costs.
-    """
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_weight(node, where)
-        return loader.construct_document(node)
-    except RecursionError:  # PyYAML's composer and constructor recurse per nesting level
-        raise ConfigError(f"{where}: YAML nested too deeply") from None
-    finally:
-        loader.dispose()
-
-
-def _check_weight(root, where: str) -> None:
-    weight: dict[int, int] = {}  # id(node) -> expanded weight, for nodes done
-    open_nodes: set[int] = set()  # nodes on the current path (a node met again there is a loop)
-    stack = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
-            node.value if isinstance(node, yaml.SequenceNode) else [])
-        if done:
-            total = 1 + (len(node.value) if isinstance(node, yaml.ScalarNode) else 0)
-            total += sum(weight[id(c)] for c in children)
-            if total > MAX_YAML_WEIGHT:
-                raise ConfigError(f"{where}: the YAML expands to more than {MAX_YAML_WEIGHT:,} nodes and characters "
-                                  f"(aliases repeating aliases?); write the values out")
-            weight[id(node)] = total
-            open_nodes.discard(id(node))
-            continue
-        if id(node) in weight:
-            continue
-        if id(node) in open_nodes:
-            raise ConfigError(f"{where}: a YAML alias refers to its own anchor (a recursive structure)")
-        open_nodes.add(id(node))
-        stack.append((node, True))
-        stack.extend((c, False) for c in children if id(c) not in weight)
+from engine.core.safe_yaml import MAX_CONFIG_BYTES, ConfigError, load_yaml, quote, read_config_text, shorten
 
 
 def opt(default, help: str, **kwargs):
@@ -153,36 +77,36 @@ def _coerce(value, hint, where: str):
                 return _coerce(value, arg, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {_show(value)}")
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {quote(value)}")
     if dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
+            raise ConfigError(f"{where}: expected a mapping, got {quote(value)}")
         return _build(hint, value, where)
     if origin in (list, tuple):
         if isinstance(value, (list, tuple)):
             inner = args[0] if args else typing.Any
             return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
-        raise ConfigError(f"{where}: expected a list, got {_show(value)}")
+        raise ConfigError(f"{where}: expected a list, got {quote(value)}")
     if origin is dict:
         if isinstance(value, dict):
             return dict(value)
-        raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
+        raise ConfigError(f"{where}: expected a mapping, got {quote(value)}")
     if origin is typing.Literal:
         if value in args:
             return value
-        raise ConfigError(f"{where}: must be one of {', '.join(map(str, args))}, got {_show(value)}")
+        raise ConfigError(f"{where}: must be one of {', '.join(map(str, args))}, got {quote(value)}")
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected true or false, got {_show(value)}")
+        raise ConfigError(f"{where}: expected true or false, got {quote(value)}")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"{where}: expected an integer, got {_show(value)}")
+        raise ConfigError(f"{where}: expected an integer, got {quote(value)}")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -191,13 +115,13 @@ def _coerce(value, hint, where: str):
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {_show(value)}")
+        raise ConfigError(f"{where}: expected a number, got {quote(value)}")
     if hint is str:
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{where}: expected text, got {_show(value)}")
+        raise ConfigError(f"{where}: expected text, got {quote(value)}")
     return value
 
 
@@ -206,7 +130,7 @@ def _build(cls, data: dict, where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown field {_show(unknown[0])} (known: {', '.join(sorted(names))})")
+        raise ConfigError(f"{where}: unknown field {quote(unknown[0])} (known: {', '.join(sorted(names))})")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -220,33 +144,18 @@ def parse_override(text: str) -> tuple[list[str], object]:
     (['learning_rate'], '2e-5')
     """
     if "=" not in text:
-        raise ConfigError(f"override {_show(text)}: expected key=value")
+        raise ConfigError(f"override {quote(text)}: expected key=value")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key or len(key) > 200 or any(not part.isidentifier() for part in key.split(".")):
-        raise ConfigError(f"override {_show(text)}: bad key {_show(key)}")
+        raise ConfigError(f"override {quote(text)}: bad key {quote(key)}")
     if len(raw.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"override {_show(key)}: value over {MAX_CONFIG_BYTES:,} bytes")
+        raise ConfigError(f"override {quote(key)}: value over {MAX_CONFIG_BYTES:,} bytes")
     try:  # nesting too deep or aliases expanding too far raise ConfigError
         value = load_yaml(raw, f"override {key}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw  # not YAML: the text itself (a string field takes it, others refuse it by name)
     return key.split("."), value
-
-
-def read_config_text(path: str | Path) -> str:
-    """The text of a config file: at most MAX_CONFIG_BYTES, UTF-8, else one ConfigError naming it."""
-    try:
-        with open(path, "rb") as fh:  # read at most the cap plus one byte: a huge file is never loaded
-            raw = fh.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: config file over {MAX_CONFIG_BYTES:,} bytes (1 MiB); presets are a few KiB")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: config is not UTF-8 text (byte {exc.start})") from None
 
 
 def load_config(cls, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), data: dict | None = None):
@@ -277,7 +186,7 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | tupl
         for k in keys[:-1]:
             target = target.setdefault(k, {})
             if not isinstance(target, dict):
-                raise ConfigError(f"override {_show(text)}: {k} is not a section")
+                raise ConfigError(f"override {quote(text)}: {k} is not a section")
         target[keys[-1]] = value
     _check_nested_keys(cls, merged, where or cls.__name__)
     return _build(cls, merged, where)
@@ -288,7 +197,7 @@ def _check_nested_keys(cls, data: dict, where: str) -> None:
     names = {f.name for f in dataclasses.fields(cls)}
     for key, value in data.items():
         if key not in names:
-            raise ConfigError(f"{where}: unknown field {_show(key)} (known: {', '.join(sorted(names))})")
+            raise ConfigError(f"{where}: unknown field {quote(key)} (known: {', '.join(sorted(names))})")
         if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
             _check_nested_keys(hints[key], value, f"{where}: {key}")
 
@@ -582,12 +491,12 @@ class JudgeSettings:
 
     def __post_init__(self) -> None:
         if not 1 <= self.threshold <= 5:
-            raise ConfigError(f"judge.threshold: must be from 1 to 5, got {_show(self.threshold)}")
+            raise ConfigError(f"judge.threshold: must be from 1 to 5, got {quote(self.threshold)}")
         for name, low in (("max_tokens", 16), ("concurrency", 1), ("http_retries", 0)):
             if getattr(self, name) < low:
-                raise ConfigError(f"judge.{name}: must be at least {low}, got {_show(getattr(self, name))}")
+                raise ConfigError(f"judge.{name}: must be at least {low}, got {quote(getattr(self, name))}")
         if not self.timeout_s > 0:
-            raise ConfigError(f"judge.timeout_s: must be above 0, got {_show(self.timeout_s)}")
+            raise ConfigError(f"judge.timeout_s: must be above 0, got {quote(self.timeout_s)}")
         if self.enabled and not (self.base_url.strip() and self.model.strip()):
             raise ConfigError("judge: enabled needs judge.base_url and judge.model")
 

@@ -23,7 +23,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.core.config import shorten
+from engine.core.safe_yaml import shorten
 from engine.core.paths import CONFIGS, REPO, RUN_NAME, Home, resolve_home
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
