@@ -9,6 +9,7 @@ import json
 import time
 
 from engine.core.schema import ACTIVE_SQL
+from engine.data.datasets import example_filter
 
 def _decode(rows: list[dict], *keys: str, empty=None) -> list[dict]:
     for r in rows:
@@ -30,13 +31,7 @@ def dataset_id(db, name: str | None) -> int | None:
 def examples(db, ds: int, split: str | None = None, task: str | None = None, search: str | None = None,
              limit: int = 50, offset: int = 0) -> tuple[list[dict], int]:
     """A page of dataset ``ds``'s examples (id, ex_id, split, task, labels, first line) and the total count."""
-    where, params = ["dataset_id = ?"], [ds]
-    if split:
-        where.append("split = ?")
-        params.append(split)
-    if task:
-        where.append("task = ?")
-        params.append(task)
+    where, params = example_filter(ds, split, task)
     if search:
         where.append("(transcript LIKE ? OR ex_id LIKE ?)")
         params.extend([f"%{search}%", f"%{search}%"])

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 MODULES = [
     "engine.data.tasks",
     "engine.data.example",
+    "engine.data.datasets",
     "engine.data.importer",
     "engine.data.labels",
     "engine.data.render",

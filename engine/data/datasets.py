@@ -153,6 +153,21 @@ def synthesize(home: Home | str | None, preset: str = "demo", seed: int = 0, out
             "rejected": {s: r["rejected"] for s, r in reports.items()}}
 
 
+def example_filter(dataset_id: int, split: str | None = None, task: str | None = None) -> tuple[list[str], list]:
+    """The WHERE terms and parameters that pick a dataset's examples, of one split and task if given
+    (the export and the Data page's list pick the same rows).
+
+    >>> example_filter(3, "test", None)
+    (['dataset_id = ?', 'split = ?'], [3, 'test'])
+    """
+    where, params = ["dataset_id = ?"], [dataset_id]
+    for column, value in (("split", split), ("task", task)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    return where, params
+
+
 def export_dataset(home: Home | str | None, dataset: str, out: str | os.PathLike, split: str | None = None,
                    task: str | None = None) -> dict:
     """Write a dataset (or one split/task of it) as ChatML JSONL, atomically; each imported JSONL
@@ -161,13 +176,7 @@ def export_dataset(home: Home | str | None, dataset: str, out: str | os.PathLike
     ds = db.execute("SELECT id FROM datasets WHERE name = ?", [dataset]).fetchone()
     if not ds:
         raise ValueError(f"no dataset named {dataset!r}")
-    where, params = ["dataset_id = ?"], [ds[0]]
-    if split:
-        where.append("split = ?")
-        params.append(split)
-    if task:
-        where.append("task = ?")
-        params.append(task)
+    where, params = example_filter(ds[0], split, task)
     n = 0
     with atomic_write(out) as fh:
         for messages, meta, raw in db.execute(
