@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from engine import api
 from engine.cli.chains import (cmd_export_reasoning, cmd_generate, cmd_review_approve, cmd_review_edit,
@@ -310,8 +311,14 @@ def _add_export_score_parsers(sub, esub, home_parent) -> None:
     p.set_defaults(func=cmd_score)
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    # A command's user sees "warning: configs/x.yaml moved to ...", not the engine's file and line.
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.formatwarning = _warning_line
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "home"):
