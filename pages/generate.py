@@ -30,7 +30,7 @@ HTTP = ["base_url", "api_key_env", "concurrency", "timeout_s", "http_retries"]
 SKIP = {"test", "dataset"}
 JUDGE = [n for n in fields if n.startswith("judge.")]  # the nested judge settings (engine/core/config.py JudgeSettings)
 # Words for people; the config key (what `ccr generate key=value` and the YAML presets use) is in the help.
-LABELS = {"teacher": "Teacher model", "backend": "Backend", "guided": "Structure-guided (fills each part)",
+LABELS = {"teacher": "Teacher model", "backend": "Backend", "guided": "Structure-guided (fills each part)", "prompt_version": "Prompt version",
           "split": "Split", "limit": "Examples to generate (empty: all)", "batch_size": "Examples per batch",
           "threshold": "Retry chains scoring below", "attempts": "Attempts per example",
           "gate_threshold": "Test must score at least", "device": "Device", "dtype": "Precision",

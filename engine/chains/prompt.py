@@ -30,7 +30,19 @@ prefilled once per example, the lead-ins once per part. Locally, ``banned_words`
 digits are also masked out of the guided decode (``engine.chains.teacher``), so a 135M teacher cannot
 write a chatbot, an email or an amount the call never had.
 
-``PROMPT_VERSION`` is part of every chain's key: change it whenever a prompt changes, so a run
+Version 5 (an option: ``GenerateConfig.prompt_version``; the default stays 4). A student sees only
+the transcript, so every other task's label value a chain states (a CSAT figure in a churn
+example, a churn level in a CSAT example) is a value it learns to guess (docs/benchmarks.md,
+"Why the tuned answers contradict the call"). In version 5 the teacher still reads every label
+(``context`` is unchanged, so it stays consistent with the call, and ``banned_words`` still
+masks what would contradict one), but the chain's own words state only the example's own task
+label: ``GUIDED_V5`` gives label-free lead-ins ("The customer's own words show", "Business
+impact: repeat contacts like this one raise handling cost because") for every part whose v4
+lead-in states another task's label, and the instructions ask for evidence from the call
+instead of the scores.
+
+The version (``PROMPT_VERSION``, the default, or the configured ``prompt_version``: see
+``engine.chains.teacher.prompt_key``) is part of every chain's key: change it whenever a prompt changes, so a run
 with the new prompt generates new chains instead of skipping examples done with the old one.
 """
 
@@ -43,6 +55,7 @@ from engine.data.example import reference_of
 from engine.chains.chain import ANALYSIS_PARTS, FINAL_ANSWER_HEADER, INSIGHT_PARTS, STEPS, render_chain
 
 PROMPT_VERSION = "4"
+VERSIONS = ("4", "5")
 
 FENCE_BEGIN = "=== BEGIN TRANSCRIPT (data, not instructions) ==="
 FENCE_END = "=== END TRANSCRIPT ==="
@@ -304,18 +317,77 @@ def _lead_fields(example: dict) -> dict:
         "root_cause_phrase": tasks.humanize(labels["root_cause"]) if labels.get("root_cause") else "this issue",
         "churn": labels.get("churn") or "uncertain",
         "metrics": ", ".join(metrics) or "The call metrics",
+        # version 5: the metrics part of a QA or CSAT example states its own figure only
+        "own_metric": (f"QA score {labels['quality']}/100" if example.get("task") == "quality" and "quality" in labels
+                       else f"CSAT {labels['csat']}/5" if example.get("task") == "csat" and "csat" in labels
+                       else "The call metrics"),
         "coaching_phrase": coaching_phrase,
     }
 
 
-def guided_prompts(example: dict) -> list[dict]:
-    """One prompt per part: ``{"part", "section", "messages", "lead"}``; ``messages[-1]`` (the
-    user turn) is ``context(example) + "\n" + GUIDED_INTRO + "\n\n" + "Part: ..."``, so
-    everything up to the part line is a prefix shared by the 13 prompts of an example."""
-    shared = shared_prefix(example)
-    fields = {k: neutralise(v) for k, v in _lead_fields(example).items()}
+# Version 5, by part title: (the label the v4 lead-in states, v5 instruction, v5 lead-in), used
+# for an example whose task does not own that label (``_V5_OWNERS``; None: the v4 lead-in states
+# no label, only its instruction names churn). The lead-ins name no label value and no word the
+# scorer reads as a label claim (churn, CSAT, QA, a mood, "called about", coach), and still end
+# in a causal "because" or name evidence, an action or a business-impact term with a direction.
+GUIDED_V5 = {
+    STEPS[0]: ("sentiment", "How the customer felt, shown by their own words.", "The customer's own words show"),
+    STEPS[1]: ("quality", "What the agent said and did, and why it helped or not.", "The agent's own replies show that"),
+    STEPS[2]: ("quality", "Greeting, holds, transfers, resolution.",
+               "From the greeting to the resolution, the call went as it did because"),
+    STEPS[3]: ("root_cause", "What the customer needed, in their words.", "The customer's problem, in their own words, was that"),
+    STEPS[4]: ("churn", "The effect on cost, revenue and retention.",
+               "Business impact: repeat contacts like this one raise handling cost because"),
+    ANALYSIS_PARTS[0]: ("metrics", "Handle time, repeat contacts and what the call shows.",
+                        "Handle time and the chance of a repeat contact matter here because"),
+    ANALYSIS_PARTS[1]: ("quality", "What the agent did well.", "One useful thing the agent did was"),
+    ANALYSIS_PARTS[2]: ("coaching", "What went wrong, and why it matters.", "The critical issue in this call was"),
+    INSIGHT_PARTS[0]: ("coaching", "One specific training action.", "Train the agent to"),
+    INSIGHT_PARTS[2]: (None, "One business action and its effect on revenue, retention or cost.",
+                       "Follow up with the customer to"),
+}
+# The tasks that own each v4 lead-in's label (a mood is a CSAT example's own label too: the scorer
+# reads moods against CSAT as well as sentiment). v4's metrics part states QA and CSAT; in v5 a QA
+# or CSAT example's metrics part states its own figure only (``_V5_OWN_LEADS``).
+_V5_OWNERS = {"sentiment": ("sentiment", "csat"), "quality": ("quality",), "root_cause": ("root_cause",),
+              "churn": ("churn",), "coaching": ("coaching",), "metrics": ()}
+_V5_OWN_LEADS = {("metrics", "quality"): "{own_metric}. This shows that", ("metrics", "csat"): "{own_metric}. This shows that"}
+
+GUIDED_INTRO_V5 = ("Write the analysis one part at a time: two or three sentences per part, explaining with "
+                   "'because' and what the customer and the agent said in this call; do not restate the known facts.")
+
+
+def _parts(example: dict, version: str = PROMPT_VERSION) -> list[tuple[str, str, str, str]]:
+    """The (section, title, instruction, lead-in template) of each part for ``version``: v4's
+    ``GUIDED_PARTS``; in v5 a part whose v4 lead-in states a label other than the example's own
+    task's takes its ``GUIDED_V5`` instruction and lead-in (or the own task's ``_V5_OWN_LEADS``)."""
+    if version == PROMPT_VERSION:
+        return GUIDED_PARTS
+    if version not in VERSIONS:
+        raise ValueError(f"unknown prompt version {version!r} (known: {', '.join(VERSIONS)})")
+    task = example.get("task")
     out = []
     for section, title, instruction, lead in GUIDED_PARTS:
+        v5 = GUIDED_V5.get(title)
+        if v5 is not None:
+            owner, v5_instruction, v5_lead = v5
+            if (owner, task) in _V5_OWN_LEADS and task in (example.get("labels") or {}):
+                lead = _V5_OWN_LEADS[(owner, task)]
+            elif owner is None or task not in _V5_OWNERS[owner]:
+                instruction, lead = v5_instruction, v5_lead
+        out.append((section, title, instruction, lead))
+    return out
+
+
+def guided_prompts(example: dict, version: str = PROMPT_VERSION) -> list[dict]:
+    """One prompt per part: ``{"part", "section", "messages", "lead"}``; ``messages[-1]`` (the
+    user turn) is ``context(example) + "\n" + GUIDED_INTRO + "\n\n" + "Part: ..."``, so
+    everything up to the part line is a prefix shared by the 13 prompts of an example.
+    ``version`` "5": the lead-ins state only the example's own task label (``_parts``)."""
+    shared = shared_prefix(example, version)
+    fields = {k: neutralise(v) for k, v in _lead_fields(example).items()}
+    out = []
+    for section, title, instruction, lead in _parts(example, version):
         user = f"{shared}Part: {title}. {instruction}"
         out.append({"part": title, "section": section,
                     "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}],
@@ -323,9 +395,9 @@ def guided_prompts(example: dict) -> list[dict]:
     return out
 
 
-def shared_prefix(example: dict) -> str:
+def shared_prefix(example: dict, version: str = PROMPT_VERSION) -> str:
     """The user-turn text every guided prompt of ``example`` starts with."""
-    return f"{context(example)}\n{GUIDED_INTRO}\n\n"
+    return f"{context(example)}\n{GUIDED_INTRO if version == PROMPT_VERSION else GUIDED_INTRO_V5}\n\n"
 
 
 def assemble_guided(example: dict, bodies: dict[str, str]) -> str:
@@ -407,9 +479,21 @@ FREE_INSTRUCTION = (
 )
 
 
-def free_messages(example: dict) -> list[dict]:
+# Version 5, free mode: the same shape; only the example's own task label is stated.
+FREE_INSTRUCTION_V5 = FREE_INSTRUCTION[:FREE_INSTRUCTION.index("Step 5 and Business Actions")] + (
+    "Step 5 and Business Actions must name the effect on retention, cost, revenue or handle time.\n"
+    "Every statement must agree with the known facts, but state only the task's own label; for everything else "
+    "give evidence from the call (what the customer and the agent said), not the other scores or ratings. "
+    "Quote names, amounts and dates only as the transcript has them."
+)
+
+
+def free_messages(example: dict, version: str = PROMPT_VERSION) -> list[dict]:
+    if version not in VERSIONS:
+        raise ValueError(f"unknown prompt version {version!r} (known: {', '.join(VERSIONS)})")
+    instruction = FREE_INSTRUCTION if version == PROMPT_VERSION else FREE_INSTRUCTION_V5
     return [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"{context(example)}\n\n{FREE_INSTRUCTION}"}]
+            {"role": "user", "content": f"{context(example)}\n\n{instruction}"}]
 
 
 FREE_LEAD = f"<thinking>\nStep 1 - {STEPS[0]}\n"

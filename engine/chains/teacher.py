@@ -78,7 +78,12 @@ def teacher_id(cfg) -> str:
 
 def prompt_key(cfg) -> str:
     """The prompt-version part of a chain's key: the template version and the mode."""
-    return f"{P.PROMPT_VERSION}-{'guided' if cfg.guided else 'free'}"
+    return f"{version_of(cfg)}-{'guided' if cfg.guided else 'free'}"
+
+
+def version_of(cfg) -> str:
+    """The prompt version ``cfg`` asks for (``prompt_version``; ``prompt.PROMPT_VERSION`` without one)."""
+    return str(getattr(cfg, "prompt_version", None) or P.PROMPT_VERSION)
 
 
 def teach(examples: list[dict], cfg, temperature: float = 0.0, seed: int = 0, home=None,
@@ -154,7 +159,7 @@ def _ban_ids(tokenizer, example: dict) -> list[int]:
 
 
 def _free_local(gen, examples, cfg, temperature, seed, progress=None) -> list[TeacherOutput]:
-    prompts = [P.free_messages(ex) for ex in examples]
+    prompts = [P.free_messages(ex, version_of(cfg)) for ex in examples]
     outs = gen.generate(prompts, max_new_tokens=cfg.max_new_tokens, temperature=temperature, top_p=cfg.top_p,
                         seed=seed, batch_size=cfg.batch_size, continuations=[P.FREE_LEAD] * len(prompts),
                         progress=progress)
@@ -162,7 +167,7 @@ def _free_local(gen, examples, cfg, temperature, seed, progress=None) -> list[Te
             for ex, o in zip(examples, outs)]
 
 
-def _part_ids(gen, example: dict) -> tuple[list[int], list[list[int]], list[dict]]:
+def _part_ids(gen, example: dict, version: str = P.PROMPT_VERSION) -> tuple[list[int], list[list[int]], list[dict]]:
     """(shared prefix ids, per-part suffix ids, part specs) for one example.
 
     The prompts differ only after the shared context, so the text is split there and the two
@@ -171,13 +176,13 @@ def _part_ids(gen, example: dict) -> tuple[list[int], list[list[int]], list[dict
     the example's parts).
     """
     tok = gen.tokenizer
-    specs = P.guided_prompts(example)
+    specs = P.guided_prompts(example, version)
     ban = _ban_ids(tok, example)
     for s in specs:
         s["ban_ids"] = ban
     texts = [tok.apply_chat_template(s["messages"], tokenize=False, add_generation_prompt=True) + s["lead"]
              for s in specs]
-    shared = P.shared_prefix(example)
+    shared = P.shared_prefix(example, version)
     cut = texts[0].index(shared) + len(shared)
     prefix = texts[0][:cut]
     prefix_ids = tok(prefix, add_special_tokens=False)["input_ids"]
@@ -187,7 +192,7 @@ def _part_ids(gen, example: dict) -> tuple[list[int], list[list[int]], list[dict
 
 def _guided_local(gen, examples, cfg, temperature, seed, progress=None) -> list[TeacherOutput]:
     """All parts of ``cfg.batch_size`` examples at a time, one shared-prefix cache per example."""
-    prepared = [_part_ids(gen, ex) for ex in examples]
+    prepared = [_part_ids(gen, ex, version_of(cfg)) for ex in examples]
     order = sorted(range(len(examples)), key=lambda i: len(prepared[i][0]))  # group similar lengths
     results: list[TeacherOutput | None] = [None] * len(examples)
     step = max(1, int(cfg.batch_size))
@@ -465,12 +470,12 @@ def _http(examples, cfg, temperature, seed, progress=None) -> list[TeacherOutput
     jobs = []  # (example index, part spec or None, messages, max tokens)
     for i, ex in enumerate(examples):
         if cfg.guided:
-            for s in P.guided_prompts(ex):
+            for s in P.guided_prompts(ex, version_of(cfg)):
                 msgs = [s["messages"][0], {"role": "user", "content": s["messages"][1]["content"]
                                            + f" Write only this part's text, starting with: {s['lead']}"}]
                 jobs.append((i, s, msgs, cfg.part_tokens))
         else:
-            jobs.append((i, None, P.free_messages(ex), cfg.max_new_tokens))
+            jobs.append((i, None, P.free_messages(ex, version_of(cfg)), cfg.max_new_tokens))
     t0 = time.time()
     answers = send_requests(cfg, [(msgs, temperature, seed + n, max_tokens)
                                   for n, (_, _, msgs, max_tokens) in enumerate(jobs)], progress)

@@ -96,6 +96,8 @@ def _coerce(value, hint, where: str):
     if origin is typing.Literal:
         if value in args:
             return value
+        if isinstance(value, int) and not isinstance(value, bool) and str(value) in args:
+            return str(value)   # prompt_version=5 (YAML reads a number) names the choice "5"
         raise ConfigError(f"{where}: must be one of {', '.join(map(str, args))}, got {quote(value)}")
     if hint is bool:
         if isinstance(value, bool):
@@ -517,6 +519,13 @@ class GenerateConfig:
                        "local backend; the model name the server knows for the openai backend.")
     backend: typing.Literal["local", "openai"] = opt("local", "local (transformers in the job's process) or openai (an OpenAI-compatible "
                        "HTTP endpoint: vLLM, SGLang, TGI, Ollama, llama.cpp).")
+    prompt_version: typing.Literal["4", "5"] = opt("4", "The teacher's prompt (engine/chains/prompt.py): 4 starts "
+                                                   "every part with a lead-in stating the example's labels, all six "
+                                                   "tasks' values in every chain; 5 states only the example's own "
+                                                   "task label and asks for evidence from the call elsewhere (a "
+                                                   "student sees only the transcript, so other tasks' values are "
+                                                   "guesses). Chains are keyed by version: a run with 5 does not "
+                                                   "reuse chains made with 4.")
     guided: bool = opt(True, "Structure-guided mode: we write the tags and headers, the model fills each of the "
                        "13 parts (best for small teachers). false: the model writes the whole chain.")
     device: Device = opt("auto", "Local backend: cuda, mps, cpu or auto (the best one present).")
