@@ -100,10 +100,10 @@ def test_v5_lead_ins_contradict_no_label():
 
 
 def test_prompt_key_follows_the_configured_version():
-    default = load_config(GenerateConfig, None, [])
-    assert default.prompt_version == "4" and teacher.prompt_key(default) == "4-guided"
-    v5 = load_config(GenerateConfig, None, ["prompt_version=5"])
-    assert v5.prompt_version == "5" and teacher.prompt_key(v5) == "5-guided"
+    default = load_config(GenerateConfig, None, [])   # v5 is the default since the demo's run 3
+    assert default.prompt_version == "5" and teacher.prompt_key(default) == "5-guided"
+    v4 = load_config(GenerateConfig, None, ["prompt_version=4"])
+    assert v4.prompt_version == "4" and teacher.prompt_key(v4) == "4-guided"
     assert teacher.prompt_key(load_config(GenerateConfig, None, ["prompt_version=5", "guided=false"])) == "5-free"
     # a config without the field (an older caller) keeps the module's version
     assert teacher.prompt_key(types.SimpleNamespace(guided=True)) == f"{P.PROMPT_VERSION}-guided"

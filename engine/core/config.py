@@ -519,13 +519,13 @@ class GenerateConfig:
                        "local backend; the model name the server knows for the openai backend.")
     backend: typing.Literal["local", "openai"] = opt("local", "local (transformers in the job's process) or openai (an OpenAI-compatible "
                        "HTTP endpoint: vLLM, SGLang, TGI, Ollama, llama.cpp).")
-    prompt_version: typing.Literal["4", "5"] = opt("4", "The teacher's prompt (engine/chains/prompt.py): 4 starts "
-                                                   "every part with a lead-in stating the example's labels, all six "
-                                                   "tasks' values in every chain; 5 states only the example's own "
-                                                   "task label and asks for evidence from the call elsewhere (a "
-                                                   "student sees only the transcript, so other tasks' values are "
-                                                   "guesses). Chains are keyed by version: a run with 5 does not "
-                                                   "reuse chains made with 4.")
+    prompt_version: typing.Literal["4", "5"] = opt("5", "The teacher's prompt (engine/chains/prompt.py): 5 (the "
+                                                   "default) states only the example's own task label in a chain and "
+                                                   "asks for evidence from the call elsewhere (a student sees only the "
+                                                   "transcript, so other tasks' values are guesses: docs/benchmarks.md, "
+                                                   "run 3, faithful answers 0.00 -> 0.50); 4 starts every part with a "
+                                                   "lead-in stating all six tasks' label values. Chains are keyed by "
+                                                   "version: a run with 5 does not reuse chains made with 4.")
     guided: bool = opt(True, "Structure-guided mode: we write the tags and headers, the model fills each of the "
                        "13 parts (best for small teachers). false: the model writes the whole chain.")
     device: Device = opt("auto", "Local backend: cuda, mps, cpu or auto (the best one present).")
