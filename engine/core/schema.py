@@ -283,6 +283,14 @@ def m_faith_001_chain_reasons(db: Database) -> None:
     db.execute("ALTER TABLE chains ADD COLUMN reasons TEXT")
 
 
+@migrations()
+def m_faith_002_missing_reasons_index(db: Database) -> None:
+    """A partial index on the chains still without reasons: ``fill_missing_reasons`` runs before
+    every read of chains (list, detail, quality report, selection), and without it each of those
+    reads scanned the whole chains table, transcripts and all, to find none."""
+    db.execute("CREATE INDEX chains_missing_reasons ON chains (id) WHERE reasons IS NULL")
+
+
 def reasons_text(reasons) -> str:
     """``["contradiction", "invented"]`` -> ``",contradiction,invented,"``; none -> ``""``."""
     reasons = list(reasons or [])
