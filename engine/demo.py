@@ -140,7 +140,8 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
                "evaluations": result["evaluations"],
                "n_test_examples": result["n_examples"], "chains": {s: exported[s]["lines"] for s in ("train", "validation")},
                "headline": result["headline"], "comparison": result["comparison"],
-               "small_sample_warning": result.get("small_sample_warning")}
+               "small_sample_warning": result.get("small_sample_warning"),
+               "constant_answer": result.get("constant_answer")}
     with atomic_write(Path(report).with_name(Path(report).stem + "-summary.json")) as fh:
         json.dump(summary, fh, indent=2)
     # The Pipeline page links to the last demo's comparison (the CLI's demo is no job of its own).
@@ -245,6 +246,10 @@ def format_summary(summary: dict) -> str:
         d = deltas.get(k)
         if d:
             lines.append(f"{k:30s} {d['base']:8.3f} {d['tuned']:8.3f} {d['delta']:+8.3f}  {d.get('verdict', '')}")
+    const = summary.get("constant_answer") or {}
+    if const.get("n"):  # an accuracy is read against what one fixed answer per task scores
+        lines.append(const["description"])
+        lines += [f"  {m['summary']}" for m in const["models"]]
     if summary.get("small_sample_warning"):
         lines.append(f"warning: {summary['small_sample_warning']}")
     s = summary["stages"]

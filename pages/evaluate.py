@@ -128,6 +128,12 @@ def figures_on_read(evaluation_id: int, home: str, finished) -> dict:
     return api.eval_figures(evaluation_id)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def constant_answer(ids: tuple, home: str, finished: tuple) -> dict:
+    """Cached per evaluations (and home, and their finish times, so a rerun is not served stale)."""
+    return api.eval_constant_answer(list(ids))
+
+
 def better(d: dict) -> str:
     """Direction of a delta, and "unclear" when the paired test does not support it."""
     if d["delta"] == 0:
@@ -224,6 +230,13 @@ with results_tab:
         shown_sig = sum(1 for d in deltas.values() if d.get("significant"))
         st.caption(f"{shown_sig} of {len(deltas)} differences are significant at 95%. \"better\" reads "
                    "\"unclear\" where the difference is not significant: its direction could be chance.")
+    const = constant_answer(tuple(shown), str(api.home().data), tuple(e["finished_at"] for e in shown_evals))
+    if const.get("n"):
+        st.markdown("**Against answering one thing per task**")
+        st.caption("An accuracy is only as good as the bar it clears: on data where most calls are alike, one fixed "
+                   "answer per task already scores well. Each model's overall accuracy is tested against that "
+                   "answer on the same examples (exact McNemar test).")
+        st.text("\n".join([const["description"]] + [m["summary"] for m in const["models"]]))
     for e in shown_evals:
         if e.get("report_path"):
             c1, c2 = st.columns(2)

@@ -31,6 +31,7 @@ MODULES = [
     "engine.chains.review",
     "engine.chains.judge",
     "engine.evaluation.metrics",
+    "engine.evaluation.baseline",
     "engine.evaluation.scoring",
     "engine.evaluation.stats",
     "engine.evaluation.figures",

@@ -236,8 +236,23 @@ def test_base_vs_tuned_table_carries_intervals_n_and_the_paired_verdict(demo_hom
     assert "class=warn" in html and "smoke test, not a result" in html
     assert "<th class=l>paired test at 95%</th>" in html
 
+    # The constant-answer bar: one example per task, so the best constant answer is each reference
+    # itself (6/6); each model's accuracy against it is its own overall accuracy, tested paired.
+    const = report["constant_answer"]
+    assert (const["correct"], const["n"], const["accuracy"]) == (6, 6, 1.0)
+    for m, side in zip(const["models"], report["models"]):
+        assert m["model"] == side["model"] and m["accuracy"] == side["headline"]["overall.accuracy"]
+        assert m["constant"] == 1.0 and m["n"] == 6 and m["discordant"]["model_only"] == 0
+        assert m["summary"] in html
+    assert const["description"] in html and "Against answering one thing per task" in html
+
     print_eval_table(result)  # what `ccr eval --base` prints after the job
     out = capsys.readouterr().out
+    assert const["description"] in out and "tuned-m: overall accuracy" in out
+    from engine.demo import format_summary   # what `ccr demo` prints at its end
+    demo_lines = format_summary({"comparison": result["comparison"], "constant_answer": result["constant_answer"],
+                                 "stages": {"total_s": 60.0}, "report": "R.json", "html": "R.html"})
+    assert const["description"] in demo_lines and const["models"][1]["summary"] in demo_lines
     line = next(x for x in out.splitlines() if x.startswith("structure.compliance_rate"))
     assert "0.00 [0.00, 0.39], n=6" in line and "1.00 [0.61, 1.00], n=6" in line
     assert "+1" in line and "0.0312" in line and "significant at 95%" in line

@@ -64,6 +64,9 @@ def test_evaluate_page_compares_base_and_tuned(app_env, open_page):
     assert any(HOSTILE in t for t in _texts(at))
     assert all("<script>" not in m.value for m in at.markdown)
     assert at.selectbox(key="res-base").value is not None
+    # Every accuracy beside the best constant answer per task, with the paired test against it.
+    bar = next(t for t in _texts(at) if t.startswith("Best constant answer per task"))
+    assert "n=6" in bar and "tuned-m: overall accuracy" in bar and "base-m: overall accuracy" in bar
 
 
 def test_evaluate_page_queues_an_evaluation_once(app_env, open_page):

@@ -38,7 +38,8 @@ from engine.api.training import (
     train_presets, train_data_files, train_estimate, start_training, resume_training, train_runs, train_run,
     train_metrics, start_export_model, train_dry_run, prepare_train, run_training, run_folder, export_model)
 from engine.api.evals import (
-    evaluations, evaluation, eval_predictions, eval_disagreements, eval_deltas, eval_pair, eval_intervals,
+    evaluations, evaluation, eval_predictions, eval_disagreements, eval_deltas, eval_constant_answer, eval_pair,
+    eval_intervals,
     format_figure, format_p, small_sample_warning, eval_figures, faithfulness_word, confusion_views,
     start_eval, read_report, chat_messages, example_prompt, score_answer, eval_title, eval_plan, run_eval)
 from engine.api.serving import (
@@ -65,6 +66,7 @@ __all__ = [  # what pages and commands call (the modules' public names)
     "train_data_files", "train_estimate", "start_training", "resume_training", "train_runs", "train_run",
     "train_metrics", "start_export_model", "train_dry_run", "prepare_train", "run_training", "run_folder",
     "export_model", "evaluations", "evaluation", "eval_predictions", "eval_disagreements", "eval_deltas",
+    "eval_constant_answer",
     "eval_pair", "eval_intervals", "format_figure", "format_p", "small_sample_warning", "eval_figures",
     "faithfulness_word", "confusion_views", "start_eval", "read_report", "chat_messages", "example_prompt",
     "score_answer", "eval_title", "eval_plan", "run_eval", "new_api_key", "start_server", "check_port_free",

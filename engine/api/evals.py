@@ -55,6 +55,17 @@ def eval_deltas(base_id: int, tuned_id: int, keys: list[str] | None = None) -> d
         return {}
 
 
+def eval_constant_answer(evaluation_ids: list[int]) -> dict:
+    """The best constant answer per task on the last evaluation's examples and each evaluation's
+    overall accuracy against it, with its paired test (``engine.evaluation.baseline``)."""
+    from engine.evaluation import evaluate
+
+    try:
+        return evaluate.constant_answer(db(), list(evaluation_ids))
+    except ValueError:
+        return {}
+
+
 def eval_pair(model_a: str, model_b: str) -> tuple[dict, dict] | None:
     """The newest finished base-vs-tuned evaluation of these two models (either way round), as
     (base evaluation, tuned evaluation) rows of ``evaluations()``, or None."""

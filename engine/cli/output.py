@@ -108,6 +108,11 @@ def print_eval_table(r: dict) -> None:
             print(f"faithfulness of {name}: {f['judged']} of {f['n']} answers judged (with reasoning to check; "
                   f"faithful_rate is over these), {f['with_contradiction']} with a contradiction, "
                   f"{f['invented']} unsupported specifics in all")
+    const = r.get("constant_answer")
+    if const and const.get("n"):
+        print(const["description"])
+        for m in const["models"]:
+            print(f"  {m['summary']}")
     if r.get("small_sample_warning"):
         print(f"warning: {r['small_sample_warning']}")
 

@@ -25,7 +25,7 @@ import json
 import time
 from pathlib import Path
 
-from engine.evaluation import figures, formatting, metrics as M, scoring, stats
+from engine.evaluation import baseline, figures, formatting, metrics as M, scoring, stats
 from engine.evaluation.report import write_report
 from engine.core import store
 from engine.data import tasks
@@ -414,6 +414,21 @@ STATISTICS = {
 }
 
 
+def constant_answer(db, evaluation_ids: list[int]) -> dict:
+    """The best constant answer per task on the examples of the last of ``evaluation_ids`` (the
+    tuned, or only, model), and each model's overall accuracy against it with a paired test
+    (``engine.evaluation.baseline``); the figures are computed from the stored answers on read."""
+    rows = {eid: predictions(db, eid) for eid in evaluation_ids}
+    best = baseline.best_constant(rows[evaluation_ids[-1]]) if evaluation_ids else baseline.best_constant([])
+    models = []
+    for eid in evaluation_ids:
+        versus = baseline.versus_constant(rows[eid], best)
+        model = evaluation_row(db, eid)["model"]
+        models.append({"evaluation_id": eid, "model": model, **versus,
+                       "summary": baseline.summary(best, model, versus)})
+    return {**best, "description": baseline.describe(best), "models": models}
+
+
 def build_report(db, evaluation_ids: list[int], roles: list[str], source: str, n_examples: int,
                  examples_in_report: int = 20) -> dict:
     """The report as a dict; with two evaluations the first is the base and the second the tuned."""
@@ -431,7 +446,8 @@ def build_report(db, evaluation_ids: list[int], roles: list[str], source: str, n
               "intervals": {m["model"]: (m["metrics"] or {}).get("intervals", {}) for m in models},
               "faithfulness": {m["model"]: (m["metrics"] or {}).get("faithfulness") for m in models},
               "statistics": STATISTICS, "sample_sizes": formatting.sample_sizes(last or {}),
-              "small_sample_warning": formatting.small_sample_warning(last), "comparison": None, "examples": []}
+              "small_sample_warning": formatting.small_sample_warning(last), "comparison": None, "examples": [],
+              "constant_answer": constant_answer(db, evaluation_ids)}
     if len(models) == 2:
         base, tuned = models
         report["comparison"] = {"base": base["model"], "tuned": tuned["model"],
@@ -502,10 +518,16 @@ def run_evaluation(home: Home | str | None, cfg, ctx=None, generators: dict | No
     for eid in ids:
         store.finish_evaluation(db, eid, "succeeded", report_path=json_path)
     log(f"report: {json_path} and {html_path}")
+    const = report["constant_answer"]
+    if const["n"]:
+        log(const["description"])
+        for m in const["models"]:
+            log(m["summary"])
     return {"evaluations": ids, "report": json_path, "html": html_path, "n_examples": len(examples),
             "headline": report["headline"], "intervals": report["intervals"], "skipped": len(problems),
             "faithfulness": {m["model"]: (m["metrics"] or {}).get("faithfulness") for m in report["models"]},
-            "small_sample_warning": report["small_sample_warning"], "comparison": report["comparison"]}
+            "small_sample_warning": report["small_sample_warning"], "comparison": report["comparison"],
+            "constant_answer": const}
 
 
 def run_eval_job(ctx, config: dict) -> dict:

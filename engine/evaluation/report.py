@@ -102,6 +102,16 @@ def _statistics_note(report: dict) -> str:
     return (f"<p class=warn>{_e(warn)}</p>" if warn else "") + note
 
 
+def _constant_section(report: dict) -> str:
+    """The constant-answer baseline (``engine.evaluation.baseline``) under the models' table: an
+    accuracy is read against it. Absent from reports written before it existed."""
+    const = report.get("constant_answer")
+    if not const or not const.get("n"):
+        return ""
+    lines = "".join(f"<li>{_e(m['summary'])}</li>" for m in const["models"])
+    return f"<h3>Against answering one thing per task</h3><p>{_e(const['description'])}</p><ul>{lines}</ul>"
+
+
 def _confusion_table(title: str, conf: dict) -> str:
     peak = max([max(r) for r in conf["matrix"]] + [1])
     head = "".join(f"<th>{_e(c)}</th>" for c in conf["columns"])
@@ -243,7 +253,7 @@ def render_html(report: dict) -> str:
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{_e(title)}</h1><p class=muted>{_e(report['n_examples'])} examples from {_e(report['data'])} · "
         f"{_e(report['created_at'])}</p>"
-        f"<h2>Models by metric</h2>{_statistics_note(report)}{_headline_table(report)}"
+        f"<h2>Models by metric</h2>{_statistics_note(report)}{_headline_table(report)}{_constant_section(report)}"
         f"<h2>Reasoning structure and quality score</h2><table><tr><th class=l>metric</th>{head}</tr>"
         f"{rows('structure', struct_keys)}{rows('quality_score', qs_keys)}</table>"
         f"<h3>Quality-score distribution</h3>{_histogram_svg(models)}"
