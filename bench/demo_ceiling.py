@@ -150,8 +150,7 @@ prior = {k: constant(k, train) for k in KEYS}
 results["prior (most common training answer)"] = accuracy(
     lambda t, i, r: {k: prior[k] for k in tasks.TASK_KEYS[t]})
 
-if DB:
-    db = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
+if DB and (Path(DB).parent / "train_reasoning.jsonl").exists():
     home = Path(DB).parent
     chain_rows = [json.loads(line)["meta"] for line in open(home / "train_reasoning.jsonl")]
     by_id = {r["id"]: r for r in train}
@@ -172,6 +171,7 @@ results["7 nearest neighbours, TF-IDF, 300 transcripts"] = accuracy(
     lambda t, i, r: {k: knn[k][i] for k in tasks.TASK_KEYS[t]})
 
 if DB:
+    db = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
     for ev_id, model in db.execute("SELECT id, model FROM evaluations ORDER BY id"):
         rows = db.execute("SELECT task, parsed, correct FROM eval_predictions WHERE evaluation_id = ?", (ev_id,)).fetchall()
         per, answers = defaultdict(list), defaultdict(Counter)
