@@ -337,7 +337,8 @@ def generate_pending(db, config: dict) -> int:
         return 1
     cfg = config_from(dict(config))
     ds_id, _ = resolve_dataset(db, cfg.dataset)
-    ids = selection_ids(db, ds_id, cfg.split, cfg.limit)
+    # the job's own selection (chain_job: balanced or first-N), so the estimate counts the same examples
+    ids = selection_ids(db, ds_id, cfg.split, cfg.limit, balanced=cfg.select == "balanced", seed=cfg.seed)
     tid, pk = chain_keys(cfg)
     done = sum(n for (n,) in chunked_query(
         db, "SELECT COUNT(*) FROM chains WHERE teacher = ? AND prompt_version = ? AND example_id IN ({ids})", ids, [tid, pk]))

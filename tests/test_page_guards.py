@@ -143,6 +143,23 @@ def test_estimates_without_history_are_labelled_defaults_or_unknown(demo_home):
     assert estimate.evaluate(db, ["smollm2-135m-instruct"], 60, 768, 60)["seconds"] == pytest.approx(60 * 0.0075 * 768)
 
 
+def test_pending_chains_are_counted_on_the_jobs_own_selection(demo_home):
+    """A balanced run selects other examples than the first N: its estimate counts what that run
+    would still generate, not what the first N lack."""
+    db = store.connect(demo_home)
+    cfg = gen_config(demo_home, limit=6, select="balanced")
+    ds_id, _ = selection.resolve_dataset(db, cfg["dataset"])
+    balanced = selection.selection_ids(db, ds_id, "train", 6, balanced=True, seed=cfg["seed"])
+    first = selection.selection_ids(db, ds_id, "train", 6)
+    assert set(balanced) != set(first)
+    tid, pk = selection.chain_keys(selection.config_from(cfg))
+    store.save_generation_step(db, [], [{"example_id": i, "prompt_version": pk, "teacher": tid, "text": "x",
+                                         "score": 80.0, "criteria": {}, "status": "passed", "attempts": 1,
+                                         "reasons": []} for i in balanced])
+    assert estimate.generate_pending(db, cfg) == 0
+    assert estimate.generate_pending(db, {**cfg, "select": "first"}) == len(set(first) - set(balanced))
+
+
 def test_estimates_with_history_name_the_job_they_were_measured_on(demo_home):
     db = store.connect(demo_home)
     cfg = gen_config(demo_home)
