@@ -104,17 +104,22 @@ def _run(home: Home, kind: str, config: dict, title: str, echo: bool) -> dict:
 def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | None = None,
              validation_limit: int = VALIDATION_CHAINS, eval_limit: int = 0, max_new_tokens: int = EVAL_MAX_NEW_TOKENS,
              eval_batch_size: int = EVAL_BATCH, train_overrides: list[str] | tuple = (), run: str | None = None,
-             report: str | None = None, echo: bool = True, log=print) -> dict:
+             report: str | None = None, echo: bool = True, log=print,
+             generate_overrides: list[str] | tuple = ()) -> dict:
     """Run (or continue) the demo loop; returns the stage timings and the headline figures.
 
     ``train_limit``: train examples that get chains (None: ``TRAIN_CHAINS``; 0: all 300);
-    ``validation_limit``: validation chains (0: none); ``eval_limit``: test examples (0: all 60)."""
+    ``validation_limit``: validation chains (0: none); ``eval_limit``: test examples (0: all 60).
+    ``generate_overrides`` / ``train_overrides``: ``key=value`` settings of the teacher's preset
+    (configs/generate/generate_smollm2_cpu.yaml; the demo keeps its own dataset, split, limit and
+    balanced selection) and of the training preset; both are checked before any stage runs."""
     train_limit = TRAIN_CHAINS if train_limit is None else (int(train_limit) or None)
     home = resolve_home(home).ensure()
     db = store.connect(home)
     dataset = f"demo-seed{seed}"
     run = run or f"demo-seed{seed}"
     report = report or str(home.data / "reports" / f"{run}.json")  # one report per run: a second run keeps the first
+    check_overrides(generate_overrides, train_overrides)
     stages: dict[str, float] = {}
     t_all = time.time()
 
@@ -127,7 +132,7 @@ def run_demo(home: Home | str | None = None, seed: int = 0, train_limit: int | N
 
     stage("synth_s", "synthesize the demo dataset", lambda: _synthesize(home, db, dataset, seed, echo, log))
     gen_cfg = stage("generate_s", "generate reasoning chains",
-                    lambda: _generate(home, dataset, train_limit, validation_limit, echo, log))
+                    lambda: _generate(home, dataset, train_limit, validation_limit, echo, log, generate_overrides))
     exported = stage("export_s", "export train_reasoning.jsonl", lambda: _export(home, dataset, gen_cfg, log))
     stage("train_s", "train the LoRA adapter", lambda: _train(home, run, exported, train_overrides, echo, log))
     eval_config = {"model": f"run:{run}", "base": DEFAULT_MODEL, "dataset": dataset, "split": "test",
@@ -159,14 +164,40 @@ def _synthesize(home: Home, db, dataset: str, seed: int, echo: bool, log) -> Non
     store.set_setting(db, "current_dataset", dataset)
 
 
-def _generate(home: Home, dataset: str, train_limit: int | None, validation_limit: int, echo: bool, log):
+def demo_generate_config(generate_overrides: list[str] | tuple = ()):
+    """The teacher's settings of the demo: its preset with ``generate_overrides``; ConfigError (a
+    ValueError naming the field) for a bad one."""
+    from engine.chains import selection
+
+    return selection.config_from(None, list(generate_overrides), str(CONFIGS / "generate" / "generate_smollm2_cpu.yaml"))
+
+
+def demo_train_config(train_overrides: list[str] | tuple = ()):
+    """The demo's training settings: the CPU preset, the demo's ``TRAIN_OVERRIDES``, then the user's."""
+    from engine.core.config import TrainConfig, load_config
+
+    return load_config(TrainConfig, CONFIGS / "train" / "smollm2_cpu.yaml", [*TRAIN_OVERRIDES, *train_overrides])
+
+
+def check_overrides(generate_overrides: list[str] | tuple = (), train_overrides: list[str] | tuple = ()) -> None:
+    """Both presets load with the user's overrides, before the first stage: a misspelt training key
+    must not surface after ten minutes of chains. DemoError names the setting."""
+    for what, load, overrides in (("teacher", demo_generate_config, generate_overrides),
+                                  ("training", demo_train_config, train_overrides)):
+        try:
+            load(overrides)
+        except ValueError as exc:
+            raise DemoError(f"{what} setting: {exc}") from None
+
+
+def _generate(home: Home, dataset: str, train_limit: int | None, validation_limit: int, echo: bool, log,
+              generate_overrides: list[str] | tuple = ()):
     """Stage 2: the gate test (an override if it fails: the demo goes on), then the train and validation
     chains; returns the generation config."""
-    from engine.chains import selection
     from engine.chains.gate import gate_status, record_override
     from engine.core.config import to_dict
 
-    gen_cfg = selection.config_from(None, [], str(CONFIGS / "generate" / "generate_smollm2_cpu.yaml"))
+    gen_cfg = demo_generate_config(generate_overrides)
     gen_cfg.dataset = dataset
     gen_cfg.select = "balanced"
     gate = gate_status(home, gen_cfg)
@@ -289,7 +320,8 @@ def run_demo_job(ctx, config: dict) -> dict:
                         validation_limit=int(config.get("validation_limit", VALIDATION_CHAINS)),
                         eval_limit=int(config.get("eval_limit", 0)),
                         max_new_tokens=int(config.get("max_new_tokens", EVAL_MAX_NEW_TOKENS)),
-                        train_overrides=list(config.get("train_overrides") or []), echo=True, log=ctx.log)
+                        train_overrides=list(config.get("train_overrides") or []), echo=True, log=ctx.log,
+                        generate_overrides=list(config.get("generate_overrides") or []))
     except DemoError:
         how = ctx.stop_requested()
         if how:

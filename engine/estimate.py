@@ -347,18 +347,18 @@ def generate_pending(db, config: dict) -> int:
 
 def demo_plan(db, seed: int = 0, train_limit: int | None = None, validation_limit: int | None = None,
               eval_limit: int = 0, max_new_tokens: int | None = None, eval_batch_size: int | None = None,
-              train_overrides=(), home=None) -> dict:
+              train_overrides=(), home=None, generate_overrides=()) -> dict:
     """``ccr demo``'s estimate with its own settings and defaults (engine/demo.py: ``train_limit``
-    None is ``TRAIN_CHAINS``, 0 all 300), chains that all pass, and its training overrides."""
+    None is ``TRAIN_CHAINS``, 0 all 300), chains that all pass, and its teacher and training
+    overrides (a bad one: the ConfigError that names it)."""
     from engine import demo as D
-    from engine.core.config import GenerateConfig, TrainConfig, load_config, to_dict
-    from engine.core.paths import CONFIGS
+    from engine.core.config import to_dict
 
     validation_limit = D.VALIDATION_CHAINS if validation_limit is None else validation_limit
     max_new_tokens = max_new_tokens or D.EVAL_MAX_NEW_TOKENS
     eval_batch_size = eval_batch_size or D.EVAL_BATCH
-    gen = to_dict(load_config(GenerateConfig, CONFIGS / "generate" / "generate_smollm2_cpu.yaml"))
-    train_cfg = to_dict(load_config(TrainConfig, CONFIGS / "train" / "smollm2_cpu.yaml", [*D.TRAIN_OVERRIDES, *train_overrides]))
+    gen = to_dict(D.demo_generate_config(generate_overrides))
+    train_cfg = to_dict(D.demo_train_config(train_overrides))
     n_train = D.TRAIN_CHAINS if train_limit is None else (min(train_limit, 300) if train_limit else 300)
     n_val = min(validation_limit, 60) if validation_limit else 0
     out = demo(db, gen, train_cfg, n_train + n_val, n_train, train_cfg["epochs"], min(eval_limit, 60) if eval_limit

@@ -98,11 +98,24 @@ with run_tab:
                                        "their label values. More chains take longer to generate and to train on.")
         d_eval = c2.number_input("Test examples to evaluate (0: all)", min_value=0, max_value=60, value=0,
                                  key="demo-eval", help="Of its 60 test examples (0: all 60, 10 per task).")
-        demo_settings = dict(train_limit=int(d_train), eval_limit=int(d_eval))
+        c1, c2 = st.columns(2)
+        d_gen = c1.text_area("Teacher settings (key=value, one a line)", key="demo-gen-overrides", height=80,
+                             placeholder="prompt_version=4",
+                             help="Overrides of configs/generate/generate_smollm2_cpu.yaml, as `ccr demo "
+                                  "--generate-override`. The demo keeps its own dataset, split, size and balanced "
+                                  "selection.")
+        d_trainset = c2.text_area("Training settings (key=value, one a line)", key="demo-train-overrides", height=80,
+                                  placeholder="epochs=2",
+                                  help="Overrides of configs/train/smollm2_cpu.yaml after the demo's own, as `ccr "
+                                       "demo --train-override`.")
+        demo_settings = dict(train_limit=int(d_train), eval_limit=int(d_eval),
+                             generate_overrides=api.parse_overrides(d_gen),
+                             train_overrides=api.parse_overrides(d_trainset))
         demo_estimate = api.estimate("demo", **demo_settings)
         demo_reasons = []
         if demo_estimate.get("error"):
             st.error(f"No estimate: {ui.md_escape(demo_estimate['error'])}")
+            demo_reasons.append("fix the settings above")
         elif not ui.confirm_long(demo_estimate, "demo-confirm", "whole loop", settings=sorted(demo_settings.items())):
             demo_reasons.append("confirm the estimated duration above")
         if ui.guarded_button("Run the whole loop", demo_reasons, key="demo-start"):

@@ -171,6 +171,23 @@ def test_evaluate_page_queues_the_whole_loop_as_one_demo_job(app_env, open_page)
     assert not at.exception
     row = store.connect(app_env).execute("SELECT kind, config FROM jobs").fetchone()
     assert row[0] == "demo" and '"eval_limit": 12' in row[1]
+    assert "generate_overrides" not in json.loads(row[1])   # none given: the presets as they are
+
+
+def test_evaluate_page_demo_takes_teacher_and_training_settings_and_names_a_bad_one(app_env, open_page):
+    at = open_page("pages/evaluate.py")
+    at.text_area(key="demo-gen-overrides").input("prompt_versoin=4").run()
+    assert any("unknown field 'prompt\\_versoin'" in e.value for e in at.error)   # markdown-escaped
+    assert at.button(key="demo-start").disabled
+    at.text_area(key="demo-gen-overrides").input("prompt_version=4\n# a comment\nbatch_size=4").run()
+    at.text_area(key="demo-train-overrides").input("epochs=2").run()
+    assert not any("unknown field" in e.value for e in at.error)
+    at.checkbox(key="demo-confirm").check().run()
+    at.button(key="demo-start").click().run()
+    assert not at.exception
+    config = json.loads(store.connect(app_env).execute("SELECT config FROM jobs WHERE kind = 'demo'").fetchone()[0])
+    assert config["generate_overrides"] == ["prompt_version=4", "batch_size=4"]
+    assert config["train_overrides"] == ["epochs=2"]
 
 
 def test_compare_page_puts_one_call_next_to_the_evaluation_evidence(app_env, open_page):

@@ -218,6 +218,28 @@ def test_the_demo_plan_has_the_default_sizes_and_every_stage(demo_home):
     assert api.demo_defaults()["train_chains"] == D.TRAIN_CHAINS
 
 
+def test_demo_settings_are_checked_before_anything_runs(demo_home, capsys):
+    """A bad teacher or training setting of `ccr demo` is named before the first stage, by the CLI,
+    by the engine and by api.start_demo (which queues nothing); a good one reaches the plan."""
+    from engine import cli, demo as D
+
+    home = ["--home", str(demo_home.data)]
+    assert cli.main(["demo", "--dry-run", "--generate-override", "prompt_versoin=4", *home]) == 2
+    assert "unknown field 'prompt_versoin'" in capsys.readouterr().err
+    assert cli.main(["demo", "--dry-run", "--train-override", "epochs=zero", *home]) == 2
+    assert "epochs: expected a number, got 'zero'" in capsys.readouterr().err
+    assert cli.main(["demo", "--dry-run", "--generate-override", "batch_size=4", *home]) == 0
+    assert capsys.readouterr().out.startswith("estimate: ")
+    jobs_before = store.connect(demo_home).execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+    with pytest.raises(D.DemoError, match="teacher setting: .*unknown field 'prompt_versoin'"):
+        D.run_demo(demo_home, generate_overrides=["prompt_versoin=4"], echo=False, log=lambda m: None)
+    with pytest.raises(D.DemoError, match="training setting: .*lora.r"):
+        api.start_demo(train_overrides=["lora.r=many"])
+    assert store.connect(demo_home).execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == jobs_before
+    assert D.demo_generate_config(["prompt_version=4"]).prompt_version == "4"
+    assert D.demo_train_config(["epochs=2"]).epochs == 2   # after the demo's own epochs=3
+
+
 def test_the_demo_trains_without_checkpointing_when_memory_allows():
     from engine import demo as D
 

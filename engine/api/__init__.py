@@ -92,7 +92,7 @@ def estimate(kind: str, **params) -> dict:
       ``batch_size`` (as for ``start_eval``);
     - ``infer``: ``model``, ``lines`` (input lines), ``batch_size``, ``max_new_tokens``;
     - ``demo``: ``train_limit``, ``eval_limit``, ``seed`` (as for ``start_demo``), and ``ccr demo``'s
-      ``validation_limit``, ``max_new_tokens``, ``train_overrides``.
+      ``validation_limit``, ``max_new_tokens``, ``generate_overrides``, ``train_overrides``.
 
     Returns ``{"seconds" (None: unknown), "text" (the duration and its basis), "long" (over
     30 minutes or unknown: the pages ask for a confirmation), ...}``; ``{"error": message}`` when
@@ -139,8 +139,8 @@ def estimate(kind: str, **params) -> dict:
         if kind == "demo":
             return E.demo_plan(conn, seed=int(params.get("seed", 0)), train_limit=params.get("train_limit"),
                                eval_limit=int(params.get("eval_limit") or 0), home=home(),
-                               **{k: params[k] for k in ("validation_limit", "max_new_tokens", "train_overrides")
-                                  if k in params})
+                               **{k: params[k] for k in ("validation_limit", "max_new_tokens", "train_overrides",
+                                                         "generate_overrides") if k in params})
     except (ValueError, OSError) as exc:  # ConfigError, EvalDataError, no dataset: say why
         return {"error": str(exc)}
     raise ValueError(f"unknown kind {kind!r} (expected generate, train, eval, infer or demo)")

@@ -136,10 +136,20 @@ def last_demo() -> dict | None:
     return {**demo, "base": rows[0], "tuned": rows[1]}
 
 
-def start_demo(train_limit: int | None = None, eval_limit: int = 0, seed: int = 0) -> int:
+def start_demo(train_limit: int | None = None, eval_limit: int = 0, seed: int = 0,
+               generate_overrides: list[str] | tuple = (), train_overrides: list[str] | tuple = ()) -> int:
     """Queue the whole loop (``ccr demo``) as one job; each stage shows as its own job too.
-    ``train_limit`` None: the demo's default size (``demo_defaults()``); 0: all 300."""
+    ``train_limit`` None: the demo's default size (``demo_defaults()``); 0: all 300. The overrides
+    (``key=value``, as ``ccr demo --generate-override/--train-override``) are checked first:
+    ``DemoError`` names a bad one and nothing is queued."""
+    from engine import demo
+
+    demo.check_overrides(generate_overrides, train_overrides)
     config = {"seed": int(seed), "train_limit": train_limit, "eval_limit": int(eval_limit)}
+    if generate_overrides:
+        config["generate_overrides"] = list(generate_overrides)
+    if train_overrides:
+        config["train_overrides"] = list(train_overrides)
     return enqueue("demo", config, "demo: the whole loop", dedupe_key="demo")
 
 

@@ -181,6 +181,9 @@ def _add_demo_serve_parsers(sub, home_parent) -> None:
     p.add_argument("--max-new-tokens", type=int, default=D['max_new_tokens'],
                    help=f"longest answer in the evaluation (default {D['max_new_tokens']})")
     p.add_argument("--run", help="run name (default demo-seedN)")
+    p.add_argument("--generate-override", action="append", metavar="KEY=VALUE",
+                   help="override a teacher setting of configs/generate/generate_smollm2_cpu.yaml, e.g. "
+                        "prompt_version=4 (repeatable; the demo keeps its dataset, split, limit and balanced selection)")
     p.add_argument("--train-override", action="append", metavar="KEY=VALUE",
                    help="override a training setting of configs/train/smollm2_cpu.yaml (repeatable)")
     p.add_argument("--report", help="report path (default HOME/reports/RUN.json)")

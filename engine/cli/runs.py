@@ -84,7 +84,7 @@ def cmd_demo(args) -> int:
         return 2
     est = api.estimate("demo", seed=args.seed, train_limit=args.train_limit, validation_limit=args.validation_limit,
                        eval_limit=args.eval_limit, max_new_tokens=args.max_new_tokens,
-                       train_overrides=args.train_override or [])
+                       train_overrides=args.train_override or [], generate_overrides=args.generate_override or [])
     if not print_estimate(est):
         return 2
     if args.dry_run:
@@ -94,6 +94,7 @@ def cmd_demo(args) -> int:
         summary = api.run_demo(seed=args.seed, train_limit=args.train_limit,
                                validation_limit=args.validation_limit, eval_limit=args.eval_limit,
                                max_new_tokens=args.max_new_tokens, train_overrides=args.train_override or [],
+                               generate_overrides=args.generate_override or [],
                                run=args.run, report=os.path.abspath(args.report) if args.report else None)
     except DemoError as exc:
         print(f"error: {exc}", file=sys.stderr)
