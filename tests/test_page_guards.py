@@ -399,6 +399,12 @@ def test_ccr_data_rename_and_delete(demo_home, capsys):
     assert cli.main(["data", "delete", "calls", "--yes", *h]) == 2
     assert f"job #{job} (generate) is working on dataset 'calls'" in capsys.readouterr().err
     store.request_cancel(db, job)
+    # a job without a dataset works on the working one: with no choice recorded, the newest
+    db.execute("DELETE FROM settings WHERE key = 'current_dataset'")
+    job = store.enqueue_job(db, "generate", {})
+    assert cli.main(["data", "delete", "calls", "--yes", *h]) == 2
+    assert f"job #{job} (generate) is working on dataset 'calls'" in capsys.readouterr().err
+    store.request_cancel(db, job)
     assert cli.main(["data", "delete", "calls", "--yes", *h]) == 0
     assert db.execute("SELECT COUNT(*) FROM examples").fetchone()[0] == 0
 

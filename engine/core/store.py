@@ -138,8 +138,9 @@ def create_dataset(db: Database, name: str, kind: str, source: str | None = None
 
 def jobs_using_dataset(db: Database, name: str) -> list[tuple[int, str]]:
     """(id, kind) of active jobs that read or write dataset ``name``: named in their config, or a
-    generation or evaluation of the working dataset when that is ``name``."""
-    working = get_setting(db, "current_dataset")
+    generation or evaluation of the working dataset when that is ``name`` (the chosen one, else the
+    newest: what such a job resolves when it starts, ``working_dataset``)."""
+    working = working_dataset(db)
     out = []
     for job_id, kind, config in db.execute(
             f"SELECT id, kind, config FROM jobs WHERE status IN {ACTIVE_SQL} AND kind IN "
