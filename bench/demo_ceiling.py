@@ -35,7 +35,7 @@ import numpy as np
 
 from engine.data import tasks
 from engine.evaluation import baseline
-from engine.evaluation.stats import wilson
+from engine.evaluation.stats import mcnemar_exact, wilson
 
 if len(sys.argv) < 2:
     sys.exit(__doc__)
@@ -130,7 +130,8 @@ def constant(key: str, rows: list[dict]):
 
 
 def accuracy(pred_of) -> dict:
-    """pred_of(task, i, row) -> parsed answer dict; accuracy per task and overall on the test split."""
+    """pred_of(task, i, row) -> parsed answer dict; accuracy per task and overall on the test split,
+    and the exact McNemar test against the best constant answer on the same examples."""
     per, hits = defaultdict(list), []
     for i, r in enumerate(test):
         ok = bool(tasks.agrees(r["task"], pred_of(r["task"], i, r), r["labels"]))
@@ -139,6 +140,10 @@ def accuracy(pred_of) -> dict:
     out = {t: f"{sum(v)}/{len(v)}" for t, v in sorted(per.items())}
     lo, hi = wilson(sum(hits), len(hits))
     out["overall"] = f"{sum(hits) / len(hits):.2f} [{lo:.2f}, {hi:.2f}] (n={len(hits)})"
+    const = [bool(tasks.agrees(r["task"], best["answers"][r["task"]], r["labels"])) for r in test]
+    b = sum(c and not h for c, h in zip(const, hits))
+    c = sum(h and not c for c, h in zip(const, hits))
+    out["vs constant"] = f"{c} right only here, {b} only by the constant: p={mcnemar_exact(b, c):.3g}"
     return out
 
 
@@ -183,6 +188,11 @@ if DB:
         k = sum(sum(v) for v in per.values())
         lo, hi = wilson(k, n)
         out["overall"] = f"{k / n:.2f} [{lo:.2f}, {hi:.2f}] (n={n})"
+        v = baseline.versus_constant([{"task": t, "labels": json.loads(lab), "correct": ok} for t, lab, ok in
+                                      db.execute("SELECT task, labels, correct FROM eval_predictions "
+                                                 "WHERE evaluation_id = ?", (ev_id,))], best)
+        out["vs constant"] = (f"{v['discordant']['model_only']} right only here, {v['discordant']['constant_only']} "
+                              f"only by the constant: p={v['p_value']:.3g}")
         results[f"stored answers of {model}"] = out
 
 print(f"train {len(train)} transcripts, test {len(test)}; prior answers: {prior}")
