@@ -414,11 +414,12 @@ STATISTICS = {
 }
 
 
-def constant_answer(db, evaluation_ids: list[int]) -> dict:
+def constant_answer(db, evaluation_ids: list[int], rows: dict[int, list[dict]] | None = None) -> dict:
     """The best constant answer per task on the examples of the last of ``evaluation_ids`` (the
     tuned, or only, model), and each model's overall accuracy against it with a paired test
-    (``engine.evaluation.baseline``); the figures are computed from the stored answers on read."""
-    rows = {eid: predictions(db, eid) for eid in evaluation_ids}
+    (``engine.evaluation.baseline``); the figures are computed from the stored answers on read
+    (``rows``: those ``predictions()`` already read, by evaluation id)."""
+    rows = rows or {eid: predictions(db, eid) for eid in evaluation_ids}
     best = baseline.best_constant(rows[evaluation_ids[-1]]) if evaluation_ids else baseline.best_constant([])
     models = []
     for eid in evaluation_ids:
@@ -441,21 +442,22 @@ def build_report(db, evaluation_ids: list[int], roles: list[str], source: str, n
         models.append({"evaluation_id": eid, "model": ev["model"], "role": role, "metrics": metrics,
                        "headline": M.headline(metrics) if metrics else {}})
     last = models[-1]["metrics"] if models else None
+    preds = {eid: predictions(db, eid) for eid in evaluation_ids}   # read once: examples and the constant bar
     report = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "data": source, "n_examples": n_examples,
               "models": models, "headline": {m["model"]: m["headline"] for m in models},
               "intervals": {m["model"]: (m["metrics"] or {}).get("intervals", {}) for m in models},
               "faithfulness": {m["model"]: (m["metrics"] or {}).get("faithfulness") for m in models},
               "statistics": STATISTICS, "sample_sizes": formatting.sample_sizes(last or {}),
               "small_sample_warning": formatting.small_sample_warning(last), "comparison": None, "examples": [],
-              "constant_answer": constant_answer(db, evaluation_ids)}
+              "constant_answer": constant_answer(db, evaluation_ids, preds)}
     if len(models) == 2:
         base, tuned = models
         report["comparison"] = {"base": base["model"], "tuned": tuned["model"],
                                 "deltas": comparison(db, base["evaluation_id"], tuned["evaluation_id"])}
-        report["examples"] = disagreements(predictions(db, base["evaluation_id"]),
-                                           predictions(db, tuned["evaluation_id"]), examples_in_report)
+        report["examples"] = disagreements(preds[base["evaluation_id"]], preds[tuned["evaluation_id"]],
+                                           examples_in_report)
     elif models:
-        wrong = [r for r in predictions(db, models[0]["evaluation_id"]) if r["correct"] is False]
+        wrong = [r for r in preds[models[0]["evaluation_id"]] if r["correct"] is False]
         report["examples"] = [{"key": r["example_key"], "task": r["task"], "labels": r["labels"],
                                "prompt": r.get("prompt"), "model": _side(r)} for r in wrong[:examples_in_report]]
     return report
